@@ -1,0 +1,16 @@
+//! Plain domain types of Portcullis: ids, validated names, org security settings, user kinds and
+//! roles. This crate does no I/O; every other crate speaks in these types.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod ids;
+pub mod names;
+pub mod org;
+pub mod timestamp;
+pub mod user;
+
+pub use error::ModelError;
+pub use ids::{GroupId, KeyId, OrgId, ProjectId, UserId};
+pub use org::OrgSettings;
+pub use timestamp::Timestamp;
+pub use user::{MembershipStatus, OrgRole, ProjectRole, UserKind};

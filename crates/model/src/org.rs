@@ -1,0 +1,204 @@
+//! The security settings of an org, their defaults (seed 001) and their bounds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// Security settings of one org. Defaults follow seed 001.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgSettings {
+    /// Every local user must enroll TOTP MFA.
+    pub mfa_required: bool,
+    /// Automatic lockout after repeated failed logins.
+    pub lockout: LockoutSettings,
+    /// Logout after a period without activity.
+    pub idle_logout: IdleLogoutSettings,
+    /// Absolute lifetime of a login session, in hours.
+    pub session_lifetime_hours: u32,
+    /// Shortest password accepted.
+    pub password_min_length: u32,
+    /// How long a temporary password stays valid, in hours.
+    pub temp_password_ttl_hours: u32,
+    /// How long a password-reset link stays valid, in hours.
+    pub reset_link_ttl_hours: u32,
+}
+
+/// Lockout after `max_attempts` failed logins within `window_minutes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LockoutSettings {
+    /// Whether lockout is on.
+    pub enabled: bool,
+    /// Failed logins that lock the account.
+    pub max_attempts: u32,
+    /// The window the failures are counted in, and how long the lock lasts.
+    pub window_minutes: u32,
+}
+
+/// Logout after `minutes` without activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleLogoutSettings {
+    /// Whether idle logout is on.
+    pub enabled: bool,
+    /// Minutes of inactivity before the session ends.
+    pub minutes: u32,
+}
+
+impl Default for OrgSettings {
+    fn default() -> Self {
+        Self {
+            mfa_required: false,
+            lockout: LockoutSettings {
+                enabled: true,
+                max_attempts: 5,
+                window_minutes: 15,
+            },
+            idle_logout: IdleLogoutSettings {
+                enabled: true,
+                minutes: 60,
+            },
+            session_lifetime_hours: 24,
+            password_min_length: 8,
+            temp_password_ttl_hours: 72,
+            reset_link_ttl_hours: 72,
+        }
+    }
+}
+
+fn within(field: &str, value: u32, min: u32, max: u32) -> Result<(), ModelError> {
+    if value < min || value > max {
+        return Err(ModelError::new(
+            field,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+impl OrgSettings {
+    /// Checks every value against its bounds.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        within(
+            "settings.lockout.maxAttempts",
+            self.lockout.max_attempts,
+            1,
+            100,
+        )?;
+        within(
+            "settings.lockout.windowMinutes",
+            self.lockout.window_minutes,
+            1,
+            1440,
+        )?;
+        within(
+            "settings.idleLogout.minutes",
+            self.idle_logout.minutes,
+            1,
+            1440,
+        )?;
+        within(
+            "settings.sessionLifetimeHours",
+            self.session_lifetime_hours,
+            1,
+            720,
+        )?;
+        within(
+            "settings.passwordMinLength",
+            self.password_min_length,
+            8,
+            128,
+        )?;
+        within(
+            "settings.tempPasswordTtlHours",
+            self.temp_password_ttl_hours,
+            1,
+            720,
+        )?;
+        within(
+            "settings.resetLinkTtlHours",
+            self.reset_link_ttl_hours,
+            1,
+            720,
+        )?;
+        Ok(())
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to these settings and validates the result, so a
+    /// client sends only the values it changes.
+    pub fn merged(&self, patch: &serde_json::Value) -> Result<Self, ModelError> {
+        if !patch.is_object() {
+            return Err(ModelError::new("settings", "must be a JSON object"));
+        }
+        let mut current =
+            serde_json::to_value(self).map_err(|e| ModelError::new("settings", e.to_string()))?;
+        merge_patch(&mut current, patch);
+        let merged: Self = serde_json::from_value(current)
+            .map_err(|e| ModelError::new("settings", e.to_string()))?;
+        merged.validate()?;
+        Ok(merged)
+    }
+}
+
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(key);
+                } else {
+                    merge_patch(
+                        t.entry(key.clone()).or_insert(serde_json::Value::Null),
+                        value,
+                    );
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let s = OrgSettings::default();
+        assert!(!s.mfa_required);
+        assert_eq!((s.lockout.max_attempts, s.lockout.window_minutes), (5, 15));
+        assert_eq!(s.idle_logout.minutes, 60);
+        assert_eq!(s.session_lifetime_hours, 24);
+        assert_eq!(s.password_min_length, 8);
+        assert_eq!(s.temp_password_ttl_hours, 72);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn merge_patch_changes_only_what_is_sent() {
+        let s = OrgSettings::default();
+        let m = s
+            .merged(&json!({"mfaRequired": true, "lockout": {"maxAttempts": 3}}))
+            .unwrap();
+        assert!(m.mfa_required);
+        assert_eq!(m.lockout.max_attempts, 3);
+        assert_eq!(m.lockout.window_minutes, 15);
+        assert_eq!(m.session_lifetime_hours, 24);
+    }
+
+    #[test]
+    fn merge_patch_refuses_bad_values_naming_the_field() {
+        let s = OrgSettings::default();
+        let e = s.merged(&json!({"passwordMinLength": 4})).unwrap_err();
+        assert_eq!(e.field, "settings.passwordMinLength");
+        let e = s.merged(&json!({"mfaRequried": true})).unwrap_err();
+        assert!(e.message.contains("mfaRequried"), "{e}");
+        let e = s
+            .merged(&json!({"lockout": {"enabled": "yes"}}))
+            .unwrap_err();
+        assert!(e.message.contains("invalid type"), "{e}");
+        assert!(s.merged(&json!([1])).is_err());
+    }
+}
