@@ -1,0 +1,652 @@
+//! The store test suite. Every test runs on SQLite and, when `PORTCULLIS_TEST_POSTGRES_URL` is
+//! set, on PostgreSQL in a database of its own (required when `CI=true`).
+
+use std::future::Future;
+
+use portcullis_model::{KeyId, MembershipStatus, OrgId, OrgRole, ProjectRole, UserKind};
+use portcullis_store::{
+    Actor, AuditFilter, BootstrapAdmin, GroupMember, NewKey, NewUser, OrgRecord, Page, Store,
+    StoreError, UserFilter, UserPatch,
+};
+use sqlx::Connection;
+
+/// A database for one test, removed afterwards.
+struct TestDb {
+    store: Store,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+async fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = Store::connect(&url).await.unwrap();
+    TestDb {
+        store,
+        url,
+        _dir: Some(dir),
+        pg_drop: None,
+    }
+}
+
+async fn postgres_db() -> Option<TestDb> {
+    let Ok(base) = std::env::var("PORTCULLIS_TEST_POSTGRES_URL") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "PORTCULLIS_TEST_POSTGRES_URL must be set in CI: the store suite runs on PostgreSQL there"
+            );
+        }
+        eprintln!("skipping PostgreSQL: PORTCULLIS_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let name = format!("portcullis_test_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to PORTCULLIS_TEST_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let (prefix, _) = base.rsplit_once('/').expect("URL ends in /DATABASE");
+    let url = format!("{prefix}/{name}");
+    let store = Store::connect(&url).await.unwrap();
+    Some(TestDb {
+        store,
+        url,
+        _dir: None,
+        pg_drop: Some((base, name)),
+    })
+}
+
+impl TestDb {
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some((base, name)) = self.pg_drop {
+            let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await
+            .ok();
+        }
+    }
+}
+
+/// Runs `test` on every available backend.
+async fn on_every_backend<F, Fut>(test: F)
+where
+    F: Fn(Store, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = sqlite_db().await;
+    test(db.store.clone(), db.url.clone()).await;
+    db.finish().await;
+    if let Some(db) = postgres_db().await {
+        test(db.store.clone(), db.url.clone()).await;
+        db.finish().await;
+    }
+}
+
+fn actor() -> Actor {
+    Actor {
+        user_id: None,
+        name: "tester".into(),
+        impersonator: None,
+        request_id: Some("req-1".into()),
+    }
+}
+
+fn new_key(name: &str, lookup: &str, org: Option<OrgId>) -> NewKey {
+    NewKey {
+        id: KeyId::new(),
+        name: name.into(),
+        prefix: "pcl_test".into(),
+        lookup: lookup.into(),
+        hash: format!("{lookup}-hash"),
+        org_id: org,
+        expires_at: None,
+    }
+}
+
+fn new_user(email: &str, username: &str, kind: UserKind) -> NewUser {
+    NewUser {
+        email: email.into(),
+        username: username.into(),
+        display_name: String::new(),
+        kind,
+        console_access: true,
+        role: OrgRole::Member,
+        platform_admin: false,
+    }
+}
+
+async fn bootstrapped(store: &Store) -> OrgRecord {
+    let admin = BootstrapAdmin {
+        email: "admin@localhost".into(),
+        username: "admin".into(),
+        key: new_key("bootstrap", "boot", None),
+    };
+    store
+        .bootstrap(&admin)
+        .await
+        .unwrap()
+        .expect("fresh database bootstraps")
+        .0
+}
+
+async fn audit_count(store: &Store, org: &OrgRecord, action: &str) -> i64 {
+    let filter = AuditFilter {
+        orgs: vec![org.id],
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    store
+        .list_audit(&filter, Page::default())
+        .await
+        .unwrap()
+        .total
+}
+
+#[tokio::test]
+async fn bootstrap_happens_once_and_migrations_are_idempotent() {
+    on_every_backend(|store, url| async move {
+        assert!(store.is_empty().await.unwrap());
+        let org = bootstrapped(&store).await;
+        assert_eq!(org.slug, "default");
+        let again = BootstrapAdmin {
+            email: "other@localhost".into(),
+            username: "other".into(),
+            key: new_key("k", "other", None),
+        };
+        assert!(store.bootstrap(&again).await.unwrap().is_none());
+        // Connecting again applies no migration twice and keeps the data.
+        let reopened = Store::connect(&url).await.unwrap();
+        assert!(!reopened.is_empty().await.unwrap());
+        reopened.close().await;
+        let all = store.load_all_credentials().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].user.platform_admin);
+        assert_eq!(all[0].keys.len(), 1);
+        assert_eq!(all[0].memberships[0].role, OrgRole::Admin);
+        assert_eq!(audit_count(&store, &org, "org.create").await, 1);
+        assert_eq!(audit_count(&store, &org, "user.create").await, 1);
+        assert_eq!(audit_count(&store, &org, "key.create").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn emails_and_usernames_are_unique_in_any_letter_case_and_failures_leave_nothing() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        let other = store
+            .create_org(&actor(), "other", "Other", None)
+            .await
+            .unwrap();
+        store
+            .create_user(
+                &actor(),
+                &org,
+                &new_user("Alice@Example.com", "alice", UserKind::Local),
+            )
+            .await
+            .unwrap();
+        let before = audit_count(&store, &other, "user.create").await;
+        let err = store
+            .create_user(
+                &actor(),
+                &other,
+                &new_user("alice@EXAMPLE.com", "alice2", UserKind::Local),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("email")),
+            "{err:?}"
+        );
+        let err = store
+            .create_user(
+                &actor(),
+                &other,
+                &new_user("bob@example.com", "ALICE", UserKind::Local),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("username")),
+            "{err:?}"
+        );
+        // Nothing half-written: no user, no membership, no audit record.
+        assert_eq!(audit_count(&store, &other, "user.create").await, before);
+        assert_eq!(
+            store
+                .list_members(&other, &UserFilter::default(), Page::default())
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        let dup = store
+            .create_org(&actor(), "other", "Again", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(dup, StoreError::Conflict(_)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_are_listed_with_filters_and_paging() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        for i in 0..7 {
+            let kind = if i % 2 == 0 {
+                UserKind::Local
+            } else {
+                UserKind::Machine
+            };
+            store
+                .create_user(
+                    &actor(),
+                    &org,
+                    &new_user(&format!("user{i}@corp.example"), &format!("user{i}"), kind),
+                )
+                .await
+                .unwrap();
+        }
+        let ci = store
+            .create_user(
+                &actor(),
+                &org,
+                &new_user("ci_bot%@corp.example", "ci-bot", UserKind::Machine),
+            )
+            .await
+            .unwrap();
+        assert!(!ci.user.console_access, "machines never get console access");
+        let all = store
+            .list_members(
+                &org,
+                &UserFilter::default(),
+                Page {
+                    limit: 3,
+                    offset: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.total, 9);
+        assert_eq!(all.items.len(), 3);
+        let last = store
+            .list_members(
+                &org,
+                &UserFilter::default(),
+                Page {
+                    limit: 3,
+                    offset: 8,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(last.items.len(), 1);
+        let machines = UserFilter {
+            kind: Some(UserKind::Machine),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .list_members(&org, &machines, Page::default())
+                .await
+                .unwrap()
+                .total,
+            4
+        );
+        let by_email = UserFilter {
+            email: Some("USER3@".into()),
+            ..Default::default()
+        };
+        let found = store
+            .list_members(&org, &by_email, Page::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            found
+                .items
+                .iter()
+                .map(|m| m.user.username.as_str())
+                .collect::<Vec<_>>(),
+            ["user3"]
+        );
+        // LIKE wildcards in the filter are taken literally.
+        let literal = UserFilter {
+            email: Some("%".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .list_members(&org, &literal, Page::default())
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        store
+            .create_group(&actor(), &org, "team-a", "")
+            .await
+            .unwrap();
+        store
+            .add_user_to_group(&actor(), &org, "team-a", ci.user.id)
+            .await
+            .unwrap();
+        let in_group = UserFilter {
+            group: Some("TEAM-A".into()),
+            ..Default::default()
+        };
+        let found = store
+            .list_members(&org, &in_group, Page::default())
+            .await
+            .unwrap();
+        assert_eq!(found.total, 1);
+        assert_eq!(found.items[0].groups, ["team-a"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deactivation_suspends_projects_and_reactivation_restores_them() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        let other = store
+            .create_org(&actor(), "other", "Other", None)
+            .await
+            .unwrap();
+        let bob = store
+            .create_user(
+                &actor(),
+                &org,
+                &new_user("bob@example.com", "bob", UserKind::Local),
+            )
+            .await
+            .unwrap();
+        store
+            .add_member(&actor(), &other, "BOB@example.com", OrgRole::Member)
+            .await
+            .unwrap();
+        store
+            .create_project(&actor(), &org, "staging", "")
+            .await
+            .unwrap();
+        store
+            .set_project_member(&actor(), &org, "staging", bob.user.id, ProjectRole::Admin)
+            .await
+            .unwrap();
+
+        let off = store
+            .set_member_status(&actor(), &org, bob.user.id, MembershipStatus::Deactivated)
+            .await
+            .unwrap();
+        assert_eq!(off.status, MembershipStatus::Deactivated);
+        assert!(off.projects.iter().all(|p| p.suspended));
+        let on = store
+            .set_member_status(&actor(), &org, bob.user.id, MembershipStatus::Active)
+            .await
+            .unwrap();
+        assert_eq!(on.projects.len(), 1);
+        assert!(!on.projects[0].suspended);
+        assert_eq!(on.projects[0].role, ProjectRole::Admin);
+
+        let bound = store
+            .create_key(
+                &actor(),
+                &bob.user,
+                Some(&org),
+                &new_key("org-bound", "bound", Some(org.id)),
+            )
+            .await
+            .unwrap();
+        store
+            .create_key(
+                &actor(),
+                &bob.user,
+                None,
+                &new_key("everywhere", "free", None),
+            )
+            .await
+            .unwrap();
+        store
+            .remove_member(&actor(), &org, bob.user.id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.get_member(&org, bob.user.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let creds = store.load_credentials(bob.user.id).await.unwrap().unwrap();
+        assert_eq!(
+            creds.memberships.len(),
+            1,
+            "the other org's membership stays"
+        );
+        assert_eq!(creds.memberships[0].slug, "other");
+        assert!(
+            creds.keys.iter().all(|k| k.id != bound.id),
+            "keys bound to the org leave with the member"
+        );
+        assert_eq!(creds.keys.len(), 1);
+        assert!(
+            store
+                .project_members(&org, "staging")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            audit_count(&store, &org, "user.").await,
+            5,
+            "admin and bob created, deactivated, reactivated, removed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nested_groups_refuse_cycles() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        for g in ["a", "b", "c"] {
+            store.create_group(&actor(), &org, g, "").await.unwrap();
+        }
+        store
+            .add_group_to_group(&actor(), &org, "a", "b")
+            .await
+            .unwrap();
+        store
+            .add_group_to_group(&actor(), &org, "b", "c")
+            .await
+            .unwrap();
+        let err = store
+            .add_group_to_group(&actor(), &org, "c", "a")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(ref m) if m.contains("cycle")),
+            "{err:?}"
+        );
+        assert!(matches!(
+            store.add_group_to_group(&actor(), &org, "a", "a").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.add_group_to_group(&actor(), &org, "a", "b").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let members = store.group_members(&org, "a").await.unwrap();
+        assert_eq!(members.groups, [GroupMember::Group("b".into())]);
+        store.delete_group(&actor(), &org, "b").await.unwrap();
+        assert!(
+            store
+                .group_members(&org, "a")
+                .await
+                .unwrap()
+                .groups
+                .is_empty()
+        );
+        assert!(matches!(
+            store.get_group(&org, "b").await,
+            Err(StoreError::NotFound(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn projects_rename_and_delete() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        store
+            .create_project(&actor(), &org, "staging", "pre-prod")
+            .await
+            .unwrap();
+        store
+            .create_project(&actor(), &org, "prod", "")
+            .await
+            .unwrap();
+        let clash = store
+            .update_project(&actor(), &org, "staging", Some("prod"), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(clash, StoreError::Conflict(_)));
+        let renamed = store
+            .update_project(&actor(), &org, "staging", Some("qa"), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (renamed.name.as_str(), renamed.description.as_str()),
+            ("qa", "pre-prod")
+        );
+        store.delete_project(&actor(), &org, "qa").await.unwrap();
+        let names: Vec<_> = store
+            .list_projects(&org)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["prod"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_activity_and_patches() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        let carol = store
+            .create_user(
+                &actor(),
+                &org,
+                &new_user("carol@example.com", "carol", UserKind::Local),
+            )
+            .await
+            .unwrap();
+        let key = store
+            .create_key(
+                &actor(),
+                &carol.user,
+                None,
+                &new_key("laptop", "carol1", None),
+            )
+            .await
+            .unwrap();
+        store
+            .record_activity(&[(carol.user.id, 1_000)], &[(key.id, 2_000)])
+            .await
+            .unwrap();
+        store
+            .record_activity(&[(carol.user.id, 500)], &[])
+            .await
+            .unwrap();
+        let creds = store
+            .load_credentials(carol.user.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            creds.user.last_access_at.map(|t| t.0),
+            Some(1_000),
+            "older activity never overwrites newer"
+        );
+        assert_eq!(creds.keys[0].last_used_at.map(|t| t.0), Some(2_000));
+        store
+            .delete_key(&actor(), &carol.user, None, key.id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.delete_key(&actor(), &carol.user, None, key.id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let patch = UserPatch {
+            display_name: Some("Carol C".into()),
+            role: Some(OrgRole::Auditor),
+            ..Default::default()
+        };
+        let patched = store
+            .update_member(&actor(), &org, carol.user.id, &patch)
+            .await
+            .unwrap();
+        assert_eq!(
+            (patched.user.display_name.as_str(), patched.role),
+            ("Carol C", OrgRole::Auditor)
+        );
+        let taken = UserPatch {
+            email: Some("ADMIN@localhost".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store
+                .update_member(&actor(), &org, carol.user.id, &taken)
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_append_only() {
+    on_every_backend(|store, url| async move {
+        let org = bootstrapped(&store).await;
+        let page = store
+            .list_audit(
+                &AuditFilter {
+                    orgs: vec![org.id],
+                    ..Default::default()
+                },
+                Page::default(),
+            )
+            .await
+            .unwrap();
+        assert!(page.total >= 3);
+        assert!(
+            page.items.windows(2).all(|w| w[0].id > w[1].id),
+            "newest first"
+        );
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let update = sqlx::query("UPDATE audit_events SET actor = 'mallory'")
+            .execute(&mut conn)
+            .await;
+        assert!(update.is_err(), "updates are refused");
+        let delete = sqlx::query("DELETE FROM audit_events")
+            .execute(&mut conn)
+            .await;
+        assert!(delete.is_err(), "deletes are refused");
+        let none = store
+            .list_audit(&AuditFilter::default(), Page::default())
+            .await
+            .unwrap();
+        assert_eq!(none.total, 0, "a filter naming no org sees nothing");
+    })
+    .await;
+}
