@@ -24,6 +24,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (as opposed to refusing the statement).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+
     /// Maps a unique-constraint violation to `Conflict(message)`, anything else unchanged.
     pub(crate) fn unique(err: sqlx::Error, message: impl Into<String>) -> Self {
         match &err {

@@ -1,0 +1,106 @@
+//! The one place where errors of every crate become HTTP answers:
+//! `{"error":{"code":"…","message":"…"}}` with the matching status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portcullis_authn::AuthnError;
+use portcullis_model::ModelError;
+use portcullis_store::StoreError;
+
+/// An error answer of the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, a wrong type, a missing or unknown field, a bad query parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Well-formed input that breaks a rule (a name pattern, a bound).
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    /// No credential, or one that is not valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing there (or nothing the caller may know of).
+    #[error("{0}")]
+    NotFound(String),
+    /// Duplicate or structurally impossible change.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The method is not served on this path.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// A dependency (the database) is not available.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details go to the log, not to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => Self::NotFound(m),
+            StoreError::Conflict(m) => Self::Conflict(m),
+            other if other.is_unavailable() => {
+                Self::Unavailable("the database is not reachable; try again".into())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthnError> for ApiError {
+    fn from(e: AuthnError) -> Self {
+        match e {
+            AuthnError::Store(s) => s.into(),
+            AuthnError::KeyTooShort(_) => Self::BadRequest(e.to_string()),
+            AuthnError::Randomness(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error; the server log has the details".to_owned()
+            }
+            Self::Invalid(e) => format!("{}: {}", e.field, e.message),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": { "code": code, "message": message } });
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,18 @@
+//! The control plane of Portcullis: the admin REST API under `/api/v1`, health and metrics
+//! endpoints, and the [`server`] that hosts them. Handlers check access through
+//! `portcullis-authz`, change data through `portcullis-store`, and refresh the in-memory
+//! directory of `portcullis-authn` before they answer.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod error;
+mod extract;
+mod observability;
+mod openapi;
+mod routes;
+pub mod server;
+mod state;
+mod views;
+
+pub use error::ApiError;
+pub use server::{Running, ServerConfig, ServerError, start};

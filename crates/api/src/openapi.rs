@@ -1,0 +1,57 @@
+//! The OpenAPI 3.1 document of the admin API, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Portcullis admin API", description = "Orgs, projects, users, groups, API keys and the audit trail."),
+    paths(
+        health::healthz, health::readyz, health::metrics,
+        me::me,
+        keys::list_mine, keys::create_mine, keys::delete_mine,
+        keys::list_for_user, keys::create_for_user, keys::delete_for_user,
+        orgs::create, orgs::list, orgs::get, orgs::update,
+        projects::create, projects::list, projects::get, projects::update, projects::delete,
+        projects::members, projects::set_member, projects::remove_member,
+        users::create, users::add_member, users::list, users::get, users::update,
+        users::deactivate, users::reactivate, users::remove,
+        groups::create, groups::list, groups::get, groups::delete,
+        groups::members, groups::add_member, groups::remove_user, groups::remove_group,
+        audit::list,
+    ),
+    modifiers(&Security),
+    security(("bearer" = []), ("apiKey" = [])),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-KEY"))),
+        );
+    }
+}
+
+/// The document, built once per call (it is small and rarely fetched).
+pub fn build() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(build())
+}

@@ -1,0 +1,129 @@
+//! The router: every path of the control plane, and helpers the handlers share.
+
+pub(crate) mod audit;
+pub(crate) mod groups;
+pub(crate) mod health;
+pub(crate) mod keys;
+pub(crate) mod me;
+pub(crate) mod orgs;
+pub(crate) mod projects;
+pub(crate) mod users;
+
+use axum::Router;
+use axum::routing::{delete, get, post, put};
+use portcullis_model::UserId;
+use portcullis_store::Page;
+
+use crate::ApiError;
+use crate::state::AppState;
+
+/// Every route of the control plane.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .route("/api/v1/me", get(me::me))
+        .route(
+            "/api/v1/me/keys",
+            get(keys::list_mine).post(keys::create_mine),
+        )
+        .route("/api/v1/me/keys/{key_id}", delete(keys::delete_mine))
+        .route("/api/v1/orgs", get(orgs::list).post(orgs::create))
+        .route("/api/v1/orgs/{org}", get(orgs::get).patch(orgs::update))
+        .route(
+            "/api/v1/orgs/{org}/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route(
+            "/api/v1/orgs/{org}/projects/{project}",
+            get(projects::get)
+                .patch(projects::update)
+                .delete(projects::delete),
+        )
+        .route(
+            "/api/v1/orgs/{org}/projects/{project}/members",
+            get(projects::members),
+        )
+        .route(
+            "/api/v1/orgs/{org}/projects/{project}/members/{user_id}",
+            put(projects::set_member).delete(projects::remove_member),
+        )
+        .route("/api/v1/orgs/{org}/members", post(users::add_member))
+        .route(
+            "/api/v1/orgs/{org}/users",
+            get(users::list).post(users::create),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}",
+            get(users::get).patch(users::update).delete(users::remove),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/deactivate",
+            post(users::deactivate),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/reactivate",
+            post(users::reactivate),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/keys",
+            get(keys::list_for_user).post(keys::create_for_user),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/keys/{key_id}",
+            delete(keys::delete_for_user),
+        )
+        .route(
+            "/api/v1/orgs/{org}/groups",
+            get(groups::list).post(groups::create),
+        )
+        .route(
+            "/api/v1/orgs/{org}/groups/{group}",
+            get(groups::get).delete(groups::delete),
+        )
+        .route(
+            "/api/v1/orgs/{org}/groups/{group}/members",
+            get(groups::members).post(groups::add_member),
+        )
+        .route(
+            "/api/v1/orgs/{org}/groups/{group}/members/users/{user_id}",
+            delete(groups::remove_user),
+        )
+        .route(
+            "/api/v1/orgs/{org}/groups/{group}/members/groups/{child}",
+            delete(groups::remove_group),
+        )
+        .route("/api/v1/audit", get(audit::list))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("this method is not allowed on this path".into())
+}
+
+/// A user id from a path: anything that is not an id names no user.
+pub(crate) fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("no user '{raw}'")))
+}
+
+/// Paging from query parameters, with bounds.
+pub(crate) fn page(limit: Option<u32>, offset: Option<u32>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 500, got {limit}"
+        )));
+    }
+    Ok(Page {
+        limit,
+        offset: offset.unwrap_or(0),
+    })
+}

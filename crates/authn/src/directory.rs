@@ -1,0 +1,272 @@
+//! The in-memory directory of credentials: API keys by lookup id and users with their
+//! memberships. Authenticating a request reads it without locks or I/O; every committed change
+//! to a user, a membership or a key refreshes that user's entries before the change is
+//! acknowledged, so a deleted key or a deactivated member is refused on the very next request.
+
+mod sharded;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use portcullis_authz::{Caller, OrgMembership};
+use portcullis_model::{KeyId, OrgId, UserId, UserKind};
+use portcullis_store::{CredentialUser, Store};
+use sharded::Sharded;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::AuthnError;
+use crate::activity::Touched;
+use crate::api_key::{KeyDigest, unhex};
+
+/// A user as the directory knows them.
+#[derive(Debug)]
+pub struct UserEntry {
+    /// Id.
+    pub id: UserId,
+    /// Email.
+    pub email: String,
+    /// Username.
+    pub username: String,
+    /// Kind.
+    pub kind: UserKind,
+    /// May create orgs.
+    pub platform_admin: bool,
+    /// Memberships by org slug.
+    pub memberships: HashMap<String, OrgMembership>,
+    pub(crate) last_access: AtomicI64,
+    pub(crate) dirty: AtomicBool,
+}
+
+/// An API key as the directory knows it.
+#[derive(Debug)]
+pub(crate) struct KeyEntry {
+    pub(crate) id: KeyId,
+    lookup: [u8; 16],
+    user_id: UserId,
+    org_id: Option<OrgId>,
+    verifier: [u8; 32],
+    expires_at: Option<i64>,
+    pub(crate) last_used: AtomicI64,
+    pub(crate) dirty: AtomicBool,
+}
+
+/// Who is calling, once a credential has been checked.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user.
+    pub user: Arc<UserEntry>,
+    /// The key used.
+    pub key_id: KeyId,
+    /// When the key is bound to one org, that org.
+    pub credential_org: Option<OrgId>,
+}
+
+impl Principal {
+    /// The caller as authorization sees it, for the org with this slug.
+    pub fn caller_in(&self, org_slug: &str) -> Caller<'_> {
+        Caller {
+            platform_admin: self.user.platform_admin,
+            membership: self.user.memberships.get(org_slug),
+            credential_org: self.credential_org,
+        }
+    }
+
+    /// The caller as authorization sees it, outside any org.
+    pub fn caller(&self) -> Caller<'_> {
+        Caller {
+            platform_admin: self.user.platform_admin,
+            membership: None,
+            credential_org: self.credential_org,
+        }
+    }
+}
+
+/// The directory. Share it as `Arc<Directory>`.
+pub struct Directory {
+    keys: Sharded<[u8; 16], KeyEntry>,
+    users: Sharded<UserId, UserEntry>,
+    /// Key lookups per user, so a refresh can drop keys that are gone.
+    writer: Mutex<HashMap<UserId, Vec<[u8; 16]>>>,
+    activity: mpsc::UnboundedSender<Touched>,
+}
+
+fn now_millis() -> i64 {
+    portcullis_store::now_millis()
+}
+
+fn user_entry(c: &CredentialUser, carried: Option<&UserEntry>) -> UserEntry {
+    let memberships = c
+        .memberships
+        .iter()
+        .map(|m| {
+            (
+                m.slug.clone(),
+                OrgMembership {
+                    org_id: m.org_id,
+                    role: m.role,
+                    status: m.status,
+                },
+            )
+        })
+        .collect();
+    UserEntry {
+        id: c.user.id,
+        email: c.user.email.clone(),
+        username: c.user.username.clone(),
+        kind: c.user.kind,
+        platform_admin: c.user.platform_admin,
+        memberships,
+        last_access: AtomicI64::new(carried.map_or(0, |u| u.last_access.load(Ordering::Relaxed))),
+        dirty: AtomicBool::new(carried.is_some_and(|u| u.dirty.load(Ordering::Relaxed))),
+    }
+}
+
+fn key_entries(c: &CredentialUser) -> Vec<([u8; 16], KeyEntry)> {
+    c.keys
+        .iter()
+        .filter_map(|k| {
+            let (Some(lookup), Some(verifier)) = (unhex::<16>(&k.lookup), unhex::<32>(&k.hash)) else {
+                tracing::warn!(key_id = %k.id, "stored API key has unreadable digests; it is ignored");
+                return None;
+            };
+            let entry = KeyEntry {
+                id: k.id,
+                lookup,
+                user_id: k.user_id,
+                org_id: k.org_id,
+                verifier,
+                expires_at: k.expires_at.map(|t| t.0),
+                last_used: AtomicI64::new(0),
+                dirty: AtomicBool::new(false),
+            };
+            Some((lookup, entry))
+        })
+        .collect()
+}
+
+impl Directory {
+    /// Loads every credential from the store. Returns the directory and the receiving end of its
+    /// activity feed, for an [`crate::ActivityFlusher`].
+    pub async fn load(
+        store: &Store,
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Touched>), AuthnError> {
+        let all = store.load_all_credentials().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dir = Self {
+            keys: Sharded::new(),
+            users: Sharded::new(),
+            writer: Mutex::new(HashMap::new()),
+            activity: tx,
+        };
+        let mut index = HashMap::new();
+        let mut keys = Vec::new();
+        let mut users = Vec::new();
+        for c in &all {
+            let entries = key_entries(c);
+            index.insert(c.user.id, entries.iter().map(|(l, _)| *l).collect());
+            keys.extend(entries.into_iter().map(|(l, e)| (l, Arc::new(e))));
+            users.push((c.user.id, Arc::new(user_entry(c, None))));
+        }
+        dir.keys.fill(keys);
+        dir.users.fill(users);
+        *dir.writer.lock().await = index;
+        Ok((Arc::new(dir), rx))
+    }
+
+    /// Checks a presented API key: no lock, no I/O, no allocation. `None` for an unknown,
+    /// wrong or expired key, or one whose user is gone.
+    pub fn authenticate_api_key(&self, presented: &str) -> Option<Principal> {
+        let digest = KeyDigest::of(presented.as_bytes());
+        let key = self.keys.get(&digest.lookup)?;
+        if !digest.verifies(&key.verifier) {
+            return None;
+        }
+        let now = now_millis();
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return None;
+        }
+        let user = self.users.get(&key.user_id)?;
+        self.touch(&user, &key, now);
+        Some(Principal {
+            user,
+            key_id: key.id,
+            credential_org: key.org_id,
+        })
+    }
+
+    /// Records use of a credential in memory; the flusher writes it to the store in batches.
+    fn touch(&self, user: &UserEntry, key: &KeyEntry, now: i64) {
+        user.last_access.fetch_max(now, Ordering::Relaxed);
+        key.last_used.fetch_max(now, Ordering::Relaxed);
+        if !user.dirty.swap(true, Ordering::AcqRel) {
+            let _ = self.activity.send(Touched::User(user.id));
+        }
+        if !key.dirty.swap(true, Ordering::AcqRel) {
+            let _ = self.activity.send(Touched::Key(key.lookup));
+        }
+    }
+
+    /// Reloads one user's entries (user, memberships, keys) from the store. Call it after every
+    /// committed change to them, before answering the request that made it.
+    pub async fn refresh_user(&self, store: &Store, user: UserId) -> Result<(), AuthnError> {
+        let mut index = self.writer.lock().await;
+        let fresh = store.load_credentials(user).await?;
+        let old_lookups = index.remove(&user).unwrap_or_default();
+        for lookup in &old_lookups {
+            self.keys.change(lookup, |m| {
+                m.remove(lookup);
+            });
+        }
+        match fresh {
+            None => self.users.change(&user, |m| {
+                m.remove(&user);
+            }),
+            Some(c) => {
+                let entries = key_entries(&c);
+                index.insert(user, entries.iter().map(|(l, _)| *l).collect());
+                for (lookup, entry) in entries {
+                    let carried = self.keys.get(&lookup);
+                    if let Some(old) = carried {
+                        entry
+                            .last_used
+                            .store(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                    self.keys.change(&lookup, |m| {
+                        m.insert(lookup, Arc::new(entry));
+                    });
+                }
+                let carried = self.users.get(&user);
+                let entry = Arc::new(user_entry(&c, carried.as_deref()));
+                self.users.change(&user, |m| {
+                    m.insert(user, entry);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's entry.
+    pub fn user(&self, user: UserId) -> Option<Arc<UserEntry>> {
+        self.users.get(&user)
+    }
+
+    /// Takes the activity of one user (clearing its mark), for the flusher.
+    pub(crate) fn take_user_activity(&self, user: UserId) -> Option<i64> {
+        let entry = self.users.get(&user)?;
+        entry.dirty.store(false, Ordering::Release);
+        Some(entry.last_access.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    /// Takes the activity of one key (clearing its mark), for the flusher.
+    pub(crate) fn take_key_activity(&self, lookup: &[u8; 16]) -> Option<(KeyId, i64)> {
+        let entry = self.keys.get(lookup)?;
+        entry.dirty.store(false, Ordering::Release);
+        Some((entry.id, entry.last_used.load(Ordering::Relaxed))).filter(|&(_, t)| t > 0)
+    }
+
+    /// How many keys and users are loaded.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.keys.len(), self.users.len())
+    }
+}

@@ -1,0 +1,308 @@
+//! Configuration: embedded defaults, then a YAML file (`--config` / `PORTCULLIS_CONFIG`), then
+//! environment variables. Every error names the key (or variable) that is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis_api::ServerConfig;
+use serde::Deserialize;
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct ConfigError {
+    /// The key (`admin.api_key`) or environment variable (`PORTCULLIS_LISTEN`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The YAML file. Every key is optional; unknown keys are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin: Option<AdminConfig>,
+    log: Option<LogConfig>,
+    activity_flush_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminConfig {
+    email: Option<String>,
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogConfig {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What the server needs.
+    pub server: ServerConfig,
+    /// The data directory (the SQLite file lives here by default).
+    pub data_dir: PathBuf,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `portcullis=debug`, …).
+    pub log_level: String,
+}
+
+/// Reads the configuration: defaults, then `file` (if any), then `env`.
+pub fn load(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let file = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            if text.trim().is_empty() {
+                FileConfig::default()
+            } else {
+                yaml_serde::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?
+            }
+        }
+        None => FileConfig::default(),
+    };
+    let admin = file.admin.unwrap_or_default();
+    let log = file.log.unwrap_or_default();
+
+    let pick = |var: &str,
+                key: &'static str,
+                from_file: Option<String>,
+                default: &str|
+     -> (String, String) {
+        match env(var) {
+            Some(v) => (v, var.to_owned()),
+            None => (
+                from_file.unwrap_or_else(|| default.to_owned()),
+                key.to_owned(),
+            ),
+        }
+    };
+
+    let (listen, key) = pick("PORTCULLIS_LISTEN", "listen", file.listen, "127.0.0.1:8080");
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("'{listen}' is not an address like 127.0.0.1:8080"),
+        )
+    })?;
+
+    let data_dir = match env("PORTCULLIS_DATA_DIR") {
+        Some(d) if d.is_empty() => {
+            return Err(ConfigError::new("PORTCULLIS_DATA_DIR", "must not be empty"));
+        }
+        Some(d) => PathBuf::from(d),
+        None => file
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./portcullis-data")),
+    };
+
+    let (database_url, key) = pick(
+        "PORTCULLIS_DATABASE_URL",
+        "database_url",
+        file.database_url,
+        "",
+    );
+    let database_url = if database_url.is_empty() {
+        format!("sqlite://{}", data_dir.join("portcullis.db").display())
+    } else if database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://")
+    {
+        database_url
+    } else {
+        return Err(ConfigError::new(
+            key,
+            "must start with sqlite:// or postgres://",
+        ));
+    };
+
+    let (admin_email, key) = pick(
+        "PORTCULLIS_ADMIN_EMAIL",
+        "admin.email",
+        admin.email,
+        "admin@localhost",
+    );
+    let at = admin_email.find('@');
+    if at.is_none_or(|i| i == 0 || i + 1 == admin_email.len())
+        || admin_email.contains(char::is_whitespace)
+    {
+        return Err(ConfigError::new(
+            key,
+            format!("'{admin_email}' is not an email address"),
+        ));
+    }
+
+    let (admin_api_key, key) = match env("PORTCULLIS_ADMIN_API_KEY") {
+        Some(k) => (Some(k), "PORTCULLIS_ADMIN_API_KEY"),
+        None => (admin.api_key, "admin.api_key"),
+    };
+    if let Some(k) = &admin_api_key {
+        if k.chars().count() < 32 {
+            return Err(ConfigError::new(key, "must be at least 32 characters long"));
+        }
+        if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new(
+                key,
+                "must not contain spaces or control characters",
+            ));
+        }
+    }
+
+    let (format, key) = pick("PORTCULLIS_LOG_FORMAT", "log.format", log.format, "text");
+    let log_format = match format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::new(
+                key,
+                format!("'{other}' is not one of: text, json"),
+            ));
+        }
+    };
+    let (log_level, _) = pick("PORTCULLIS_LOG_LEVEL", "log.level", log.level, "info");
+
+    let flush = match env("PORTCULLIS_ACTIVITY_FLUSH_SECONDS") {
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            ConfigError::new(
+                "PORTCULLIS_ACTIVITY_FLUSH_SECONDS",
+                format!("'{v}' is not a whole number"),
+            )
+        })?,
+        None => file.activity_flush_seconds.unwrap_or(10),
+    };
+    if !(1..=3600).contains(&flush) {
+        return Err(ConfigError::new(
+            "activity_flush_seconds",
+            "must be between 1 and 3600",
+        ));
+    }
+
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            database_url,
+            admin_email,
+            admin_api_key,
+            activity_flush_interval: Duration::from_secs(flush),
+        },
+        data_dir,
+        log_format,
+        log_level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let c = load(None, &env_of(&[])).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            c.server.database_url,
+            "sqlite://./portcullis-data/portcullis.db"
+        );
+        assert_eq!(c.server.admin_email, "admin@localhost");
+        assert!(c.server.admin_api_key.is_none());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = file_with("listen: 127.0.0.1:9000\nadmin:\n  email: ops@example.com\n");
+        let c = load(
+            Some(f.path()),
+            &env_of(&[
+                ("PORTCULLIS_LISTEN", "0.0.0.0:7000"),
+                ("PORTCULLIS_DATA_DIR", "/srv/p"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.server.admin_email, "ops@example.com");
+        assert_eq!(c.server.database_url, "sqlite:///srv/p/portcullis.db");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let table: &[(&str, &[(&str, &str)], &str)] = &[
+            ("", &[("PORTCULLIS_LISTEN", "nowhere")], "PORTCULLIS_LISTEN"),
+            ("listen: nowhere\n", &[], "listen"),
+            (
+                "",
+                &[("PORTCULLIS_DATABASE_URL", "mysql://x")],
+                "PORTCULLIS_DATABASE_URL",
+            ),
+            (
+                "",
+                &[("PORTCULLIS_ADMIN_API_KEY", "short")],
+                "PORTCULLIS_ADMIN_API_KEY",
+            ),
+            ("admin:\n  api_key: short\n", &[], "admin.api_key"),
+            (
+                "",
+                &[("PORTCULLIS_ADMIN_EMAIL", "nobody")],
+                "PORTCULLIS_ADMIN_EMAIL",
+            ),
+            ("log:\n  format: xml\n", &[], "log.format"),
+        ];
+        for (text, env, key) in table {
+            let f = file_with(text);
+            let e = load(Some(f.path()), &env_of(env)).unwrap_err();
+            assert_eq!(&e.key, key, "{e}");
+        }
+        let f = file_with("lisen: 1\n");
+        let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+}
