@@ -148,30 +148,27 @@ fn key_entries(c: &CredentialUser) -> Vec<([u8; 16], KeyEntry)> {
 impl Directory {
     /// Loads every credential from the store. Returns the directory and the receiving end of its
     /// activity feed, for an [`crate::ActivityFlusher`].
-    pub async fn load(
-        store: &Store,
-    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Touched>), AuthnError> {
+    pub async fn load(store: &Store) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Touched>), AuthnError> {
         let all = store.load_all_credentials().await?;
+        Ok(Self::from_credentials(&all))
+    }
+
+    /// Builds a directory from credential data already in memory.
+    pub fn from_credentials(all: &[CredentialUser]) -> (Arc<Self>, mpsc::UnboundedReceiver<Touched>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let dir = Self {
-            keys: Sharded::new(),
-            users: Sharded::new(),
-            writer: Mutex::new(HashMap::new()),
-            activity: tx,
-        };
         let mut index = HashMap::new();
         let mut keys = Vec::new();
         let mut users = Vec::new();
-        for c in &all {
+        for c in all {
             let entries = key_entries(c);
             index.insert(c.user.id, entries.iter().map(|(l, _)| *l).collect());
             keys.extend(entries.into_iter().map(|(l, e)| (l, Arc::new(e))));
             users.push((c.user.id, Arc::new(user_entry(c, None))));
         }
+        let dir = Self { keys: Sharded::new(), users: Sharded::new(), writer: Mutex::new(index), activity: tx };
         dir.keys.fill(keys);
         dir.users.fill(users);
-        *dir.writer.lock().await = index;
-        Ok((Arc::new(dir), rx))
+        (Arc::new(dir), rx)
     }
 
     /// Checks a presented API key: no lock, no I/O, no allocation. `None` for an unknown,

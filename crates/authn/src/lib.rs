@@ -7,7 +7,7 @@ pub mod api_key;
 pub mod directory;
 mod error;
 
-pub use activity::ActivityFlusher;
+pub use activity::{ActivityFlusher, Touched};
 pub use api_key::{GeneratedKey, KeyDigest};
 pub use directory::{Directory, Principal, UserEntry};
 pub use error::AuthnError;
