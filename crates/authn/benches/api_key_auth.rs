@@ -50,7 +50,12 @@ fn credentials(users: usize, keys_each: usize) -> (Vec<CredentialUser>, String) 
                     created_at: Timestamp(0),
                     updated_at: Timestamp(0),
                 },
-                memberships: vec![CredentialMembership { org_id: org, slug: "default".into(), role: OrgRole::Member, status: MembershipStatus::Active }],
+                memberships: vec![CredentialMembership {
+                    org_id: org,
+                    slug: "default".into(),
+                    role: OrgRole::Member,
+                    status: MembershipStatus::Active,
+                }],
                 keys,
             }
         })
@@ -67,10 +72,22 @@ fn bench(c: &mut Criterion) {
     let wrong = format!("{}x", &big_key[..big_key.len() - 1]);
 
     let mut group = c.benchmark_group("api_key_auth");
-    group.bench_function("digests_only_reference", |b| b.iter(|| KeyDigest::of(black_box(big_key.as_bytes()))));
-    group.bench_function("valid_key_100k_keys", |b| b.iter(|| big_dir.authenticate_api_key(black_box(&big_key)).is_some()));
-    group.bench_function("valid_key_1k_keys", |b| b.iter(|| small_dir.authenticate_api_key(black_box(&small_key)).is_some()));
-    group.bench_function("unknown_key_100k_keys", |b| b.iter(|| big_dir.authenticate_api_key(black_box(&wrong)).is_none()));
+    group.bench_function("digests_only_reference", |b| {
+        b.iter(|| KeyDigest::of(black_box(big_key.as_bytes())))
+    });
+    group.bench_function("valid_key_100k_keys", |b| {
+        b.iter(|| big_dir.authenticate_api_key(black_box(&big_key)).is_some())
+    });
+    group.bench_function("valid_key_1k_keys", |b| {
+        b.iter(|| {
+            small_dir
+                .authenticate_api_key(black_box(&small_key))
+                .is_some()
+        })
+    });
+    group.bench_function("unknown_key_100k_keys", |b| {
+        b.iter(|| big_dir.authenticate_api_key(black_box(&wrong)).is_none())
+    });
     group.finish();
 }
 

@@ -148,13 +148,17 @@ fn key_entries(c: &CredentialUser) -> Vec<([u8; 16], KeyEntry)> {
 impl Directory {
     /// Loads every credential from the store. Returns the directory and the receiving end of its
     /// activity feed, for an [`crate::ActivityFlusher`].
-    pub async fn load(store: &Store) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Touched>), AuthnError> {
+    pub async fn load(
+        store: &Store,
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Touched>), AuthnError> {
         let all = store.load_all_credentials().await?;
         Ok(Self::from_credentials(&all))
     }
 
     /// Builds a directory from credential data already in memory.
-    pub fn from_credentials(all: &[CredentialUser]) -> (Arc<Self>, mpsc::UnboundedReceiver<Touched>) {
+    pub fn from_credentials(
+        all: &[CredentialUser],
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Touched>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut index = HashMap::new();
         let mut keys = Vec::new();
@@ -165,7 +169,12 @@ impl Directory {
             keys.extend(entries.into_iter().map(|(l, e)| (l, Arc::new(e))));
             users.push((c.user.id, Arc::new(user_entry(c, None))));
         }
-        let dir = Self { keys: Sharded::new(), users: Sharded::new(), writer: Mutex::new(index), activity: tx };
+        let dir = Self {
+            keys: Sharded::new(),
+            users: Sharded::new(),
+            writer: Mutex::new(index),
+            activity: tx,
+        };
         dir.keys.fill(keys);
         dir.users.fill(users);
         (Arc::new(dir), rx)

@@ -8,13 +8,21 @@ use portcullis_store::{Actor, BootstrapAdmin, NewUser, Store};
 #[tokio::test]
 async fn keys_and_memberships_follow_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
+        .await
+        .unwrap();
     let boot = api_key::generate("bootstrap", None, None).unwrap();
-    let admin = BootstrapAdmin { email: "admin@localhost".into(), username: "admin".into(), key: boot.record };
+    let admin = BootstrapAdmin {
+        email: "admin@localhost".into(),
+        username: "admin".into(),
+        key: boot.record,
+    };
     let (org, _) = store.bootstrap(&admin).await.unwrap().unwrap();
     let (directory, feed) = Directory::load(&store).await.unwrap();
 
-    let principal = directory.authenticate_api_key(&boot.secret).expect("bootstrap key works");
+    let principal = directory
+        .authenticate_api_key(&boot.secret)
+        .expect("bootstrap key works");
     assert_eq!(principal.user.email, "admin@localhost");
     assert!(directory.authenticate_api_key("pcl_not-a-key").is_none());
     assert!(directory.authenticate_api_key("").is_none());
@@ -31,27 +39,54 @@ async fn keys_and_memberships_follow_the_store() {
     let actor = Actor::system();
     let bot = store.create_user(&actor, &org, &new).await.unwrap();
     let key = api_key::generate("ci", Some(org.id), None).unwrap();
-    store.create_key(&actor, &bot.user, Some(&org), &key.record).await.unwrap();
-    assert!(directory.authenticate_api_key(&key.secret).is_none(), "not refreshed yet");
+    store
+        .create_key(&actor, &bot.user, Some(&org), &key.record)
+        .await
+        .unwrap();
+    assert!(
+        directory.authenticate_api_key(&key.secret).is_none(),
+        "not refreshed yet"
+    );
     directory.refresh_user(&store, bot.user.id).await.unwrap();
-    let p = directory.authenticate_api_key(&key.secret).expect("refreshed");
+    let p = directory
+        .authenticate_api_key(&key.secret)
+        .expect("refreshed");
     assert_eq!(p.credential_org, Some(org.id));
-    assert_eq!(p.user.memberships["default"].status, MembershipStatus::Active);
+    assert_eq!(
+        p.user.memberships["default"].status,
+        MembershipStatus::Active
+    );
 
-    store.set_member_status(&actor, &org, bot.user.id, MembershipStatus::Deactivated).await.unwrap();
+    store
+        .set_member_status(&actor, &org, bot.user.id, MembershipStatus::Deactivated)
+        .await
+        .unwrap();
     directory.refresh_user(&store, bot.user.id).await.unwrap();
     let p = directory.authenticate_api_key(&key.secret).unwrap();
-    assert_eq!(p.user.memberships["default"].status, MembershipStatus::Deactivated);
+    assert_eq!(
+        p.user.memberships["default"].status,
+        MembershipStatus::Deactivated
+    );
 
     let keys = store.list_keys(bot.user.id, None).await.unwrap();
-    store.delete_key(&actor, &bot.user, Some(&org), keys[0].id).await.unwrap();
+    store
+        .delete_key(&actor, &bot.user, Some(&org), keys[0].id)
+        .await
+        .unwrap();
     directory.refresh_user(&store, bot.user.id).await.unwrap();
-    assert!(directory.authenticate_api_key(&key.secret).is_none(), "deleted key refused at once");
+    assert!(
+        directory.authenticate_api_key(&key.secret).is_none(),
+        "deleted key refused at once"
+    );
 
     // Activity: the admin used a key above; a flush writes it.
     let mut flusher = ActivityFlusher::new(directory.clone(), store.clone(), feed);
     flusher.flush().await;
-    let admin_creds = store.load_credentials(principal.user.id).await.unwrap().unwrap();
+    let admin_creds = store
+        .load_credentials(principal.user.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(admin_creds.user.last_access_at.is_some());
     assert!(admin_creds.keys[0].last_used_at.is_some());
 }
@@ -59,10 +94,16 @@ async fn keys_and_memberships_follow_the_store() {
 #[tokio::test]
 async fn expired_keys_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
+        .await
+        .unwrap();
     let past = portcullis_model::Timestamp(portcullis_store::now_millis() - 1);
     let boot = api_key::generate("bootstrap", None, Some(past)).unwrap();
-    let admin = BootstrapAdmin { email: "admin@localhost".into(), username: "admin".into(), key: boot.record };
+    let admin = BootstrapAdmin {
+        email: "admin@localhost".into(),
+        username: "admin".into(),
+        key: boot.record,
+    };
     store.bootstrap(&admin).await.unwrap().unwrap();
     let (directory, _feed) = Directory::load(&store).await.unwrap();
     assert!(directory.authenticate_api_key(&boot.secret).is_none());

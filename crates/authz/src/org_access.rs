@@ -72,12 +72,12 @@ pub fn check_org(caller: Caller<'_>, action: OrgAction) -> Access {
     if membership.status != MembershipStatus::Active {
         return Access::Deactivated;
     }
-    let allowed = match (membership.role, action) {
-        (OrgRole::Admin, _) => true,
-        (OrgRole::Auditor, OrgAction::View | OrgAction::Inspect) => true,
-        (OrgRole::Member, OrgAction::View) => true,
-        _ => false,
-    };
+    let allowed = matches!(
+        (membership.role, action),
+        (OrgRole::Admin, _)
+            | (OrgRole::Auditor, OrgAction::View | OrgAction::Inspect)
+            | (OrgRole::Member, OrgAction::View)
+    );
     if allowed {
         Access::Allow
     } else {

@@ -275,7 +275,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let table: &[(&str, &[(&str, &str)], &str)] = &[
+        // (YAML file, environment, the key the error must name)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let table: &[Case] = &[
             ("", &[("PORTCULLIS_LISTEN", "nowhere")], "PORTCULLIS_LISTEN"),
             ("listen: nowhere\n", &[], "listen"),
             (

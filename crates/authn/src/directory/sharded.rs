@@ -27,8 +27,11 @@ impl ShardKey for portcullis_model::UserId {
     }
 }
 
+/// One shard: an immutable map, replaced whole on change.
+type Shard<K, V> = ArcSwap<HashMap<K, Arc<V>>>;
+
 pub(crate) struct Sharded<K, V> {
-    shards: Box<[ArcSwap<HashMap<K, Arc<V>>>]>,
+    shards: Box<[Shard<K, V>]>,
 }
 
 impl<K: ShardKey, V> Sharded<K, V> {

@@ -1,0 +1,161 @@
+//! `portcullis serve` as a user runs it: a real process, a fresh data directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// Starts `portcullis serve` in `dir` and reads its first lines until it listens.
+/// Returns the child, the address and the printed admin key (if any).
+fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String, Option<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_DATABASE_URL")
+        .env_remove("PORTCULLIS_ADMIN_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn portcullis");
+    let stdout = child.stdout.take().unwrap();
+    let mut key = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(k) = line.trim().strip_prefix("pcl_") {
+            key = Some(format!("pcl_{k}"));
+        }
+        if let Some(addr) = line.strip_prefix("Portcullis listening on http://") {
+            return (child, addr.to_owned(), key);
+        }
+    }
+    panic!("portcullis exited before listening");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    panic!("portcullis did not stop within 5 s of SIGTERM");
+}
+
+#[tokio::test]
+async fn first_start_prints_a_working_key_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, key) = start(dir.path(), &[]);
+    let key = key.expect("the first start prints the admin key");
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let me: serde_json::Value = http
+        .get(format!("http://{addr}/api/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "admin@localhost");
+    assert_eq!(me["orgs"][0]["slug"], "default");
+    assert_eq!(me["orgs"][0]["role"], "admin");
+    assert!(
+        dir.path().join("portcullis-data/portcullis.db").exists(),
+        "SQLite in ./portcullis-data"
+    );
+    assert!(terminate(&mut child).success(), "SIGTERM is a clean stop");
+
+    // The second start keeps the data and prints no key; the first key still works.
+    let (mut child, addr, again) = start(dir.path(), &[]);
+    assert!(again.is_none(), "the key is shown once");
+    let status = http
+        .get(format!("http://{addr}/api/v1/me"))
+        .header("X-API-KEY", &key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert!(terminate(&mut child).success());
+}
+
+#[tokio::test]
+async fn a_configured_admin_key_is_installed_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "scripted-setup-key-0123456789abcdefghij";
+    let (mut child, addr, printed) = start(
+        dir.path(),
+        &[
+            ("PORTCULLIS_ADMIN_API_KEY", key),
+            ("PORTCULLIS_ADMIN_EMAIL", "ops@example.com"),
+        ],
+    );
+    assert!(printed.is_none());
+    let me: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/api/v1/me"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "ops@example.com");
+    assert!(terminate(&mut child).success());
+}
+
+#[test]
+fn invalid_configuration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("PORTCULLIS_ADMIN_API_KEY", "too-short")],
+            "PORTCULLIS_ADMIN_API_KEY",
+        ),
+        (
+            &[("PORTCULLIS_LISTEN", "not-an-address")],
+            "PORTCULLIS_LISTEN",
+        ),
+        (
+            &[("PORTCULLIS_DATABASE_URL", "mysql://db/x")],
+            "PORTCULLIS_DATABASE_URL",
+        ),
+    ];
+    for (env, key) in cases {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .current_dir(dir.path())
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{stderr}");
+    }
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nadmn:\n  email: x@y\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admn"));
+}
