@@ -68,6 +68,11 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// A client-sent request id goes into the audit trail only when it is short printable text.
+fn usable_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 impl Authenticated {
     /// The caller as the audit trail names them.
     pub fn actor(&self) -> Actor {

@@ -2,7 +2,12 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::OffsetDateTime;
+use time::format_description::FormatItem;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+/// Always three fractional digits, so that texts sort like the instants they name.
+const WIRE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// An instant in milliseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,18 +19,13 @@ impl Timestamp {
         self.0
     }
 
-    /// RFC 3339 text in UTC with millisecond precision, e.g. `2026-11-26T09:30:00.123Z`.
+    /// RFC 3339 text in UTC with millisecond precision, e.g. `2026-11-26T09:30:00.120Z`.
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => {
-                let t = t
-                    .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-                    .unwrap_or(t);
-                t.format(&Rfc3339).unwrap_or_else(|_| self.0.to_string())
-            }
-            Err(_) => self.0.to_string(),
-        }
+        OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .ok()
+            .and_then(|t| t.format(WIRE).ok())
+            .unwrap_or_else(|| self.0.to_string())
     }
 
     /// Parses RFC 3339 text.
@@ -75,5 +75,7 @@ mod tests {
         assert_eq!(text, "2025-11-26T09:30:00.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
+        assert_eq!(Timestamp(1_764_149_400_100).to_rfc3339(), "2025-11-26T09:30:00.100Z");
+        assert_eq!(Timestamp::parse_rfc3339("2025-11-26T10:30:00.1+01:00"), Some(Timestamp(1_764_149_400_100)));
     }
 }

@@ -102,6 +102,16 @@ impl Store {
         org_row(&row)
     }
 
+    /// The org with this id.
+    pub async fn get_org_by_id(&self, id: OrgId) -> Result<OrgRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM orgs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no org '{id}'")))?;
+        org_row(&row)
+    }
+
     /// Whether no org exists yet (a fresh database).
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM orgs")
