@@ -60,6 +60,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .extensions
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
+            .filter(|id| usable_request_id(id))
             .map(str::to_owned);
         Ok(Self {
             principal,

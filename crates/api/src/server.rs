@@ -79,6 +79,9 @@ impl Running {
     }
 }
 
+/// How often a replica reloads every credential, in case it missed an announcement.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Starts the server.
@@ -106,6 +109,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .map_err(|e| ServerError::Bind(config.listen, e))?;
     let (stop, stopped) = watch::channel(false);
 
+    // Other replicas' changes (PostgreSQL only; returns at once on SQLite).
+    let follow_task = tokio::spawn(directory.clone().follow_changes(
+        store.clone(),
+        RESYNC_INTERVAL,
+        stopped.clone(),
+    ));
     let flusher = ActivityFlusher::new(directory, store.clone(), feed);
     let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, stopped.clone()));
     let mut until = stopped;
@@ -126,7 +135,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         addr,
         bootstrap_key,
         stop,
-        tasks: vec![serve_task, flush_task],
+        tasks: vec![serve_task, flush_task, follow_task],
         store,
     })
 }

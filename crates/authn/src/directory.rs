@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use portcullis_authz::{Caller, OrgMembership};
 use portcullis_model::{KeyId, OrgId, UserId, UserKind};
-use portcullis_store::{CredentialUser, Store};
+use portcullis_store::{Change, CredentialUser, Store};
 use sharded::Sharded;
-use tokio::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::AuthnError;
 use crate::activity::Touched;
@@ -89,6 +91,8 @@ pub struct Directory {
     /// Key lookups per user, so a refresh can drop keys that are gone.
     writer: Mutex<HashMap<UserId, Vec<[u8; 16]>>>,
     activity: mpsc::UnboundedSender<Touched>,
+    /// This process, in announcements to other replicas.
+    origin: String,
 }
 
 fn now_millis() -> i64 {
@@ -160,6 +164,22 @@ impl Directory {
         all: &[CredentialUser],
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Touched>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let dir = Self {
+            keys: Sharded::new(),
+            users: Sharded::new(),
+            writer: Mutex::new(HashMap::new()),
+            activity: tx,
+            origin: UserId::new().to_string(),
+        };
+        let index = dir.fill(all);
+        if let Ok(mut guard) = dir.writer.try_lock() {
+            *guard = index;
+        }
+        (Arc::new(dir), rx)
+    }
+
+    /// Replaces every entry with `all`, keeping activity not yet flushed; returns the key index.
+    fn fill(&self, all: &[CredentialUser]) -> HashMap<UserId, Vec<[u8; 16]>> {
         let mut index = HashMap::new();
         let mut keys = Vec::new();
         let mut users = Vec::new();
@@ -167,17 +187,70 @@ impl Directory {
             let entries = key_entries(c);
             index.insert(c.user.id, entries.iter().map(|(l, _)| *l).collect());
             keys.extend(entries.into_iter().map(|(l, e)| (l, Arc::new(e))));
-            users.push((c.user.id, Arc::new(user_entry(c, None))));
+            let carried = self.users.get(&c.user.id);
+            users.push((c.user.id, Arc::new(user_entry(c, carried.as_deref()))));
         }
-        let dir = Self {
-            keys: Sharded::new(),
-            users: Sharded::new(),
-            writer: Mutex::new(index),
-            activity: tx,
+        self.keys.fill(keys);
+        self.users.fill(users);
+        index
+    }
+
+    /// Reloads every credential (after a replica may have missed announcements).
+    pub async fn reload_all(&self, store: &Store) -> Result<(), AuthnError> {
+        let mut guard = self.writer.lock().await;
+        let all = store.load_all_credentials().await?;
+        *guard = self.fill(&all);
+        Ok(())
+    }
+
+    /// Call after every committed change to a user, membership or key, before answering: reloads
+    /// the user here and announces the change to the other replicas.
+    pub async fn user_changed(&self, store: &Store, user: UserId) -> Result<(), AuthnError> {
+        self.refresh_user(store, user).await?;
+        if let Err(e) = store.announce_credentials(&self.origin, user).await {
+            // The other replicas catch up at their next periodic resync.
+            tracing::warn!(error = %e, %user, "could not announce a credential change to other replicas");
+        }
+        Ok(())
+    }
+
+    /// Follows other replicas' announcements until `stop` turns true, reloading what they
+    /// changed; reloads everything after a lost connection, and every `resync` as a safety net.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        store: Store,
+        resync: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut feed = match store.credential_changes().await {
+            Ok(Some(feed)) => feed,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow credential changes of other replicas");
+                return;
+            }
         };
-        dir.keys.fill(keys);
-        dir.users.fill(users);
-        (Arc::new(dir), rx)
+        let mut ticker = tokio::time::interval(resync);
+        ticker.tick().await;
+        loop {
+            let result = tokio::select! {
+                _ = stop.changed() => return,
+                _ = ticker.tick() => self.reload_all(&store).await,
+                change = feed.next() => match change {
+                    Ok(Change::User { origin, user }) if origin != self.origin => self.refresh_user(&store, user).await,
+                    Ok(Change::User { .. }) => Ok(()),
+                    Ok(Change::Resync) => self.reload_all(&store).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "credential change feed failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not apply a credential change");
+            }
+        }
     }
 
     /// Checks a presented API key: no lock, no I/O, no allocation. `None` for an unknown,
@@ -213,8 +286,7 @@ impl Directory {
         }
     }
 
-    /// Reloads one user's entries (user, memberships, keys) from the store. Call it after every
-    /// committed change to them, before answering the request that made it.
+    /// Reloads one user's entries (user, memberships, keys) from the store, in this process only.
     pub async fn refresh_user(&self, store: &Store, user: UserId) -> Result<(), AuthnError> {
         let mut index = self.writer.lock().await;
         let fresh = store.load_credentials(user).await?;

@@ -17,10 +17,21 @@ pub enum Backend {
 }
 
 /// A handle to the database; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Kept for the change-feed listener, which needs a connection of its own.
+    postgres_url: Option<std::sync::Arc<str>>,
+}
+
+impl std::fmt::Debug for Store {
+    // The URL may hold a password: show the backend only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -62,12 +73,22 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Self { pool, backend };
+        let postgres_url =
+            (backend == Backend::Postgres).then(|| std::sync::Arc::from(url.as_str()));
+        let store = Self {
+            pool,
+            backend,
+            postgres_url,
+        };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&store.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&store.pool).await?,
         }
         Ok(store)
+    }
+
+    pub(crate) fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
     }
 
     /// Which database this is.

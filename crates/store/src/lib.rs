@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod changes;
 mod credentials;
 mod database;
 mod error;
@@ -17,6 +18,7 @@ mod rows;
 mod users;
 
 pub use audit::{Actor, AuditFilter, AuditRecord};
+pub use changes::{Change, ChangeFeed};
 pub use credentials::{BootstrapAdmin, CredentialMembership, CredentialUser, KeyRecord, NewKey};
 pub use database::{Backend, Store};
 pub use error::StoreError;

@@ -81,7 +81,7 @@ async fn create(
         .store
         .create_key(&auth.actor(), owner, org, &generated.record)
         .await?;
-    state.directory.refresh_user(&state.store, owner.id).await?;
+    state.directory.user_changed(&state.store, owner.id).await?;
     let slug = org.map(|o| o.slug.clone());
     Ok(CreatedKey {
         details: KeyView::of(record, slug),
@@ -137,7 +137,7 @@ pub async fn delete_mine(
         .store
         .delete_key(&auth.actor(), &me, None, key_id(&key)?)
         .await?;
-    state.directory.refresh_user(&state.store, me.id).await?;
+    state.directory.user_changed(&state.store, me.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -217,6 +217,6 @@ pub async fn delete_for_user(
         .store
         .delete_key(&auth.actor(), &owner, Some(&org), key)
         .await?;
-    state.directory.refresh_user(&state.store, owner.id).await?;
+    state.directory.user_changed(&state.store, owner.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,7 +35,7 @@ pub async fn create(
         .await?;
     state
         .directory
-        .refresh_user(&state.store, auth.principal.user.id)
+        .user_changed(&state.store, auth.principal.user.id)
         .await?;
     Ok((StatusCode::CREATED, Json(org.into())))
 }

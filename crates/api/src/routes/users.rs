@@ -74,7 +74,7 @@ pub async fn create(
     let member = state.store.create_user(&auth.actor(), &org, &new).await?;
     state
         .directory
-        .refresh_user(&state.store, member.user.id)
+        .user_changed(&state.store, member.user.id)
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::of(&org.slug, member))))
 }
@@ -102,7 +102,7 @@ pub async fn add_member(
         .await?;
     state
         .directory
-        .refresh_user(&state.store, member.user.id)
+        .user_changed(&state.store, member.user.id)
         .await?;
     Ok((StatusCode::CREATED, Json(UserView::of(&org.slug, member))))
 }
@@ -197,7 +197,7 @@ pub async fn update(
         .store
         .update_member(&auth.actor(), &org, user, &patch)
         .await?;
-    state.directory.refresh_user(&state.store, user).await?;
+    state.directory.user_changed(&state.store, user).await?;
     Ok(Json(UserView::of(&org.slug, member)))
 }
 
@@ -215,7 +215,7 @@ async fn set_status(
         .store
         .set_member_status(&auth.actor(), &org, user, status)
         .await?;
-    state.directory.refresh_user(&state.store, user).await?;
+    state.directory.user_changed(&state.store, user).await?;
     Ok(UserView::of(&org.slug, member))
 }
 
@@ -269,6 +269,6 @@ pub async fn remove(
     let user = user_id(&user)?;
     refuse_self(&auth, user, "remove")?;
     state.store.remove_member(&auth.actor(), &org, user).await?;
-    state.directory.refresh_user(&state.store, user).await?;
+    state.directory.user_changed(&state.store, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,81 @@
+//! The change feed between replicas: after a committed change to a user's credentials, the
+//! replica that made it announces the user; every other replica reloads that user. PostgreSQL
+//! carries the announcements (`NOTIFY`); SQLite serves one process, so there is nothing to carry.
+
+use portcullis_model::UserId;
+use sqlx::postgres::PgListener;
+
+use crate::{Backend, Store, StoreError};
+
+const CHANNEL: &str = "portcullis_credentials";
+
+/// What a replica hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The credentials of `user` changed on the replica `origin`.
+    User {
+        /// The announcing replica.
+        origin: String,
+        /// The user.
+        user: UserId,
+    },
+    /// The connection was lost and re-established: announcements may have been missed, so reload
+    /// everything.
+    Resync,
+}
+
+/// A subscription to announcements.
+pub struct ChangeFeed {
+    listener: PgListener,
+}
+
+impl std::fmt::Debug for ChangeFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeFeed")
+    }
+}
+
+impl Store {
+    /// Announces that `user`'s credentials changed (no-op on SQLite).
+    pub async fn announce_credentials(&self, origin: &str, user: UserId) -> Result<(), StoreError> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{origin} {user}"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to announcements; `None` on SQLite.
+    pub async fn credential_changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
+        let Some(url) = self.postgres_url() else {
+            return Ok(None);
+        };
+        let mut listener = PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(ChangeFeed { listener }))
+    }
+}
+
+impl ChangeFeed {
+    /// Waits for the next announcement.
+    pub async fn next(&mut self) -> Result<Change, StoreError> {
+        loop {
+            match self.listener.try_recv().await? {
+                None => return Ok(Change::Resync),
+                Some(n) => {
+                    let Some((origin, user)) = n.payload().split_once(' ') else {
+                        continue;
+                    };
+                    let Ok(user) = user.parse() else { continue };
+                    return Ok(Change::User {
+                        origin: origin.to_owned(),
+                        user,
+                    });
+                }
+            }
+        }
+    }
+}
