@@ -33,7 +33,8 @@ fn start(dir: &std::path::Path, extra_env: &[(&str, &str)]) -> (Child, String, O
             return (child, addr.to_owned(), key);
         }
     }
-    panic!("portcullis exited before listening");
+    let status = child.wait();
+    panic!("portcullis exited before listening: {status:?}");
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {

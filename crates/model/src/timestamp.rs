@@ -7,7 +7,8 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 /// Always three fractional digits, so that texts sort like the instants they name.
-const WIRE: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+const WIRE: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 /// An instant in milliseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,7 +76,13 @@ mod tests {
         assert_eq!(text, "2025-11-26T09:30:00.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
         assert_eq!(Timestamp::parse_rfc3339("yesterday"), None);
-        assert_eq!(Timestamp(1_764_149_400_100).to_rfc3339(), "2025-11-26T09:30:00.100Z");
-        assert_eq!(Timestamp::parse_rfc3339("2025-11-26T10:30:00.1+01:00"), Some(Timestamp(1_764_149_400_100)));
+        assert_eq!(
+            Timestamp(1_764_149_400_100).to_rfc3339(),
+            "2025-11-26T09:30:00.100Z"
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2025-11-26T10:30:00.1+01:00"),
+            Some(Timestamp(1_764_149_400_100))
+        );
     }
 }

@@ -80,6 +80,11 @@ pub struct AuditFilter {
     pub until: Option<Timestamp>,
 }
 
+/// The audit target naming a user: the entity reference, lower-cased as references are.
+pub(crate) fn user_target(org: &str, username: &str) -> String {
+    format!("user:{org}/{}", username.to_lowercase())
+}
+
 /// Appends one record inside `tx`.
 pub(crate) async fn record(
     tx: &mut Transaction<'static, sqlx::Any>,

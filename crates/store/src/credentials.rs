@@ -132,11 +132,7 @@ async fn insert_key(
     .map_err(|e| StoreError::unique(e, "that key is already installed"))?;
     let details =
         serde_json::json!({ "keyId": key.id.to_string(), "name": key.name, "prefix": key.prefix });
-    let target = format!(
-        "user:{}/{}",
-        org.map_or("-", |o| o.slug.as_str()),
-        user.username
-    );
+    let target = audit::user_target(org.map_or("-", |o| o.slug.as_str()), &user.username);
     audit::record(
         tx,
         actor,
@@ -210,11 +206,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("no key '{key}'")));
         }
-        let target = format!(
-            "user:{}/{}",
-            org.map_or("-", |o| o.slug.as_str()),
-            user.username
-        );
+        let target = audit::user_target(org.map_or("-", |o| o.slug.as_str()), &user.username);
         audit::record(
             &mut tx,
             actor,

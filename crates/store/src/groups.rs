@@ -214,7 +214,7 @@ impl Store {
             })?;
         let target = format!("group:{}/{}", org.slug, group.name);
         let details =
-            serde_json::json!({ "user": format!("user:{}/{}", org.slug, member.user.username) });
+            serde_json::json!({ "user": audit::user_target(&org.slug, &member.user.username) });
         audit::record(
             &mut tx,
             actor,

@@ -217,7 +217,7 @@ impl Store {
             .bind(now_millis())
             .execute(&mut *tx)
             .await?;
-        let details = serde_json::json!({ "user": format!("user:{}/{}", org.slug, member.user.username), "role": role.as_str() });
+        let details = serde_json::json!({ "user": audit::user_target(&org.slug, &member.user.username), "role": role.as_str() });
         audit::record(
             &mut tx,
             actor,

@@ -238,7 +238,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| StoreError::unique(e, format!("'{email}' is already a member of org '{}'", org.slug)))?;
-        let target = format!("user:{}/{}", org.slug, user.username);
+        let target = audit::user_target(&org.slug, &user.username);
         audit::record(
             &mut tx,
             actor,
@@ -435,7 +435,7 @@ impl Store {
             "email": patch.email, "username": patch.username, "displayName": patch.display_name,
             "consoleAccess": patch.console_access, "role": patch.role.map(|r| r.as_str()),
         });
-        let target = format!("user:{}/{}", org.slug, username);
+        let target = audit::user_target(&org.slug, &username);
         audit::record(
             &mut tx,
             actor,
@@ -477,7 +477,7 @@ impl Store {
             MembershipStatus::Active => "user.reactivate",
             MembershipStatus::Deactivated => "user.deactivate",
         };
-        let target = format!("user:{}/{}", org.slug, current.user.username);
+        let target = audit::user_target(&org.slug, &current.user.username);
         audit::record(
             &mut tx,
             actor,
@@ -522,7 +522,7 @@ impl Store {
             .bind(o.as_str())
             .execute(&mut *tx)
             .await?;
-        let target = format!("user:{}/{}", org.slug, current.user.username);
+        let target = audit::user_target(&org.slug, &current.user.username);
         audit::record(
             &mut tx,
             actor,
@@ -609,7 +609,7 @@ pub(crate) async fn insert_user(
         .execute(&mut **tx)
         .await?;
     let details = serde_json::json!({ "email": new.email, "kind": new.kind.as_str(), "role": new.role.as_str(), "consoleAccess": console_access });
-    let target = format!("user:{}/{}", org.slug, new.username);
+    let target = audit::user_target(&org.slug, &new.username);
     audit::record(
         tx,
         actor,

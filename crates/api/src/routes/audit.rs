@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::extract::Params;
-use crate::routes::{page, user_id};
+use crate::routes::page;
 use crate::state::AppState;
 use crate::views::AuditList;
 
@@ -67,7 +67,17 @@ pub async fn list(
     let filter = AuditFilter {
         orgs,
         include_platform,
-        actor_id: q.actor.as_deref().map(user_id).transpose()?,
+        actor_id: q
+            .actor
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "invalid query parameter: actor: '{a}' is not a user id"
+                    ))
+                })
+            })
+            .transpose()?,
         action: q.action,
         target: q.target,
         since: q.since,

@@ -46,13 +46,7 @@ async fn slug_of(
     if let Some(org) = known.filter(|o| o.id == org_id) {
         return Ok(Some(org.slug.clone()));
     }
-    Ok(state
-        .store
-        .list_orgs(Some(&[org_id]))
-        .await?
-        .into_iter()
-        .next()
-        .map(|o| o.slug))
+    Ok(Some(state.store.get_org_by_id(org_id).await?.slug))
 }
 
 async fn views(
@@ -95,8 +89,12 @@ pub async fn list_mine(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
-    let keys = state.store.list_keys(auth.principal.user.id, None).await?;
-    Ok(Json(views(&state, keys, None).await?))
+    let bound = bound_org(&state, &auth).await?;
+    let keys = state
+        .store
+        .list_keys(auth.principal.user.id, bound.as_ref().map(|o| o.id))
+        .await?;
+    Ok(Json(views(&state, keys, bound.as_ref()).await?))
 }
 
 /// Creates an API key for the caller; the key is in the answer, once.
@@ -109,15 +107,7 @@ pub async fn create_mine(
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let me = state.store.get_user(auth.principal.user.id).await?;
     // A key made with an org-bound key stays bound to that org.
-    let bound = match auth.principal.credential_org {
-        Some(org_id) => state
-            .store
-            .list_orgs(Some(&[org_id]))
-            .await?
-            .into_iter()
-            .next(),
-        None => None,
-    };
+    let bound = bound_org(&state, &auth).await?;
     Ok((
         StatusCode::CREATED,
         Json(create(&state, &auth, &me, bound.as_ref(), body).await?),
@@ -133,12 +123,37 @@ pub async fn delete_mine(
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let me = state.store.get_user(auth.principal.user.id).await?;
+    let key = key_id(&key)?;
+    let bound = bound_org(&state, &auth).await?;
+    let usable = state
+        .store
+        .list_keys(me.id, bound.as_ref().map(|o| o.id))
+        .await?;
+    let Some(found) = usable.iter().find(|k| k.id == key) else {
+        return Err(ApiError::NotFound(format!("no key '{key}'")));
+    };
+    // Audited in the org the key is bound to, so that org's admins see it.
+    let key_org = match (found.org_id, &bound) {
+        (Some(id), Some(b)) if b.id == id => bound.clone(),
+        (Some(id), _) => Some(state.store.get_org_by_id(id).await?),
+        (None, _) => None,
+    };
     state
         .store
-        .delete_key(&auth.actor(), &me, None, key_id(&key)?)
+        .delete_key(&auth.actor(), &me, key_org.as_ref(), key)
         .await?;
     state.directory.user_changed(&state.store, me.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The org the caller's credential is bound to, checked like any access to that org: a key
+/// bound to an org where its owner is deactivated manages no keys.
+async fn bound_org(state: &AppState, auth: &Authenticated) -> Result<Option<OrgRecord>, ApiError> {
+    let Some(org_id) = auth.principal.credential_org else {
+        return Ok(None);
+    };
+    let org = state.store.get_org_by_id(org_id).await?;
+    auth.org(state, &org.slug, OrgAction::View).await.map(Some)
 }
 
 /// The org and the key owner, for an org admin managing a machine or SSO user's keys.

@@ -175,6 +175,13 @@ pub async fn update(
     if let Some(n) = &body.name {
         names::validate_display_name("name", n)?;
     }
+    let global_change = email.is_some()
+        || body.username.is_some()
+        || body.name.is_some()
+        || body.console_access.is_some();
+    if global_change {
+        may_change_identity(&state, &auth, user)?;
+    }
     let current = state.store.get_member(&org, user).await?;
     if current.user.kind == UserKind::Machine && body.console_access == Some(true) {
         return Err(
@@ -217,6 +224,28 @@ async fn set_status(
         .await?;
     state.directory.user_changed(&state.store, user).await?;
     Ok(UserView::of(&org.slug, member))
+}
+
+/// Email, username, name and console access belong to the user in every org: an org admin may
+/// change them only when they administer every org the user belongs to.
+fn may_change_identity(
+    state: &AppState,
+    auth: &Authenticated,
+    user: UserId,
+) -> Result<(), ApiError> {
+    let Some(target) = state.directory.user(user) else {
+        return Ok(());
+    };
+    let elsewhere = target.memberships.keys().find(|slug| {
+        portcullis_authz::check_org(auth.principal.caller_in(slug), OrgAction::Manage)
+            != portcullis_authz::Access::Allow
+    });
+    match elsewhere {
+        None => Ok(()),
+        Some(slug) => Err(ApiError::Forbidden(format!(
+            "this user also belongs to org '{slug}', which you do not administer: only their org role can be changed here"
+        ))),
+    }
 }
 
 fn refuse_self(auth: &Authenticated, user: UserId, what: &str) -> Result<(), ApiError> {
