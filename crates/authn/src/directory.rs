@@ -47,7 +47,7 @@ pub(crate) struct KeyEntry {
     lookup: [u8; 16],
     user_id: UserId,
     org_id: Option<OrgId>,
-    verifier: [u8; 32],
+    verifier: [u8; 16],
     expires_at: Option<i64>,
     pub(crate) last_used: AtomicI64,
     pub(crate) dirty: AtomicBool,
@@ -130,7 +130,7 @@ fn key_entries(c: &CredentialUser) -> Vec<([u8; 16], KeyEntry)> {
     c.keys
         .iter()
         .filter_map(|k| {
-            let (Some(lookup), Some(verifier)) = (unhex::<16>(&k.lookup), unhex::<32>(&k.hash)) else {
+            let (Some(lookup), Some(verifier)) = (unhex::<16>(&k.lookup), unhex::<16>(&k.hash)) else {
                 tracing::warn!(key_id = %k.id, "stored API key has unreadable digests; it is ignored");
                 return None;
             };
