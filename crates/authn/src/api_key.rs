@@ -40,7 +40,10 @@ impl std::fmt::Debug for KeyDigest {
 impl KeyDigest {
     /// Digests a presented key.
     pub fn of(key: &[u8]) -> Self {
-        let digest = Sha256::new().chain_update(b"portcullis-api-key\0").chain_update(key).finalize();
+        let digest = Sha256::new()
+            .chain_update(b"portcullis-api-key\0")
+            .chain_update(key)
+            .finalize();
         let mut lookup = [0u8; 16];
         let mut verifier = [0u8; 16];
         lookup.copy_from_slice(&digest[..16]);
@@ -171,7 +174,10 @@ mod tests {
             unhex::<16>(&key.record.lookup),
             Some(KeyDigest::of(key.secret.as_bytes()).lookup)
         );
-        assert_ne!(key.record.lookup, key.record.hash, "lookup and verifier are different halves");
+        assert_ne!(
+            key.record.lookup, key.record.hash,
+            "lookup and verifier are different halves"
+        );
     }
 
     #[test]

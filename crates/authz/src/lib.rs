@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod org_access;
+pub mod rbac;
 
 pub use org_access::{
     Access, Caller, OrgAction, OrgMembership, PlatformAction, check_org, check_platform,

@@ -2,6 +2,8 @@
 //! roles. This crate does no I/O; every other crate speaks in these types.
 #![forbid(unsafe_code)]
 
+pub mod condition;
+pub mod entity_ref;
 pub mod error;
 pub mod ids;
 pub mod names;
@@ -9,6 +11,8 @@ pub mod org;
 pub mod timestamp;
 pub mod user;
 
+pub use condition::{Condition, Criteria};
+pub use entity_ref::{EntityKind, EntityRef, EntityRefError, Expect};
 pub use error::ModelError;
 pub use ids::{GroupId, KeyId, OrgId, ProjectId, UserId};
 pub use org::OrgSettings;
