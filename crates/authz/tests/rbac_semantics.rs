@@ -91,6 +91,8 @@ fn owner(claims: Value) -> Value {
     json!({"rule": "IS_ENTITY_OWNER", "resourceType": "catalog-entity", "params": {"claims": claims}})
 }
 
+// One row of the table: reads better as positional arguments than as a struct literal.
+#[allow(clippy::too_many_arguments)]
 fn case(
     what: &'static str,
     world: World,
