@@ -144,6 +144,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
 /// was generated (a configured key is not echoed).
 async fn bootstrap(store: &Store, config: &ServerConfig) -> Result<Option<String>, ServerError> {
     if !store.is_empty().await? {
+        if config.admin_api_key.is_some() {
+            tracing::warn!(
+                "the database is already set up: the configured admin API key is not installed again"
+            );
+        }
         return Ok(None);
     }
     let email = names::validate_email("admin email", &config.admin_email)

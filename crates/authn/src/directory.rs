@@ -164,7 +164,7 @@ impl Directory {
         all: &[CredentialUser],
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Touched>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let dir = Self {
+        let mut dir = Self {
             keys: Sharded::new(),
             users: Sharded::new(),
             writer: Mutex::new(HashMap::new()),
@@ -172,9 +172,8 @@ impl Directory {
             origin: UserId::new().to_string(),
         };
         let index = dir.fill(all);
-        if let Ok(mut guard) = dir.writer.try_lock() {
-            *guard = index;
-        }
+        // Not shared yet: no lock needed.
+        *dir.writer.get_mut() = index;
         (Arc::new(dir), rx)
     }
 

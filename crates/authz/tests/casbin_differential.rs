@@ -10,7 +10,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use portcullis_authz::rbac::{Action, Effect, GroupGraph, Outcome, PermissionQuery, PolicyLine, RbacConfig, RbacSnapshot, RoleMember};
+use portcullis_authz::rbac::{
+    Action, Effect, GroupGraph, Outcome, PermissionQuery, PolicyLine, RbacConfig, RbacSnapshot,
+    RoleMember,
+};
 use portcullis_model::{EntityRef, Expect};
 use serde_json::json;
 
@@ -31,12 +34,19 @@ impl Rng {
 }
 
 fn reference_ready(dir: &Path) -> bool {
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let casbin = dir.join("node_modules/casbin/package.json").exists();
     if node && casbin {
         return true;
     }
-    let why = if node { "run `npm install` in crates/authz/tests/casbin" } else { "node is not installed" };
+    let why = if node {
+        "run `npm install` in crates/authz/tests/casbin"
+    } else {
+        "node is not installed"
+    };
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("the casbin differential test must run in CI: {why}");
     }
@@ -63,23 +73,38 @@ fn decisions_match_node_casbin() {
     for u in &users {
         for _ in 0..rng.below(3) {
             let g = groups[rng.below(groups.len())].clone();
-            graph.user_groups.entry(u.clone()).or_default().push(g.clone());
+            graph
+                .user_groups
+                .entry(u.clone())
+                .or_default()
+                .push(g.clone());
             groupings.push([u.clone(), g]);
         }
     }
     for (i, g) in groups.iter().enumerate().take(groups.len() - 1) {
         for _ in 0..rng.below(3) {
             let parent = groups[i + 1 + rng.below(groups.len() - i - 1)].clone();
-            graph.group_parents.entry(g.clone()).or_default().push(parent.clone());
+            graph
+                .group_parents
+                .entry(g.clone())
+                .or_default()
+                .push(parent.clone());
             groupings.push([g.clone(), parent]);
         }
     }
     // Roles held by users and groups (`g` lines).
     let mut members = Vec::new();
     for _ in 0..80 {
-        let member = if rng.below(2) == 0 { &users[rng.below(users.len())] } else { &groups[rng.below(groups.len())] };
+        let member = if rng.below(2) == 0 {
+            &users[rng.below(users.len())]
+        } else {
+            &groups[rng.below(groups.len())]
+        };
         let role = &roles[rng.below(roles.len())];
-        members.push(RoleMember { member: EntityRef::parse(member, Expect::Member).unwrap(), role: EntityRef::parse(role, Expect::Role).unwrap() });
+        members.push(RoleMember {
+            member: EntityRef::parse(member, Expect::Member).unwrap(),
+            role: EntityRef::parse(role, Expect::Role).unwrap(),
+        });
         groupings.push([member.clone(), role.clone()]);
     }
     // Policies on roles, groups and users; deny about one time in four.
@@ -93,16 +118,36 @@ fn decisions_match_node_casbin() {
         };
         let object = &objects[rng.below(objects.len())];
         let action = actions[rng.below(actions.len())];
-        let effect = if rng.below(4) == 0 { Effect::Deny } else { Effect::Allow };
-        let line = PolicyLine { subject: EntityRef::parse(subject, Expect::Any).unwrap(), permission: object.clone(), action, effect };
+        let effect = if rng.below(4) == 0 {
+            Effect::Deny
+        } else {
+            Effect::Allow
+        };
+        let line = PolicyLine {
+            subject: EntityRef::parse(subject, Expect::Any).unwrap(),
+            permission: object.clone(),
+            action,
+            effect,
+        };
         if policies.contains(&line) {
             continue;
         }
-        rows.push([subject.clone(), object.clone(), action.as_str().to_owned(), effect.as_str().to_owned()]);
+        rows.push([
+            subject.clone(),
+            object.clone(),
+            action.as_str().to_owned(),
+            effect.as_str().to_owned(),
+        ]);
         policies.push(line);
     }
     let queries: Vec<(String, String, Action)> = (0..10_000)
-        .map(|_| (users[rng.below(users.len())].clone(), objects[rng.below(objects.len())].clone(), actions[rng.below(actions.len())]))
+        .map(|_| {
+            (
+                users[rng.below(users.len())].clone(),
+                objects[rng.below(objects.len())].clone(),
+                actions[rng.below(actions.len())],
+            )
+        })
         .collect();
 
     let input = json!({
@@ -112,8 +157,17 @@ fn decisions_match_node_casbin() {
     });
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), input.to_string()).unwrap();
-    let out = Command::new("node").arg(dir.join("decide.mjs")).arg(file.path()).current_dir(&dir).output().unwrap();
-    assert!(out.status.success(), "node failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("node")
+        .arg(dir.join("decide.mjs"))
+        .arg(file.path())
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "node failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reference.len(), queries.len());
 
@@ -121,14 +175,37 @@ fn decisions_match_node_casbin() {
     let mut allowed = 0;
     let mut mismatches = Vec::new();
     for ((user, object, action), want) in queries.iter().zip(&reference) {
-        let d = snapshot.decide(user, &PermissionQuery { name: object, resource_type: None, action: Some(*action) }, false);
+        let d = snapshot.decide(
+            user,
+            &PermissionQuery {
+                name: object,
+                resource_type: None,
+                action: Some(*action),
+            },
+            false,
+        );
         let got = d.outcome == Outcome::Allow;
         allowed += usize::from(got);
         if got != *want {
-            mismatches.push(format!("{user} {object} {}: portcullis {got}, casbin {want}", action.as_str()));
+            mismatches.push(format!(
+                "{user} {object} {}: portcullis {got}, casbin {want}",
+                action.as_str()
+            ));
         }
     }
-    eprintln!("{} queries, {allowed} allowed, {} mismatches", queries.len(), mismatches.len());
-    assert!(allowed > 500 && allowed < 9_500, "the generated world should exercise both outcomes ({allowed} allowed)");
-    assert!(mismatches.is_empty(), "{} mismatches, first: {:?}", mismatches.len(), &mismatches[..mismatches.len().min(10)]);
+    eprintln!(
+        "{} queries, {allowed} allowed, {} mismatches",
+        queries.len(),
+        mismatches.len()
+    );
+    assert!(
+        allowed > 500 && allowed < 9_500,
+        "the generated world should exercise both outcomes ({allowed} allowed)"
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first: {:?}",
+        mismatches.len(),
+        &mismatches[..mismatches.len().min(10)]
+    );
 }

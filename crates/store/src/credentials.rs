@@ -296,7 +296,7 @@ impl Store {
         if users.is_empty() && keys.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write().await?;
         for (user, at) in users {
             sqlx::query("UPDATE users SET last_access_at = $1 WHERE id = $2 AND (last_access_at IS NULL OR last_access_at < $3)")
                 .bind(*at)

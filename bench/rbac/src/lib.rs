@@ -1,0 +1,1 @@
+//! Holder crate of the RBAC benchmarks (see `benches/`).
