@@ -95,15 +95,21 @@ pub fn parse_policy_csv(file: &str, text: &str) -> ParsedPolicies {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let record = match read_fields(trimmed) {
-            Ok(r) => r,
-            Err(e) => {
-                out.warnings
-                    .push(format!("{file}:{line}: unreadable line: {e}"));
-                continue;
-            }
+        // Quoted fields are rare: read those as CSV, split the rest directly.
+        let record;
+        let fields: Vec<&str> = if trimmed.contains('"') {
+            record = match read_fields(trimmed) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.warnings
+                        .push(format!("{file}:{line}: unreadable line: {e}"));
+                    continue;
+                }
+            };
+            record.iter().collect()
+        } else {
+            trimmed.split(',').map(str::trim).collect()
         };
-        let fields: Vec<&str> = record.iter().collect();
         match fields.as_slice() {
             [""] | [] => {}
             ["p", sub, obj, act, eft] => match validate_policy(sub, obj, act, eft) {
@@ -260,6 +266,12 @@ p, role:default/too, few
 ";
         let parsed = parse_policy_csv("rbac-policy.csv", text);
         assert_eq!(parsed.policies.len(), 1);
+        let quoted = parse_policy_csv(
+            "q.csv",
+            "p, \"role:default/a\", \"catalog-entity\", read, allow\np, role:default/a, \"x",
+        );
+        assert_eq!(quoted.policies.len(), 1, "{:?}", quoted.warnings);
+        assert_eq!(quoted.policies[0].permission, "catalog-entity");
         assert_eq!(
             parsed.policies[0].to_string(),
             "p, role:default/team_a, catalog-entity, read, allow"
