@@ -95,21 +95,8 @@ pub fn parse_policy_csv(file: &str, text: &str) -> ParsedPolicies {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        // Quoted fields are rare: read those as CSV, split the rest directly.
-        let record;
-        let fields: Vec<&str> = if trimmed.contains('"') {
-            record = match read_fields(trimmed) {
-                Ok(r) => r,
-                Err(e) => {
-                    out.warnings
-                        .push(format!("{file}:{line}: unreadable line: {e}"));
-                    continue;
-                }
-            };
-            record.iter().collect()
-        } else {
-            trimmed.split(',').map(str::trim).collect()
-        };
+        let fields = split_fields(trimmed);
+        let fields: Vec<&str> = fields.iter().map(|f| f.as_ref()).collect();
         match fields.as_slice() {
             [""] | [] => {}
             ["p", sub, obj, act, eft] => match validate_policy(sub, obj, act, eft) {
@@ -172,17 +159,50 @@ pub fn parse_policy_csv(file: &str, text: &str) -> ParsedPolicies {
     out
 }
 
-/// The comma-separated fields of one line, trimmed; quoted fields are read as CSV.
-fn read_fields(line: &str) -> Result<csv::StringRecord, csv::Error> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(line.as_bytes());
-    reader
-        .records()
-        .next()
-        .unwrap_or_else(|| Ok(csv::StringRecord::new()))
+/// The comma-separated fields of one line, trimmed. A field may be quoted (`"…"`, with `""`
+/// for a quote inside), as CSV writers do; unquoted fields are borrowed, not copied.
+fn split_fields(line: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    let mut fields = Vec::with_capacity(5);
+    let mut rest = line;
+    loop {
+        let trimmed = rest.trim_start();
+        if let Some(quoted) = trimmed.strip_prefix('"') {
+            // Up to the closing quote that is not doubled.
+            let mut value = String::new();
+            let mut chars = quoted.char_indices().peekable();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if chars.peek().is_some_and(|&(_, n)| n == '"') {
+                        value.push('"');
+                        chars.next();
+                    } else {
+                        end = i + 1;
+                        break;
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+            fields.push(std::borrow::Cow::Owned(value));
+            let after = &quoted[end.min(quoted.len())..];
+            match after.find(',') {
+                Some(comma) => rest = &after[comma + 1..],
+                None => return fields,
+            }
+        } else {
+            match trimmed.find(',') {
+                Some(comma) => {
+                    fields.push(std::borrow::Cow::Borrowed(trimmed[..comma].trim()));
+                    rest = &trimmed[comma + 1..];
+                }
+                None => {
+                    fields.push(std::borrow::Cow::Borrowed(trimmed.trim()));
+                    return fields;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
