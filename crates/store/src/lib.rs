@@ -25,7 +25,10 @@ pub use database::{Backend, Store};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupMembers, GroupRecord};
 pub use projects::{ProjectMemberRecord, ProjectRecord};
-pub use rbac::{ConditionRecord, NewCondition, PolicyRecord, RbacRows, RoleRecord, SourceDiff, SourceItems, policy_text};
+pub use rbac::{
+    ConditionRecord, NewCondition, PolicyRecord, RbacRows, RoleRecord, SourceDiff, SourceItems,
+    policy_text,
+};
 pub use records::{OrgRecord, Page, Paged};
 pub use users::{
     MemberRecord, MyOrg, NewUser, ProjectAssignment, UserFilter, UserPatch, UserRecord,

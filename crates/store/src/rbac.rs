@@ -134,8 +134,10 @@ fn policy_row(row: &AnyRow) -> Result<PolicyRecord, StoreError> {
 }
 
 fn condition_row(row: &AnyRow) -> Result<ConditionRecord, StoreError> {
-    let actions: Vec<String> = serde_json::from_str(&rows::text(row, "actions")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let conditions = serde_json::from_str(&rows::text(row, "conditions")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let actions: Vec<String> = serde_json::from_str(&rows::text(row, "actions")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let conditions = serde_json::from_str(&rows::text(row, "conditions")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(ConditionRecord {
         id: rows::int(row, "id")?,
         role: rows::text(row, "role_name")?,
@@ -147,10 +149,22 @@ fn condition_row(row: &AnyRow) -> Result<ConditionRecord, StoreError> {
     })
 }
 
-async fn roles_in(conn: &mut sqlx::AnyConnection, only: Option<&str>) -> Result<Vec<RoleRecord>, StoreError> {
+async fn roles_in(
+    conn: &mut sqlx::AnyConnection,
+    only: Option<&str>,
+) -> Result<Vec<RoleRecord>, StoreError> {
     let found = match only {
-        Some(name) => sqlx::query("SELECT * FROM rbac_roles WHERE name = $1").bind(name).fetch_all(&mut *conn).await?,
-        None => sqlx::query("SELECT * FROM rbac_roles ORDER BY name").fetch_all(&mut *conn).await?,
+        Some(name) => {
+            sqlx::query("SELECT * FROM rbac_roles WHERE name = $1")
+                .bind(name)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        None => {
+            sqlx::query("SELECT * FROM rbac_roles ORDER BY name")
+                .fetch_all(&mut *conn)
+                .await?
+        }
     };
     let mut roles = Vec::with_capacity(found.len());
     for row in &found {
@@ -167,12 +181,24 @@ async fn roles_in(conn: &mut sqlx::AnyConnection, only: Option<&str>) -> Result<
         });
     }
     let members = match only {
-        Some(name) => sqlx::query("SELECT role_name, member FROM rbac_role_members WHERE role_name = $1 ORDER BY member").bind(name).fetch_all(&mut *conn).await?,
-        None => sqlx::query("SELECT role_name, member FROM rbac_role_members ORDER BY member").fetch_all(&mut *conn).await?,
+        Some(name) => sqlx::query(
+            "SELECT role_name, member FROM rbac_role_members WHERE role_name = $1 ORDER BY member",
+        )
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?,
+        None => {
+            sqlx::query("SELECT role_name, member FROM rbac_role_members ORDER BY member")
+                .fetch_all(&mut *conn)
+                .await?
+        }
     };
     let mut by_role: HashMap<String, Vec<String>> = HashMap::new();
     for row in &members {
-        by_role.entry(rows::text(row, "role_name")?).or_default().push(rows::text(row, "member")?);
+        by_role
+            .entry(rows::text(row, "role_name")?)
+            .or_default()
+            .push(rows::text(row, "member")?);
     }
     for role in &mut roles {
         role.members = by_role.remove(&role.name).unwrap_or_default();
@@ -180,7 +206,10 @@ async fn roles_in(conn: &mut sqlx::AnyConnection, only: Option<&str>) -> Result<
     Ok(roles)
 }
 
-async fn insert_policy(tx: &mut Transaction<'static, sqlx::Any>, p: &PolicyRecord) -> Result<(), StoreError> {
+async fn insert_policy(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    p: &PolicyRecord,
+) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO rbac_policies (subject, permission, action, effect, source) VALUES ($1, $2, $3, $4, $5)")
         .bind(p.subject.as_str())
         .bind(p.permission.as_str())
@@ -198,7 +227,10 @@ pub fn policy_text(p: &PolicyRecord) -> String {
     format!("{},{},{},{}", p.subject, p.permission, p.action, p.effect)
 }
 
-async fn delete_policy(tx: &mut Transaction<'static, sqlx::Any>, p: &PolicyRecord) -> Result<u64, StoreError> {
+async fn delete_policy(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    p: &PolicyRecord,
+) -> Result<u64, StoreError> {
     Ok(sqlx::query("DELETE FROM rbac_policies WHERE subject = $1 AND permission = $2 AND action = $3 AND effect = $4")
         .bind(p.subject.as_str())
         .bind(p.permission.as_str())
@@ -214,8 +246,18 @@ impl Store {
     pub async fn load_rbac(&self) -> Result<RbacRows, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let roles = roles_in(&mut conn, None).await?;
-        let policies = sqlx::query("SELECT * FROM rbac_policies ORDER BY id").fetch_all(&mut *conn).await?.iter().map(policy_row).collect::<Result<_, _>>()?;
-        let conditions = sqlx::query("SELECT * FROM rbac_conditions ORDER BY id").fetch_all(&mut *conn).await?.iter().map(condition_row).collect::<Result<_, _>>()?;
+        let policies = sqlx::query("SELECT * FROM rbac_policies ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(policy_row)
+            .collect::<Result<_, _>>()?;
+        let conditions = sqlx::query("SELECT * FROM rbac_conditions ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(condition_row)
+            .collect::<Result<_, _>>()?;
         let user_groups = sqlx::query(
             "SELECT o.slug, u.username_lower, g.name_lower FROM group_user_members gm \
              JOIN org_groups g ON g.id = gm.group_id JOIN orgs o ON o.id = g.org_id JOIN users u ON u.id = gm.user_id \
@@ -241,7 +283,13 @@ impl Store {
             Ok((format!("group:{slug}/{}", rows::text(r, "child")?), format!("group:{slug}/{}", rows::text(r, "parent")?)))
         })
         .collect::<Result<_, StoreError>>()?;
-        Ok(RbacRows { roles, policies, conditions, user_groups, group_parents })
+        Ok(RbacRows {
+            roles,
+            policies,
+            conditions,
+            user_groups,
+            group_parents,
+        })
     }
 
     /// Every role with its members.
@@ -275,16 +323,33 @@ impl Store {
         .await
         .map_err(|e| StoreError::unique(e, format!("role {} already exists", role.name)))?;
         for m in role.members.iter().collect::<BTreeSet<_>>() {
-            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)").bind(role.name.as_str()).bind(m.as_str()).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)")
+                .bind(role.name.as_str())
+                .bind(m.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let details = serde_json::json!({ "members": role.members, "source": role.source });
-        audit::record(&mut tx, actor, None, "rbac.role.create", &role.name, Some(details)).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.role.create",
+            &role.name,
+            Some(details),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Replaces a role's name, members and metadata (the old name must exist).
-    pub async fn update_role(&self, actor: &Actor, old_name: &str, new: &RoleRecord) -> Result<(), StoreError> {
+    pub async fn update_role(
+        &self,
+        actor: &Actor,
+        old_name: &str,
+        new: &RoleRecord,
+    ) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.write().await?;
         let done = sqlx::query("UPDATE rbac_roles SET name = $1, description = $2, owner = $3, modified_by = $4, last_modified = $5 WHERE name = $6")
@@ -301,35 +366,83 @@ impl Store {
             return Err(StoreError::NotFound(format!("{old_name} was not found")));
         }
         if new.name != old_name {
-            for table in ["UPDATE rbac_policies SET subject = $1 WHERE subject = $2", "UPDATE rbac_conditions SET role_name = $1 WHERE role_name = $2"] {
-                sqlx::query(table).bind(new.name.as_str()).bind(old_name).execute(&mut *tx).await?;
+            for table in [
+                "UPDATE rbac_policies SET subject = $1 WHERE subject = $2",
+                "UPDATE rbac_conditions SET role_name = $1 WHERE role_name = $2",
+            ] {
+                sqlx::query(table)
+                    .bind(new.name.as_str())
+                    .bind(old_name)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
-        sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1").bind(new.name.as_str()).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1")
+            .bind(new.name.as_str())
+            .execute(&mut *tx)
+            .await?;
         for m in new.members.iter().collect::<BTreeSet<_>>() {
-            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)").bind(new.name.as_str()).bind(m.as_str()).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)")
+                .bind(new.name.as_str())
+                .bind(m.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let details = serde_json::json!({ "from": old_name, "members": new.members });
-        audit::record(&mut tx, actor, None, "rbac.role.update", &new.name, Some(details)).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.role.update",
+            &new.name,
+            Some(details),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Removes some members of a role; the role goes when none is left, with its policies and
     /// conditions (as the reference does).
-    pub async fn remove_role_members(&self, actor: &Actor, name: &str, members: &[String]) -> Result<(), StoreError> {
+    pub async fn remove_role_members(
+        &self,
+        actor: &Actor,
+        name: &str,
+        members: &[String],
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for m in members {
-            let done = sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1 AND member = $2").bind(name).bind(m.as_str()).execute(&mut *tx).await?;
+            let done =
+                sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1 AND member = $2")
+                    .bind(name)
+                    .bind(m.as_str())
+                    .execute(&mut *tx)
+                    .await?;
             if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!("role member '{m}' of {name} was not found")));
+                return Err(StoreError::NotFound(format!(
+                    "role member '{m}' of {name} was not found"
+                )));
             }
         }
-        let left = rows::int(&sqlx::query("SELECT COUNT(*) AS n FROM rbac_role_members WHERE role_name = $1").bind(name).fetch_one(&mut *tx).await?, "n")?;
+        let left = rows::int(
+            &sqlx::query("SELECT COUNT(*) AS n FROM rbac_role_members WHERE role_name = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?,
+            "n",
+        )?;
         if left == 0 {
             delete_role_in(&mut tx, name).await?;
         }
-        audit::record(&mut tx, actor, None, "rbac.role.members.remove", name, Some(serde_json::json!({ "members": members, "roleDeleted": left == 0 }))).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.role.members.remove",
+            name,
+            Some(serde_json::json!({ "members": members, "roleDeleted": left == 0 })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -346,63 +459,133 @@ impl Store {
     }
 
     /// Every policy, or those of one subject.
-    pub async fn list_policies(&self, subject: Option<&str>) -> Result<Vec<PolicyRecord>, StoreError> {
+    pub async fn list_policies(
+        &self,
+        subject: Option<&str>,
+    ) -> Result<Vec<PolicyRecord>, StoreError> {
         let found = match subject {
-            Some(s) => sqlx::query("SELECT * FROM rbac_policies WHERE subject = $1 ORDER BY id").bind(s).fetch_all(&self.pool).await?,
-            None => sqlx::query("SELECT * FROM rbac_policies ORDER BY id").fetch_all(&self.pool).await?,
+            Some(s) => {
+                sqlx::query("SELECT * FROM rbac_policies WHERE subject = $1 ORDER BY id")
+                    .bind(s)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT * FROM rbac_policies ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         found.iter().map(policy_row).collect()
     }
 
     /// Adds policies; 409 when one exists already (nothing is added then).
-    pub async fn add_policies(&self, actor: &Actor, policies: &[PolicyRecord]) -> Result<(), StoreError> {
+    pub async fn add_policies(
+        &self,
+        actor: &Actor,
+        policies: &[PolicyRecord],
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for p in policies {
             insert_policy(&mut tx, p).await?;
         }
         let lines: Vec<String> = policies.iter().map(policy_text).collect();
-        let target = policies.first().map_or("", |p| p.subject.as_str()).to_owned();
-        audit::record(&mut tx, actor, None, "rbac.policy.create", &target, Some(serde_json::json!({ "policies": lines }))).await?;
+        let target = policies
+            .first()
+            .map_or("", |p| p.subject.as_str())
+            .to_owned();
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.policy.create",
+            &target,
+            Some(serde_json::json!({ "policies": lines })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes policies; 404 when one is missing (nothing is deleted then).
-    pub async fn delete_policies(&self, actor: &Actor, policies: &[PolicyRecord]) -> Result<(), StoreError> {
+    pub async fn delete_policies(
+        &self,
+        actor: &Actor,
+        policies: &[PolicyRecord],
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for p in policies {
             if delete_policy(&mut tx, p).await? == 0 {
-                return Err(StoreError::NotFound(format!("Policy '{}' not found", policy_text(p))));
+                return Err(StoreError::NotFound(format!(
+                    "Policy '{}' not found",
+                    policy_text(p)
+                )));
             }
         }
         let lines: Vec<String> = policies.iter().map(policy_text).collect();
-        let target = policies.first().map_or("", |p| p.subject.as_str()).to_owned();
-        audit::record(&mut tx, actor, None, "rbac.policy.delete", &target, Some(serde_json::json!({ "policies": lines }))).await?;
+        let target = policies
+            .first()
+            .map_or("", |p| p.subject.as_str())
+            .to_owned();
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.policy.delete",
+            &target,
+            Some(serde_json::json!({ "policies": lines })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Replaces `old` policies with `new` ones in one transaction.
-    pub async fn replace_policies(&self, actor: &Actor, old: &[PolicyRecord], new: &[PolicyRecord]) -> Result<(), StoreError> {
+    pub async fn replace_policies(
+        &self,
+        actor: &Actor,
+        old: &[PolicyRecord],
+        new: &[PolicyRecord],
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         for p in old {
             if delete_policy(&mut tx, p).await? == 0 {
-                return Err(StoreError::NotFound(format!("Policy '{}' not found", policy_text(p))));
+                return Err(StoreError::NotFound(format!(
+                    "Policy '{}' not found",
+                    policy_text(p)
+                )));
             }
         }
         for p in new {
             insert_policy(&mut tx, p).await?;
         }
         let details = serde_json::json!({ "old": old.iter().map(policy_text).collect::<Vec<_>>(), "new": new.iter().map(policy_text).collect::<Vec<_>>() });
-        let target = new.first().or(old.first()).map_or("", |p| p.subject.as_str()).to_owned();
-        audit::record(&mut tx, actor, None, "rbac.policy.update", &target, Some(details)).await?;
+        let target = new
+            .first()
+            .or(old.first())
+            .map_or("", |p| p.subject.as_str())
+            .to_owned();
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.policy.update",
+            &target,
+            Some(details),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Every conditional policy.
     pub async fn list_conditions(&self) -> Result<Vec<ConditionRecord>, StoreError> {
-        sqlx::query("SELECT * FROM rbac_conditions ORDER BY id").fetch_all(&self.pool).await?.iter().map(condition_row).collect()
+        sqlx::query("SELECT * FROM rbac_conditions ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(condition_row)
+            .collect()
     }
 
     /// One conditional policy.
@@ -411,12 +594,18 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("A condition with id {id} was not found")))?;
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("A condition with id {id} was not found"))
+            })?;
         condition_row(&row)
     }
 
     /// Stores a conditional policy and returns its id.
-    pub async fn create_condition(&self, actor: &Actor, c: &NewCondition) -> Result<i64, StoreError> {
+    pub async fn create_condition(
+        &self,
+        actor: &Actor,
+        c: &NewCondition,
+    ) -> Result<i64, StoreError> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
             "INSERT INTO rbac_conditions (role_name, plugin_id, resource_type, actions, conditions, source) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -431,13 +620,26 @@ impl Store {
         .await?;
         let id = rows::int(&row, "id")?;
         let details = serde_json::json!({ "id": id, "resourceType": c.resource_type, "permissionMapping": c.actions });
-        audit::record(&mut tx, actor, None, "rbac.condition.create", &c.role, Some(details)).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.condition.create",
+            &c.role,
+            Some(details),
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
 
     /// Replaces a conditional policy.
-    pub async fn update_condition(&self, actor: &Actor, id: i64, c: &NewCondition) -> Result<(), StoreError> {
+    pub async fn update_condition(
+        &self,
+        actor: &Actor,
+        id: i64,
+        c: &NewCondition,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
             "UPDATE rbac_conditions SET role_name = $1, plugin_id = $2, resource_type = $3, actions = $4, conditions = $5 WHERE id = $6",
@@ -451,9 +653,19 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("A condition with id {id} was not found")));
+            return Err(StoreError::NotFound(format!(
+                "A condition with id {id} was not found"
+            )));
         }
-        audit::record(&mut tx, actor, None, "rbac.condition.update", &c.role, Some(serde_json::json!({ "id": id }))).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.condition.update",
+            &c.role,
+            Some(serde_json::json!({ "id": id })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -462,8 +674,19 @@ impl Store {
     pub async fn delete_condition(&self, actor: &Actor, id: i64) -> Result<(), StoreError> {
         let current = self.get_condition(id).await?;
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM rbac_conditions WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        audit::record(&mut tx, actor, None, "rbac.condition.delete", &current.role, Some(serde_json::json!({ "id": id }))).await?;
+        sqlx::query("DELETE FROM rbac_conditions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.condition.delete",
+            &current.role,
+            Some(serde_json::json!({ "id": id })),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -471,17 +694,23 @@ impl Store {
     /// Makes the policies and role memberships of `source` exactly `items`: adds what is new,
     /// removes what is gone, leaves everything else (other sources) untouched. Roles of the source
     /// are created as needed and dropped when they lose their last member.
-    pub async fn sync_source(&self, actor: &Actor, source: &str, items: &SourceItems) -> Result<SourceDiff, StoreError> {
+    pub async fn sync_source(
+        &self,
+        actor: &Actor,
+        source: &str,
+        items: &SourceItems,
+    ) -> Result<SourceDiff, StoreError> {
         let now = now_millis();
         let mut tx = self.write().await?;
         let mut diff = SourceDiff::default();
-        let current: BTreeSet<PolicyRecord> = sqlx::query("SELECT * FROM rbac_policies WHERE source = $1")
-            .bind(source)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(policy_row)
-            .collect::<Result<_, _>>()?;
+        let current: BTreeSet<PolicyRecord> =
+            sqlx::query("SELECT * FROM rbac_policies WHERE source = $1")
+                .bind(source)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(policy_row)
+                .collect::<Result<_, _>>()?;
         let wanted: BTreeSet<PolicyRecord> = items.policies.iter().cloned().collect();
         for p in current.difference(&wanted) {
             diff.policies_removed += delete_policy(&mut tx, p).await? as usize;
@@ -510,11 +739,18 @@ impl Store {
                 .collect::<Result<_, StoreError>>()?;
         let wanted_members: BTreeSet<(String, String)> = items.members.iter().cloned().collect();
         for (role, member) in current_members.difference(&wanted_members) {
-            sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1 AND member = $2").bind(role.as_str()).bind(member.as_str()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1 AND member = $2")
+                .bind(role.as_str())
+                .bind(member.as_str())
+                .execute(&mut *tx)
+                .await?;
             diff.members_removed += 1;
         }
         for (role, member) in wanted_members.difference(&current_members) {
-            let owner = sqlx::query("SELECT source FROM rbac_roles WHERE name = $1").bind(role.as_str()).fetch_optional(&mut *tx).await?;
+            let owner = sqlx::query("SELECT source FROM rbac_roles WHERE name = $1")
+                .bind(role.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             match owner {
                 None => {
                     sqlx::query("INSERT INTO rbac_roles (name, source, author, modified_by, created_at, last_modified) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -530,7 +766,11 @@ impl Store {
                 Some(row) if rows::text(&row, "source")? != source => continue,
                 Some(_) => {}
             }
-            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)").bind(role.as_str()).bind(member.as_str()).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO rbac_role_members (role_name, member) VALUES ($1, $2)")
+                .bind(role.as_str())
+                .bind(member.as_str())
+                .execute(&mut *tx)
+                .await?;
             diff.members_added += 1;
         }
         // Roles of this source without members are gone.
@@ -539,15 +779,35 @@ impl Store {
             "policiesAdded": diff.policies_added, "policiesRemoved": diff.policies_removed,
             "membersAdded": diff.members_added, "membersRemoved": diff.members_removed,
         });
-        audit::record(&mut tx, actor, None, "rbac.source.sync", source, Some(details)).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.source.sync",
+            source,
+            Some(details),
+        )
+        .await?;
         tx.commit().await?;
         Ok(diff)
     }
 }
 
-async fn delete_role_in(tx: &mut Transaction<'static, sqlx::Any>, name: &str) -> Result<bool, StoreError> {
-    sqlx::query("DELETE FROM rbac_policies WHERE subject = $1").bind(name).execute(&mut **tx).await?;
-    sqlx::query("DELETE FROM rbac_conditions WHERE role_name = $1").bind(name).execute(&mut **tx).await?;
-    let done = sqlx::query("DELETE FROM rbac_roles WHERE name = $1").bind(name).execute(&mut **tx).await?;
+async fn delete_role_in(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    name: &str,
+) -> Result<bool, StoreError> {
+    sqlx::query("DELETE FROM rbac_policies WHERE subject = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM rbac_conditions WHERE role_name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM rbac_roles WHERE name = $1")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected() > 0)
 }

@@ -650,3 +650,193 @@ async fn the_audit_trail_is_append_only() {
     })
     .await;
 }
+
+fn role(name: &str, members: &[&str], source: &str) -> portcullis_store::RoleRecord {
+    portcullis_store::RoleRecord {
+        name: name.into(),
+        source: source.into(),
+        description: Some("test role".into()),
+        owner: None,
+        author: Some("tester".into()),
+        modified_by: Some("tester".into()),
+        created_at: portcullis_model::Timestamp(0),
+        last_modified: portcullis_model::Timestamp(0),
+        members: members.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+fn policy(
+    subject: &str,
+    permission: &str,
+    action: &str,
+    effect: &str,
+    source: &str,
+) -> portcullis_store::PolicyRecord {
+    portcullis_store::PolicyRecord {
+        subject: subject.into(),
+        permission: permission.into(),
+        action: action.into(),
+        effect: effect.into(),
+        source: source.into(),
+    }
+}
+
+#[tokio::test]
+async fn rbac_roles_policies_and_conditions() {
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        store.create_role(&actor(), &role("role:default/dev", &["user:default/alice", "group:default/team"], "rest")).await.unwrap();
+        assert!(matches!(store.create_role(&actor(), &role("role:default/dev", &["user:default/x"], "rest")).await, Err(StoreError::Conflict(_))));
+        let p1 = policy("role:default/dev", "catalog-entity", "read", "allow", "rest");
+        let p2 = policy("role:default/dev", "catalog.entity.create", "create", "allow", "rest");
+        store.add_policies(&actor(), &[p1.clone(), p2.clone()]).await.unwrap();
+        let dup = store.add_policies(&actor(), &[policy("role:default/dev", "x", "read", "allow", "rest"), p1.clone()]).await;
+        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+        assert_eq!(store.list_policies(Some("role:default/dev")).await.unwrap().len(), 2, "a failed batch adds nothing");
+
+        // Renaming a role carries its policies along.
+        store.update_role(&actor(), "role:default/dev", &role("role:default/developers", &["user:default/alice"], "rest")).await.unwrap();
+        assert!(store.get_role("role:default/dev").await.unwrap().is_none());
+        let renamed = store.get_role("role:default/developers").await.unwrap().unwrap();
+        assert_eq!(renamed.members, ["user:default/alice"]);
+        assert_eq!(store.list_policies(Some("role:default/developers")).await.unwrap().len(), 2);
+
+        let criteria = serde_json::json!({"rule": "IS_ENTITY_OWNER", "resourceType": "catalog-entity", "params": {"claims": ["$currentUser"]}});
+        let cond = portcullis_store::NewCondition {
+            role: "role:default/developers".into(),
+            plugin_id: "catalog".into(),
+            resource_type: "catalog-entity".into(),
+            actions: vec!["read".into(), "update".into()],
+            conditions: criteria.clone(),
+            source: "rest".into(),
+        };
+        let id = store.create_condition(&actor(), &cond).await.unwrap();
+        let got = store.get_condition(id).await.unwrap();
+        assert_eq!((got.actions.len(), got.conditions), (2, criteria));
+        store.update_condition(&actor(), id, &portcullis_store::NewCondition { actions: vec!["delete".into()], ..cond.clone() }).await.unwrap();
+        assert_eq!(store.get_condition(id).await.unwrap().actions, ["delete"]);
+
+        // The identity model's groups reach the RBAC rows.
+        let alice = store.create_user(&actor(), &org, &new_user("alice@example.com", "Alice", UserKind::Local)).await.unwrap();
+        store.create_group(&actor(), &org, "Team", "").await.unwrap();
+        store.create_group(&actor(), &org, "dept", "").await.unwrap();
+        store.add_user_to_group(&actor(), &org, "team", alice.user.id).await.unwrap();
+        store.add_group_to_group(&actor(), &org, "dept", "team").await.unwrap();
+        let rows = store.load_rbac().await.unwrap();
+        assert_eq!(rows.user_groups, [("user:default/alice".to_string(), "group:default/team".to_string())]);
+        assert_eq!(rows.group_parents, [("group:default/team".to_string(), "group:default/dept".to_string())]);
+        assert_eq!((rows.roles.len(), rows.policies.len(), rows.conditions.len()), (1, 2, 1));
+
+        // Removing the last member deletes the role with its policies and conditions.
+        store.remove_role_members(&actor(), "role:default/developers", &["user:default/alice".into()]).await.unwrap();
+        let rows = store.load_rbac().await.unwrap();
+        assert_eq!((rows.roles.len(), rows.policies.len(), rows.conditions.len()), (0, 0, 0));
+        assert!(matches!(store.delete_condition(&actor(), id).await, Err(StoreError::NotFound(_))));
+        assert_eq!(audit_count_platform(&store, "rbac.").await, 6, "role, policies, rename, condition, its update, member removal; not the refused batch");
+    })
+    .await;
+}
+
+async fn audit_count_platform(store: &Store, action: &str) -> i64 {
+    let filter = AuditFilter {
+        include_platform: true,
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    store
+        .list_audit(&filter, Page::default())
+        .await
+        .unwrap()
+        .total
+}
+
+#[tokio::test]
+async fn syncing_a_file_source_leaves_other_sources_alone() {
+    on_every_backend(|store, _| async move {
+        bootstrapped(&store).await;
+        store
+            .create_role(
+                &actor(),
+                &role("role:default/api", &["user:default/rest-user"], "rest"),
+            )
+            .await
+            .unwrap();
+        let rest_policy = policy(
+            "role:default/api",
+            "catalog-entity",
+            "read",
+            "allow",
+            "rest",
+        );
+        store
+            .add_policies(&actor(), &[rest_policy.clone()])
+            .await
+            .unwrap();
+        let file =
+            |lines: &[(&str, &str)], members: &[(&str, &str)]| portcullis_store::SourceItems {
+                policies: lines
+                    .iter()
+                    .map(|(s, p)| policy(s, p, "read", "allow", "csv-file"))
+                    .collect(),
+                members: members
+                    .iter()
+                    .map(|(r, m)| (r.to_string(), m.to_string()))
+                    .collect(),
+            };
+        let first = file(
+            &[
+                ("role:default/file", "a"),
+                ("role:default/file", "b"),
+                ("role:default/api", "catalog-entity"),
+            ],
+            &[("role:default/file", "user:default/bob")],
+        );
+        let diff = store
+            .sync_source(&actor(), "csv-file", &first)
+            .await
+            .unwrap();
+        assert_eq!(
+            (diff.policies_added, diff.members_added),
+            (2, 1),
+            "the line the REST role already holds stays REST's"
+        );
+        let second = file(
+            &[("role:default/file", "b"), ("role:default/file", "c")],
+            &[
+                ("role:default/file", "user:default/bob"),
+                ("role:default/file", "user:default/carol"),
+            ],
+        );
+        let diff = store
+            .sync_source(&actor(), "csv-file", &second)
+            .await
+            .unwrap();
+        assert_eq!(
+            diff,
+            portcullis_store::SourceDiff {
+                policies_added: 1,
+                policies_removed: 1,
+                members_added: 1,
+                members_removed: 0
+            }
+        );
+        let all = store.list_policies(None).await.unwrap();
+        assert!(all.contains(&rest_policy), "REST items are untouched");
+        assert_eq!(all.len(), 3);
+        let diff = store
+            .sync_source(
+                &actor(),
+                "csv-file",
+                &portcullis_store::SourceItems::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((diff.policies_removed, diff.members_removed), (2, 2));
+        assert!(
+            store.get_role("role:default/file").await.unwrap().is_none(),
+            "a file role without members is gone"
+        );
+        assert!(store.get_role("role:default/api").await.unwrap().is_some());
+    })
+    .await;
+}
