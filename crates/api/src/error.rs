@@ -104,3 +104,53 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+/// The error name the Backstage backend uses for a status.
+fn backstage_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 415 | 422 => "InputError",
+        401 => "AuthenticationError",
+        403 => "NotAllowedError",
+        404 => "NotFoundError",
+        409 => "ConflictError",
+        413 => "PayloadTooLargeError",
+        503 => "ServiceUnavailableError",
+        _ => "Error",
+    }
+}
+
+/// Rewrites error answers of the Backstage-compatible routes (`/api/permission/…`,
+/// `/api/licensed-users-info/…`) into the reference's shape:
+/// `{"error":{"name","message"},"request":{"method","url"},"response":{"statusCode"}}`.
+pub async fn backstage_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = req.method().to_string();
+    let url = req.uri().to_string();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let message = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => String::new(),
+    };
+    let body = serde_json::json!({
+        "error": { "name": backstage_name(status), "message": message },
+        "request": { "method": method, "url": url },
+        "response": { "statusCode": status.as_u16() },
+    });
+    let mut out = (status, Json(body)).into_response();
+    for (name, value) in &parts.headers {
+        if name != http::header::CONTENT_TYPE && name != http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name, value.clone());
+        }
+    }
+    out
+}

@@ -9,10 +9,12 @@ mod error;
 mod extract;
 mod observability;
 mod openapi;
+pub mod rbac;
 mod routes;
 pub mod server;
 mod state;
 mod views;
 
 pub use error::ApiError;
+pub use rbac::RbacSettings;
 pub use server::{Running, ServerConfig, ServerError, start};

@@ -6,6 +6,7 @@ pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod me;
 pub(crate) mod orgs;
+pub(crate) mod permission;
 pub(crate) mod projects;
 pub(crate) mod users;
 
@@ -96,6 +97,7 @@ pub fn router() -> Router<AppState> {
             delete(groups::remove_group),
         )
         .route("/api/v1/audit", get(audit::list))
+        .merge(permission::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub admin_api_key: Option<String>,
     /// How often batched activity (last access) is written.
     pub activity_flush_interval: Duration,
+    /// RBAC settings.
+    pub rbac: crate::RbacSettings,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -90,10 +92,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let bootstrap_key = bootstrap(&store, &config).await?;
     let (directory, feed) = Directory::load(&store).await?;
     let metrics = crate::observability::recorder();
+    let rbac = crate::rbac::Rbac::start(&store, config.rbac.clone()).await?;
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),
         metrics,
+        rbac,
     };
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))

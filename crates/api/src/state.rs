@@ -6,6 +6,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use portcullis_authn::Directory;
 use portcullis_store::Store;
 
+use crate::rbac::Rbac;
+
 /// Shared state of the control plane; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +17,6 @@ pub struct AppState {
     pub directory: Arc<Directory>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The RBAC engine.
+    pub rbac: Arc<Rbac>,
 }

@@ -37,6 +37,42 @@ struct FileConfig {
     admin: Option<AdminConfig>,
     log: Option<LogConfig>,
     activity_flush_seconds: Option<u64>,
+    permission: Option<PermissionConfig>,
+}
+
+/// `permission:` as in Backstage's app-config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionConfig {
+    rbac: Option<RbacConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RbacConfig {
+    admin: Option<RbacAdminConfig>,
+    #[serde(rename = "policies-csv-file")]
+    policies_csv_file: Option<PathBuf>,
+    #[serde(rename = "conditionalPoliciesFile")]
+    conditional_policies_file: Option<PathBuf>,
+    #[serde(rename = "policyFileReload")]
+    policy_file_reload: Option<bool>,
+    #[serde(rename = "maxDepth")]
+    max_depth: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RbacAdminConfig {
+    users: Option<Vec<NamedRef>>,
+    #[serde(rename = "superUsers")]
+    super_users: Option<Vec<NamedRef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedRef {
+    name: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -210,6 +246,28 @@ pub fn load(
         ));
     }
 
+    let rbac = file.permission.and_then(|p| p.rbac).unwrap_or_default();
+    let admin_refs = |list: Option<Vec<NamedRef>>, key: &str| -> Result<Vec<String>, ConfigError> {
+        list.unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                portcullis_model::EntityRef::parse(&r.name, portcullis_model::Expect::Member)
+                    .map(|e| e.as_str().to_owned())
+                    .map_err(|e| ConfigError::new(format!("{key}[{i}].name"), e.0))
+            })
+            .collect()
+    };
+    let admin = rbac.admin.unwrap_or_default();
+    let rbac_settings = portcullis_api::RbacSettings {
+        admin_users: admin_refs(admin.users, "permission.rbac.admin.users")?,
+        super_users: admin_refs(admin.super_users, "permission.rbac.admin.superUsers")?,
+        policies_csv_file: rbac.policies_csv_file,
+        conditional_policies_file: rbac.conditional_policies_file,
+        policy_file_reload: rbac.policy_file_reload.unwrap_or(false),
+        max_depth: rbac.max_depth,
+    };
+
     Ok(Config {
         server: ServerConfig {
             listen,
@@ -217,6 +275,7 @@ pub fn load(
             admin_email,
             admin_api_key,
             activity_flush_interval: Duration::from_secs(flush),
+            rbac: rbac_settings,
         },
         data_dir,
         log_format,
@@ -303,6 +362,16 @@ mod tests {
             let e = load(Some(f.path()), &env_of(env)).unwrap_err();
             assert_eq!(&e.key, key, "{e}");
         }
+        let f =
+            file_with("permission:\n  rbac:\n    admin:\n      users:\n        - name: alice\n");
+        let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
+        assert_eq!(e.key, "permission.rbac.admin.users[0].name", "{e}");
+        let f = file_with(
+            "permission:\n  rbac:\n    admin:\n      users:\n        - name: user:default/Alice\n    policies-csv-file: /etc/p.csv\n    policyFileReload: true\n",
+        );
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(c.server.rbac.admin_users, ["user:default/alice"]);
+        assert!(c.server.rbac.policy_file_reload);
         let f = file_with("lisen: 1\n");
         let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");

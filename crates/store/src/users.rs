@@ -641,3 +641,31 @@ pub(crate) async fn insert_user(
         projects: Vec::new(),
     })
 }
+
+impl Store {
+    /// Users who have used Portcullis (a last access is recorded), with the slugs of their orgs,
+    /// for the user statistics.
+    pub async fn list_seen_users(&self) -> Result<Vec<(UserRecord, Vec<String>)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT * FROM users WHERE last_access_at IS NOT NULL ORDER BY email_lower",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut users: Vec<(UserRecord, Vec<String>)> = found
+            .iter()
+            .map(|r| Ok((user_row(r)?, Vec::new())))
+            .collect::<Result<_, StoreError>>()?;
+        let slugs = sqlx::query("SELECT m.user_id, o.slug FROM memberships m JOIN orgs o ON o.id = m.org_id ORDER BY o.slug").fetch_all(&self.pool).await?;
+        let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
+        for row in &slugs {
+            by_user
+                .entry(rows::text(row, "user_id")?)
+                .or_default()
+                .push(rows::text(row, "slug")?);
+        }
+        for (user, orgs) in &mut users {
+            *orgs = by_user.remove(&user.id.to_string()).unwrap_or_default();
+        }
+        Ok(users)
+    }
+}

@@ -277,6 +277,7 @@ async fn a_too_short_admin_key_stops_the_start() {
         admin_email: ADMIN_EMAIL.into(),
         admin_api_key: Some("too-short".into()),
         activity_flush_interval: std::time::Duration::from_millis(100),
+        rbac: Default::default(),
     };
     match portcullis_api::start(config).await {
         Ok(_) => panic!("a 9-character admin key was accepted"),

@@ -1,0 +1,239 @@
+//! `/api/permission/roles/conditions`: conditional policies of roles.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portcullis_authz::rbac::Action;
+use portcullis_model::{Criteria, EntityRef, Expect};
+use portcullis_store::{ConditionRecord, NewCondition};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{check_source, require_admin};
+use crate::ApiError;
+use crate::auth::Authenticated;
+use crate::extract::Body;
+use crate::rbac::plugins;
+use crate::state::AppState;
+
+/// A conditional policy on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionBody {
+    /// Id (answers only).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// Always `CONDITIONAL`.
+    #[serde(default)]
+    pub result: String,
+    /// The role.
+    #[serde(default)]
+    pub role_entity_ref: String,
+    /// The plugin that evaluates the conditions.
+    #[serde(default)]
+    pub plugin_id: String,
+    /// The resource type.
+    #[serde(default)]
+    pub resource_type: String,
+    /// The actions it covers.
+    #[serde(default)]
+    pub permission_mapping: Vec<String>,
+    /// The criteria.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub conditions: Value,
+}
+
+impl From<ConditionRecord> for ConditionBody {
+    fn from(c: ConditionRecord) -> Self {
+        Self {
+            id: Some(c.id),
+            result: "CONDITIONAL".into(),
+            role_entity_ref: c.role,
+            plugin_id: c.plugin_id,
+            resource_type: c.resource_type,
+            permission_mapping: c.actions,
+            conditions: c.conditions,
+        }
+    }
+}
+
+/// Validates a conditional policy: result, role, plugin, resource type, actions and criteria
+/// whose rules the plugin declares for that resource type.
+pub(crate) fn validate(body: &ConditionBody) -> Result<NewCondition, String> {
+    if body.result != "CONDITIONAL" {
+        return Err("'result' field must be 'CONDITIONAL'".into());
+    }
+    if body.role_entity_ref.is_empty() {
+        return Err("'roleEntityRef' must be specified".into());
+    }
+    let role = EntityRef::parse(&body.role_entity_ref, Expect::Role).map_err(|e| e.0)?;
+    if body.plugin_id.is_empty() {
+        return Err("'pluginId' must be specified".into());
+    }
+    if body.resource_type.is_empty() {
+        return Err("'resourceType' must be specified".into());
+    }
+    if body.permission_mapping.is_empty() {
+        return Err("'permissionMapping' array must be specified".into());
+    }
+    let mut actions = Vec::new();
+    for a in &body.permission_mapping {
+        let action = Action::parse(a).ok_or_else(|| format!("'permissionMapping' has invalid value: '{a}'. It should be one of: create, read, update, delete, use"))?;
+        if !actions.contains(&action.as_str().to_owned()) {
+            actions.push(action.as_str().to_owned());
+        }
+    }
+    if body.conditions.is_null() {
+        return Err("'conditions' must be specified".into());
+    }
+    let criteria = Criteria::from_json(&body.conditions).map_err(|e| e.0)?;
+    check_rules(&criteria, &body.plugin_id, &body.resource_type)?;
+    Ok(NewCondition {
+        role: role.as_str().to_owned(),
+        plugin_id: body.plugin_id.clone(),
+        resource_type: body.resource_type.clone(),
+        actions,
+        conditions: body.conditions.clone(),
+        source: "rest".into(),
+    })
+}
+
+fn check_rules(criteria: &Criteria, plugin: &str, resource_type: &str) -> Result<(), String> {
+    match criteria {
+        Criteria::Condition(c) => {
+            if c.resource_type != resource_type {
+                return Err(format!(
+                    "condition rule '{}' is for resource type '{}', not '{resource_type}'",
+                    c.rule, c.resource_type
+                ));
+            }
+            if !plugins::has_rule(plugin, &c.rule, resource_type) {
+                return Err(format!(
+                    "plugin '{plugin}' has no condition rule '{}' for resource type '{resource_type}'",
+                    c.rule
+                ));
+            }
+            Ok(())
+        }
+        Criteria::AllOf(items) | Criteria::AnyOf(items) => items
+            .iter()
+            .try_for_each(|i| check_rules(i, plugin, resource_type)),
+        Criteria::Not(item) => check_rules(item, plugin, resource_type),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest("Id is not a valid number.".into()))
+}
+
+/// A role may hold one condition per resource type and action.
+async fn check_overlap(
+    state: &AppState,
+    new: &NewCondition,
+    except: Option<i64>,
+) -> Result<(), ApiError> {
+    for c in state.store.list_conditions().await? {
+        if Some(c.id) == except || c.role != new.role || c.resource_type != new.resource_type {
+            continue;
+        }
+        if let Some(action) = c.actions.iter().find(|a| new.actions.contains(a)) {
+            return Err(ApiError::Conflict(format!(
+                "A condition with resource type '{}' and permission '{action}' has already been stored for role '{}'",
+                new.resource_type, new.role
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn check_role(state: &AppState, role: &str, what: &str) -> Result<(), ApiError> {
+    if let Some(r) = state.store.get_role(role).await? {
+        check_source(role, &r.source, what)?;
+    }
+    Ok(())
+}
+
+/// All conditional policies.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Vec<ConditionBody>>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(
+        state
+            .store
+            .list_conditions()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// One conditional policy.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<ConditionBody>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(
+        state.store.get_condition(parse_id(&id)?).await?.into(),
+    ))
+}
+
+/// Stores a conditional policy; answers its id.
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(body): Body<ConditionBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&state, &auth, Action::Create)?;
+    let new = validate(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid conditional decision. Cause: {e}")))?;
+    check_role(&state, &new.role, "add conditions to").await?;
+    check_overlap(&state, &new, None).await?;
+    let id = state.store.create_condition(&auth.actor(), &new).await?;
+    state.rbac.rebuild(&state.store).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+}
+
+/// Replaces a conditional policy.
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    Body(body): Body<ConditionBody>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &auth, Action::Update)?;
+    let id = parse_id(&id)?;
+    let new = validate(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid conditional decision. Cause: {e}")))?;
+    let current = state.store.get_condition(id).await?;
+    check_source(&current.role, &current.source, "edit conditions of")?;
+    check_role(&state, &new.role, "edit conditions of").await?;
+    check_overlap(&state, &new, Some(id)).await?;
+    state
+        .store
+        .update_condition(&auth.actor(), id, &new)
+        .await?;
+    state.rbac.rebuild(&state.store).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Deletes a conditional policy.
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &auth, Action::Delete)?;
+    let id = parse_id(&id)?;
+    let current = state.store.get_condition(id).await?;
+    check_source(&current.role, &current.source, "delete conditions of")?;
+    state.store.delete_condition(&auth.actor(), id).await?;
+    state.rbac.rebuild(&state.store).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

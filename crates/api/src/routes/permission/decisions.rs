@@ -1,0 +1,413 @@
+//! Decisions: Backstage's `POST /api/permission/authorize`, the batch check for portals with an
+//! explain mode, "what am I allowed to do", the plugins' permissions and condition rules, and the
+//! user statistics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_authz::rbac::{Action, Decision, Outcome, PermissionQuery, evaluate_catalog_rule};
+use portcullis_model::{EntityRef, Expect};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::require_admin;
+use crate::ApiError;
+use crate::auth::Authenticated;
+use crate::extract::{Body, Params};
+use crate::rbac::{plugins, user_ref};
+use crate::state::AppState;
+
+/// A permission as Backstage sends it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermissionBody {
+    /// `basic` or `resource`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Permission name.
+    pub name: String,
+    /// Attributes (`action`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+    /// Resource type of resource permissions.
+    #[serde(default)]
+    pub resource_type: Option<String>,
+}
+
+impl PermissionBody {
+    fn query(&self) -> Result<PermissionQuery<'_>, ApiError> {
+        let action = match self.attributes.get("action") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(a)) => Some(Action::parse(a).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "permission.attributes.action: '{a}' is not one of create, read, update, delete"
+                ))
+            })?),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "permission.attributes.action: must be a string".into(),
+                ));
+            }
+        };
+        if self.kind.as_deref() == Some("resource") && self.resource_type.is_none() {
+            return Err(ApiError::BadRequest(
+                "permission.resourceType: a resource permission needs its resource type".into(),
+            ));
+        }
+        Ok(PermissionQuery {
+            name: &self.name,
+            resource_type: self.resource_type.as_deref(),
+            action,
+        })
+    }
+}
+
+/// One item of `POST /api/permission/authorize`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizeItem {
+    /// Echoed in the answer.
+    pub id: String,
+    /// The permission. (`resourceRef` may come along; conditions are returned for the caller
+    /// to apply, as the reference's permission backend does.)
+    pub permission: PermissionBody,
+}
+
+/// Body of `POST /api/permission/authorize`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AuthorizeRequest {
+    /// The questions.
+    pub items: Vec<AuthorizeItem>,
+}
+
+fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::Allow => json!({ "result": "ALLOW" }),
+        Outcome::Deny => json!({ "result": "DENY" }),
+        Outcome::Conditional {
+            plugin_id,
+            resource_type,
+            conditions,
+        } => {
+            json!({ "result": "CONDITIONAL", "pluginId": plugin_id, "resourceType": resource_type, "conditions": conditions })
+        }
+    }
+}
+
+const MAX_BATCH: usize = 1000;
+
+/// Backstage's permission endpoint: decides each item for the authenticated caller.
+pub async fn authorize(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(body): Body<AuthorizeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if body.items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_BATCH} items per request"
+        )));
+    }
+    let user = user_ref(&auth.principal);
+    let snapshot = state.rbac.snapshot();
+    let mut items = Vec::with_capacity(body.items.len());
+    for item in &body.items {
+        let query = item.permission.query()?;
+        let outcome = match &user {
+            Some(user) => snapshot.decide(user, &query, false).outcome,
+            None => Outcome::Deny,
+        };
+        count(&outcome);
+        let mut answer = outcome_json(&outcome);
+        answer["id"] = json!(item.id);
+        items.push(answer);
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+fn count(outcome: &Outcome) {
+    let result = match outcome {
+        Outcome::Allow => "allow",
+        Outcome::Deny => "deny",
+        Outcome::Conditional { .. } => "conditional",
+    };
+    metrics::counter!("portcullis_rbac_decisions_total", "result" => result).increment(1);
+}
+
+/// One item of `POST /api/v1/check`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckItem {
+    /// Echoed in the answer.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Whose decision (`user:<org>/<name>`); the caller when absent. Only policy
+    /// administrators may ask for someone else.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// The permission.
+    pub permission: PermissionBody,
+    /// A catalog entity: when given, a CONDITIONAL decision is resolved against it.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub resource: Option<Value>,
+}
+
+/// Body of `POST /api/v1/check`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// The questions.
+    pub items: Vec<CheckItem>,
+}
+
+/// Query of `POST /api/v1/check`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CheckQuery {
+    /// Name the groups, roles, policy lines and conditions that decided.
+    #[serde(default)]
+    explain: bool,
+}
+
+fn reason(d: &Decision) -> &'static str {
+    use portcullis_authz::rbac::Reason::*;
+    match d.reason {
+        SuperUser => "super user",
+        GroupCycle => "cycle in the principal's groups",
+        Conditions => "conditional policies of the principal's roles",
+        ConditionCollision => "a role holds two conditions for this resource type and action",
+        PolicyOnName => "policies on the permission name",
+        PolicyOnResourceType => "policies on the resource type",
+        NoPolicy => "no policy matched (denied by default)",
+    }
+}
+
+/// Decides a batch for portals: any principal for policy administrators, oneself otherwise;
+/// conditions are resolved against `resource` when it is given.
+pub async fn check(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Params(q): Params<CheckQuery>,
+    Body(body): Body<CheckRequest>,
+) -> Result<Json<Value>, ApiError> {
+    if body.items.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_BATCH} items per request"
+        )));
+    }
+    let me = user_ref(&auth.principal);
+    let admin = state.rbac.is_policy_admin(&auth.principal, Action::Read);
+    let snapshot = state.rbac.snapshot();
+    let mut items = Vec::with_capacity(body.items.len());
+    for (i, item) in body.items.iter().enumerate() {
+        let principal = match &item.principal {
+            Some(p) => EntityRef::parse(p, Expect::Member)
+                .map_err(|e| ApiError::BadRequest(format!("items[{i}].principal: {}", e.0)))?
+                .as_str()
+                .to_owned(),
+            None => me.clone().ok_or_else(|| {
+                ApiError::Forbidden("you are not an active member of any org".into())
+            })?,
+        };
+        if Some(&principal) != me.as_ref() && !admin {
+            return Err(ApiError::Forbidden(
+                "only policy administrators may check other principals".into(),
+            ));
+        }
+        let query = item.permission.query()?;
+        let decision = snapshot.decide(&principal, &query, q.explain);
+        let mut outcome = decision.outcome.clone();
+        let mut resolved = false;
+        if let (Outcome::Conditional { conditions, .. }, Some(resource)) =
+            (&decision.outcome, &item.resource)
+        {
+            let allowed = conditions
+                .evaluate(&|c| evaluate_catalog_rule(c, resource))
+                .unwrap_or(false);
+            outcome = if allowed {
+                Outcome::Allow
+            } else {
+                Outcome::Deny
+            };
+            resolved = true;
+        }
+        count(&outcome);
+        let mut answer = outcome_json(&outcome);
+        answer["id"] = json!(item.id);
+        answer["principal"] = json!(principal);
+        answer["reason"] = json!(reason(&decision));
+        if resolved {
+            answer["resolvedConditions"] = json!(true);
+        }
+        if let Some(e) = decision.explanation {
+            answer["explanation"] = json!({ "groups": e.groups, "roles": e.roles, "policies": e.policies, "conditions": e.conditions });
+        }
+        items.push(answer);
+    }
+    Ok(Json(json!({ "items": items })))
+}
+
+/// One permission of `GET /api/v1/me/permissions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MyPermission {
+    /// Plugin.
+    pub plugin_id: String,
+    /// Permission name.
+    pub permission: String,
+    /// Resource type, for resource permissions.
+    pub resource_type: Option<String>,
+    /// Action.
+    pub policy: String,
+    /// ALLOW, DENY or CONDITIONAL.
+    pub result: String,
+    /// The conditions of a CONDITIONAL result.
+    #[schema(value_type = Object)]
+    pub conditions: Option<Value>,
+}
+
+/// What the caller may do, permission by permission, across the plugins' permissions.
+pub async fn my_permissions(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    let me = user_ref(&auth.principal);
+    let snapshot = state.rbac.snapshot();
+    let mut out = Vec::new();
+    for (plugin, name, resource_type, action) in plugins::all_permissions() {
+        let query = PermissionQuery {
+            name,
+            resource_type,
+            action: Action::parse(action).filter(|a| *a != Action::Use),
+        };
+        let outcome = match &me {
+            Some(me) => snapshot.decide(me, &query, false).outcome,
+            None => Outcome::Deny,
+        };
+        let json = outcome_json(&outcome);
+        out.push(MyPermission {
+            plugin_id: plugin.to_owned(),
+            permission: name.to_owned(),
+            resource_type: resource_type.map(str::to_owned),
+            policy: action.to_owned(),
+            result: json["result"].as_str().unwrap_or("DENY").to_owned(),
+            conditions: json.get("conditions").cloned(),
+        });
+    }
+    Ok(Json(json!({ "principal": me, "permissions": out })))
+}
+
+/// The permissions every plugin declares.
+pub async fn plugin_policies(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Vec<plugins::PluginPolicies>>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(plugins::plugin_policies()))
+}
+
+/// The condition rules every plugin declares, with parameter schemas.
+pub async fn condition_rules(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(plugins::condition_rules()))
+}
+
+/// `GET /api/licensed-users-info/users/quantity`: how many users have used Portcullis.
+pub async fn user_quantity(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    let n = state.store.list_seen_users().await?.len();
+    Ok(Json(json!({ "quantity": n.to_string() })))
+}
+
+fn http_date(t: portcullis_model::Timestamp) -> String {
+    use time::OffsetDateTime;
+    use time::macros::format_description;
+    let format = format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    OffsetDateTime::from_unix_timestamp(t.0.div_euclid(1000))
+        .ok()
+        .and_then(|d| d.format(format).ok())
+        .unwrap_or_default()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// `GET /api/licensed-users-info/users`: users who have used Portcullis, as JSON or, when the
+/// request asks for `text/csv` (Accept or Content-Type), as CSV.
+pub async fn users(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    let wants_csv = [header::ACCEPT, header::CONTENT_TYPE].iter().any(|h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/csv"))
+    });
+    let rows: Vec<(String, String, String, String)> = state
+        .store
+        .list_seen_users()
+        .await?
+        .into_iter()
+        .map(|(u, orgs)| {
+            let org = orgs
+                .iter()
+                .find(|o| o.as_str() == "default")
+                .or(orgs.first())
+                .cloned()
+                .unwrap_or_else(|| "default".into());
+            let entity = EntityRef::user(&org, &u.username).as_str().to_owned();
+            let name = if u.display_name.is_empty() {
+                u.username.clone()
+            } else {
+                u.display_name.clone()
+            };
+            (
+                entity,
+                name,
+                u.email,
+                u.last_access_at.map(http_date).unwrap_or_default(),
+            )
+        })
+        .collect();
+    if wants_csv {
+        let mut out = String::from("userEntityRef,displayName,email,lastTimeLogin\n");
+        for (entity, name, email, last) in &rows {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                csv_field(entity),
+                csv_field(name),
+                csv_field(email),
+                csv_field(last)
+            ));
+        }
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            out,
+        )
+            .into_response());
+    }
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|(entity, name, email, last)| json!({ "userEntityRef": entity, "lastTimeLogin": last, "displayName": name, "email": email }))
+        .collect();
+    Ok(Json(list).into_response())
+}

@@ -1,0 +1,278 @@
+//! `/api/permission/roles`: roles with their members and metadata.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portcullis_authz::rbac::Action;
+use portcullis_model::{EntityRef, Expect, Timestamp};
+use portcullis_store::RoleRecord;
+use serde::{Deserialize, Serialize};
+
+use super::{caller_name, check_source, path_ref, require_admin};
+use crate::ApiError;
+use crate::auth::Authenticated;
+use crate::extract::{Body, Params};
+use crate::state::AppState;
+
+/// Role metadata.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleMetadata {
+    /// `configuration`, `rest`, `csv-file` or `legacy` (set by Portcullis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Owner (user or group reference).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Creator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Last modifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modified_by: Option<String>,
+    /// Created.
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub created_at: Option<Timestamp>,
+    /// Last changed.
+    #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)]
+    pub last_modified: Option<Timestamp>,
+}
+
+/// A role on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleBody {
+    /// Users and groups holding the role.
+    #[serde(default)]
+    pub member_references: Vec<String>,
+    /// `role:<namespace>/<name>`.
+    #[serde(default)]
+    pub name: String,
+    /// Metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<RoleMetadata>,
+}
+
+impl From<RoleRecord> for RoleBody {
+    fn from(r: RoleRecord) -> Self {
+        Self {
+            member_references: r.members,
+            name: r.name,
+            metadata: Some(RoleMetadata {
+                source: Some(r.source),
+                description: r.description,
+                owner: r.owner,
+                author: r.author,
+                modified_by: r.modified_by,
+                created_at: Some(r.created_at),
+                last_modified: Some(r.last_modified),
+            }),
+        }
+    }
+}
+
+/// Body of `PUT /api/permission/roles/{kind}/{namespace}/{name}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateRole {
+    /// The role as the client last saw it.
+    pub old_role: RoleBody,
+    /// The role as it should be.
+    pub new_role: RoleBody,
+}
+
+/// Query of `DELETE /api/permission/roles/{kind}/{namespace}/{name}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteQuery {
+    /// Remove only this member (the role goes with its last member).
+    member_references: Option<String>,
+}
+
+/// Validates a role body as the reference does; returns the normalised name and members.
+fn validate(role: &RoleBody) -> Result<(String, Vec<String>), ApiError> {
+    if role.name.is_empty() {
+        return Err(ApiError::BadRequest(
+            "'name' field must not be empty".into(),
+        ));
+    }
+    let name = EntityRef::parse(&role.name, Expect::Role).map_err(|e| ApiError::BadRequest(e.0))?;
+    if role.member_references.is_empty() {
+        return Err(ApiError::BadRequest(
+            "'memberReferences' field must not be empty".into(),
+        ));
+    }
+    let mut members = Vec::with_capacity(role.member_references.len());
+    for m in &role.member_references {
+        members.push(
+            EntityRef::parse(m, Expect::Member)
+                .map_err(|e| ApiError::BadRequest(e.0))?
+                .as_str()
+                .to_owned(),
+        );
+    }
+    if let Some(owner) = role.metadata.as_ref().and_then(|m| m.owner.as_deref()) {
+        EntityRef::parse(owner, Expect::Member).map_err(|e| ApiError::BadRequest(e.0))?;
+    }
+    members.sort();
+    members.dedup();
+    Ok((name.as_str().to_owned(), members))
+}
+
+/// All roles.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Vec<RoleBody>>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(
+        state
+            .store
+            .list_roles()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+/// One role (as a one-element array, as the reference answers).
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Result<Json<Vec<RoleBody>>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    let name = path_ref(&kind, &namespace, &name);
+    let role = state
+        .store
+        .get_role(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{name} was not found")))?;
+    Ok(Json(vec![role.into()]))
+}
+
+async fn create_role(
+    state: &AppState,
+    auth: &Authenticated,
+    body: RoleBody,
+) -> Result<StatusCode, ApiError> {
+    require_admin(state, auth, Action::Create)?;
+    let (name, members) = validate(&body)?;
+    let caller = caller_name(state, auth);
+    let meta = body.metadata.unwrap_or_default();
+    let record = RoleRecord {
+        name,
+        source: "rest".into(),
+        description: meta.description,
+        owner: meta.owner,
+        author: Some(caller.clone()),
+        modified_by: Some(caller),
+        created_at: Timestamp(0),
+        last_modified: Timestamp(0),
+        members,
+    };
+    state.store.create_role(&auth.actor(), &record).await?;
+    state.rbac.rebuild(&state.store).await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Creates a role.
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(body): Body<RoleBody>,
+) -> Result<StatusCode, ApiError> {
+    create_role(&state, &auth, body).await
+}
+
+/// Creates a role (the name in the path must match the body's, when the body has one).
+pub async fn create_at(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Body(mut body): Body<RoleBody>,
+) -> Result<StatusCode, ApiError> {
+    let name = path_ref(&kind, &namespace, &name);
+    if body.name.is_empty() {
+        body.name = name;
+    } else if body.name != name {
+        return Err(ApiError::BadRequest(format!(
+            "the role in the path ({name}) and in the body ({}) differ",
+            body.name
+        )));
+    }
+    create_role(&state, &auth, body).await
+}
+
+/// Replaces a role's name, members and metadata.
+pub async fn update(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Body(body): Body<UpdateRole>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &auth, Action::Update)?;
+    let name = path_ref(&kind, &namespace, &name);
+    validate(&body.old_role)?;
+    let (new_name, members) = validate(&body.new_role)?;
+    let current = state
+        .store
+        .get_role(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{name} was not found")))?;
+    check_source(&name, &current.source, "edit role")?;
+    if new_name != name && state.store.get_role(&new_name).await?.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "role {new_name} already exists"
+        )));
+    }
+    let meta = body.new_role.metadata.unwrap_or_default();
+    let record = RoleRecord {
+        name: new_name,
+        description: meta.description.or(current.description.clone()),
+        owner: meta.owner.or(current.owner.clone()),
+        modified_by: Some(caller_name(&state, &auth)),
+        members,
+        ..current
+    };
+    state
+        .store
+        .update_role(&auth.actor(), &name, &record)
+        .await?;
+    state.rbac.rebuild(&state.store).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Deletes a role, or only the members named in `memberReferences`.
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Params(q): Params<DeleteQuery>,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &auth, Action::Delete)?;
+    let name = path_ref(&kind, &namespace, &name);
+    let current = state
+        .store
+        .get_role(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{name} was not found")))?;
+    check_source(&name, &current.source, "delete role")?;
+    match q.member_references {
+        Some(member) => {
+            let member =
+                EntityRef::parse(&member, Expect::Member).map_err(|e| ApiError::BadRequest(e.0))?;
+            state
+                .store
+                .remove_role_members(&auth.actor(), &name, &[member.as_str().to_owned()])
+                .await?;
+        }
+        None => state.store.delete_role(&auth.actor(), &name).await?,
+    }
+    state.rbac.rebuild(&state.store).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
