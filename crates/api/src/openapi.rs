@@ -4,11 +4,12 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::routes::permission::{conditions, decisions, policies, roles};
 use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Portcullis admin API", description = "Orgs, projects, users, groups, API keys and the audit trail."),
+    info(title = "Portcullis admin API", description = "Orgs, projects, users, groups, API keys, the audit trail, and the Backstage-compatible permission API."),
     paths(
         health::healthz, health::readyz, health::metrics,
         me::me,
@@ -22,6 +23,11 @@ use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
         groups::create, groups::list, groups::get, groups::delete,
         groups::members, groups::add_member, groups::remove_user, groups::remove_group,
         audit::list,
+        roles::list, roles::get, roles::create, roles::create_at, roles::update, roles::delete,
+        policies::list, policies::get, policies::create, policies::update, policies::delete,
+        conditions::list, conditions::get, conditions::create, conditions::update, conditions::delete,
+        decisions::authorize, decisions::check, decisions::my_permissions, decisions::plugin_policies, decisions::condition_rules,
+        decisions::user_quantity, decisions::users,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("apiKey" = [])),

@@ -51,10 +51,32 @@ async fn a_fresh_server_is_healthy_and_documented() {
         })
         .collect();
     let expected: Vec<(String, Vec<String>)> = [
-        ("/api/v1/audit", &["get"][..]),
+        ("/api/licensed-users-info/users", &["get"][..]),
+        ("/api/licensed-users-info/users/quantity", &["get"]),
+        ("/api/permission/authorize", &["post"]),
+        ("/api/permission/plugins/condition-rules", &["get"]),
+        ("/api/permission/plugins/policies", &["get"]),
+        ("/api/permission/policies", &["get", "post"]),
+        (
+            "/api/permission/policies/{kind}/{namespace}/{name}",
+            &["delete", "get", "put"],
+        ),
+        ("/api/permission/roles", &["get", "post"]),
+        ("/api/permission/roles/conditions", &["get", "post"]),
+        (
+            "/api/permission/roles/conditions/{id}",
+            &["delete", "get", "put"],
+        ),
+        (
+            "/api/permission/roles/{kind}/{namespace}/{name}",
+            &["delete", "get", "post", "put"],
+        ),
+        ("/api/v1/audit", &["get"]),
+        ("/api/v1/check", &["post"]),
         ("/api/v1/me", &["get"]),
         ("/api/v1/me/keys", &["get", "post"]),
         ("/api/v1/me/keys/{keyId}", &["delete"]),
+        ("/api/v1/me/permissions", &["get"]),
         ("/api/v1/orgs", &["get", "post"]),
         ("/api/v1/orgs/{org}", &["get", "patch"]),
         ("/api/v1/orgs/{org}/groups", &["get", "post"]),

@@ -156,6 +156,7 @@ async fn check_role(state: &AppState, role: &str, what: &str) -> Result<(), ApiE
 }
 
 /// All conditional policies.
+#[utoipa::path(get, path = "/api/permission/roles/conditions", tag = "permission", responses((status = 200, body = [ConditionBody]), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -173,6 +174,7 @@ pub async fn list(
 }
 
 /// One conditional policy.
+#[utoipa::path(get, path = "/api/permission/roles/conditions/{id}", tag = "permission", params(("id" = String, Path)), responses((status = 200, body = ConditionBody), (status = 400), (status = 403), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -185,6 +187,7 @@ pub async fn get(
 }
 
 /// Stores a conditional policy; answers its id.
+#[utoipa::path(post, path = "/api/permission/roles/conditions", tag = "permission", request_body = ConditionBody, responses((status = 201), (status = 400), (status = 403), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -201,6 +204,7 @@ pub async fn create(
 }
 
 /// Replaces a conditional policy.
+#[utoipa::path(put, path = "/api/permission/roles/conditions/{id}", tag = "permission", request_body = ConditionBody, params(("id" = String, Path)), responses((status = 200), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -224,6 +228,7 @@ pub async fn update(
 }
 
 /// Deletes a conditional policy.
+#[utoipa::path(delete, path = "/api/permission/roles/conditions/{id}", tag = "permission", params(("id" = String, Path)), responses((status = 204), (status = 400), (status = 403), (status = 404)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,

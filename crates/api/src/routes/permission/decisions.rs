@@ -99,6 +99,7 @@ fn outcome_json(outcome: &Outcome) -> Value {
 const MAX_BATCH: usize = 1000;
 
 /// Backstage's permission endpoint: decides each item for the authenticated caller.
+#[utoipa::path(post, path = "/api/permission/authorize", tag = "permission", request_body = AuthorizeRequest, responses((status = 200), (status = 400), (status = 401)))]
 pub async fn authorize(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -186,6 +187,7 @@ fn reason(d: &Decision) -> &'static str {
 
 /// Decides a batch for portals: any principal for policy administrators, oneself otherwise;
 /// conditions are resolved against `resource` when it is given.
+#[utoipa::path(post, path = "/api/v1/check", tag = "permission", request_body = CheckRequest, params(CheckQuery), responses((status = 200), (status = 400), (status = 401), (status = 403)))]
 pub async fn check(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -269,6 +271,7 @@ pub struct MyPermission {
 }
 
 /// What the caller may do, permission by permission, across the plugins' permissions.
+#[utoipa::path(get, path = "/api/v1/me/permissions", tag = "permission", responses((status = 200), (status = 401)))]
 pub async fn my_permissions(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -300,6 +303,7 @@ pub async fn my_permissions(
 }
 
 /// The permissions every plugin declares.
+#[utoipa::path(get, path = "/api/permission/plugins/policies", tag = "permission", responses((status = 200, body = [plugins::PluginPolicies]), (status = 403)))]
 pub async fn plugin_policies(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -309,6 +313,7 @@ pub async fn plugin_policies(
 }
 
 /// The condition rules every plugin declares, with parameter schemas.
+#[utoipa::path(get, path = "/api/permission/plugins/condition-rules", tag = "permission", responses((status = 200), (status = 403)))]
 pub async fn condition_rules(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -318,6 +323,7 @@ pub async fn condition_rules(
 }
 
 /// `GET /api/licensed-users-info/users/quantity`: how many users have used Portcullis.
+#[utoipa::path(get, path = "/api/licensed-users-info/users/quantity", tag = "permission", responses((status = 200), (status = 403)))]
 pub async fn user_quantity(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -349,6 +355,7 @@ fn csv_field(text: &str) -> String {
 
 /// `GET /api/licensed-users-info/users`: users who have used Portcullis, as JSON or, when the
 /// request asks for `text/csv` (Accept or Content-Type), as CSV.
+#[utoipa::path(get, path = "/api/licensed-users-info/users", tag = "permission", responses((status = 200, description = "JSON, or CSV for text/csv"), (status = 403)))]
 pub async fn users(
     State(state): State<AppState>,
     auth: Authenticated,

@@ -115,6 +115,7 @@ async fn check_role_source(state: &AppState, subject: &str, what: &str) -> Resul
 }
 
 /// All policies.
+#[utoipa::path(get, path = "/api/permission/policies", tag = "permission", responses((status = 200, body = [PolicyBody]), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -132,6 +133,7 @@ pub async fn list(
 }
 
 /// The policies of one role, user or group.
+#[utoipa::path(get, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200, body = [PolicyBody]), (status = 403), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -149,6 +151,7 @@ pub async fn get(
 }
 
 /// Adds policies.
+#[utoipa::path(post, path = "/api/permission/policies", tag = "permission", request_body = Vec<PolicyBody>, responses((status = 201), (status = 400), (status = 403), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -169,6 +172,7 @@ pub async fn create(
 }
 
 /// Replaces some policies of one subject with others.
+#[utoipa::path(put, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", request_body = UpdatePolicies, params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -204,6 +208,7 @@ pub async fn update(
 }
 
 /// Deletes one policy (`permission`, `policy`, `effect` in the query) or all of the subject's.
+#[utoipa::path(delete, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path), DeleteQuery), responses((status = 204), (status = 400), (status = 403), (status = 404)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,

@@ -123,6 +123,7 @@ fn validate(role: &RoleBody) -> Result<(String, Vec<String>), ApiError> {
 }
 
 /// All roles.
+#[utoipa::path(get, path = "/api/permission/roles", tag = "permission", responses((status = 200, body = [RoleBody]), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -140,6 +141,7 @@ pub async fn list(
 }
 
 /// One role (as a one-element array, as the reference answers).
+#[utoipa::path(get, path = "/api/permission/roles/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200, body = [RoleBody]), (status = 403), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -181,6 +183,7 @@ async fn create_role(
 }
 
 /// Creates a role.
+#[utoipa::path(post, path = "/api/permission/roles", tag = "permission", request_body = RoleBody, responses((status = 201), (status = 400), (status = 403), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -190,6 +193,7 @@ pub async fn create(
 }
 
 /// Creates a role (the name in the path must match the body's, when the body has one).
+#[utoipa::path(post, path = "/api/permission/roles/{kind}/{namespace}/{name}", tag = "permission", request_body = RoleBody, params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 201), (status = 400), (status = 403), (status = 409)))]
 pub async fn create_at(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -209,6 +213,7 @@ pub async fn create_at(
 }
 
 /// Replaces a role's name, members and metadata.
+#[utoipa::path(put, path = "/api/permission/roles/{kind}/{namespace}/{name}", tag = "permission", request_body = UpdateRole, params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -248,6 +253,7 @@ pub async fn update(
 }
 
 /// Deletes a role, or only the members named in `memberReferences`.
+#[utoipa::path(delete, path = "/api/permission/roles/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path), DeleteQuery), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
