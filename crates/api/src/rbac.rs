@@ -2,6 +2,7 @@
 //! every committed change), who the caller is in entity-reference terms, who administers
 //! policies, and the permissions and condition rules the plugins declare.
 
+pub mod files;
 pub mod plugins;
 
 use std::path::PathBuf;

@@ -93,11 +93,14 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let (directory, feed) = Directory::load(&store).await?;
     let metrics = crate::observability::recorder();
     let rbac = crate::rbac::Rbac::start(&store, config.rbac.clone()).await?;
+    if config.rbac.policies_csv_file.is_some() || config.rbac.conditional_policies_file.is_some() {
+        crate::rbac::files::reload(&store, &rbac).await?;
+    }
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),
         metrics,
-        rbac,
+        rbac: rbac.clone(),
     };
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))
@@ -112,6 +115,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .local_addr()
         .map_err(|e| ServerError::Bind(config.listen, e))?;
     let (stop, stopped) = watch::channel(false);
+    let (store_for_files, stopped_for_files) = (store.clone(), stopped.clone());
 
     // Other replicas' changes (PostgreSQL only; returns at once on SQLite).
     let follow_task = tokio::spawn(directory.clone().follow_changes(
@@ -119,6 +123,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         RESYNC_INTERVAL,
         stopped.clone(),
     ));
+    let files_task = tokio::spawn(async move {
+        if rbac.settings().policy_file_reload {
+            crate::rbac::files::watch(store_for_files, rbac, stopped_for_files).await;
+        }
+    });
     let flusher = ActivityFlusher::new(directory, store.clone(), feed);
     let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, stopped.clone()));
     let mut until = stopped;
@@ -139,7 +148,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         addr,
         bootstrap_key,
         stop,
-        tasks: vec![serve_task, flush_task, follow_task],
+        tasks: vec![serve_task, flush_task, follow_task, files_task],
         store,
     })
 }

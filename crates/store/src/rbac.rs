@@ -793,6 +793,87 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Makes the conditional policies of `source` exactly `conditions` (by content); returns how
+    /// many were added and removed.
+    pub async fn sync_conditions(
+        &self,
+        actor: &Actor,
+        source: &str,
+        conditions: &[NewCondition],
+    ) -> Result<(usize, usize), StoreError> {
+        let mut tx = self.write().await?;
+        let current: Vec<ConditionRecord> =
+            sqlx::query("SELECT * FROM rbac_conditions WHERE source = $1 ORDER BY id")
+                .bind(source)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(condition_row)
+                .collect::<Result<_, _>>()?;
+        let same = |c: &ConditionRecord, n: &NewCondition| {
+            c.role == n.role
+                && c.plugin_id == n.plugin_id
+                && c.resource_type == n.resource_type
+                && c.actions == n.actions
+                && c.conditions == n.conditions
+        };
+        let mut removed = 0;
+        for c in current
+            .iter()
+            .filter(|c| !conditions.iter().any(|n| same(c, n)))
+        {
+            sqlx::query("DELETE FROM rbac_conditions WHERE id = $1")
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await?;
+            removed += 1;
+        }
+        let mut added = 0;
+        for n in conditions
+            .iter()
+            .filter(|n| !current.iter().any(|c| same(c, n)))
+        {
+            sqlx::query("INSERT INTO rbac_conditions (role_name, plugin_id, resource_type, actions, conditions, source) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(n.role.as_str())
+                .bind(n.plugin_id.as_str())
+                .bind(n.resource_type.as_str())
+                .bind(serde_json::to_string(&n.actions).unwrap_or_default())
+                .bind(n.conditions.to_string())
+                .bind(source)
+                .execute(&mut *tx)
+                .await?;
+            added += 1;
+        }
+        let details = serde_json::json!({ "conditionsAdded": added, "conditionsRemoved": removed });
+        audit::record(
+            &mut tx,
+            actor,
+            None,
+            "rbac.conditions.sync",
+            source,
+            Some(details),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((added, removed))
+    }
+
+    /// Records an event that changes nothing (a refused policy file, say) in the audit trail.
+    pub async fn record_event(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::record(&mut tx, actor, None, action, target, Some(details)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 async fn delete_role_in(
     tx: &mut Transaction<'static, sqlx::Any>,
     name: &str,
