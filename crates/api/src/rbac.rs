@@ -40,6 +40,8 @@ pub const RBAC_ADMIN_ROLE: &str = "role:default/rbac_admin";
 /// The RBAC engine state shared by handlers.
 pub struct Rbac {
     snapshot: ArcSwap<RbacSnapshot>,
+    /// This process, in announcements to other replicas.
+    origin: String,
     settings: RbacSettings,
     /// Serialises rebuilds, so a slow one never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
@@ -76,6 +78,7 @@ impl Rbac {
             .await?;
         let rbac = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(RbacSnapshot::default()),
+            origin: format!("rbac-{}", portcullis_model::UserId::new()),
             settings,
             rebuild: tokio::sync::Mutex::new(()),
         });
@@ -163,6 +166,52 @@ impl Rbac {
         metrics::gauge!("portcullis_rbac_policies").set(snapshot.policy_count() as f64);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
+    }
+
+    /// Call after every committed change to RBAC data or group membership, before answering:
+    /// rebuilds here and tells the other replicas to rebuild.
+    pub async fn changed(&self, store: &Store) -> Result<(), StoreError> {
+        self.rebuild(store).await?;
+        if let Err(e) = store.announce_rbac(&self.origin).await {
+            tracing::warn!(error = %e, "could not announce an RBAC change to other replicas");
+        }
+        Ok(())
+    }
+
+    /// Rebuilds after other replicas' changes (PostgreSQL only; returns at once on SQLite) until
+    /// `stop`.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        store: Store,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut feed = match store.credential_changes().await {
+            Ok(Some(feed)) => feed,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot follow RBAC changes of other replicas");
+                return;
+            }
+        };
+        loop {
+            let change = tokio::select! {
+                _ = stop.changed() => return,
+                change = feed.next() => change,
+            };
+            let rebuild = match change {
+                Ok(portcullis_store::Change::Rbac { origin }) => origin != self.origin,
+                Ok(portcullis_store::Change::Resync) => true,
+                Ok(portcullis_store::Change::User { .. }) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "RBAC change feed failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    false
+                }
+            };
+            if rebuild && let Err(e) = self.rebuild(&store).await {
+                tracing::warn!(error = %e, "could not rebuild RBAC after another replica's change");
+            }
+        }
     }
 
     /// The current snapshot.

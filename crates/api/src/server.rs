@@ -123,6 +123,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         RESYNC_INTERVAL,
         stopped.clone(),
     ));
+    let rbac_follow_task =
+        tokio::spawn(rbac.clone().follow_changes(store.clone(), stopped.clone()));
     let files_task = tokio::spawn(async move {
         if rbac.settings().policy_file_reload {
             crate::rbac::files::watch(store_for_files, rbac, stopped_for_files).await;
@@ -148,7 +150,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         addr,
         bootstrap_key,
         stop,
-        tasks: vec![serve_task, flush_task, follow_task, files_task],
+        tasks: vec![
+            serve_task,
+            flush_task,
+            follow_task,
+            rbac_follow_task,
+            files_task,
+        ],
         store,
     })
 }

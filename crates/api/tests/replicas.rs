@@ -142,6 +142,54 @@ async fn revocations_reach_the_other_replica() {
         );
     }
 
+    // RBAC: a role and a policy made through A decide on B.
+    let check_on_b = || async {
+        let body = json!({"items": [{"principal": "user:default/ci", "permission": {"type": "basic", "name": "kubernetes.proxy", "attributes": {}}}]});
+        let answer: Value = http
+            .post(on_b("/api/v1/check"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["items"][0]["result"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(check_on_b().await, "DENY");
+    let role = http
+        .post(on_a("/api/permission/roles"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "role:default/proxy", "memberReferences": ["user:default/ci"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(role.status(), 201);
+    let policy = http
+        .post(on_a("/api/permission/policies"))
+        .bearer_auth(admin)
+        .json(&json!([{"entityReference": "role:default/proxy", "permission": "kubernetes.proxy", "policy": "use", "effect": "allow"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 201);
+    let started = Instant::now();
+    while check_on_b().await != "ALLOW" {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the policy did not reach replica B"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "replica B allowed by the new policy after {:?}",
+        started.elapsed()
+    );
+
     a.shutdown().await;
     b.shutdown().await;
     let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();

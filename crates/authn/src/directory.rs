@@ -237,7 +237,7 @@ impl Directory {
                 _ = ticker.tick() => self.reload_all(&store).await,
                 change = feed.next() => match change {
                     Ok(Change::User { origin, user }) if origin != self.origin => self.refresh_user(&store, user).await,
-                    Ok(Change::User { .. }) => Ok(()),
+                    Ok(Change::User { .. } | Change::Rbac { .. }) => Ok(()),
                     Ok(Change::Resync) => self.reload_all(&store).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "credential change feed failed; retrying");

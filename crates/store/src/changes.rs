@@ -19,6 +19,11 @@ pub enum Change {
         /// The user.
         user: UserId,
     },
+    /// RBAC data (roles, policies, conditions, group membership) changed on the replica `origin`.
+    Rbac {
+        /// The announcing replica.
+        origin: String,
+    },
     /// The connection was lost and re-established: announcements may have been missed, so reload
     /// everything.
     Resync,
@@ -48,6 +53,18 @@ impl Store {
         Ok(())
     }
 
+    /// Announces that RBAC data changed (no-op on SQLite).
+    pub async fn announce_rbac(&self, origin: &str) -> Result<(), StoreError> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{origin} rbac"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Subscribes to announcements; `None` on SQLite.
     pub async fn credential_changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
         let Some(url) = self.postgres_url() else {
@@ -69,6 +86,11 @@ impl ChangeFeed {
                     let Some((origin, user)) = n.payload().split_once(' ') else {
                         continue;
                     };
+                    if user == "rbac" {
+                        return Ok(Change::Rbac {
+                            origin: origin.to_owned(),
+                        });
+                    }
                     let Ok(user) = user.parse() else { continue };
                     return Ok(Change::User {
                         origin: origin.to_owned(),

@@ -149,7 +149,7 @@ pub async fn reload(store: &Store, rbac: &Rbac) -> Result<ReloadReport, StoreErr
     store
         .record_event(&actor(), "rbac.files.reload", result, details)
         .await?;
-    rbac.rebuild(store).await?;
+    rbac.changed(store).await?;
     Ok(report)
 }
 

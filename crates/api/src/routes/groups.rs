@@ -84,7 +84,7 @@ pub async fn delete(
         .store
         .delete_group(&auth.actor(), &org, &group)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,7 +131,7 @@ pub async fn add_member(
             );
         }
     }
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(Json(state.store.group_members(&org, &group).await?.into()))
 }
 
@@ -149,7 +149,7 @@ pub async fn remove_user(
         .store
         .remove_user_from_group(&auth.actor(), &org, &group, user_id(&user)?)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,6 +167,6 @@ pub async fn remove_group(
         .store
         .remove_group_from_group(&auth.actor(), &org, &group, &child)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -204,7 +204,7 @@ pub async fn update(
         .store
         .update_member(&auth.actor(), &org, user, &patch)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     state.directory.user_changed(&state.store, user).await?;
     Ok(Json(UserView::of(&org.slug, member)))
 }
@@ -223,7 +223,7 @@ async fn set_status(
         .store
         .set_member_status(&auth.actor(), &org, user, status)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     state.directory.user_changed(&state.store, user).await?;
     Ok(UserView::of(&org.slug, member))
 }
@@ -300,7 +300,7 @@ pub async fn remove(
     let user = user_id(&user)?;
     refuse_self(&auth, user, "remove")?;
     state.store.remove_member(&auth.actor(), &org, user).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     state.directory.user_changed(&state.store, user).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -199,7 +199,7 @@ pub async fn create(
     check_role(&state, &new.role, "add conditions to").await?;
     check_overlap(&state, &new, None).await?;
     let id = state.store.create_condition(&auth.actor(), &new).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
@@ -223,7 +223,7 @@ pub async fn update(
         .store
         .update_condition(&auth.actor(), id, &new)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::OK)
 }
 
@@ -239,6 +239,6 @@ pub async fn delete(
     let current = state.store.get_condition(id).await?;
     check_source(&current.role, &current.source, "delete conditions of")?;
     state.store.delete_condition(&auth.actor(), id).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }

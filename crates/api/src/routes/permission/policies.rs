@@ -167,7 +167,7 @@ pub async fn create(
         check_role_source(&state, subject, "add policy to").await?;
     }
     state.store.add_policies(&auth.actor(), &new).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -203,7 +203,7 @@ pub async fn update(
         .store
         .replace_policies(&auth.actor(), &old, &new)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::OK)
 }
 
@@ -261,6 +261,6 @@ pub async fn delete(
         check_source(&subject, &p.source, "delete policies of")?;
     }
     state.store.delete_policies(&auth.actor(), &doomed).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -178,7 +178,7 @@ async fn create_role(
         members,
     };
     state.store.create_role(&auth.actor(), &record).await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::CREATED)
 }
 
@@ -248,7 +248,7 @@ pub async fn update(
         .store
         .update_role(&auth.actor(), &name, &record)
         .await?;
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::OK)
 }
 
@@ -279,6 +279,6 @@ pub async fn delete(
         }
         None => state.store.delete_role(&auth.actor(), &name).await?,
     }
-    state.rbac.rebuild(&state.store).await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
