@@ -32,6 +32,8 @@ pub struct RbacSettings {
     pub policy_file_reload: bool,
     /// Levels of nested groups that count (`permission.rbac.maxDepth`).
     pub max_depth: Option<usize>,
+    /// Plugins added to (or replacing) the defaults (`permission.rbac.plugins`).
+    pub plugins: Vec<plugins::PluginSpec>,
 }
 
 /// The role of policy administrators, created from configuration.
@@ -42,6 +44,8 @@ pub struct Rbac {
     snapshot: ArcSwap<RbacSnapshot>,
     /// This process, in announcements to other replicas.
     origin: String,
+    /// The plugins' permissions and condition rules.
+    catalogue: plugins::Catalogue,
     settings: RbacSettings,
     /// Serialises rebuilds, so a slow one never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
@@ -79,11 +83,17 @@ impl Rbac {
         let rbac = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(RbacSnapshot::default()),
             origin: format!("rbac-{}", portcullis_model::UserId::new()),
+            catalogue: plugins::Catalogue::with(&settings.plugins),
             settings,
             rebuild: tokio::sync::Mutex::new(()),
         });
         rbac.rebuild(store).await?;
         Ok(rbac)
+    }
+
+    /// The plugins' permissions and condition rules.
+    pub fn plugins(&self) -> &plugins::Catalogue {
+        &self.catalogue
     }
 
     /// The settings.

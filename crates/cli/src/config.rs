@@ -59,6 +59,7 @@ struct RbacConfig {
     policy_file_reload: Option<bool>,
     #[serde(rename = "maxDepth")]
     max_depth: Option<usize>,
+    plugins: Option<Vec<portcullis_api::rbac::plugins::PluginSpec>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -266,7 +267,24 @@ pub fn load(
         conditional_policies_file: rbac.conditional_policies_file,
         policy_file_reload: rbac.policy_file_reload.unwrap_or(false),
         max_depth: rbac.max_depth,
+        plugins: rbac.plugins.unwrap_or_default(),
     };
+    for (i, plugin) in rbac_settings.plugins.iter().enumerate() {
+        for (j, perm) in plugin.permissions.iter().enumerate() {
+            if !matches!(
+                perm.policy.as_str(),
+                "create" | "read" | "update" | "delete" | "use"
+            ) {
+                return Err(ConfigError::new(
+                    format!("permission.rbac.plugins[{i}].permissions[{j}].policy"),
+                    format!(
+                        "'{}' is not one of create, read, update, delete, use",
+                        perm.policy
+                    ),
+                ));
+            }
+        }
+    }
 
     Ok(Config {
         server: ServerConfig {
@@ -372,6 +390,14 @@ mod tests {
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.rbac.admin_users, ["user:default/alice"]);
         assert!(c.server.rbac.policy_file_reload);
+        let f = file_with(
+            "permission:\n  rbac:\n    plugins:\n      - pluginId: acme\n        permissions:\n          - name: acme.deploy\n            policy: launch\n",
+        );
+        let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
+        assert_eq!(
+            e.key, "permission.rbac.plugins[0].permissions[0].policy",
+            "{e}"
+        );
         let f = file_with("lisen: 1\n");
         let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");

@@ -74,6 +74,7 @@ async fn load_csv(store: &Store, path: &Path, report: &mut ReloadReport) -> Resu
 /// Reads the YAML into the `csv-file` conditions; any invalid document refuses the whole file.
 async fn load_conditions(
     store: &Store,
+    catalogue: &super::plugins::Catalogue,
     path: &Path,
     report: &mut ReloadReport,
 ) -> Result<(), StoreError> {
@@ -105,7 +106,7 @@ async fn load_conditions(
         };
         let checked = serde_json::from_value::<ConditionBody>(value)
             .map_err(|e| e.to_string())
-            .and_then(|body| validate(&body));
+            .and_then(|body| validate(&body, catalogue));
         match checked {
             Ok(mut c) => {
                 c.source = SOURCE.into();
@@ -134,7 +135,7 @@ pub async fn reload(store: &Store, rbac: &Rbac) -> Result<ReloadReport, StoreErr
         load_csv(store, csv, &mut report).await?;
     }
     if let Some(yaml) = &settings.conditional_policies_file {
-        load_conditions(store, yaml, &mut report).await?;
+        load_conditions(store, rbac.plugins(), yaml, &mut report).await?;
     }
     for w in &report.warnings {
         tracing::warn!("{w}");

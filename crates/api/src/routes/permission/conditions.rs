@@ -60,7 +60,10 @@ impl From<ConditionRecord> for ConditionBody {
 
 /// Validates a conditional policy: result, role, plugin, resource type, actions and criteria
 /// whose rules the plugin declares for that resource type.
-pub(crate) fn validate(body: &ConditionBody) -> Result<NewCondition, String> {
+pub(crate) fn validate(
+    body: &ConditionBody,
+    catalogue: &plugins::Catalogue,
+) -> Result<NewCondition, String> {
     if body.result != "CONDITIONAL" {
         return Err("'result' field must be 'CONDITIONAL'".into());
     }
@@ -88,7 +91,7 @@ pub(crate) fn validate(body: &ConditionBody) -> Result<NewCondition, String> {
         return Err("'conditions' must be specified".into());
     }
     let criteria = Criteria::from_json(&body.conditions).map_err(|e| e.0)?;
-    check_rules(&criteria, &body.plugin_id, &body.resource_type)?;
+    check_rules(&criteria, catalogue, &body.plugin_id, &body.resource_type)?;
     Ok(NewCondition {
         role: role.as_str().to_owned(),
         plugin_id: body.plugin_id.clone(),
@@ -99,7 +102,12 @@ pub(crate) fn validate(body: &ConditionBody) -> Result<NewCondition, String> {
     })
 }
 
-fn check_rules(criteria: &Criteria, plugin: &str, resource_type: &str) -> Result<(), String> {
+fn check_rules(
+    criteria: &Criteria,
+    catalogue: &plugins::Catalogue,
+    plugin: &str,
+    resource_type: &str,
+) -> Result<(), String> {
     match criteria {
         Criteria::Condition(c) => {
             if c.resource_type != resource_type {
@@ -108,7 +116,7 @@ fn check_rules(criteria: &Criteria, plugin: &str, resource_type: &str) -> Result
                     c.rule, c.resource_type
                 ));
             }
-            if !plugins::has_rule(plugin, &c.rule, resource_type) {
+            if !catalogue.has_rule(plugin, &c.rule, resource_type) {
                 return Err(format!(
                     "plugin '{plugin}' has no condition rule '{}' for resource type '{resource_type}'",
                     c.rule
@@ -118,8 +126,8 @@ fn check_rules(criteria: &Criteria, plugin: &str, resource_type: &str) -> Result
         }
         Criteria::AllOf(items) | Criteria::AnyOf(items) => items
             .iter()
-            .try_for_each(|i| check_rules(i, plugin, resource_type)),
-        Criteria::Not(item) => check_rules(item, plugin, resource_type),
+            .try_for_each(|i| check_rules(i, catalogue, plugin, resource_type)),
+        Criteria::Not(item) => check_rules(item, catalogue, plugin, resource_type),
     }
 }
 
@@ -194,7 +202,7 @@ pub async fn create(
     Body(body): Body<ConditionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_admin(&state, &auth, Action::Create)?;
-    let new = validate(&body)
+    let new = validate(&body, state.rbac.plugins())
         .map_err(|e| ApiError::BadRequest(format!("Invalid conditional decision. Cause: {e}")))?;
     check_role(&state, &new.role, "add conditions to").await?;
     check_overlap(&state, &new, None).await?;
@@ -213,7 +221,7 @@ pub async fn update(
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Update)?;
     let id = parse_id(&id)?;
-    let new = validate(&body)
+    let new = validate(&body, state.rbac.plugins())
         .map_err(|e| ApiError::BadRequest(format!("Invalid conditional decision. Cause: {e}")))?;
     let current = state.store.get_condition(id).await?;
     check_source(&current.role, &current.source, "edit conditions of")?;

@@ -279,11 +279,11 @@ pub async fn my_permissions(
     let me = user_ref(&auth.principal);
     let snapshot = state.rbac.snapshot();
     let mut out = Vec::new();
-    for (plugin, name, resource_type, action) in plugins::all_permissions() {
+    for (plugin, perm) in state.rbac.plugins().permissions() {
         let query = PermissionQuery {
-            name,
-            resource_type,
-            action: Action::parse(action).filter(|a| *a != Action::Use),
+            name: &perm.name,
+            resource_type: perm.resource_type.as_deref(),
+            action: Action::parse(&perm.policy).filter(|a| *a != Action::Use),
         };
         let outcome = match &me {
             Some(me) => snapshot.decide(me, &query, false).outcome,
@@ -292,9 +292,9 @@ pub async fn my_permissions(
         let json = outcome_json(&outcome);
         out.push(MyPermission {
             plugin_id: plugin.to_owned(),
-            permission: name.to_owned(),
-            resource_type: resource_type.map(str::to_owned),
-            policy: action.to_owned(),
+            permission: perm.name.clone(),
+            resource_type: perm.resource_type.clone(),
+            policy: perm.policy.clone(),
             result: json["result"].as_str().unwrap_or("DENY").to_owned(),
             conditions: json.get("conditions").cloned(),
         });
@@ -309,7 +309,7 @@ pub async fn plugin_policies(
     auth: Authenticated,
 ) -> Result<Json<Vec<plugins::PluginPolicies>>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
-    Ok(Json(plugins::plugin_policies()))
+    Ok(Json(state.rbac.plugins().plugin_policies()))
 }
 
 /// The condition rules every plugin declares, with parameter schemas.
@@ -319,7 +319,7 @@ pub async fn condition_rules(
     auth: Authenticated,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
-    Ok(Json(plugins::condition_rules()))
+    Ok(Json(state.rbac.plugins().condition_rules()))
 }
 
 /// `GET /api/licensed-users-info/users/quantity`: how many users have used Portcullis.
