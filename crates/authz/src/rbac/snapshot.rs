@@ -232,6 +232,20 @@ pub struct Decision {
 
 type Id = u32;
 
+/// Buffers a decision works in, kept per thread so that deciding does not allocate.
+#[derive(Debug, Default)]
+struct Scratch {
+    found: Vec<Id>,
+    path: Vec<Id>,
+    stack: Vec<(Id, usize, bool)>,
+    subjects: Vec<Id>,
+    roles: Vec<Id>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 #[derive(Debug, Default)]
 struct Interner {
     ids: HashMap<Box<str>, Id>,
@@ -345,15 +359,18 @@ impl RbacSnapshot {
 
     /// The groups of `user` (nearest first) within the configured depth; `Err(())` when they
     /// contain a cycle.
-    fn groups_of(&self, user: Id) -> Result<Vec<Id>, ()> {
-        let mut found: Vec<Id> = Vec::new();
+    fn groups_of(&self, user: Id, scratch: &mut Scratch) -> Result<(), ()> {
+        let Scratch {
+            found, path, stack, ..
+        } = scratch;
+        found.clear();
+        path.clear();
+        stack.clear();
         let Some(direct) = self.user_groups.get(&user) else {
-            return Ok(found);
+            return Ok(());
         };
         // Depth-first with the path kept, so a group reached again along its own path is a cycle.
-        let mut path: Vec<Id> = Vec::new();
-        let mut stack: Vec<(Id, usize, bool)> =
-            direct.iter().rev().map(|&g| (g, 0, false)).collect();
+        stack.extend(direct.iter().rev().map(|&g| (g, 0, false)));
         while let Some((group, depth, leaving)) = stack.pop() {
             if leaving {
                 path.pop();
@@ -374,11 +391,26 @@ impl RbacSnapshot {
                 stack.push((parent, depth + 1, false));
             }
         }
-        Ok(found)
+        Ok(())
     }
 
     /// Decides `query` for the user with entity reference `user` (`user:<ns>/<name>`).
     pub fn decide(&self, user: &str, query: &PermissionQuery<'_>, explain: bool) -> Decision {
+        // Reuse this thread's buffers: a decision then allocates nothing unless it explains or
+        // returns conditions.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.decide_in(user, query, explain, &mut scratch),
+            Err(_) => self.decide_in(user, query, explain, &mut Scratch::default()),
+        })
+    }
+
+    fn decide_in(
+        &self,
+        user: &str,
+        query: &PermissionQuery<'_>,
+        explain: bool,
+        scratch: &mut Scratch,
+    ) -> Decision {
         let finish =
             |outcome: Outcome, reason: Reason, explanation: Option<Explanation>| Decision {
                 outcome,
@@ -399,13 +431,14 @@ impl RbacSnapshot {
                 explain.then(Explanation::default),
             );
         };
-        let Ok(groups) = self.groups_of(uid) else {
+        if self.groups_of(uid, scratch).is_err() {
             return finish(
                 Outcome::Deny,
                 Reason::GroupCycle,
                 explain.then(Explanation::default),
             );
-        };
+        }
+        let groups = &scratch.found;
         let mut explanation = explain.then(|| Explanation {
             groups: groups
                 .iter()
@@ -418,18 +451,20 @@ impl RbacSnapshot {
         }
 
         // The principal matches policies through itself, its groups and the roles of either.
-        let mut subjects: Vec<Id> = Vec::with_capacity(1 + groups.len() * 2);
+        let subjects = &mut scratch.subjects;
+        subjects.clear();
         subjects.push(uid);
-        subjects.extend_from_slice(&groups);
-        let mut roles: Vec<Id> = Vec::new();
-        for s in &subjects {
+        subjects.extend_from_slice(groups);
+        let roles = &mut scratch.roles;
+        roles.clear();
+        for s in subjects.iter() {
             for &r in self.roles_of.get(s).into_iter().flatten() {
                 if !roles.contains(&r) {
                     roles.push(r);
                 }
             }
         }
-        subjects.extend_from_slice(&roles);
+        subjects.extend_from_slice(roles);
         if let Some(e) = explanation.as_mut() {
             e.roles = roles
                 .iter()
@@ -448,7 +483,7 @@ impl RbacSnapshot {
             Some(resource_type) => {
                 let rt_id = self.objects.get(resource_type);
                 if let Some(rt) = rt_id {
-                    match self.conditions_for(&roles, rt, action) {
+                    match self.conditions_for(roles, rt, action) {
                         Ok(found) if found.is_empty() => {}
                         Ok(found) => {
                             let owner_refs: Vec<String> = std::iter::once(user.to_owned())
@@ -494,7 +529,7 @@ impl RbacSnapshot {
             return finish(Outcome::Deny, Reason::NoPolicy, explanation);
         };
         let mut effects = 0u8;
-        for &s in &subjects {
+        for &s in subjects.iter() {
             if let Some(m) = self.policies.get(&(s, object, action)) {
                 effects |= m.effects;
                 if let Some(e) = explanation.as_mut() {
