@@ -126,6 +126,10 @@ pub async fn backstage_errors(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let path = req.uri().path();
+    if !(path.starts_with("/api/permission") || path.starts_with("/api/licensed-users-info")) {
+        return next.run(req).await;
+    }
     let method = req.method().to_string();
     let url = req.uri().to_string();
     let response = next.run(req).await;

@@ -100,6 +100,7 @@ pub fn router() -> Router<AppState> {
         .merge(permission::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::error::backstage_errors))
 }
 
 async fn not_found() -> ApiError {

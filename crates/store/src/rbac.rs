@@ -374,7 +374,16 @@ impl Store {
                     .bind(new.name.as_str())
                     .bind(old_name)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(|e| {
+                        StoreError::unique(
+                            e,
+                            format!(
+                                "{} already holds a policy of {old_name}; remove it first",
+                                new.name
+                            ),
+                        )
+                    })?;
             }
         }
         sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1")

@@ -15,7 +15,8 @@ use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::state::AppState;
 
-/// The routes, with the reference's error shape.
+/// The routes. Errors of the Backstage-compatible ones take the reference's shape through
+/// `error::backstage_errors`, applied on the whole router so unmatched paths get it too.
 pub fn router() -> Router<AppState> {
     let permission = Router::new()
         .route(
@@ -62,8 +63,7 @@ pub fn router() -> Router<AppState> {
             "/api/licensed-users-info/users/quantity",
             get(decisions::user_quantity),
         )
-        .route("/api/licensed-users-info/users", get(decisions::users))
-        .layer(axum::middleware::from_fn(crate::error::backstage_errors));
+        .route("/api/licensed-users-info/users", get(decisions::users));
     Router::new()
         .merge(permission)
         .route("/api/v1/check", post(decisions::check))
@@ -87,8 +87,14 @@ pub(crate) fn require_admin(
 }
 
 /// `kind:namespace/name` from the path segments.
+/// User and group references are lower-cased, as they are stored.
 pub(crate) fn path_ref(kind: &str, namespace: &str, name: &str) -> String {
-    format!("{kind}:{namespace}/{name}")
+    let text = format!("{kind}:{namespace}/{name}");
+    if kind == "user" || kind == "group" {
+        text.to_lowercase()
+    } else {
+        text
+    }
 }
 
 /// Items may only be changed through the source that made them (`legacy` is open to all).

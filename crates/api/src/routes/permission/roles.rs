@@ -92,6 +92,13 @@ pub struct DeleteQuery {
     member_references: Option<String>,
 }
 
+/// Owners are stored as references are: user and group references lower-cased.
+fn normalise_owner(owner: String) -> String {
+    EntityRef::parse(&owner, Expect::Member)
+        .map(|e| e.as_str().to_owned())
+        .unwrap_or(owner)
+}
+
 /// Validates a role body as the reference does; returns the normalised name and members.
 fn validate(role: &RoleBody) -> Result<(String, Vec<String>), ApiError> {
     if role.name.is_empty() {
@@ -117,6 +124,7 @@ fn validate(role: &RoleBody) -> Result<(String, Vec<String>), ApiError> {
     if let Some(owner) = role.metadata.as_ref().and_then(|m| m.owner.as_deref()) {
         EntityRef::parse(owner, Expect::Member).map_err(|e| ApiError::BadRequest(e.0))?;
     }
+
     members.sort();
     members.dedup();
     Ok((name.as_str().to_owned(), members))
@@ -164,13 +172,17 @@ async fn create_role(
 ) -> Result<StatusCode, ApiError> {
     require_admin(state, auth, Action::Create)?;
     let (name, members) = validate(&body)?;
+    // The policy administrators' role belongs to the configuration, even before it has members.
+    if name == crate::rbac::RBAC_ADMIN_ROLE && state.store.get_role(&name).await?.is_none() {
+        check_source(&name, "configuration", "create role")?;
+    }
     let caller = caller_name(state, auth);
     let meta = body.metadata.unwrap_or_default();
     let record = RoleRecord {
         name,
         source: "rest".into(),
         description: meta.description,
-        owner: meta.owner,
+        owner: meta.owner.map(normalise_owner),
         author: Some(caller.clone()),
         modified_by: Some(caller),
         created_at: Timestamp(0),
@@ -239,7 +251,7 @@ pub async fn update(
     let record = RoleRecord {
         name: new_name,
         description: meta.description.or(current.description.clone()),
-        owner: meta.owner.or(current.owner.clone()),
+        owner: meta.owner.map(normalise_owner).or(current.owner.clone()),
         modified_by: Some(caller_name(&state, &auth)),
         members,
         ..current
