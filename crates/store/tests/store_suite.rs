@@ -769,7 +769,7 @@ async fn syncing_a_file_source_leaves_other_sources_alone() {
             "rest",
         );
         store
-            .add_policies(&actor(), &[rest_policy.clone()])
+            .add_policies(&actor(), std::slice::from_ref(&rest_policy))
             .await
             .unwrap();
         let file =
