@@ -67,34 +67,21 @@ fn identity(rng: &mut Rng) -> GroupGraph {
     graph
 }
 
-/// `lines` policy lines: `g` lines give groups and users roles (one in five lines, at most 20,000,
-/// so a principal holds about as many roles at every size), the rest are `p` lines on roles (and
-/// some on groups), one deny in ten.
+/// `lines` policy lines: 200 `g` lines give the 200 top groups one role each (so every user
+/// reaches about the same number of roles at every size, through the group hierarchy), the rest
+/// are `p` lines on those roles (and some on groups), one deny in ten. Only the number of lines
+/// grows: the shape of a principal stays the same.
 fn policy_csv(rng: &mut Rng, lines: usize) -> String {
-    let g_lines = (lines / 5).min(20_000);
-    let roles = (g_lines / 10).max(10);
+    const ROLES: usize = 200;
     let permissions = (lines / 20).max(20);
     let mut csv = String::with_capacity(lines * 60);
     for i in 0..lines {
-        if i < g_lines {
-            let member = if rng.below(2) == 0 {
-                format!("group:default/g{}", rng.below(GROUPS))
-            } else {
-                format!("user:default/u{}", rng.below(USERS))
-            };
-            let _ = writeln!(csv, "g, {member}, role:default/r{}", rng.below(roles));
+        if i < ROLES {
+            let _ = writeln!(csv, "g, group:default/g{i}, role:default/r{i}");
         } else {
-            let subject = if rng.below(10) == 0 {
-                format!("group:default/g{}", rng.below(GROUPS))
-            } else {
-                format!("role:default/r{}", rng.below(roles))
-            };
+            let subject = if rng.below(10) == 0 { format!("group:default/g{}", rng.below(GROUPS)) } else { format!("role:default/r{}", rng.below(ROLES)) };
             let effect = if rng.below(10) == 0 { "deny" } else { "allow" };
-            let _ = writeln!(
-                csv,
-                "p, {subject}, plugin.p{}, read, {effect}",
-                rng.below(permissions)
-            );
+            let _ = writeln!(csv, "p, {subject}, plugin.p{}, read, {effect}", rng.below(permissions));
         }
     }
     csv
