@@ -7,6 +7,7 @@
 
 pub mod org_access;
 pub mod rbac;
+pub mod rego;
 
 pub use org_access::{
     Access, Caller, OrgAction, OrgMembership, PlatformAction, check_org, check_platform,

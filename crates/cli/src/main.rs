@@ -26,11 +26,43 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Works with Rego policies offline.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Runs every `test_*` rule of the policies in a folder, in the style of `opa test`.
+    Test {
+        /// Folder (or file) of `.rego` modules.
+        dir: PathBuf,
+    },
+    /// Evaluates one rule against an input document.
+    Eval {
+        /// Folder (or file) of `.rego` modules.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// JSON file with the input document.
+        #[arg(long)]
+        input: PathBuf,
+        /// Rule to evaluate: `data.policies.allow`, or a bare name in package `policies`.
+        #[arg(long)]
+        rule: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Policy {
+            command: PolicyCommand::Test { dir },
+        } => portcullis::policy::test(&dir, &mut std::io::stdout()),
+        Command::Policy {
+            command: PolicyCommand::Eval { dir, input, rule },
+        } => portcullis::policy::eval(&dir, &input, &rule, &mut std::io::stdout()),
         Command::Serve { config } => {
             let config = match config::load(config.as_deref(), &|k| std::env::var(k).ok()) {
                 Ok(c) => c,

@@ -1,0 +1,354 @@
+//! Rego policies with Rönd semantics, evaluated by the `regorus` crate. Modules are compiled once
+//! into a [`RegoPolicies`]; each evaluation works on a cheap clone of the compiled engine, so
+//! decisions never share mutable state. Rego v0 (the syntax of Rönd's documentation) and v1
+//! (`import rego.v1`, `if`) are both accepted, module by module. This module does no I/O: callers
+//! hand it the policy sources.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use regorus::Value;
+use serde_json::Value as Json;
+
+/// A policy source: its path (for messages) and its text.
+#[derive(Debug, Clone)]
+pub struct RegoModule {
+    /// Where it came from, e.g. `policies/rbac.rego`.
+    pub path: String,
+    /// Its Rego text.
+    pub source: String,
+}
+
+/// What can go wrong with Rego policies.
+#[derive(Debug, thiserror::Error)]
+pub enum RegoError {
+    /// A module does not parse (in either Rego version).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The module.
+        path: String,
+        /// The parser's message (v1, then v0).
+        message: String,
+    },
+    /// No module was given.
+    #[error("no Rego module was found")]
+    Empty,
+    /// Evaluation failed (or went past the time limit).
+    #[error("evaluating {rule}: {message}")]
+    Eval {
+        /// The rule.
+        rule: String,
+        /// Why.
+        message: String,
+    },
+    /// The input document is not usable.
+    #[error("input: {0}")]
+    Input(String),
+}
+
+/// The outcome of one `test_*` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestResult {
+    /// Full rule path, e.g. `data.policies.test_allow_all`.
+    pub name: String,
+    /// The module that declares it.
+    pub module: String,
+    /// Passed (the rule is defined and true).
+    pub passed: bool,
+    /// Why it failed, when it did not merely evaluate to false or undefined.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Compiled Rego policies.
+#[derive(Clone)]
+pub struct RegoPolicies {
+    engine: regorus::Engine,
+    /// (module path, package, rule name) of every `test_*` rule, in source order.
+    tests: Vec<(String, String, String)>,
+    /// Packages of the loaded modules.
+    packages: Vec<String>,
+}
+
+impl std::fmt::Debug for RegoPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegoPolicies")
+            .field("packages", &self.packages)
+            .field("tests", &self.tests.len())
+            .finish()
+    }
+}
+
+/// `get_header(name, headers)`: the first value of a header, looked up case-insensitively, or
+/// `""` (as Rönd's built-in).
+fn get_header(args: Vec<Value>) -> anyhow::Result<Value> {
+    let (Some(name), Some(headers)) = (args.first(), args.get(1)) else {
+        return Ok(Value::from(""));
+    };
+    let Ok(name) = name.as_string() else {
+        return Ok(Value::from(""));
+    };
+    let Ok(map) = headers.as_object() else {
+        return Ok(Value::from(""));
+    };
+    for (key, value) in map.iter() {
+        let Ok(key) = key.as_string() else { continue };
+        if key.eq_ignore_ascii_case(name) {
+            return Ok(match value {
+                Value::String(_) => value.clone(),
+                Value::Array(values) => values.first().cloned().unwrap_or_else(|| Value::from("")),
+                _ => Value::from(""),
+            });
+        }
+    }
+    Ok(Value::from(""))
+}
+
+/// `package a.b` of a module, if it declares one.
+fn package_of(source: &str) -> Option<String> {
+    source
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("package ").map(|p| p.trim().to_owned()))
+}
+
+/// Names of the `test_*` rules a module declares (rule heads at the start of a line).
+fn test_rules(source: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in source.lines() {
+        let Some(rest) = line.strip_prefix("test_") else {
+            continue;
+        };
+        let name_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = format!("test_{}", &rest[..name_len]);
+        let after = rest[name_len..].trim_start();
+        let is_head = after.starts_with('{')
+            || after.starts_with("if")
+            || after.starts_with(":=")
+            || after.starts_with('=')
+            || after.is_empty();
+        if is_head && !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+impl RegoPolicies {
+    /// Compiles `modules`, each as Rego v1 and, when that fails, as v0. `time_limit` bounds
+    /// each evaluation.
+    pub fn compile(
+        modules: &[RegoModule],
+        time_limit: Option<Duration>,
+    ) -> Result<Self, RegoError> {
+        if modules.is_empty() {
+            return Err(RegoError::Empty);
+        }
+        let mut engine = regorus::Engine::new();
+        engine.set_strict_builtin_errors(false);
+        if let Some(limit) = time_limit {
+            engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                limit,
+                check_interval: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
+            });
+        }
+        engine
+            .add_extension("get_header".into(), 2, Box::new(get_header))
+            .map_err(|e| RegoError::Parse {
+                path: "get_header".into(),
+                message: e.to_string(),
+            })?;
+        let mut tests = Vec::new();
+        let mut packages = Vec::new();
+        for m in modules {
+            engine.set_rego_v0(false);
+            if let Err(v1) = engine.add_policy(m.path.clone(), m.source.clone()) {
+                engine.set_rego_v0(true);
+                if let Err(v0) = engine.add_policy(m.path.clone(), m.source.clone()) {
+                    return Err(RegoError::Parse {
+                        path: m.path.clone(),
+                        message: format!("as Rego v1: {v1}; as Rego v0: {v0}"),
+                    });
+                }
+            }
+            let package = package_of(&m.source).unwrap_or_default();
+            for t in test_rules(&m.source) {
+                tests.push((m.path.clone(), package.clone(), t));
+            }
+            if !packages.contains(&package) {
+                packages.push(package);
+            }
+        }
+        Ok(Self {
+            engine,
+            tests,
+            packages,
+        })
+    }
+
+    /// The packages of the loaded modules.
+    pub fn packages(&self) -> &[String] {
+        &self.packages
+    }
+
+    /// Evaluates `rule` (a full path such as `data.policies.allow`, or a bare name looked up in
+    /// package `policies`) with `input`; `None` when the rule is undefined for this input.
+    pub fn eval(&self, rule: &str, input: &Json) -> Result<Option<Json>, RegoError> {
+        let path = if rule.starts_with("data.") {
+            rule.to_owned()
+        } else {
+            format!("data.policies.{rule}")
+        };
+        let mut engine = self.engine.clone();
+        engine.set_input(Value::from(input.clone()));
+        let value = engine
+            .eval_rule(path.clone())
+            .map_err(|e| RegoError::Eval {
+                rule: path.clone(),
+                message: e.to_string(),
+            })?;
+        if value == Value::Undefined {
+            return Ok(None);
+        }
+        let text = value.to_json_str().map_err(|e| RegoError::Eval {
+            rule: path.clone(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| RegoError::Eval {
+                rule: path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Whether `rule` is `true` for `input` (undefined, false or an error deny).
+    pub fn allows(&self, rule: &str, input: &Json) -> bool {
+        matches!(self.eval(rule, input), Ok(Some(Json::Bool(true))))
+    }
+
+    /// Runs every `test_*` rule: a test passes when it is defined and true.
+    pub fn run_tests(&self) -> Vec<TestResult> {
+        self.tests
+            .iter()
+            .map(|(module, package, rule)| {
+                let name = format!("data.{package}.{rule}");
+                let started = Instant::now();
+                let mut engine = self.engine.clone();
+                let outcome = engine.eval_rule(name.clone());
+                let duration = started.elapsed();
+                let (passed, error) = match outcome {
+                    Ok(Value::Bool(true)) => (true, None),
+                    Ok(_) => (false, None),
+                    Err(e) => (false, Some(e.to_string())),
+                };
+                TestResult {
+                    name,
+                    module: module.clone(),
+                    passed,
+                    error,
+                    duration,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn module(path: &str, source: &str) -> RegoModule {
+        RegoModule {
+            path: path.into(),
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn v0_and_v1_modules_load_side_by_side() {
+        let v0 = module(
+            "v0.rego",
+            "package policies\nallow_v0 {\n  input.user.id == \"alice\"\n}\n",
+        );
+        let v1 = module(
+            "v1.rego",
+            "package policies\nimport rego.v1\nallow_v1 if input.user.id == \"alice\"\n",
+        );
+        let p = RegoPolicies::compile(&[v0, v1], None).unwrap();
+        let alice = json!({"user": {"id": "alice"}});
+        let bob = json!({"user": {"id": "bob"}});
+        assert!(p.allows("allow_v0", &alice));
+        assert!(p.allows("data.policies.allow_v1", &alice));
+        assert!(!p.allows("allow_v0", &bob));
+        assert_eq!(
+            p.eval("allow_v1", &bob).unwrap(),
+            None,
+            "undefined, not false"
+        );
+        assert!(!p.allows("no_such_rule", &alice));
+    }
+
+    #[test]
+    fn parse_errors_name_the_module() {
+        let err = RegoPolicies::compile(
+            &[module("broken.rego", "package policies\nallow {{ \n")],
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("broken.rego: "), "{err}");
+        assert!(matches!(
+            RegoPolicies::compile(&[], None),
+            Err(RegoError::Empty)
+        ));
+    }
+
+    #[test]
+    fn get_header_is_case_insensitive() {
+        let m = module(
+            "h.rego",
+            "package policies\nallow {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\n",
+        );
+        let p = RegoPolicies::compile(&[m], None).unwrap();
+        assert!(p.allows(
+            "allow",
+            &json!({"request": {"headers": {"x-tenant": ["acme", "other"]}}})
+        ));
+        assert!(!p.allows(
+            "allow",
+            &json!({"request": {"headers": {"x-other": ["acme"]}}})
+        ));
+    }
+
+    #[test]
+    fn tests_run_with_input_overrides() {
+        let policy = module(
+            "p.rego",
+            "package policies\ndefault allow = false\nallow {\n  input.user.roles[_].permissions[_] == \"p.view\"\n}\n",
+        );
+        let tests = module(
+            "p_test.rego",
+            "package policies\ntest_denied_by_default {\n  not allow\n}\ntest_allowed_with_permission {\n  allow with input as {\"user\": {\"roles\": [{\"permissions\": [\"p.view\"]}]}}\n}\ntest_wrong {\n  allow\n}\n",
+        );
+        let results = RegoPolicies::compile(&[policy, tests], None)
+            .unwrap()
+            .run_tests();
+        let outcome: Vec<(&str, bool)> = results
+            .iter()
+            .map(|r| (r.name.as_str(), r.passed))
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                ("data.policies.test_denied_by_default", true),
+                ("data.policies.test_allowed_with_permission", true),
+                ("data.policies.test_wrong", false)
+            ]
+        );
+    }
+}
