@@ -5,6 +5,7 @@
 //! org and nobody reaches another org. The RBAC and Rego engines replace it behind the same calls.
 #![forbid(unsafe_code)]
 
+pub mod access_expr;
 pub mod org_access;
 pub mod rbac;
 pub mod rego;
