@@ -9,6 +9,7 @@ pub mod access_expr;
 pub mod org_access;
 pub mod rbac;
 pub mod rego;
+pub mod route_match;
 
 pub use org_access::{
     Access, Caller, OrgAction, OrgMembership, PlatformAction, check_org, check_platform,
