@@ -88,9 +88,8 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         out.push('/');
         out.push_str(s);
     }
-    if out.is_empty() {
-        out.push('/');
-    } else if trailing {
+    // The root, or a path that ended in a slash, keeps its final slash.
+    if out.is_empty() || trailing {
         out.push('/');
     }
     Ok(out)
