@@ -235,9 +235,7 @@ impl Criteria {
 fn replace_alias(value: &Value, current_user: &str, owner_refs: &[String]) -> Value {
     match value {
         Value::String(s) if s == "$currentUser" => Value::String(current_user.to_owned()),
-        Value::String(s) if s == "$ownerRefs" => {
-            Value::Array(owner_refs.iter().cloned().map(Value::String).collect())
-        }
+        // As the reference: `$ownerRefs` expands inside arrays only.
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {

@@ -12,19 +12,23 @@ pub fn evaluate_catalog_rule(condition: &Condition, entity: &Value) -> Option<bo
     let list = |name: &str| -> Option<Vec<&str>> {
         param(name)?.as_array()?.iter().map(Value::as_str).collect()
     };
-    let matches_value = |found: Option<&Value>, wanted: Option<&str>| match (found, wanted) {
+    // As the catalog: with a value, the field equals it (or, for an array, contains it); without,
+    // the field is truthy.
+    let holds = |found: Option<&Value>, wanted: Option<&Value>| match (found, wanted) {
         (None, _) => false,
-        (Some(_), None) => true,
-        (Some(v), Some(w)) => v.as_str() == Some(w),
+        (Some(v), None) => truthy(v),
+        (Some(Value::Array(items)), Some(w)) => items.contains(w),
+        (Some(v), Some(w)) => v == w,
     };
     match condition.rule.as_str() {
         "HAS_ANNOTATION" => {
             let key = text("annotation")?;
-            Some(matches_value(
+            let wanted = value_param(condition)?;
+            Some(holds(
                 entity
                     .pointer("/metadata/annotations")
                     .and_then(|a| a.get(key)),
-                text("value"),
+                wanted,
             ))
         }
         "HAS_LABEL" => {
@@ -38,16 +42,18 @@ pub fn evaluate_catalog_rule(condition: &Condition, entity: &Value) -> Option<bo
         }
         "HAS_METADATA" => {
             let key = text("key")?;
-            Some(matches_value(
-                entity.get("metadata").and_then(|m| m.get(key)),
-                text("value"),
+            let wanted = value_param(condition)?;
+            Some(holds(
+                entity.get("metadata").and_then(|m| dotted(m, key)),
+                wanted,
             ))
         }
         "HAS_SPEC" => {
             let key = text("key")?;
-            Some(matches_value(
-                entity.get("spec").and_then(|s| s.get(key)),
-                text("value"),
+            let wanted = value_param(condition)?;
+            Some(holds(
+                entity.get("spec").and_then(|s| dotted(s, key)),
+                wanted,
             ))
         }
         "IS_ENTITY_KIND" => {
@@ -63,11 +69,41 @@ pub fn evaluate_catalog_rule(condition: &Condition, entity: &Value) -> Option<bo
                     r.get("type").and_then(Value::as_str) == Some("ownedBy")
                         && r.get("targetRef")
                             .and_then(Value::as_str)
-                            .is_some_and(|t| claims.iter().any(|c| c.eq_ignore_ascii_case(t)))
+                            .is_some_and(|t| claims.contains(&t))
                 })
             }))
         }
         _ => None,
+    }
+}
+
+/// The optional `value` parameter: absent is `Some(None)`; a value the rule cannot compare
+/// (an object or array) makes the condition undecidable (`None`).
+fn value_param(condition: &Condition) -> Option<Option<&Value>> {
+    match condition.params.get("value") {
+        None | Some(Value::Null) => Some(None),
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => Some(Some(v)),
+        Some(_) => None,
+    }
+}
+
+/// A field by dotted path (`profile.email`), as lodash's `get` reads it.
+fn dotted<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+    object.get(path).or_else(|| {
+        path.split('.').try_fold(object, |v, key| match v {
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            other => other.get(key),
+        })
+    })
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
     }
 }
 
@@ -89,8 +125,8 @@ mod tests {
     fn catalog_rules_table() {
         let entity = json!({
             "kind": "Component",
-            "metadata": {"name": "svc", "annotations": {"keycloak.org/realm": "prod"}, "labels": {"tier": "1"}},
-            "spec": {"lifecycle": "production", "owner": "team-a"},
+            "metadata": {"name": "svc", "annotations": {"keycloak.org/realm": "prod"}, "labels": {"tier": "1"}, "tags": ["java", "web"]},
+            "spec": {"lifecycle": "production", "owner": "team-a", "profile": {"email": "a@x"}, "empty": ""},
             "relations": [{"type": "ownedBy", "targetRef": "group:default/team-a"}]
         });
         let table = [
@@ -125,6 +161,33 @@ mod tests {
                 Some(true),
             ),
             (cond("HAS_SPEC", json!({"key": "type"})), Some(false)),
+            (
+                cond("HAS_SPEC", json!({"key": "profile.email"})),
+                Some(true),
+            ),
+            (cond("HAS_SPEC", json!({"key": "empty"})), Some(false)),
+            (
+                cond("HAS_METADATA", json!({"key": "tags", "value": "java"})),
+                Some(true),
+            ),
+            (
+                cond("HAS_METADATA", json!({"key": "tags", "value": "go"})),
+                Some(false),
+            ),
+            (
+                cond(
+                    "HAS_ANNOTATION",
+                    json!({"annotation": "keycloak.org/realm", "value": {"x": 1}}),
+                ),
+                None,
+            ),
+            (
+                cond(
+                    "IS_ENTITY_OWNER",
+                    json!({"claims": ["group:default/Team-A"]}),
+                ),
+                Some(false),
+            ),
             (
                 cond("IS_ENTITY_KIND", json!({"kinds": ["component", "API"]})),
                 Some(true),

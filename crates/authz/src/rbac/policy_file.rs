@@ -29,6 +29,9 @@ pub fn validate_policy(
     if permission.is_empty() {
         return Err("'permission' field must not be empty".into());
     }
+    if permission.chars().any(char::is_control) {
+        return Err("'permission' must not contain control characters".into());
+    }
     if permission.contains('"') {
         return Err("'permission' contains double quotes (\") which are not supported by the RBAC policy persistence format.".into());
     }
@@ -89,6 +92,8 @@ pub fn parse_policy_csv(file: &str, text: &str) -> ParsedPolicies {
     let mut seen_members: HashMap<RoleMember, u64> = HashMap::new();
     let mut effects: HashMap<(EntityRef, String, Action), Vec<(u64, Effect)>> = HashMap::new();
     let mut policies: Vec<(u64, PolicyLine)> = Vec::new();
+    // A byte-order mark some editors write must not hide the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (index, raw) in text.lines().enumerate() {
         let line = index as u64 + 1;
         let trimmed = raw.trim();
@@ -286,6 +291,16 @@ p, role:default/too, few
 ";
         let parsed = parse_policy_csv("rbac-policy.csv", text);
         assert_eq!(parsed.policies.len(), 1);
+        let bom = parse_policy_csv(
+            "bom.csv",
+            "\u{feff}p, role:default/a, catalog-entity, read, allow\n",
+        );
+        assert_eq!(
+            (bom.policies.len(), bom.warnings.len()),
+            (1, 0),
+            "{:?}",
+            bom.warnings
+        );
         let quoted = parse_policy_csv(
             "q.csv",
             "p, \"role:default/a\", \"catalog-entity\", read, allow\np, role:default/a, \"x",

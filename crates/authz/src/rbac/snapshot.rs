@@ -236,6 +236,7 @@ type Id = u32;
 #[derive(Debug, Default)]
 struct Scratch {
     found: Vec<Id>,
+    depths: Vec<usize>,
     path: Vec<Id>,
     stack: Vec<(Id, usize, bool)>,
     subjects: Vec<Id>,
@@ -361,15 +362,22 @@ impl RbacSnapshot {
     /// contain a cycle.
     fn groups_of(&self, user: Id, scratch: &mut Scratch) -> Result<(), ()> {
         let Scratch {
-            found, path, stack, ..
+            found,
+            depths,
+            path,
+            stack,
+            ..
         } = scratch;
         found.clear();
+        depths.clear();
         path.clear();
         stack.clear();
         let Some(direct) = self.user_groups.get(&user) else {
             return Ok(());
         };
         // Depth-first with the path kept, so a group reached again along its own path is a cycle.
+        // A group is expanded again only when reached at a smaller depth than before (which
+        // matters with a maximum depth), so shared ancestors cost once, not once per path.
         stack.extend(direct.iter().rev().map(|&g| (g, 0, false)));
         while let Some((group, depth, leaving)) = stack.pop() {
             if leaving {
@@ -379,8 +387,13 @@ impl RbacSnapshot {
             if path.contains(&group) {
                 return Err(());
             }
-            if !found.contains(&group) {
-                found.push(group);
+            match found.iter().position(|&g| g == group) {
+                Some(i) if depths[i] <= depth => continue,
+                Some(i) => depths[i] = depth,
+                None => {
+                    found.push(group);
+                    depths.push(depth);
+                }
             }
             if self.max_depth.is_some_and(|max| depth >= max) {
                 continue;
@@ -411,6 +424,19 @@ impl RbacSnapshot {
         explain: bool,
         scratch: &mut Scratch,
     ) -> Decision {
+        // The reference treats a basic `policy.entity.create` without a policy on its name as the
+        // resource permission on `policy-entity` (the permission's former shape).
+        let converted;
+        let query = if query.name == "policy.entity.create" && query.resource_type.is_none() {
+            converted = PermissionQuery {
+                name: query.name,
+                resource_type: Some("policy-entity"),
+                action: Some(Action::Create),
+            };
+            &converted
+        } else {
+            query
+        };
         let finish =
             |outcome: Outcome, reason: Reason, explanation: Option<Explanation>| Decision {
                 outcome,
@@ -432,6 +458,14 @@ impl RbacSnapshot {
             );
         };
         if self.groups_of(uid, scratch).is_err() {
+            // A super user stays one; anyone else with a cycle in their groups is denied.
+            if self.super_users.contains(&uid) {
+                return finish(
+                    Outcome::Allow,
+                    Reason::SuperUser,
+                    explain.then(Explanation::default),
+                );
+            }
             return finish(
                 Outcome::Deny,
                 Reason::GroupCycle,
@@ -486,8 +520,14 @@ impl RbacSnapshot {
                     match self.conditions_for(roles, rt, action) {
                         Ok(found) if found.is_empty() => {}
                         Ok(found) => {
+                            // Ownership references: the user and their direct groups.
+                            let direct = self
+                                .user_groups
+                                .get(&uid)
+                                .map(Vec::as_slice)
+                                .unwrap_or_default();
                             let owner_refs: Vec<String> = std::iter::once(user.to_owned())
-                                .chain(groups.iter().map(|&g| self.subjects.name(g).to_owned()))
+                                .chain(direct.iter().map(|&g| self.subjects.name(g).to_owned()))
                                 .collect();
                             let plugin_id = self.condition_list[found[found.len() - 1] as usize]
                                 .plugin_id
