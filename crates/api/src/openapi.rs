@@ -26,7 +26,7 @@ use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
         roles::list, roles::get, roles::create, roles::create_at, roles::update, roles::delete,
         policies::list, policies::get, policies::create, policies::update, policies::delete,
         conditions::list, conditions::get, conditions::create, conditions::update, conditions::delete,
-        decisions::authorize, decisions::check, decisions::my_permissions, decisions::plugin_policies, decisions::condition_rules,
+        decisions::authorize, decisions::authorization_status, decisions::check, decisions::my_permissions, decisions::plugin_policies, decisions::condition_rules,
         decisions::user_quantity, decisions::users,
     ),
     modifiers(&Security),

@@ -36,6 +36,9 @@ pub struct RbacSettings {
     pub plugins: Vec<plugins::PluginSpec>,
 }
 
+/// How often the snapshot is rebuilt from the store regardless of announcements.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The role of policy administrators, created from configuration.
 pub const RBAC_ADMIN_ROLE: &str = "role:default/rbac_admin";
 
@@ -181,11 +184,20 @@ impl Rbac {
     /// Call after every committed change to RBAC data or group membership, before answering:
     /// rebuilds here and tells the other replicas to rebuild.
     pub async fn changed(&self, store: &Store) -> Result<(), StoreError> {
-        self.rebuild(store).await?;
+        // A committed change must reach the snapshot: retry a failing rebuild before giving up,
+        // and tell the other replicas either way.
+        let mut result = self.rebuild(store).await;
+        for pause in [50, 250, 1000] {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            result = self.rebuild(store).await;
+        }
         if let Err(e) = store.announce_rbac(&self.origin).await {
             tracing::warn!(error = %e, "could not announce an RBAC change to other replicas");
         }
-        Ok(())
+        result
     }
 
     /// Rebuilds after other replicas' changes (PostgreSQL only; returns at once on SQLite) until
@@ -196,17 +208,26 @@ impl Rbac {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut feed = match store.credential_changes().await {
-            Ok(Some(feed)) => feed,
-            Ok(None) => return,
+            Ok(feed) => feed,
             Err(e) => {
                 tracing::error!(error = %e, "cannot follow RBAC changes of other replicas");
-                return;
+                None
             }
         };
+        // A periodic rebuild repairs one that failed after its change was committed.
+        let mut ticker = tokio::time::interval(RESYNC);
+        ticker.tick().await;
         loop {
-            let change = tokio::select! {
-                _ = stop.changed() => return,
-                change = feed.next() => change,
+            let change = match feed.as_mut() {
+                Some(feed) => tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = ticker.tick() => Ok(portcullis_store::Change::Resync),
+                    change = feed.next() => change,
+                },
+                None => tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = ticker.tick() => Ok(portcullis_store::Change::Resync),
+                },
             };
             let rebuild = match change {
                 Ok(portcullis_store::Change::Rbac { origin }) => origin != self.origin,

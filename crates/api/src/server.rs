@@ -93,9 +93,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let (directory, feed) = Directory::load(&store).await?;
     let metrics = crate::observability::recorder();
     let rbac = crate::rbac::Rbac::start(&store, config.rbac.clone()).await?;
-    if config.rbac.policies_csv_file.is_some() || config.rbac.conditional_policies_file.is_some() {
-        crate::rbac::files::reload(&store, &rbac).await?;
-    }
+    // Always: files no longer configured take what they granted with them.
+    crate::rbac::files::reload(&store, &rbac).await?;
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),

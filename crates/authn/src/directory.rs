@@ -205,12 +205,21 @@ impl Directory {
     /// Call after every committed change to a user, membership or key, before answering: reloads
     /// the user here and announces the change to the other replicas.
     pub async fn user_changed(&self, store: &Store, user: UserId) -> Result<(), AuthnError> {
-        self.refresh_user(store, user).await?;
+        // A committed change must reach memory: retry a failing reload before giving up, and
+        // tell the other replicas either way.
+        let mut result = self.refresh_user(store, user).await;
+        for pause in [50, 250, 1000] {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            result = self.refresh_user(store, user).await;
+        }
         if let Err(e) = store.announce_credentials(&self.origin, user).await {
             // The other replicas catch up at their next periodic resync.
             tracing::warn!(error = %e, %user, "could not announce a credential change to other replicas");
         }
-        Ok(())
+        result
     }
 
     /// Follows other replicas' announcements until `stop` turns true, reloading what they
@@ -223,7 +232,22 @@ impl Directory {
     ) {
         let mut feed = match store.credential_changes().await {
             Ok(Some(feed)) => feed,
-            Ok(None) => return,
+            Ok(None) => {
+                // One process: no announcements to follow, but a periodic reload still repairs
+                // a refresh that failed after its change was committed.
+                let mut ticker = tokio::time::interval(resync);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        _ = ticker.tick() => {
+                            if let Err(e) = self.reload_all(&store).await {
+                                tracing::warn!(error = %e, "periodic credential reload failed");
+                            }
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot follow credential changes of other replicas");
                 return;
@@ -290,7 +314,24 @@ impl Directory {
         let mut index = self.writer.lock().await;
         let fresh = store.load_credentials(user).await?;
         let old_lookups = index.remove(&user).unwrap_or_default();
-        for lookup in &old_lookups {
+        // New entries replace old ones in place (a valid key is never missing in between), and
+        // only the keys that are gone are removed; unflushed activity carries over.
+        let entries = fresh.as_ref().map(key_entries).unwrap_or_default();
+        let new_lookups: Vec<[u8; 16]> = entries.iter().map(|(l, _)| *l).collect();
+        for (lookup, entry) in entries {
+            if let Some(old) = self.keys.get(&lookup) {
+                entry
+                    .last_used
+                    .store(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
+                entry
+                    .dirty
+                    .store(old.dirty.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            self.keys.change(&lookup, |m| {
+                m.insert(lookup, Arc::new(entry));
+            });
+        }
+        for lookup in old_lookups.iter().filter(|l| !new_lookups.contains(l)) {
             self.keys.change(lookup, |m| {
                 m.remove(lookup);
             });
@@ -300,19 +341,7 @@ impl Directory {
                 m.remove(&user);
             }),
             Some(c) => {
-                let entries = key_entries(&c);
-                index.insert(user, entries.iter().map(|(l, _)| *l).collect());
-                for (lookup, entry) in entries {
-                    let carried = self.keys.get(&lookup);
-                    if let Some(old) = carried {
-                        entry
-                            .last_used
-                            .store(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
-                    }
-                    self.keys.change(&lookup, |m| {
-                        m.insert(lookup, Arc::new(entry));
-                    });
-                }
+                index.insert(user, new_lookups);
                 let carried = self.users.get(&user);
                 let entry = Arc::new(user_entry(&c, carried.as_deref()));
                 self.users.change(&user, |m| {

@@ -116,6 +116,21 @@ impl Store {
         })
     }
 
+    /// Serialises writers of RBAC data (SQLite's write lock already does; PostgreSQL takes a
+    /// transaction-scoped advisory lock), so checks made inside the transaction hold until it
+    /// commits and replicas syncing the same file cannot collide.
+    pub(crate) async fn lock_rbac(
+        &self,
+        tx: &mut Transaction<'static, sqlx::Any>,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7262738)")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Serialises writers that change one org's structure (group nesting), so that checks made
     /// inside the transaction (cycles) hold until it commits.
     pub(crate) async fn lock_org(

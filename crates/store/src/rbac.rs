@@ -308,6 +308,7 @@ impl Store {
     pub async fn create_role(&self, actor: &Actor, role: &RoleRecord) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         sqlx::query(
             "INSERT INTO rbac_roles (name, source, description, owner, author, modified_by, created_at, last_modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
@@ -352,6 +353,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_millis();
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         let done = sqlx::query("UPDATE rbac_roles SET name = $1, description = $2, owner = $3, modified_by = $4, last_modified = $5 WHERE name = $6")
             .bind(new.name.as_str())
             .bind(new.description.as_deref())
@@ -411,8 +413,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes some members of a role; the role goes when none is left, with its policies and
-    /// conditions (as the reference does).
+    /// Removes some members of a role; the role's record goes when none is left (its policies
+    /// and conditions stay, as the reference keeps them).
     pub async fn remove_role_members(
         &self,
         actor: &Actor,
@@ -420,6 +422,7 @@ impl Store {
         members: &[String],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         for m in members {
             let done =
                 sqlx::query("DELETE FROM rbac_role_members WHERE role_name = $1 AND member = $2")
@@ -441,7 +444,12 @@ impl Store {
             "n",
         )?;
         if left == 0 {
-            delete_role_in(&mut tx, name).await?;
+            // As the reference: the role's record goes with its last member; its policies and
+            // conditions stay (they apply again if the role gets members).
+            sqlx::query("DELETE FROM rbac_roles WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         }
         audit::record(
             &mut tx,
@@ -459,6 +467,7 @@ impl Store {
     /// Deletes a role with its members, policies and conditions.
     pub async fn delete_role(&self, actor: &Actor, name: &str) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         if !delete_role_in(&mut tx, name).await? {
             return Err(StoreError::NotFound(format!("{name} was not found")));
         }
@@ -495,6 +504,7 @@ impl Store {
         policies: &[PolicyRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         for p in policies {
             insert_policy(&mut tx, p).await?;
         }
@@ -523,6 +533,7 @@ impl Store {
         policies: &[PolicyRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         for p in policies {
             if delete_policy(&mut tx, p).await? == 0 {
                 return Err(StoreError::NotFound(format!(
@@ -557,6 +568,7 @@ impl Store {
         new: &[PolicyRecord],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         for p in old {
             if delete_policy(&mut tx, p).await? == 0 {
                 return Err(StoreError::NotFound(format!(
@@ -616,6 +628,8 @@ impl Store {
         c: &NewCondition,
     ) -> Result<i64, StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
+        check_overlap(&mut tx, c, None).await?;
         let row = sqlx::query(
             "INSERT INTO rbac_conditions (role_name, plugin_id, resource_type, actions, conditions, source) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
@@ -650,6 +664,8 @@ impl Store {
         c: &NewCondition,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
+        check_overlap(&mut tx, c, Some(id)).await?;
         let done = sqlx::query(
             "UPDATE rbac_conditions SET role_name = $1, plugin_id = $2, resource_type = $3, actions = $4, conditions = $5 WHERE id = $6",
         )
@@ -683,6 +699,7 @@ impl Store {
     pub async fn delete_condition(&self, actor: &Actor, id: i64) -> Result<(), StoreError> {
         let current = self.get_condition(id).await?;
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         sqlx::query("DELETE FROM rbac_conditions WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -711,6 +728,7 @@ impl Store {
     ) -> Result<SourceDiff, StoreError> {
         let now = now_millis();
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         let mut diff = SourceDiff::default();
         let current: BTreeSet<PolicyRecord> =
             sqlx::query("SELECT * FROM rbac_policies WHERE source = $1")
@@ -788,15 +806,9 @@ impl Store {
             "policiesAdded": diff.policies_added, "policiesRemoved": diff.policies_removed,
             "membersAdded": diff.members_added, "membersRemoved": diff.members_removed,
         });
-        audit::record(
-            &mut tx,
-            actor,
-            None,
-            "rbac.source.sync",
-            source,
-            Some(details),
-        )
-        .await?;
+        if diff != SourceDiff::default() {
+            audit::record(&mut tx, actor, None, "rbac.source.sync", source, Some(details)).await?;
+        }
         tx.commit().await?;
         Ok(diff)
     }
@@ -812,6 +824,7 @@ impl Store {
         conditions: &[NewCondition],
     ) -> Result<(usize, usize), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         let current: Vec<ConditionRecord> =
             sqlx::query("SELECT * FROM rbac_conditions WHERE source = $1 ORDER BY id")
                 .bind(source)
@@ -855,15 +868,9 @@ impl Store {
             added += 1;
         }
         let details = serde_json::json!({ "conditionsAdded": added, "conditionsRemoved": removed });
-        audit::record(
-            &mut tx,
-            actor,
-            None,
-            "rbac.conditions.sync",
-            source,
-            Some(details),
-        )
-        .await?;
+        if added + removed > 0 {
+            audit::record(&mut tx, actor, None, "rbac.conditions.sync", source, Some(details)).await?;
+        }
         tx.commit().await?;
         Ok((added, removed))
     }
@@ -877,10 +884,39 @@ impl Store {
         details: serde_json::Value,
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
+        self.lock_rbac(&mut tx).await?;
         audit::record(&mut tx, actor, None, action, target, Some(details)).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// A role holds one condition per resource type and action: checked inside the (locked) write
+/// transaction, so two concurrent writers cannot both pass.
+async fn check_overlap(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    c: &NewCondition,
+    except: Option<i64>,
+) -> Result<(), StoreError> {
+    let existing =
+        sqlx::query("SELECT * FROM rbac_conditions WHERE role_name = $1 AND resource_type = $2")
+            .bind(c.role.as_str())
+            .bind(c.resource_type.as_str())
+            .fetch_all(&mut **tx)
+            .await?;
+    for row in &existing {
+        let other = condition_row(row)?;
+        if Some(other.id) == except {
+            continue;
+        }
+        if let Some(action) = other.actions.iter().find(|a| c.actions.contains(a)) {
+            return Err(StoreError::Conflict(format!(
+                "A condition with resource type '{}' and permission '{action}' has already been stored for role '{}'",
+                c.resource_type, c.role
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn delete_role_in(

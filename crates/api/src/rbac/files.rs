@@ -46,8 +46,47 @@ async fn load_csv(store: &Store, path: &Path, report: &mut ReloadReport) -> Resu
             return Ok(());
         }
     };
-    let parsed = parse_policy_csv(&path.display().to_string(), &text);
-    report.warnings.extend(parsed.warnings);
+    let file = path.display().to_string();
+    let mut parsed = parse_policy_csv(&file, &text);
+    report.warnings.append(&mut parsed.warnings);
+    // Roles of other sources are changed only through them: their lines are skipped.
+    let foreign: std::collections::HashMap<String, String> = store
+        .list_roles()
+        .await?
+        .into_iter()
+        .filter(|r| r.source != SOURCE)
+        .map(|r| (r.name, r.source))
+        .collect();
+    let foreign_source = |role: &str| {
+        foreign
+            .get(role)
+            .cloned()
+            .or_else(|| (role == super::RBAC_ADMIN_ROLE).then(|| "configuration".to_owned()))
+    };
+    parsed
+        .policies
+        .retain(|p| match foreign_source(p.subject.as_str()) {
+            Some(source) => {
+                report.warnings.push(format!(
+                    "{file}: '{p}' skipped: role {} belongs to the '{source}' source",
+                    p.subject
+                ));
+                false
+            }
+            None => true,
+        });
+    parsed
+        .members
+        .retain(|m| match foreign_source(m.role.as_str()) {
+            Some(source) => {
+                report.warnings.push(format!(
+                    "{file}: 'g, {}, {}' skipped: the role belongs to the '{source}' source",
+                    m.member, m.role
+                ));
+                false
+            }
+            None => true,
+        });
     let items = SourceItems {
         policies: parsed
             .policies
@@ -90,8 +129,12 @@ async fn load_conditions(
         }
     };
     let mut conditions: Vec<NewCondition> = Vec::new();
-    for (i, document) in yaml_serde::Deserializer::from_str(&text).enumerate() {
-        let value = match Value::deserialize(document) {
+    // Parse every document first: the YAML reader must not live across an await.
+    let documents: Vec<Result<Value, String>> = yaml_serde::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).map_err(|e| e.to_string()))
+        .collect();
+    for (i, document) in documents.into_iter().enumerate() {
+        let value = match document {
             Ok(Value::Null) => continue,
             Ok(v) => v,
             Err(e) => {
@@ -110,6 +153,45 @@ async fn load_conditions(
         match checked {
             Ok(mut c) => {
                 c.source = SOURCE.into();
+                // As the reference: a condition needs a role of the files; one per role,
+                // resource type and action.
+                match store.get_role(&c.role).await? {
+                    Some(role) if role.source == SOURCE => {}
+                    Some(role) => {
+                        report.warnings.push(format!(
+                            "{}: document {}: role {} belongs to the '{}' source; skipped",
+                            path.display(),
+                            i + 1,
+                            c.role,
+                            role.source
+                        ));
+                        continue;
+                    }
+                    None => {
+                        report.warnings.push(format!(
+                            "{}: document {}: role {} does not exist; skipped",
+                            path.display(),
+                            i + 1,
+                            c.role
+                        ));
+                        continue;
+                    }
+                }
+                if let Some(other) = conditions.iter().find(|o| {
+                    o.role == c.role
+                        && o.resource_type == c.resource_type
+                        && o.actions.iter().any(|a| c.actions.contains(a))
+                }) {
+                    report.warnings.push(format!(
+                        "{}: document {}: role {} already has a condition for resource type '{}' and one of {:?}; skipped",
+                        path.display(),
+                        i + 1,
+                        c.role,
+                        c.resource_type,
+                        other.actions
+                    ));
+                    continue;
+                }
                 conditions.push(c);
             }
             Err(e) => {
@@ -131,11 +213,24 @@ async fn load_conditions(
 pub async fn reload(store: &Store, rbac: &Rbac) -> Result<ReloadReport, StoreError> {
     let mut report = ReloadReport::default();
     let settings = rbac.settings();
-    if let Some(csv) = &settings.policies_csv_file {
-        load_csv(store, csv, &mut report).await?;
+    // A file no longer configured takes what it granted with it.
+    match &settings.policies_csv_file {
+        Some(csv) => load_csv(store, csv, &mut report).await?,
+        None => {
+            store
+                .sync_source(&actor(), SOURCE, &SourceItems::default())
+                .await?;
+        }
     }
-    if let Some(yaml) = &settings.conditional_policies_file {
-        load_conditions(store, rbac.plugins(), yaml, &mut report).await?;
+    match &settings.conditional_policies_file {
+        Some(yaml) => load_conditions(store, rbac.plugins(), yaml, &mut report).await?,
+        None => {
+            store.sync_conditions(&actor(), SOURCE, &[]).await?;
+        }
+    }
+    if settings.policies_csv_file.is_none() && settings.conditional_policies_file.is_none() {
+        // No files: nothing to report, only what a removed file left behind was cleared.
+        return rbac.changed(store).await.map(|()| report);
     }
     for w in &report.warnings {
         tracing::warn!("{w}");
@@ -154,6 +249,19 @@ pub async fn reload(store: &Store, rbac: &Rbac) -> Result<ReloadReport, StoreErr
     Ok(report)
 }
 
+/// A digest of the files' contents (unreadable files count as empty).
+async fn contents_digest(files: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        tokio::fs::read(f)
+            .await
+            .unwrap_or_default()
+            .hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// Watches the files' folders and reloads after a change (debounced), until `stop`.
 pub async fn watch(store: Store, rbac: std::sync::Arc<Rbac>, mut stop: watch::Receiver<bool>) {
     let files: Vec<PathBuf> = [
@@ -168,17 +276,14 @@ pub async fn watch(store: Store, rbac: std::sync::Arc<Rbac>, mut stop: watch::Re
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let names: Vec<PathBuf> = files.clone();
+    // Any event in the folders counts: Kubernetes swaps a ConfigMap through `..data` links whose
+    // events never name the file. A reload happens only when the contents changed.
     let handler = move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && event
-                .paths
-                .iter()
-                .any(|p| names.iter().any(|f| p.file_name() == f.file_name()))
-        {
+        if event.is_ok() {
             let _ = tx.send(());
         }
     };
+    let mut last_seen = contents_digest(&files).await;
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
         Err(e) => {
@@ -208,6 +313,11 @@ pub async fn watch(store: Store, rbac: std::sync::Arc<Rbac>, mut stop: watch::Re
                 // Editors write in several steps: wait for quiet, then reload once.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 while rx.try_recv().is_ok() {}
+                let now = contents_digest(&files).await;
+                if now == last_seen {
+                    continue;
+                }
+                last_seen = now;
                 if let Err(e) = reload(&store, &rbac).await {
                     tracing::error!(error = %e, "reloading the policy files failed");
                 }

@@ -19,6 +19,7 @@ use crate::state::AppState;
 /// `error::backstage_errors`, applied on the whole router so unmatched paths get it too.
 pub fn router() -> Router<AppState> {
     let permission = Router::new()
+        .route("/api/permission/", get(decisions::authorization_status))
         .route(
             "/api/permission/roles",
             get(roles::list).post(roles::create),
@@ -86,15 +87,18 @@ pub(crate) fn require_admin(
     }
 }
 
-/// `kind:namespace/name` from the path segments.
-/// User and group references are lower-cased, as they are stored.
-pub(crate) fn path_ref(kind: &str, namespace: &str, name: &str) -> String {
+/// The entity reference named by a path, validated as the reference does (400 with its message);
+/// user and group references are lower-cased, as they are stored.
+pub(crate) fn path_ref(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    expect: portcullis_model::Expect,
+) -> Result<String, ApiError> {
     let text = format!("{kind}:{namespace}/{name}");
-    if kind == "user" || kind == "group" {
-        text.to_lowercase()
-    } else {
-        text
-    }
+    portcullis_model::EntityRef::parse(&text, expect)
+        .map(|r| r.as_str().to_owned())
+        .map_err(|e| ApiError::BadRequest(e.0))
 }
 
 /// Items may only be changed through the source that made them (`legacy` is open to all).

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{check_source, require_admin};
 use crate::ApiError;
 use crate::auth::Authenticated;
-use crate::extract::Body;
+use crate::extract::{Body, Params};
 use crate::rbac::plugins;
 use crate::state::AppState;
 
@@ -83,9 +83,12 @@ pub(crate) fn validate(
     let mut actions = Vec::new();
     for a in &body.permission_mapping {
         let action = Action::parse(a).ok_or_else(|| format!("'permissionMapping' has invalid value: '{a}'. It should be one of: create, read, update, delete, use"))?;
-        if !actions.contains(&action.as_str().to_owned()) {
-            actions.push(action.as_str().to_owned());
+        if actions.contains(&action.as_str().to_owned()) {
+            return Err(format!(
+                "'permissionMapping' must not contain duplicate permission action '{a}'"
+            ));
         }
+        actions.push(action.as_str().to_owned());
     }
     if body.conditions.is_null() {
         return Err("'conditions' must be specified".into());
@@ -131,29 +134,17 @@ fn check_rules(
     }
 }
 
+/// The id as the reference reads it (`parseInt`): the leading digits count, so the official UI's
+/// `…/conditions/5}` still names condition 5.
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
+    let digits: String = raw
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits
+        .parse()
         .map_err(|_| ApiError::BadRequest("Id is not a valid number.".into()))
-}
-
-/// A role may hold one condition per resource type and action.
-async fn check_overlap(
-    state: &AppState,
-    new: &NewCondition,
-    except: Option<i64>,
-) -> Result<(), ApiError> {
-    for c in state.store.list_conditions().await? {
-        if Some(c.id) == except || c.role != new.role || c.resource_type != new.resource_type {
-            continue;
-        }
-        if let Some(action) = c.actions.iter().find(|a| new.actions.contains(a)) {
-            return Err(ApiError::Conflict(format!(
-                "A condition with resource type '{}' and permission '{action}' has already been stored for role '{}'",
-                new.resource_type, new.role
-            )));
-        }
-    }
-    Ok(())
 }
 
 async fn check_role(state: &AppState, role: &str, what: &str) -> Result<(), ApiError> {
@@ -163,19 +154,46 @@ async fn check_role(state: &AppState, role: &str, what: &str) -> Result<(), ApiE
     Ok(())
 }
 
-/// All conditional policies.
-#[utoipa::path(get, path = "/api/permission/roles/conditions", tag = "permission", responses((status = 200, body = [ConditionBody]), (status = 403)))]
+/// Filters of `GET /api/permission/roles/conditions`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    role_entity_ref: Option<String>,
+    plugin_id: Option<String>,
+    resource_type: Option<String>,
+    /// Only conditions covering every one of these actions.
+    actions: Option<String>,
+}
+
+/// Conditional policies, filtered by role, plugin, resource type and actions.
+#[utoipa::path(get, path = "/api/permission/roles/conditions", tag = "permission", params(ListQuery), responses((status = 200, body = [ConditionBody]), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Vec<ConditionBody>>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
+    let wanted_actions: Vec<String> = q
+        .actions
+        .as_deref()
+        .map(|a| {
+            a.split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let all = state.store.list_conditions().await?;
     Ok(Json(
-        state
-            .store
-            .list_conditions()
-            .await?
-            .into_iter()
+        all.into_iter()
+            .filter(|c| q.role_entity_ref.as_ref().is_none_or(|r| &c.role == r))
+            .filter(|c| q.plugin_id.as_ref().is_none_or(|p| &c.plugin_id == p))
+            .filter(|c| {
+                q.resource_type
+                    .as_ref()
+                    .is_none_or(|t| &c.resource_type == t)
+            })
+            .filter(|c| wanted_actions.iter().all(|a| c.actions.contains(a)))
             .map(Into::into)
             .collect(),
     ))
@@ -205,7 +223,6 @@ pub async fn create(
     let new = validate(&body, state.rbac.plugins())
         .map_err(|e| ApiError::BadRequest(format!("Invalid conditional decision. Cause: {e}")))?;
     check_role(&state, &new.role, "add conditions to").await?;
-    check_overlap(&state, &new, None).await?;
     let id = state.store.create_condition(&auth.actor(), &new).await?;
     state.rbac.changed(&state.store).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
@@ -226,7 +243,6 @@ pub async fn update(
     let current = state.store.get_condition(id).await?;
     check_source(&current.role, &current.source, "edit conditions of")?;
     check_role(&state, &new.role, "edit conditions of").await?;
-    check_overlap(&state, &new, Some(id)).await?;
     state
         .store
         .update_condition(&auth.actor(), id, &new)

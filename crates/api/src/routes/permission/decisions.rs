@@ -70,8 +70,10 @@ impl PermissionBody {
 pub struct AuthorizeItem {
     /// Echoed in the answer.
     pub id: String,
-    /// The permission. (`resourceRef` may come along; conditions are returned for the caller
-    /// to apply, as the reference's permission backend does.)
+    /// The permission. A `resourceRef` may come along, but Portcullis cannot fetch the
+    /// resource: a CONDITIONAL result is returned for the caller to apply (Backstage's own
+    /// permission backend would ask the plugin); callers that hold the resource ask
+    /// `POST /api/v1/check` with it.
     pub permission: PermissionBody,
 }
 
@@ -302,6 +304,17 @@ pub async fn my_permissions(
     Ok(Json(json!({ "principal": me, "permissions": out })))
 }
 
+/// `GET /api/permission/`: the RBAC administration UI asks whether the caller may administer
+/// policies.
+#[utoipa::path(get, path = "/api/permission/", tag = "permission", responses((status = 200), (status = 403)))]
+pub async fn authorization_status(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &auth, Action::Read)?;
+    Ok(Json(json!({ "status": "Authorized" })))
+}
+
 /// The permissions every plugin declares.
 #[utoipa::path(get, path = "/api/permission/plugins/policies", tag = "permission", responses((status = 200, body = [plugins::PluginPolicies]), (status = 403)))]
 pub async fn plugin_policies(
@@ -345,7 +358,15 @@ fn http_date(t: portcullis_model::Timestamp) -> String {
         .unwrap_or_default()
 }
 
+/// One CSV field: quoted when needed, and a leading `=`, `+`, `-` or `@` neutralised so that a
+/// spreadsheet does not run it as a formula.
 fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    let text = text.as_str();
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {

@@ -3,9 +3,11 @@
 use std::collections::HashSet;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_authz::rbac::{Action, validate_policy};
+use portcullis_model::Expect;
 use portcullis_store::PolicyRecord;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,7 @@ use super::{check_source, path_ref, require_admin};
 use crate::ApiError;
 use crate::auth::Authenticated;
 use crate::extract::{Body, Params};
+use crate::rbac::RBAC_ADMIN_ROLE;
 use crate::state::AppState;
 
 /// Policy metadata.
@@ -26,7 +29,7 @@ pub struct PolicyMetadata {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyBody {
-    /// Role, user or group reference (from the path on PUT).
+    /// Role, user or group reference (from the path on PUT and DELETE).
     #[serde(default)]
     pub entity_reference: String,
     /// Permission name or resource type.
@@ -60,15 +63,19 @@ impl From<PolicyRecord> for PolicyBody {
 #[serde(rename_all = "camelCase")]
 pub struct UpdatePolicies {
     /// Policies to replace.
-    pub old_policy: Vec<PolicyBody>,
+    #[serde(default)]
+    pub old_policy: Option<Vec<PolicyBody>>,
     /// Their replacements.
-    pub new_policy: Vec<PolicyBody>,
+    #[serde(default)]
+    pub new_policy: Option<Vec<PolicyBody>>,
 }
 
-/// Query of `DELETE /api/permission/policies/{kind}/{namespace}/{name}`.
+/// Filters of `GET /api/permission/policies`, and the one policy of a query-string DELETE.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
-pub struct DeleteQuery {
+pub struct PolicyQuery {
+    /// Subject (GET only).
+    entity_ref: Option<String>,
     permission: Option<String>,
     policy: Option<String>,
     effect: Option<String>,
@@ -76,11 +83,13 @@ pub struct DeleteQuery {
 
 /// Validates policies and turns them into records of the `rest` source; duplicates in one
 /// request are refused.
-fn records(subject: Option<&str>, bodies: &[PolicyBody]) -> Result<Vec<PolicyRecord>, ApiError> {
+fn records(
+    subject: Option<&str>,
+    bodies: &[PolicyBody],
+    empty: &str,
+) -> Result<Vec<PolicyRecord>, ApiError> {
     if bodies.is_empty() {
-        return Err(ApiError::BadRequest(
-            "permission policy must be present".into(),
-        ));
+        return Err(ApiError::BadRequest(empty.to_owned()));
     }
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(bodies.len());
@@ -106,41 +115,64 @@ fn records(subject: Option<&str>, bodies: &[PolicyBody]) -> Result<Vec<PolicyRec
     Ok(out)
 }
 
-/// Refuses changes to policies of a role that another source owns.
-async fn check_role_source(state: &AppState, subject: &str, what: &str) -> Result<(), ApiError> {
-    if let Some(role) = state.store.get_role(subject).await? {
-        check_source(subject, &role.source, what)?;
+/// Policies of a role need the role (REST may not create it through a policy), and a role of
+/// another source is changed only through that source; the policy administrators' role belongs
+/// to the configuration even before it has members.
+async fn check_subject(state: &AppState, subject: &str, what: &str) -> Result<(), ApiError> {
+    if subject == RBAC_ADMIN_ROLE {
+        return check_source(subject, "configuration", what);
     }
-    Ok(())
+    if !subject.starts_with("role:") {
+        return Ok(());
+    }
+    match state.store.get_role(subject).await? {
+        Some(role) => check_source(subject, &role.source, what),
+        None => Err(ApiError::NotFound(format!(
+            "Corresponding role {subject} was not found"
+        ))),
+    }
 }
 
-/// All policies.
-#[utoipa::path(get, path = "/api/permission/policies", tag = "permission", responses((status = 200, body = [PolicyBody]), (status = 403)))]
+fn same(a: &PolicyRecord, b: &PolicyRecord) -> bool {
+    a.permission == b.permission && a.action == b.action && a.effect == b.effect
+}
+
+/// All policies, filtered by `entityRef`, `permission`, `policy` and `effect`.
+#[utoipa::path(get, path = "/api/permission/policies", tag = "permission", params(PolicyQuery), responses((status = 200, body = [PolicyBody]), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
+    Params(q): Params<PolicyQuery>,
 ) -> Result<Json<Vec<PolicyBody>>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
+    let subject = q.entity_ref.as_deref().map(str::to_lowercase);
+    let all = state.store.list_policies(None).await?;
     Ok(Json(
-        state
-            .store
-            .list_policies(None)
-            .await?
-            .into_iter()
+        all.into_iter()
+            .filter(|p| {
+                subject
+                    .as_ref()
+                    .is_none_or(|s| p.subject.to_lowercase() == *s)
+            })
+            .filter(|p| q.permission.as_ref().is_none_or(|x| &p.permission == x))
+            .filter(|p| q.policy.as_ref().is_none_or(|x| &p.action == x))
+            .filter(|p| q.effect.as_ref().is_none_or(|x| &p.effect == x))
             .map(Into::into)
             .collect(),
     ))
 }
 
 /// The policies of one role, user or group.
-#[utoipa::path(get, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200, body = [PolicyBody]), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission",
+    params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = [PolicyBody]), (status = 400), (status = 403), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((kind, namespace, name)): Path<(String, String, String)>,
 ) -> Result<Json<Vec<PolicyBody>>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
-    let subject = path_ref(&kind, &namespace, &name);
+    let subject = path_ref(&kind, &namespace, &name, Expect::Any)?;
     let found = state.store.list_policies(Some(&subject)).await?;
     if found.is_empty() {
         return Err(ApiError::NotFound(format!(
@@ -151,20 +183,21 @@ pub async fn get(
 }
 
 /// Adds policies.
-#[utoipa::path(post, path = "/api/permission/policies", tag = "permission", request_body = Vec<PolicyBody>, responses((status = 201), (status = 400), (status = 403), (status = 409)))]
+#[utoipa::path(post, path = "/api/permission/policies", tag = "permission", request_body = Vec<PolicyBody>,
+    responses((status = 201), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Body(bodies): Body<Vec<PolicyBody>>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Create)?;
-    let new = records(None, &bodies)?;
+    let new = records(None, &bodies, "permission policy must be present")?;
     for subject in new
         .iter()
         .map(|p| p.subject.as_str())
         .collect::<HashSet<_>>()
     {
-        check_role_source(&state, subject, "add policy to").await?;
+        check_subject(&state, subject, "add policy to").await?;
     }
     state.store.add_policies(&auth.actor(), &new).await?;
     state.rbac.changed(&state.store).await?;
@@ -172,7 +205,9 @@ pub async fn create(
 }
 
 /// Replaces some policies of one subject with others.
-#[utoipa::path(put, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", request_body = UpdatePolicies, params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)), responses((status = 200), (status = 400), (status = 403), (status = 404), (status = 409)))]
+#[utoipa::path(put, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", request_body = UpdatePolicies,
+    params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path)),
+    responses((status = 200), (status = 204), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
@@ -180,16 +215,26 @@ pub async fn update(
     Body(body): Body<UpdatePolicies>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Update)?;
-    let subject = path_ref(&kind, &namespace, &name);
-    let old = records(Some(&subject), &body.old_policy)?;
-    let new = records(Some(&subject), &body.new_policy)?;
-    check_role_source(&state, &subject, "edit policies of").await?;
+    let subject = path_ref(&kind, &namespace, &name, Expect::Any)?;
+    let old = records(
+        Some(&subject),
+        body.old_policy.as_deref().unwrap_or_default(),
+        "'oldPolicy' object must be present",
+    )?;
+    let new = records(
+        Some(&subject),
+        body.new_policy.as_deref().unwrap_or_default(),
+        "'newPolicy' object must be present",
+    )?;
+    if old.len() > new.len() {
+        return Err(ApiError::BadRequest(
+            "'oldPolicy' object has more permission policies compared to 'newPolicy' object".into(),
+        ));
+    }
+    check_subject(&state, &subject, "edit policies of").await?;
     let stored = state.store.list_policies(Some(&subject)).await?;
     for p in &old {
-        match stored
-            .iter()
-            .find(|s| s.permission == p.permission && s.action == p.action && s.effect == p.effect)
-        {
+        match stored.iter().find(|s| same(s, p)) {
             None => {
                 return Err(ApiError::NotFound(format!(
                     "Policy '{}' not found",
@@ -199,6 +244,9 @@ pub async fn update(
             Some(s) => check_source(&subject, &s.source, "edit policies of")?,
         }
     }
+    if old.len() == new.len() && old.iter().all(|o| new.iter().any(|n| same(o, n))) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     state
         .store
         .replace_policies(&auth.actor(), &old, &new)
@@ -207,51 +255,70 @@ pub async fn update(
     Ok(StatusCode::OK)
 }
 
-/// Deletes one policy (`permission`, `policy`, `effect` in the query) or all of the subject's.
-#[utoipa::path(delete, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission", params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path), DeleteQuery), responses((status = 204), (status = 400), (status = 403), (status = 404)))]
+/// Deletes the policies given in a JSON body (as the reference's UI sends them), or the one in
+/// the query string (`permission`, `policy`, `effect`), or, with neither, all of the subject's.
+#[utoipa::path(delete, path = "/api/permission/policies/{kind}/{namespace}/{name}", tag = "permission",
+    request_body(content = Vec<PolicyBody>, description = "the policies to delete (optional)"),
+    params(("kind" = String, Path), ("namespace" = String, Path), ("name" = String, Path), PolicyQuery),
+    responses((status = 204), (status = 400), (status = 403), (status = 404)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((kind, namespace, name)): Path<(String, String, String)>,
-    Params(q): Params<DeleteQuery>,
+    Params(q): Params<PolicyQuery>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Delete)?;
-    let subject = path_ref(&kind, &namespace, &name);
-    check_role_source(&state, &subject, "delete policies of").await?;
+    let subject = path_ref(&kind, &namespace, &name, Expect::Any)?;
+    check_subject(&state, &subject, "delete policies of")
+        .await
+        .or_else(|e| match e {
+            // Policies of a role whose record is gone may still be deleted.
+            ApiError::NotFound(_) => Ok(()),
+            other => Err(other),
+        })?;
     let stored = state.store.list_policies(Some(&subject)).await?;
-    let doomed: Vec<PolicyRecord> =
+    let wanted: Option<Vec<PolicyRecord>> = if !body.iter().all(u8::is_ascii_whitespace) {
+        let bodies: Vec<PolicyBody> = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+        Some(records(Some(&subject), &bodies, "permission policy must be present")?)
+    } else {
         match (q.permission, q.policy, q.effect) {
-            (None, None, None) => stored,
+            (None, None, None) => None,
             (Some(permission), Some(policy), Some(effect)) => {
-                let wanted = records(
-                    Some(&subject),
-                    &[PolicyBody {
-                        entity_reference: subject.clone(),
-                        permission,
-                        policy,
-                        effect,
-                        metadata: None,
-                    }],
-                )?;
-                match stored.into_iter().find(|s| {
-                    s.permission == wanted[0].permission
-                        && s.action == wanted[0].action
-                        && s.effect == wanted[0].effect
-                }) {
-                    Some(found) => vec![found],
-                    None => {
-                        return Err(ApiError::NotFound(format!(
-                            "Policy '{}' not found",
-                            portcullis_store::policy_text(&wanted[0])
-                        )));
-                    }
-                }
+                let one = PolicyBody {
+                    entity_reference: subject.clone(),
+                    permission,
+                    policy,
+                    effect,
+                    metadata: None,
+                };
+                Some(records(Some(&subject), &[one], "permission policy must be present")?)
             }
             _ => return Err(ApiError::BadRequest(
                 "give all of 'permission', 'policy' and 'effect', or none to delete every policy"
                     .into(),
             )),
-        };
+        }
+    };
+    let doomed: Vec<PolicyRecord> = match wanted {
+        None => stored,
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for w in &list {
+                match stored.iter().find(|s| same(s, w)) {
+                    Some(found) => out.push(found.clone()),
+                    None => {
+                        return Err(ApiError::NotFound(format!(
+                            "Policy '{}' not found",
+                            portcullis_store::policy_text(w)
+                        )));
+                    }
+                }
+            }
+            out
+        }
+    };
     if doomed.is_empty() {
         return Err(ApiError::NotFound(format!(
             "No permission policies found for {subject}"

@@ -121,6 +121,16 @@ fn validate(role: &RoleBody) -> Result<(String, Vec<String>), ApiError> {
                 .to_owned(),
         );
     }
+    if role
+        .metadata
+        .as_ref()
+        .and_then(|m| m.description.as_deref())
+        .is_some_and(|d| d.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(
+            "'metadata.description' must not contain control characters".into(),
+        ));
+    }
     if let Some(owner) = role.metadata.as_ref().and_then(|m| m.owner.as_deref()) {
         EntityRef::parse(owner, Expect::Member).map_err(|e| ApiError::BadRequest(e.0))?;
     }
@@ -156,7 +166,7 @@ pub async fn get(
     Path((kind, namespace, name)): Path<(String, String, String)>,
 ) -> Result<Json<Vec<RoleBody>>, ApiError> {
     require_admin(&state, &auth, Action::Read)?;
-    let name = path_ref(&kind, &namespace, &name);
+    let name = path_ref(&kind, &namespace, &name, Expect::Role)?;
     let role = state
         .store
         .get_role(&name)
@@ -172,11 +182,39 @@ async fn create_role(
 ) -> Result<StatusCode, ApiError> {
     require_admin(state, auth, Action::Create)?;
     let (name, members) = validate(&body)?;
-    // The policy administrators' role belongs to the configuration, even before it has members.
-    if name == crate::rbac::RBAC_ADMIN_ROLE && state.store.get_role(&name).await?.is_none() {
-        check_source(&name, "configuration", "create role")?;
-    }
     let caller = caller_name(state, auth);
+    if let Some(existing) = state.store.get_role(&name).await? {
+        // As the reference: another source's role is refused; a REST role gains the members it
+        // did not have yet.
+        check_source(&name, &existing.source, "add role")?;
+        let added: Vec<String> = members
+            .iter()
+            .filter(|m| !existing.members.contains(m))
+            .cloned()
+            .collect();
+        if added.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "role {name} already exists with these members"
+            )));
+        }
+        let mut all = existing.members.clone();
+        all.extend(added);
+        let record = RoleRecord {
+            modified_by: Some(caller),
+            members: all,
+            ..existing
+        };
+        state
+            .store
+            .update_role(&auth.actor(), &name, &record)
+            .await?;
+        state.rbac.changed(&state.store).await?;
+        return Ok(StatusCode::CREATED);
+    }
+    // The policy administrators' role belongs to the configuration, even before it has members.
+    if name == crate::rbac::RBAC_ADMIN_ROLE {
+        check_source(&name, "configuration", "add role")?;
+    }
     let meta = body.metadata.unwrap_or_default();
     let record = RoleRecord {
         name,
@@ -212,7 +250,7 @@ pub async fn create_at(
     Path((kind, namespace, name)): Path<(String, String, String)>,
     Body(mut body): Body<RoleBody>,
 ) -> Result<StatusCode, ApiError> {
-    let name = path_ref(&kind, &namespace, &name);
+    let name = path_ref(&kind, &namespace, &name, Expect::Role)?;
     if body.name.is_empty() {
         body.name = name;
     } else if body.name != name {
@@ -230,28 +268,70 @@ pub async fn update(
     State(state): State<AppState>,
     auth: Authenticated,
     Path((kind, namespace, name)): Path<(String, String, String)>,
-    Body(body): Body<UpdateRole>,
+    Body(mut body): Body<UpdateRole>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Update)?;
-    let name = path_ref(&kind, &namespace, &name);
-    validate(&body.old_role)?;
-    let (new_name, members) = validate(&body.new_role)?;
+    let name = path_ref(&kind, &namespace, &name, Expect::Role)?;
+    // The path names the old role; its body may leave the name out.
+    if body.old_role.name.is_empty() {
+        body.old_role.name = name.clone();
+    }
+    let (_, old_members) = validate(&body.old_role)?;
+    let (new_name, new_members) = validate(&body.new_role)?;
     let current = state
         .store
         .get_role(&name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{name} was not found")))?;
     check_source(&name, &current.source, "edit role")?;
-    if new_name != name && state.store.get_role(&new_name).await?.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "role {new_name} already exists"
-        )));
+    if new_name != name {
+        if new_name == crate::rbac::RBAC_ADMIN_ROLE {
+            check_source(&new_name, "configuration", "edit role")?;
+        }
+        if state.store.get_role(&new_name).await?.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "role {new_name} already exists"
+            )));
+        }
     }
+    // As the reference: the old members named are replaced by the new ones; members the request
+    // does not name stay, so concurrent edits of different members do not undo each other.
+    for m in &old_members {
+        if !current.members.contains(m) {
+            return Err(ApiError::NotFound(format!(
+                "Member reference: {m} was not found for role {name}"
+            )));
+        }
+    }
+    let mut members: Vec<String> = current
+        .members
+        .iter()
+        .filter(|m| !old_members.contains(m))
+        .cloned()
+        .collect();
+    for m in new_members {
+        if members.contains(&m) {
+            return Err(ApiError::Conflict(format!(
+                "Member reference: {m} already exists for role {new_name}"
+            )));
+        }
+        members.push(m);
+    }
+    members.sort();
     let meta = body.new_role.metadata.unwrap_or_default();
+    let description = meta.description.or(current.description.clone());
+    let owner = meta.owner.map(normalise_owner).or(current.owner.clone());
+    if new_name == name
+        && members == current.members
+        && description == current.description
+        && owner == current.owner
+    {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let record = RoleRecord {
         name: new_name,
-        description: meta.description.or(current.description.clone()),
-        owner: meta.owner.map(normalise_owner).or(current.owner.clone()),
+        description,
+        owner,
         modified_by: Some(caller_name(&state, &auth)),
         members,
         ..current
@@ -273,7 +353,7 @@ pub async fn delete(
     Params(q): Params<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Delete)?;
-    let name = path_ref(&kind, &namespace, &name);
+    let name = path_ref(&kind, &namespace, &name, Expect::Role)?;
     let current = state
         .store
         .get_role(&name)
