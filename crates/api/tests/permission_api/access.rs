@@ -17,6 +17,7 @@ fn admin_endpoints(condition_id: i64) -> Vec<(Method, String, Option<Value>, &'s
         owner_rule(&["$currentUser"]),
     );
     vec![
+        (Method::GET, "/api/permission/".into(), None, "read"),
         (Method::GET, "/api/permission/roles".into(), None, "read"),
         (
             Method::POST,
@@ -534,5 +535,69 @@ async fn a_configured_super_user_is_allowed_everything_and_administers_policies(
         "NotAllowedError",
         "GET",
         "/api/permission/roles",
+    );
+}
+
+#[tokio::test]
+async fn the_permission_root_tells_whether_the_caller_administers_policies() {
+    let s = Server::start().await;
+    let root = "/api/permission/";
+    let (_, carol) = s.machine("default", "carol@example.com", "member").await;
+
+    assert_eq!(
+        s.get(s.admin(), root).await.json_with(200),
+        json!({ "status": "Authorized" })
+    );
+    let message = backstage(
+        &s.get(&carol, root).await,
+        403,
+        "NotAllowedError",
+        "GET",
+        root,
+    );
+    assert_eq!(
+        message,
+        "this needs the policy.entity.read permission (a policy administrator)"
+    );
+    backstage(
+        &s.call(Method::GET, root, None, None).await,
+        401,
+        "AuthenticationError",
+        "GET",
+        root,
+    );
+
+    // A role holding policy-entity read makes her one, from the very next request.
+    create_role(
+        &s,
+        s.admin(),
+        "role:default/auditors",
+        &["user:default/carol"],
+    )
+    .await;
+    add_policy(
+        &s,
+        "role:default/auditors",
+        "policy-entity",
+        "read",
+        "allow",
+    )
+    .await;
+    assert_eq!(
+        s.get(&carol, root).await.json_with(200),
+        json!({ "status": "Authorized" })
+    );
+    // Until it is taken away.
+    empty(
+        &s.delete(s.admin(), "/api/permission/roles/role/default/auditors")
+            .await,
+        204,
+    );
+    backstage(
+        &s.get(&carol, root).await,
+        403,
+        "NotAllowedError",
+        "GET",
+        root,
     );
 }

@@ -178,13 +178,22 @@ async fn every_rbac_write_is_audited() {
     )
     .await
     .expect(403);
+    // Creating an existing REST role with members it already has: a conflict.
     s.post(
         s.admin(),
         "/api/permission/roles",
-        json!({ "name": "role:default/ops", "memberReferences": ["user:default/b"] }),
+        json!({ "name": "role:default/ops", "memberReferences": ["user:default/a"] }),
     )
     .await
     .expect(409);
+    // A policy for a role that does not exist: not found.
+    s.post(
+        s.admin(),
+        "/api/permission/policies",
+        json!([{ "entityReference": "role:default/ghost", "permission": "catalog-entity", "policy": "read", "effect": "allow" }]),
+    )
+    .await
+    .expect(404);
     s.post(
         s.admin(),
         "/api/permission/policies",
@@ -196,6 +205,23 @@ async fn every_rbac_write_is_audited() {
         .await
         .expect(404);
     assert_eq!(rbac_records(&s).await.len(), before);
+
+    // Creating an existing REST role with a new member adds it: an update of the role.
+    empty(
+        &s.post(
+            s.admin(),
+            "/api/permission/roles",
+            json!({ "name": "role:default/ops", "memberReferences": ["user:default/b"] }),
+        )
+        .await,
+        201,
+    );
+    let records = rbac_records(&s).await;
+    assert_eq!(records.len(), before + 1);
+    let last = records.last().unwrap();
+    assert_eq!(last["action"], "rbac.role.update", "{last}");
+    assert_eq!(last["target"], "role:default/ops", "{last}");
+    assert_eq!(last["actor"], ADMIN_EMAIL, "{last}");
 
     // A write by a configured-style administrator names that administrator.
     create_role(&s, s.admin(), "role:default/admins", &["user:default/bot"]).await;
@@ -212,4 +238,47 @@ async fn every_rbac_write_is_audited() {
     assert_eq!(last["action"], "rbac.role.create");
     assert_eq!(last["target"], "role:default/bots");
     assert_eq!(last["actor"], "bot@example.com");
+}
+
+#[tokio::test]
+async fn a_start_without_policy_files_records_no_file_sync() {
+    let mut s = Server::start().await;
+    let all = |page: &Value| -> Vec<(String, String)> {
+        page["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("items in {page}"))
+            .iter()
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap().to_owned(),
+                    r["target"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // Only the configuration's own sync (the policy administrators' defaults) is recorded.
+    let first = all(&s.audit("action=rbac.&limit=500").await);
+    assert_eq!(
+        first,
+        [("rbac.source.sync".to_owned(), "configuration".to_owned())],
+        "no file reload or file sync without files"
+    );
+
+    // A restart changes nothing and records nothing.
+    s.restart().await;
+    let again = all(&s.audit("action=rbac.&limit=500").await);
+    assert_eq!(again, first);
+    for (action, target) in &again {
+        assert_ne!(action, "rbac.files.reload");
+        assert_ne!(action, "rbac.conditions.sync");
+        assert_ne!(target, "csv-file");
+    }
+    // The RBAC API still works after it.
+    create_role(&s, s.admin(), "role:default/dev", &["user:default/a"]).await;
+    let last = all(&s.audit("action=rbac.&limit=500").await);
+    assert_eq!(
+        last[0],
+        ("rbac.role.create".to_owned(), "role:default/dev".to_owned())
+    );
+    assert_eq!(last.len(), 2);
 }

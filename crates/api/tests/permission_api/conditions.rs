@@ -8,6 +8,19 @@ use crate::support::*;
 
 const CONDITIONS: &str = "/api/permission/roles/conditions";
 
+/// The ids of the conditions `GET /api/permission/roles/conditions?<query>` lists.
+async fn ids_where(s: &Server, query: &str) -> Vec<i64> {
+    let list = s
+        .get(s.admin(), &format!("{CONDITIONS}?{query}"))
+        .await
+        .json_with(200);
+    list.as_array()
+        .unwrap_or_else(|| panic!("an array for {query}: {list}"))
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn conditions_are_created_listed_read_replaced_and_deleted() {
     let s = Server::start().await;
@@ -102,6 +115,54 @@ async fn conditions_are_created_listed_read_replaced_and_deleted() {
         .collect();
     assert_eq!(ids, [id, second, third]);
 
+    // Filters: role, plugin, resource type, and actions (a condition must cover every one).
+    assert_eq!(
+        ids_where(&s, "roleEntityRef=role:default/test").await,
+        [id, second]
+    );
+    assert_eq!(
+        ids_where(&s, "roleEntityRef=role:default/other").await,
+        [third]
+    );
+    assert_eq!(
+        ids_where(&s, "roleEntityRef=role:default/none").await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids_where(&s, "pluginId=catalog").await, [id, second, third]);
+    assert_eq!(
+        ids_where(&s, "pluginId=scaffolder").await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids_where(&s, "resourceType=catalog-entity").await,
+        [id, second, third]
+    );
+    assert_eq!(
+        ids_where(&s, "resourceType=scaffolder-action").await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(ids_where(&s, "actions=read").await, [id, third]);
+    assert_eq!(ids_where(&s, "actions=read,delete").await, [id]);
+    assert_eq!(ids_where(&s, "actions=read,use").await, Vec::<i64>::new());
+    assert_eq!(
+        ids_where(
+            &s,
+            "roleEntityRef=role:default/other&actions=read&pluginId=catalog"
+        )
+        .await,
+        [third]
+    );
+    let one = s
+        .get(
+            s.admin(),
+            &format!("{CONDITIONS}?roleEntityRef=role:default/test&actions=use"),
+        )
+        .await
+        .json_with(200);
+    assert_eq!(one.as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(one[0]["id"], second);
+    assert_eq!(one[0]["permissionMapping"], json!(["use"]));
+
     // Delete.
     empty(
         &s.delete(s.admin(), &format!("{CONDITIONS}/{id}")).await,
@@ -148,9 +209,17 @@ async fn conditions_are_created_listed_read_replaced_and_deleted() {
 }
 
 #[tokio::test]
-async fn a_condition_id_must_be_a_number() {
+async fn a_condition_id_is_read_like_parse_int() {
     let s = Server::start().await;
-    for id in ["abc", "1x", "-", "1.5"] {
+    let body = || {
+        condition(
+            "role:default/test",
+            &["read"],
+            owner_rule(&["$currentUser"]),
+        )
+    };
+    // Without leading digits: not a number at all.
+    for id in ["abc", "x1", "-", ".5"] {
         let path = format!("{CONDITIONS}/{id}");
         assert_eq!(
             backstage(
@@ -160,22 +229,14 @@ async fn a_condition_id_must_be_a_number() {
                 "GET",
                 &path
             ),
-            "Id is not a valid number."
+            "Id is not a valid number.",
+            "{id}"
         );
-        let r = s
-            .put(
-                s.admin(),
-                &path,
-                condition(
-                    "role:default/test",
-                    &["read"],
-                    owner_rule(&["$currentUser"]),
-                ),
-            )
-            .await;
+        let r = s.put(s.admin(), &path, body()).await;
         assert_eq!(
             backstage(&r, 400, "InputError", "PUT", &path),
-            "Id is not a valid number."
+            "Id is not a valid number.",
+            "{id}"
         );
         assert_eq!(
             backstage(
@@ -185,17 +246,93 @@ async fn a_condition_id_must_be_a_number() {
                 "DELETE",
                 &path
             ),
-            "Id is not a valid number."
+            "Id is not a valid number.",
+            "{id}"
+        );
+    }
+    // The leading digits count (as JavaScript's `parseInt`): `1x` and `1.5` name condition 1,
+    // which does not exist yet.
+    for id in ["1x", "1.5"] {
+        let path = format!("{CONDITIONS}/{id}");
+        assert_eq!(
+            backstage(
+                &s.get(s.admin(), &path).await,
+                404,
+                "NotFoundError",
+                "GET",
+                &path
+            ),
+            "A condition with id 1 was not found",
+            "{id}"
+        );
+        let r = s.put(s.admin(), &path, body()).await;
+        assert_eq!(
+            backstage(&r, 404, "NotFoundError", "PUT", &path),
+            "A condition with id 1 was not found",
+            "{id}"
+        );
+        assert_eq!(
+            backstage(
+                &s.delete(s.admin(), &path).await,
+                404,
+                "NotFoundError",
+                "DELETE",
+                &path
+            ),
+            "A condition with id 1 was not found",
+            "{id}"
         );
     }
     let path = format!("{CONDITIONS}/999");
-    backstage(
-        &s.get(s.admin(), &path).await,
-        404,
-        "NotFoundError",
-        "GET",
-        &path,
+    assert_eq!(
+        backstage(
+            &s.get(s.admin(), &path).await,
+            404,
+            "NotFoundError",
+            "GET",
+            &path,
+        ),
+        "A condition with id 999 was not found"
     );
+
+    // Once the condition exists, trailing characters after its id still name it.
+    create_role(&s, s.admin(), "role:default/test", &["user:default/a"]).await;
+    let id = add_condition(&s, body()).await;
+    let stored = s
+        .get(s.admin(), &format!("{CONDITIONS}/{id}"))
+        .await
+        .json_with(200);
+    assert_eq!(stored["id"], id);
+    assert_eq!(
+        s.get(s.admin(), &format!("{CONDITIONS}/{id}x"))
+            .await
+            .json_with(200),
+        stored
+    );
+    empty(
+        &s.put(
+            s.admin(),
+            &format!("{CONDITIONS}/{id}.0"),
+            condition(
+                "role:default/test",
+                &["read", "update"],
+                owner_rule(&["$currentUser"]),
+            ),
+        )
+        .await,
+        200,
+    );
+    assert_eq!(
+        s.get(s.admin(), &format!("{CONDITIONS}/{id}"))
+            .await
+            .json_with(200)["permissionMapping"],
+        json!(["read", "update"])
+    );
+    empty(
+        &s.delete(s.admin(), &format!("{CONDITIONS}/{id}abc")).await,
+        204,
+    );
+    assert_eq!(s.get(s.admin(), CONDITIONS).await.json_with(200), json!([]));
 }
 
 #[tokio::test]
@@ -251,6 +388,12 @@ async fn invalid_conditions_get_400() {
             with("permissionMapping", json!(["read", "write"])),
             format!(
                 "{cause}'permissionMapping' has invalid value: 'write'. It should be one of: create, read, update, delete, use"
+            ),
+        ),
+        (
+            with("permissionMapping", json!(["read", "update", "read"])),
+            format!(
+                "{cause}'permissionMapping' must not contain duplicate permission action 'read'"
             ),
         ),
         (

@@ -137,6 +137,69 @@ async fn a_policy_on_the_user_itself_counts() {
 }
 
 #[tokio::test]
+async fn basic_policy_entity_create_is_the_resource_permission_on_policy_entity() {
+    let s = Server::start().await;
+    let (_, bot) = s.machine("default", "bot@example.com", "member").await;
+    let basic_create = basic("policy.entity.create", Some("create"));
+    assert_eq!(result_of(&s, &bot, basic_create.clone()).await, "DENY");
+
+    create_role(
+        &s,
+        s.admin(),
+        "role:default/creators",
+        &["user:default/bot"],
+    )
+    .await;
+    add_policy(
+        &s,
+        "role:default/creators",
+        "policy-entity",
+        "create",
+        "allow",
+    )
+    .await;
+    assert_eq!(
+        authorize(&s, &bot, basic_create.clone()).await,
+        json!({ "id": "q1", "result": "ALLOW" })
+    );
+    // As the resource permission too; other actions on policy-entity are not granted.
+    assert_eq!(
+        result_of(
+            &s,
+            &bot,
+            resource("policy.entity.create", "policy-entity", "create")
+        )
+        .await,
+        "ALLOW"
+    );
+    assert_eq!(
+        result_of(
+            &s,
+            &bot,
+            resource("policy.entity.delete", "policy-entity", "delete")
+        )
+        .await,
+        "DENY"
+    );
+    // Only policy.entity.create is treated so: another basic permission is not.
+    assert_eq!(
+        result_of(&s, &bot, basic("catalog.entity.create", Some("create"))).await,
+        "DENY"
+    );
+
+    // The policy goes: denied on the very next request.
+    empty(
+        &s.delete(
+            s.admin(),
+            "/api/permission/policies/role/default/creators?permission=policy-entity&policy=create&effect=allow",
+        )
+        .await,
+        204,
+    );
+    assert_eq!(result_of(&s, &bot, basic_create).await, "DENY");
+}
+
+#[tokio::test]
 async fn deny_beats_allow() {
     let s = Server::start().await;
     let (_, bot) = s.machine("default", "bot@example.com", "member").await;

@@ -197,7 +197,7 @@ async fn a_deactivated_member_loses_its_group_roles() {
 }
 
 #[tokio::test]
-async fn owner_refs_in_conditions_include_the_users_groups() {
+async fn owner_refs_in_conditions_are_the_user_and_its_direct_groups() {
     let s = Server::start().await;
     let (bot_id, bot) = s.machine("default", "bot@example.com", "member").await;
     group(&s, "team-a").await;
@@ -210,6 +210,7 @@ async fn owner_refs_in_conditions_include_the_users_groups() {
     .await
     .expect(200);
     add_user(&s, "team-a", &bot_id).await;
+    // The role is held through the parent group: nesting counts for roles ...
     create_role(
         &s,
         s.admin(),
@@ -227,6 +228,7 @@ async fn owner_refs_in_conditions_include_the_users_groups() {
     )
     .await;
 
+    // ... but `$ownerRefs` is the user and its direct groups only, not the ancestors.
     let delete = resource("catalog.entity.delete", "catalog-entity", "delete");
     let answer = authorize(&s, &bot, delete.clone()).await;
     assert_eq!(answer["result"], "CONDITIONAL", "{answer}");
@@ -235,13 +237,12 @@ async fn owner_refs_in_conditions_include_the_users_groups() {
         json!({ "anyOf": [owner_rule(&[
             "user:default/bot",
             "group:default/team-a",
-            "group:default/org-wide",
         ])] })
     );
     for (owner, want) in [
         ("group:default/team-a", "ALLOW"),
-        ("group:default/org-wide", "ALLOW"),
         ("user:default/bot", "ALLOW"),
+        ("group:default/org-wide", "DENY"),
         ("group:default/other", "DENY"),
     ] {
         let resolved = check(
@@ -253,4 +254,22 @@ async fn owner_refs_in_conditions_include_the_users_groups() {
         assert_eq!(resolved["result"], want, "{owner}: {resolved}");
         assert_eq!(resolved["resolvedConditions"], true);
     }
+
+    // `$ownerRefs` is expanded inside arrays only: as a plain value it stays as written, while
+    // `$currentUser` is replaced either way.
+    let labels = json!({ "anyOf": [
+        { "rule": "HAS_LABEL", "resourceType": "catalog-entity", "params": { "label": "$ownerRefs" } },
+        { "rule": "HAS_LABEL", "resourceType": "catalog-entity", "params": { "label": "$currentUser" } },
+    ] });
+    add_condition(&s, condition("role:default/owners", &["update"], labels)).await;
+    let update = resource("catalog.entity.refresh", "catalog-entity", "update");
+    let answer = authorize(&s, &bot, update).await;
+    assert_eq!(answer["result"], "CONDITIONAL", "{answer}");
+    assert_eq!(
+        answer["conditions"],
+        json!({ "anyOf": [{ "anyOf": [
+            { "rule": "HAS_LABEL", "resourceType": "catalog-entity", "params": { "label": "$ownerRefs" } },
+            { "rule": "HAS_LABEL", "resourceType": "catalog-entity", "params": { "label": "user:default/bot" } },
+        ] }] })
+    );
 }

@@ -1,6 +1,7 @@
 //! `/api/permission/policies`: create, list, read per subject, replace, delete one or all;
 //! validation messages, conflicts and unknown policies.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -73,6 +74,65 @@ async fn policies_are_created_listed_replaced_and_deleted() {
             ),
             rest("user:default/bob", "catalog-entity", "delete", "deny"),
         ]
+    );
+    // Filters: subject (user references as spelled at creation), permission, policy and effect.
+    let filtered = |list: Value| -> Vec<Value> { list.as_array().unwrap().clone() };
+    assert_eq!(
+        filtered(
+            s.get(s.admin(), &format!("{POLICIES}?entityRef=user:default/Bob"))
+                .await
+                .json_with(200)
+        ),
+        [rest("user:default/bob", "catalog-entity", "delete", "deny")]
+    );
+    assert_eq!(
+        filtered(
+            s.get(
+                s.admin(),
+                &format!("{POLICIES}?entityRef=role:default/test&policy=create")
+            )
+            .await
+            .json_with(200)
+        ),
+        [rest(
+            "role:default/test",
+            "catalog.entity.create",
+            "create",
+            "allow"
+        )]
+    );
+    assert_eq!(
+        filtered(
+            s.get(
+                s.admin(),
+                &format!("{POLICIES}?permission=catalog-entity&effect=deny")
+            )
+            .await
+            .json_with(200)
+        ),
+        [rest("user:default/bob", "catalog-entity", "delete", "deny")]
+    );
+    assert_eq!(
+        filtered(
+            s.get(
+                s.admin(),
+                &format!("{POLICIES}?permission=catalog-entity&policy=read&effect=allow&entityRef=role:default/test")
+            )
+            .await
+            .json_with(200)
+        ),
+        [rest("role:default/test", "catalog-entity", "read", "allow")]
+    );
+    assert_eq!(
+        filtered(
+            s.get(
+                s.admin(),
+                &format!("{POLICIES}?entityRef=role:default/none")
+            )
+            .await
+            .json_with(200)
+        ),
+        Vec::<Value>::new()
     );
     let test_path = format!("{POLICIES}/role/default/test");
     assert_eq!(
@@ -195,6 +255,7 @@ async fn policies_are_created_listed_replaced_and_deleted() {
 #[tokio::test]
 async fn invalid_policies_get_400_with_the_reference_messages() {
     let s = Server::start().await;
+    create_role(&s, s.admin(), "role:default/test", &["user:default/a"]).await;
     let p = |subject: &str, permission: &str, action: &str, effect: &str| json!([{ "entityReference": subject, "permission": permission, "policy": action, "effect": effect }]);
     let cases: [(Value, &str); 9] = [
         (
@@ -282,6 +343,75 @@ async fn invalid_policies_get_400_with_the_reference_messages() {
         &backstage(&r, 400, "InputError", "PUT", &path),
         "'policy' has invalid value: 'write'",
     );
+    let read = json!([{ "permission": "catalog-entity", "policy": "read", "effect": "allow" }]);
+    let two = json!([
+        { "permission": "catalog-entity", "policy": "read", "effect": "allow" },
+        { "permission": "catalog-entity", "policy": "update", "effect": "allow" },
+    ]);
+    let update = json!([{ "permission": "catalog-entity", "policy": "update", "effect": "allow" }]);
+    let put_cases = [
+        (
+            json!({ "newPolicy": update.clone() }),
+            "'oldPolicy' object must be present",
+        ),
+        (
+            json!({ "oldPolicy": [], "newPolicy": update.clone() }),
+            "'oldPolicy' object must be present",
+        ),
+        (
+            json!({ "oldPolicy": read.clone() }),
+            "'newPolicy' object must be present",
+        ),
+        (
+            json!({ "oldPolicy": read.clone(), "newPolicy": [] }),
+            "'newPolicy' object must be present",
+        ),
+        (
+            json!({ "oldPolicy": two, "newPolicy": update }),
+            "'oldPolicy' object has more permission policies compared to 'newPolicy' object",
+        ),
+    ];
+    for (body, want) in put_cases {
+        let r = s.put(s.admin(), &path, body.clone()).await;
+        assert_eq!(
+            backstage(&r, 400, "InputError", "PUT", &path),
+            want,
+            "{body}"
+        );
+    }
+    // A path naming something that holds no policies.
+    let component = format!("{POLICIES}/component/default/x");
+    assert_contains(
+        &backstage(
+            &s.get(s.admin(), &component).await,
+            400,
+            "InputError",
+            "GET",
+            &component,
+        ),
+        "Unsupported kind component",
+    );
+    assert_contains(
+        &backstage(
+            &s.delete(s.admin(), &component).await,
+            400,
+            "InputError",
+            "DELETE",
+            &component,
+        ),
+        "Unsupported kind component",
+    );
+    let r = s
+        .put(
+            s.admin(),
+            &component,
+            json!({ "oldPolicy": read.clone(), "newPolicy": read }),
+        )
+        .await;
+    assert_contains(
+        &backstage(&r, 400, "InputError", "PUT", &component),
+        "Unsupported kind component",
+    );
     let partial = format!("{path}?permission=catalog-entity&policy=read");
     let message = backstage(
         &s.delete(s.admin(), &partial).await,
@@ -311,6 +441,7 @@ async fn invalid_policies_get_400_with_the_reference_messages() {
 #[tokio::test]
 async fn existing_policies_conflict_and_missing_ones_are_not_found() {
     let s = Server::start().await;
+    create_role(&s, s.admin(), "role:default/test", &["user:default/a"]).await;
     add_policy(&s, "role:default/test", "catalog-entity", "read", "allow").await;
 
     let r = s
@@ -356,8 +487,72 @@ async fn existing_policies_conflict_and_missing_ones_are_not_found() {
         [rest("role:default/test", "catalog-entity", "read", "allow")]
     );
 
-    // Replacing a policy that is not there.
+    // Policies of a role that does not exist: not found, none stored (users and groups need
+    // no role).
+    let r = s
+        .post(
+            s.admin(),
+            POLICIES,
+            json!([{ "entityReference": "role:default/x", "permission": "catalog-entity", "policy": "read", "effect": "allow" }]),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 404, "NotFoundError", "POST", POLICIES),
+        "Corresponding role role:default/x was not found"
+    );
+    let r = s
+        .post(
+            s.admin(),
+            POLICIES,
+            json!([
+                { "entityReference": "role:default/test", "permission": "catalog-entity", "policy": "delete", "effect": "allow" },
+                { "entityReference": "role:default/x", "permission": "catalog-entity", "policy": "read", "effect": "allow" },
+            ]),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 404, "NotFoundError", "POST", POLICIES),
+        "Corresponding role role:default/x was not found"
+    );
+    let x_path = format!("{POLICIES}/role/default/x");
+    let r = s
+        .put(
+            s.admin(),
+            &x_path,
+            json!({
+                "oldPolicy": [{ "permission": "catalog-entity", "policy": "read", "effect": "allow" }],
+                "newPolicy": [{ "permission": "catalog-entity", "policy": "update", "effect": "allow" }],
+            }),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 404, "NotFoundError", "PUT", &x_path),
+        "Corresponding role role:default/x was not found"
+    );
+    assert_eq!(
+        rest_policies(&s).await,
+        [rest("role:default/test", "catalog-entity", "read", "allow")]
+    );
+
+    // Replacing a policy by itself: nothing to do.
     let path = format!("{POLICIES}/role/default/test");
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldPolicy": [{ "permission": "catalog-entity", "policy": "read", "effect": "allow" }],
+                "newPolicy": [{ "permission": "catalog-entity", "policy": "read", "effect": "allow" }],
+            }),
+        )
+        .await;
+    empty(&r, 204);
+    assert_eq!(
+        rest_policies(&s).await,
+        [rest("role:default/test", "catalog-entity", "read", "allow")]
+    );
+
+    // Replacing a policy that is not there.
     let r = s
         .put(
             s.admin(),
@@ -430,5 +625,93 @@ async fn the_policies_of_a_user_are_found_under_the_spelling_they_were_created_w
         )
         .await,
         204,
+    );
+}
+
+#[tokio::test]
+async fn policies_named_in_a_delete_body_are_deleted_exactly() {
+    let s = Server::start().await;
+    create_role(&s, s.admin(), "role:default/test", &["user:default/a"]).await;
+    for action in ["read", "update", "delete"] {
+        add_policy(&s, "role:default/test", "catalog-entity", action, "allow").await;
+    }
+    // A group holds policies without any role.
+    add_policy(&s, "group:default/team", "catalog-entity", "read", "allow").await;
+    let path = format!("{POLICIES}/role/default/test");
+    let delete = |body: Value| {
+        let path = path.clone();
+        let s = &s;
+        async move {
+            s.call(Method::DELETE, &path, Some(s.admin()), Some(&body))
+                .await
+        }
+    };
+
+    // Two of the three, as the reference's UI sends them.
+    let r = delete(json!([
+        { "permission": "catalog-entity", "policy": "read", "effect": "allow" },
+        { "permission": "catalog-entity", "policy": "delete", "effect": "allow" },
+    ]))
+    .await;
+    empty(&r, 204);
+    assert_eq!(
+        s.get(s.admin(), &path).await.json_with(200),
+        json!([rest(
+            "role:default/test",
+            "catalog-entity",
+            "update",
+            "allow"
+        )])
+    );
+
+    // One of them is not there: 404, and none goes.
+    let r = delete(json!([
+        { "permission": "catalog-entity", "policy": "update", "effect": "allow" },
+        { "permission": "catalog-entity", "policy": "read", "effect": "allow" },
+    ]))
+    .await;
+    assert_eq!(
+        backstage(&r, 404, "NotFoundError", "DELETE", &path),
+        "Policy 'role:default/test,catalog-entity,read,allow' not found"
+    );
+    assert_eq!(
+        s.get(s.admin(), &path).await.json_with(200),
+        json!([rest(
+            "role:default/test",
+            "catalog-entity",
+            "update",
+            "allow"
+        )])
+    );
+    // An invalid one: 400.
+    let r =
+        delete(json!([{ "permission": "catalog-entity", "policy": "write", "effect": "allow" }]))
+            .await;
+    assert_contains(
+        &backstage(&r, 400, "InputError", "DELETE", &path),
+        "'policy' has invalid value: 'write'",
+    );
+
+    // The last one.
+    let r =
+        delete(json!([{ "permission": "catalog-entity", "policy": "update", "effect": "allow" }]))
+            .await;
+    empty(&r, 204);
+    backstage(
+        &s.get(s.admin(), &path).await,
+        404,
+        "NotFoundError",
+        "GET",
+        &path,
+    );
+    assert_eq!(
+        rest_policies(&s).await,
+        [rest(
+            "group:default/team",
+            "catalog-entity",
+            "read",
+            "allow"
+        )],
+        "other subjects keep theirs"
     );
 }

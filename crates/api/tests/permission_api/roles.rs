@@ -283,7 +283,16 @@ async fn deleting_members_and_roles() {
     );
     assert_contains(&message, "user:default/zed");
 
-    // The last member goes: the role goes with its policies and conditions.
+    // The last member goes: only the role's record goes; its policies and conditions stay.
+    let dev_conditions = s
+        .get(s.admin(), "/api/permission/roles/conditions")
+        .await
+        .json_with(200);
+    assert_eq!(
+        dev_conditions.as_array().unwrap().len(),
+        1,
+        "{dev_conditions}"
+    );
     empty(
         &s.delete(
             s.admin(),
@@ -293,14 +302,39 @@ async fn deleting_members_and_roles() {
         204,
     );
     assert_eq!(s.get(s.admin(), ROLES).await.json_with(200), json!([]));
-    s.get(s.admin(), "/api/permission/policies/role/default/dev")
-        .await
-        .expect(404);
+    let dev_path = format!("{ROLES}/role/default/dev");
+    assert_eq!(
+        backstage(
+            &s.get(s.admin(), &dev_path).await,
+            404,
+            "NotFoundError",
+            "GET",
+            &dev_path
+        ),
+        "role:default/dev was not found"
+    );
+    assert_eq!(
+        s.get(s.admin(), "/api/permission/policies/role/default/dev")
+            .await
+            .json_with(200),
+        json!([{ "entityReference": "role:default/dev", "permission": "catalog-entity", "policy": "read", "effect": "allow", "metadata": { "source": "rest" } }])
+    );
     assert_eq!(
         s.get(s.admin(), "/api/permission/roles/conditions")
             .await
             .json_with(200),
-        json!([])
+        dev_conditions
+    );
+    // Deleting the whole role now finds no role.
+    assert_eq!(
+        backstage(
+            &s.delete(s.admin(), &dev_path).await,
+            404,
+            "NotFoundError",
+            "DELETE",
+            &dev_path
+        ),
+        "role:default/dev was not found"
     );
 
     // Deleting a whole role: members, policies and conditions go.
@@ -347,11 +381,20 @@ async fn deleting_members_and_roles() {
             .all(|p| p["entityReference"] != "role:default/ops"),
         "{policies}"
     );
+    assert!(
+        policies
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["entityReference"] == "role:default/dev"),
+        "the policies left by dev's last member are not touched: {policies}"
+    );
     assert_eq!(
         s.get(s.admin(), "/api/permission/roles/conditions")
             .await
             .json_with(200),
-        json!([])
+        dev_conditions,
+        "ops' condition went, dev's stays"
     );
     assert_eq!(result_of(&s, &a, catalog_read()).await, "DENY");
     assert_eq!(
@@ -375,6 +418,10 @@ async fn deleting_members_and_roles() {
         "/api/permission/roles/role/default/ops",
     );
     assert_eq!(message, "role:default/ops was not found");
+
+    // The policies dev kept apply again once the role has a member again.
+    create_role(&s, s.admin(), "role:default/dev", &["user:default/a"]).await;
+    assert_eq!(result_of(&s, &a, catalog_read()).await, "ALLOW");
 }
 
 #[tokio::test]
@@ -437,6 +484,49 @@ async fn invalid_roles_get_400_with_the_reference_messages() {
     assert_contains(&message, "role:default/x");
     assert_contains(&message, "role:default/y");
 
+    // A path naming something other than a role.
+    let path = format!("{ROLES}/user/default/x");
+    let kind = "Unsupported kind user. Supported value should be \"role\"";
+    assert_eq!(
+        backstage(
+            &s.get(s.admin(), &path).await,
+            400,
+            "InputError",
+            "GET",
+            &path
+        ),
+        kind
+    );
+    assert_eq!(
+        backstage(
+            &s.delete(s.admin(), &path).await,
+            400,
+            "InputError",
+            "DELETE",
+            &path
+        ),
+        kind
+    );
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/a"] },
+                "newRole": { "name": "role:default/x", "memberReferences": ["user:default/a"] },
+            }),
+        )
+        .await;
+    assert_eq!(backstage(&r, 400, "InputError", "PUT", &path), kind);
+    let r = s
+        .post(
+            s.admin(),
+            &path,
+            json!({ "memberReferences": ["user:default/a"] }),
+        )
+        .await;
+    assert_eq!(backstage(&r, 400, "InputError", "POST", &path), kind);
+
     // Not JSON at all.
     let r = s
         .send(
@@ -482,23 +572,24 @@ async fn existing_roles_conflict_and_unknown_roles_are_not_found() {
     create_role(&s, s.admin(), "role:default/dev", &["user:default/a"]).await;
     create_role(&s, s.admin(), "role:default/ops", &["user:default/b"]).await;
 
+    // Creating an existing role with members it already has.
     let r = s
         .post(
             s.admin(),
             ROLES,
-            json!({ "name": "role:default/dev", "memberReferences": ["user:default/c"] }),
+            json!({ "name": "role:default/dev", "memberReferences": ["user:default/a"] }),
         )
         .await;
-    assert_eq!(
-        backstage(&r, 409, "ConflictError", "POST", ROLES),
-        "role role:default/dev already exists"
+    assert_contains(
+        &backstage(&r, 409, "ConflictError", "POST", ROLES),
+        "role:default/dev",
     );
     let path = format!("{ROLES}/role/default/dev");
     let r = s
         .post(
             s.admin(),
             &path,
-            json!({ "memberReferences": ["user:default/c"] }),
+            json!({ "memberReferences": ["user:default/a"] }),
         )
         .await;
     backstage(&r, 409, "ConflictError", "POST", &path);
@@ -569,8 +660,21 @@ async fn renaming_a_role_onto_a_subject_with_the_same_policy_is_no_internal_erro
     let s = Server::start().await;
     create_role(&s, s.admin(), "role:default/dev", &["user:default/a"]).await;
     add_policy(&s, "role:default/dev", "catalog-entity", "read", "allow").await;
-    // Policies may be stored for a role name before the role exists.
+    // Policies stay under a role name whose record is gone: role new loses its last member.
+    create_role(&s, s.admin(), "role:default/new", &["user:default/b"]).await;
     add_policy(&s, "role:default/new", "catalog-entity", "read", "allow").await;
+    empty(
+        &s.delete(
+            s.admin(),
+            &format!("{ROLES}/role/default/new?memberReferences=user:default/b"),
+        )
+        .await,
+        204,
+    );
+    assert_eq!(
+        strings(&s.get(s.admin(), ROLES).await.json_with(200), "name"),
+        ["role:default/dev"]
+    );
 
     let path = format!("{ROLES}/role/default/dev");
     let r = s
@@ -583,27 +687,239 @@ async fn renaming_a_role_onto_a_subject_with_the_same_policy_is_no_internal_erro
             }),
         )
         .await;
-    match r.status {
-        // Refused as a conflict: nothing changed.
-        409 => {
-            backstage(&r, 409, "ConflictError", "PUT", &path);
-            assert_eq!(
-                role(&s, "dev").await["memberReferences"],
-                json!(["user:default/a"])
-            );
-        }
-        // Or merged: the renamed role holds the policy once.
-        200 => {
-            assert_eq!(
-                role(&s, "new").await["memberReferences"],
-                json!(["user:default/a"])
-            );
-            let policies = s
-                .get(s.admin(), "/api/permission/policies/role/default/new")
-                .await
-                .json_with(200);
-            assert_eq!(policies.as_array().unwrap().len(), 1, "{policies}");
-        }
-        other => panic!("expected 409 or 200, got {other}: {}", r.text),
+    // Refused as a conflict: nothing changed.
+    backstage(&r, 409, "ConflictError", "PUT", &path);
+    assert_eq!(
+        role(&s, "dev").await["memberReferences"],
+        json!(["user:default/a"])
+    );
+    assert_eq!(
+        strings(&s.get(s.admin(), ROLES).await.json_with(200), "name"),
+        ["role:default/dev"]
+    );
+    for subject in ["dev", "new"] {
+        let policies = s
+            .get(
+                s.admin(),
+                &format!("/api/permission/policies/role/default/{subject}"),
+            )
+            .await
+            .json_with(200);
+        assert_eq!(
+            policies,
+            json!([{ "entityReference": format!("role:default/{subject}"), "permission": "catalog-entity", "policy": "read", "effect": "allow", "metadata": { "source": "rest" } }])
+        );
     }
+}
+
+#[tokio::test]
+async fn creating_an_existing_rest_role_adds_the_members_it_does_not_have() {
+    let s = Server::start().await;
+    let (_, c) = s.machine("default", "c@example.com", "member").await;
+    empty(
+        &s.post(
+            s.admin(),
+            ROLES,
+            json!({ "name": "role:default/dev", "memberReferences": ["user:default/a"], "metadata": { "description": "first" } }),
+        )
+        .await,
+        201,
+    );
+    add_policy(&s, "role:default/dev", "catalog-entity", "read", "allow").await;
+    assert_eq!(result_of(&s, &c, catalog_read()).await, "DENY");
+
+    // A new member (and one it has): added, the others kept.
+    empty(
+        &s.post(
+            s.admin(),
+            ROLES,
+            json!({ "name": "role:default/dev", "memberReferences": ["user:default/c", "user:default/a"] }),
+        )
+        .await,
+        201,
+    );
+    let dev = role(&s, "dev").await;
+    assert_eq!(
+        dev["memberReferences"],
+        json!(["user:default/a", "user:default/c"])
+    );
+    assert_eq!(dev["metadata"]["description"], "first", "kept");
+    assert_eq!(dev["metadata"]["source"], "rest");
+    assert_eq!(
+        result_of(&s, &c, catalog_read()).await,
+        "ALLOW",
+        "the new member holds the role at once"
+    );
+
+    // Through the path as well.
+    empty(
+        &s.post(
+            s.admin(),
+            &format!("{ROLES}/role/default/dev"),
+            json!({ "memberReferences": ["group:default/team"] }),
+        )
+        .await,
+        201,
+    );
+    assert_eq!(
+        role(&s, "dev").await["memberReferences"],
+        json!(["group:default/team", "user:default/a", "user:default/c"])
+    );
+
+    // Nothing new: a conflict, nothing changed.
+    let r = s
+        .post(
+            s.admin(),
+            ROLES,
+            json!({ "name": "role:default/dev", "memberReferences": ["user:default/c"] }),
+        )
+        .await;
+    assert_contains(
+        &backstage(&r, 409, "ConflictError", "POST", ROLES),
+        "role:default/dev",
+    );
+    assert_eq!(
+        role(&s, "dev").await["memberReferences"],
+        json!(["group:default/team", "user:default/a", "user:default/c"])
+    );
+    assert_eq!(
+        strings(&s.get(s.admin(), ROLES).await.json_with(200), "name"),
+        ["role:default/dev"]
+    );
+}
+
+#[tokio::test]
+async fn updating_a_role_replaces_only_the_members_the_request_names() {
+    let s = Server::start().await;
+    empty(
+        &s.post(
+            s.admin(),
+            ROLES,
+            json!({ "name": "role:default/dev", "memberReferences": ["user:default/a", "user:default/b"], "metadata": { "description": "d" } }),
+        )
+        .await,
+        201,
+    );
+    create_role(&s, s.admin(), "role:default/ops", &["user:default/x"]).await;
+    let path = format!("{ROLES}/role/default/dev");
+
+    // The old role's name may be left out (the path names it); b is not named, so it stays.
+    empty(
+        &s.put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/a"] },
+                "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/c"] },
+            }),
+        )
+        .await,
+        200,
+    );
+    let dev = role(&s, "dev").await;
+    assert_eq!(
+        dev["memberReferences"],
+        json!(["user:default/b", "user:default/c"])
+    );
+    assert_eq!(dev["metadata"]["description"], "d");
+
+    // An old member the role does not have.
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "name": "role:default/dev", "memberReferences": ["user:default/a"] },
+                "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/d"] },
+            }),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 404, "NotFoundError", "PUT", &path),
+        "Member reference: user:default/a was not found for role role:default/dev"
+    );
+    // A new member the role keeps anyway.
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/c"] },
+                "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/b"] },
+            }),
+        )
+        .await;
+    assert_contains(
+        &backstage(&r, 409, "ConflictError", "PUT", &path),
+        "user:default/b",
+    );
+    // No change at all: 204.
+    for body in [
+        json!({
+            "oldRole": { "memberReferences": ["user:default/b"] },
+            "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/b"] },
+        }),
+        json!({
+            "oldRole": { "name": "role:default/dev", "memberReferences": ["user:default/b", "user:default/c"] },
+            "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/c", "user:default/b"], "metadata": { "description": "d" } },
+        }),
+    ] {
+        empty(&s.put(s.admin(), &path, body.clone()).await, 204);
+    }
+    // Renaming onto an existing role, or onto the configuration's role.
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/b"] },
+                "newRole": { "name": "role:default/ops", "memberReferences": ["user:default/b"] },
+            }),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 409, "ConflictError", "PUT", &path),
+        "role role:default/ops already exists"
+    );
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/b"] },
+                "newRole": { "name": "role:default/rbac_admin", "memberReferences": ["user:default/b"] },
+            }),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 403, "NotAllowedError", "PUT", &path),
+        "Unable to edit role role:default/rbac_admin: source does not match originating role role:default/rbac_admin, consider making changes to the 'CONFIGURATION'"
+    );
+
+    // None of the refused requests changed anything.
+    assert_eq!(role(&s, "dev").await, dev);
+    assert_eq!(
+        strings(&s.get(s.admin(), ROLES).await.json_with(200), "name"),
+        ["role:default/dev", "role:default/ops"]
+    );
+
+    // A description alone is a change.
+    empty(
+        &s.put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/b"] },
+                "newRole": { "name": "role:default/dev", "memberReferences": ["user:default/b"], "metadata": { "description": "e" } },
+            }),
+        )
+        .await,
+        200,
+    );
+    let after = role(&s, "dev").await;
+    assert_eq!(after["metadata"]["description"], "e");
+    assert_eq!(
+        after["memberReferences"],
+        json!(["user:default/b", "user:default/c"])
+    );
 }

@@ -88,6 +88,31 @@ async fn the_configuration_owns_the_rbac_admin_policies() {
         NOT_MINE,
     );
 
+    // Without configured administrators the role has no record, but it is still reserved.
+    assert_eq!(
+        s.get(s.admin(), "/api/permission/roles")
+            .await
+            .json_with(200),
+        json!([])
+    );
+    let r = s
+        .post(
+            s.admin(),
+            "/api/permission/roles",
+            json!({ "name": "role:default/rbac_admin", "memberReferences": ["user:default/eve"] }),
+        )
+        .await;
+    assert_eq!(
+        backstage(&r, 403, "NotAllowedError", "POST", "/api/permission/roles"),
+        format!("Unable to add role role:default/rbac_admin: {NOT_MINE}")
+    );
+    assert_eq!(
+        s.get(s.admin(), "/api/permission/roles")
+            .await
+            .json_with(200),
+        json!([])
+    );
+
     let after = s
         .get(s.admin(), "/api/permission/policies")
         .await
@@ -180,7 +205,7 @@ async fn the_configuration_owns_the_rbac_admin_role_of_configured_administrators
             ),
             NOT_MINE,
         );
-        // Creating it again is a conflict, not a takeover.
+        // Creating it again is refused as another source's role, not a takeover.
         let r = s
             .post(
                 &key,
@@ -188,7 +213,10 @@ async fn the_configuration_owns_the_rbac_admin_role_of_configured_administrators
                 json!({ "name": "role:default/rbac_admin", "memberReferences": ["user:default/eve"] }),
             )
             .await;
-        backstage(&r, 409, "ConflictError", "POST", "/api/permission/roles");
+        assert_eq!(
+            backstage(&r, 403, "NotAllowedError", "POST", "/api/permission/roles"),
+            format!("Unable to add role role:default/rbac_admin: {NOT_MINE}")
+        );
     }
 
     assert_eq!(s.get(&boss, role_path).await.json_with(200), before);
@@ -262,4 +290,53 @@ async fn what_rest_creates_is_rest_and_stays_changeable() {
             .await,
         204,
     );
+}
+
+#[tokio::test]
+async fn a_role_of_the_policy_file_is_not_created_again_through_rest() {
+    let files = tempfile::tempdir().unwrap();
+    let csv = files.path().join("policies.csv");
+    std::fs::write(
+        &csv,
+        "g, user:default/a, role:default/csv\np, role:default/csv, catalog-entity, read, allow\n",
+    )
+    .unwrap();
+    let s = RbacServer::start(portcullis_api::RbacSettings {
+        policies_csv_file: Some(csv),
+        ..Default::default()
+    })
+    .await;
+    let path = "/api/permission/roles/role/default/csv";
+    let before = s.get(s.admin(), path).await.json_with(200);
+    assert_eq!(before[0]["memberReferences"], json!(["user:default/a"]));
+    assert_eq!(before[0]["metadata"]["source"], "csv-file");
+
+    // Neither new members nor the same ones: the file owns the role.
+    for members in [json!(["user:default/b"]), json!(["user:default/a"])] {
+        let r = s
+            .post(
+                s.admin(),
+                "/api/permission/roles",
+                json!({ "name": "role:default/csv", "memberReferences": members }),
+            )
+            .await;
+        assert_eq!(
+            backstage(&r, 403, "NotAllowedError", "POST", "/api/permission/roles"),
+            "Unable to add role role:default/csv: source does not match originating role role:default/csv, consider making changes to the 'CSV-FILE'",
+            "{members}"
+        );
+    }
+    // Nor through the path.
+    let r = s
+        .post(
+            s.admin(),
+            path,
+            json!({ "memberReferences": ["user:default/b"] }),
+        )
+        .await;
+    assert_contains(
+        &backstage(&r, 403, "NotAllowedError", "POST", path),
+        "consider making changes to the 'CSV-FILE'",
+    );
+    assert_eq!(s.get(s.admin(), path).await.json_with(200), before);
 }

@@ -50,15 +50,18 @@ async fn every_status_code_of_the_reference_with_the_backstage_error_shape() {
         backstage(&r, 404, "NotFoundError", "GET", path),
         "role:default/missing was not found"
     );
-    // 409 Conflict
+    // 409 Conflict: the role exists with every member given.
     let r = s
         .post(
             s.admin(),
             roles,
-            json!({ "memberReferences": ["user:default/a"], "name": "role:default/test" }),
+            json!({ "memberReferences": ["group:default/example"], "name": "role:default/test" }),
         )
         .await;
-    backstage(&r, 409, "ConflictError", "POST", roles);
+    assert_contains(
+        &backstage(&r, 409, "ConflictError", "POST", roles),
+        "role:default/test",
+    );
     // 204 No Content
     let r = s
         .delete(s.admin(), "/api/permission/roles/role/default/test")
