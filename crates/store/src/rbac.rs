@@ -807,7 +807,15 @@ impl Store {
             "membersAdded": diff.members_added, "membersRemoved": diff.members_removed,
         });
         if diff != SourceDiff::default() {
-            audit::record(&mut tx, actor, None, "rbac.source.sync", source, Some(details)).await?;
+            audit::record(
+                &mut tx,
+                actor,
+                None,
+                "rbac.source.sync",
+                source,
+                Some(details),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(diff)
@@ -869,7 +877,15 @@ impl Store {
         }
         let details = serde_json::json!({ "conditionsAdded": added, "conditionsRemoved": removed });
         if added + removed > 0 {
-            audit::record(&mut tx, actor, None, "rbac.conditions.sync", source, Some(details)).await?;
+            audit::record(
+                &mut tx,
+                actor,
+                None,
+                "rbac.conditions.sync",
+                source,
+                Some(details),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok((added, removed))

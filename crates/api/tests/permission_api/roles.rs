@@ -923,3 +923,79 @@ async fn updating_a_role_replaces_only_the_members_the_request_names() {
         json!(["user:default/b", "user:default/c"])
     );
 }
+
+/// A rename onto a name that still holds other policies (left by a role that lost its last
+/// member) is refused: the renamed role's members would gain them silently.
+#[tokio::test]
+async fn renaming_onto_a_name_with_leftover_policies_conflicts() {
+    let s = Server::start().await;
+    create_role(&s, s.admin(), "role:default/a", &["user:default/x"]).await;
+    create_role(&s, s.admin(), "role:default/b", &["user:default/y"]).await;
+    add_policy(&s, "role:default/b", "catalog-entity", "delete", "allow").await;
+    empty(
+        &s.delete(
+            s.admin(),
+            &format!("{ROLES}/role/default/b?memberReferences=user:default/y"),
+        )
+        .await,
+        204,
+    );
+    let path = format!("{ROLES}/role/default/a");
+    let r = s
+        .put(
+            s.admin(),
+            &path,
+            json!({
+                "oldRole": { "memberReferences": ["user:default/x"] },
+                "newRole": { "name": "role:default/b", "memberReferences": ["user:default/x"] },
+            }),
+        )
+        .await;
+    let message = backstage(&r, 409, "ConflictError", "PUT", &path);
+    assert!(
+        message.contains("still holds permission policies"),
+        "{message}"
+    );
+    assert_eq!(
+        role(&s, "a").await["memberReferences"],
+        json!(["user:default/x"]),
+        "nothing changed"
+    );
+    assert_eq!(
+        strings(&s.get(s.admin(), ROLES).await.json_with(200), "name"),
+        ["role:default/a"]
+    );
+}
+
+/// Conditions need an existing role, as policies do.
+#[tokio::test]
+async fn a_condition_for_a_missing_role_is_not_found() {
+    let s = Server::start().await;
+    let body = condition(
+        "role:default/ghost",
+        &["read"],
+        owner_rule(&["$currentUser"]),
+    );
+    let r = s
+        .post(s.admin(), "/api/permission/roles/conditions", body)
+        .await;
+    let message = backstage(
+        &r,
+        404,
+        "NotFoundError",
+        "POST",
+        "/api/permission/roles/conditions",
+    );
+    assert!(
+        message.contains("Corresponding role role:default/ghost was not found"),
+        "{message}"
+    );
+    assert!(
+        s.get(s.admin(), "/api/permission/roles/conditions")
+            .await
+            .json_with(200)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -147,11 +147,14 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .map_err(|_| ApiError::BadRequest("Id is not a valid number.".into()))
 }
 
+/// Conditions belong to an existing role, changed only through that role's source.
 async fn check_role(state: &AppState, role: &str, what: &str) -> Result<(), ApiError> {
-    if let Some(r) = state.store.get_role(role).await? {
-        check_source(role, &r.source, what)?;
+    match state.store.get_role(role).await? {
+        Some(r) => check_source(role, &r.source, what),
+        None => Err(ApiError::NotFound(format!(
+            "Corresponding role {role} was not found"
+        ))),
     }
-    Ok(())
 }
 
 /// Filters of `GET /api/permission/roles/conditions`.

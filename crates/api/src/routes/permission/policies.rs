@@ -278,12 +278,17 @@ pub async fn delete(
             other => Err(other),
         })?;
     let stored = state.store.list_policies(Some(&subject)).await?;
-    let wanted: Option<Vec<PolicyRecord>> = if !body.iter().all(u8::is_ascii_whitespace) {
-        let bodies: Vec<PolicyBody> = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
-        Some(records(Some(&subject), &bodies, "permission policy must be present")?)
-    } else {
-        match (q.permission, q.policy, q.effect) {
+    let wanted: Option<Vec<PolicyRecord>> =
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            let bodies: Vec<PolicyBody> = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+            Some(records(
+                Some(&subject),
+                &bodies,
+                "permission policy must be present",
+            )?)
+        } else {
+            match (q.permission, q.policy, q.effect) {
             (None, None, None) => None,
             (Some(permission), Some(policy), Some(effect)) => {
                 let one = PolicyBody {
@@ -300,7 +305,7 @@ pub async fn delete(
                     .into(),
             )),
         }
-    };
+        };
     let doomed: Vec<PolicyRecord> = match wanted {
         None => stored,
         Some(list) => {

@@ -293,6 +293,12 @@ pub async fn update(
                 "role {new_name} already exists"
             )));
         }
+        // Policies left by a role that lost its last member would silently pass to this one.
+        if !state.store.list_policies(Some(&new_name)).await?.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "{new_name} still holds permission policies; delete them before renaming onto it"
+            )));
+        }
     }
     // As the reference: the old members named are replaced by the new ones; members the request
     // does not name stay, so concurrent edits of different members do not undo each other.
