@@ -727,12 +727,19 @@ async fn rbac_roles_policies_and_conditions() {
         assert_eq!(rows.group_parents, [("group:default/team".to_string(), "group:default/dept".to_string())]);
         assert_eq!((rows.roles.len(), rows.policies.len(), rows.conditions.len()), (1, 2, 1));
 
-        // Removing the last member deletes the role with its policies and conditions.
+        // Removing the last member deletes the role's record; its policies and conditions stay.
         store.remove_role_members(&actor(), "role:default/developers", &["user:default/alice".into()]).await.unwrap();
         let rows = store.load_rbac().await.unwrap();
-        assert_eq!((rows.roles.len(), rows.policies.len(), rows.conditions.len()), (0, 0, 0));
+        assert_eq!((rows.roles.len(), rows.policies.len(), rows.conditions.len()), (0, 2, 1));
+        // Deleting the role removes what is left of it.
+        assert!(matches!(store.delete_role(&actor(), "role:default/developers").await, Err(StoreError::NotFound(_))));
+        store.delete_condition(&actor(), id).await.unwrap();
         assert!(matches!(store.delete_condition(&actor(), id).await, Err(StoreError::NotFound(_))));
-        assert_eq!(audit_count_platform(&store, "rbac.").await, 6, "role, policies, rename, condition, its update, member removal; not the refused batch");
+        assert_eq!(
+            audit_count_platform(&store, "rbac.").await,
+            7,
+            "role, policies, rename, condition, its update, member removal, condition deletion; not the refused batch"
+        );
     })
     .await;
 }
