@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::routes::permission::{conditions, decisions, policies, roles};
-use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
+use crate::routes::{audit, groups, health, keys, me, orgs, projects, rond, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,8 @@ use crate::routes::{audit, groups, health, keys, me, orgs, projects, users};
         groups::create, groups::list, groups::get, groups::delete,
         groups::members, groups::add_member, groups::remove_user, groups::remove_group,
         audit::list,
+        rond::list_roles, rond::create_roles, rond::get_role, rond::replace_role, rond::delete_role,
+        rond::list_bindings, rond::create_bindings, rond::get_binding, rond::replace_binding, rond::delete_binding,
         roles::list, roles::get, roles::create, roles::create_at, roles::update, roles::delete,
         policies::list, policies::get, policies::create, policies::update, policies::delete,
         conditions::list, conditions::get, conditions::create, conditions::update, conditions::delete,

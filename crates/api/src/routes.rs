@@ -8,6 +8,7 @@ pub(crate) mod me;
 pub(crate) mod orgs;
 pub(crate) mod permission;
 pub(crate) mod projects;
+pub(crate) mod rond;
 pub(crate) mod users;
 
 use axum::Router;
@@ -97,6 +98,26 @@ pub fn router() -> Router<AppState> {
             delete(groups::remove_group),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/orgs/{org}/roles",
+            get(rond::list_roles).post(rond::create_roles),
+        )
+        .route(
+            "/api/v1/orgs/{org}/roles/{role_id}",
+            get(rond::get_role)
+                .put(rond::replace_role)
+                .delete(rond::delete_role),
+        )
+        .route(
+            "/api/v1/orgs/{org}/bindings",
+            get(rond::list_bindings).post(rond::create_bindings),
+        )
+        .route(
+            "/api/v1/orgs/{org}/bindings/{binding_id}",
+            get(rond::get_binding)
+                .put(rond::replace_binding)
+                .delete(rond::delete_binding),
+        )
         .merge(permission::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

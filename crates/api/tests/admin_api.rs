@@ -16,6 +16,8 @@ mod health_and_auth;
 mod keys;
 #[path = "admin_api/orgs_and_projects.rs"]
 mod orgs_and_projects;
+#[path = "admin_api/roles_and_bindings.rs"]
+mod roles_and_bindings;
 #[path = "admin_api/users.rs"]
 mod users;
 #[path = "admin_api/validation.rs"]

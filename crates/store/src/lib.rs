@@ -15,6 +15,7 @@ mod orgs;
 mod projects;
 mod rbac;
 mod records;
+mod rond;
 mod rows;
 mod users;
 
@@ -30,6 +31,7 @@ pub use rbac::{
     policy_text,
 };
 pub use records::{OrgRecord, Page, Paged};
+pub use rond::{RondDocument, RondKind};
 pub use users::{
     MemberRecord, MyOrg, NewUser, ProjectAssignment, UserFilter, UserPatch, UserRecord,
 };

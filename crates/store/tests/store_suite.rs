@@ -847,3 +847,78 @@ async fn syncing_a_file_source_leaves_other_sources_alone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn rond_documents_are_all_or_nothing_per_org() {
+    on_every_backend(|store, _| async move {
+        use portcullis_store::RondKind;
+        let org = bootstrapped(&store).await;
+        let other = store
+            .create_org(&actor(), "other", "Other", None)
+            .await
+            .unwrap();
+        let doc = |id: &str| {
+            (
+                id.to_string(),
+                serde_json::json!({ "roleId": id, "permissions": ["p"] }),
+            )
+        };
+        store
+            .create_rond(&actor(), &org, RondKind::Role, &[doc("a"), doc("b")])
+            .await
+            .unwrap();
+        let clash = store
+            .create_rond(&actor(), &org, RondKind::Role, &[doc("c"), doc("a")])
+            .await;
+        assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+        let ids: Vec<String> = store
+            .list_rond(&org, RondKind::Role)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"], "the refused batch left nothing");
+        // The same id in another org or as another kind is separate.
+        store
+            .create_rond(&actor(), &other, RondKind::Role, &[doc("a")])
+            .await
+            .unwrap();
+        store
+            .create_rond(&actor(), &org, RondKind::Binding, &[doc("a")])
+            .await
+            .unwrap();
+        store
+            .replace_rond(
+                &actor(),
+                &org,
+                RondKind::Role,
+                "a",
+                &serde_json::json!({ "roleId": "a", "permissions": [] }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_rond(&org, RondKind::Role, "a")
+                .await
+                .unwrap()
+                .document["permissions"],
+            serde_json::json!([])
+        );
+        store
+            .delete_rond(&actor(), &org, RondKind::Role, "a")
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.get_rond(&org, RondKind::Role, "a").await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.get_rond(&other, RondKind::Role, "a").await.is_ok());
+        assert!(matches!(
+            store.delete_rond(&actor(), &org, RondKind::Role, "a").await,
+            Err(StoreError::NotFound(_))
+        ));
+    })
+    .await;
+}

@@ -80,6 +80,11 @@ async fn a_fresh_server_is_healthy_and_documented() {
         ("/api/v1/me/permissions", &["get"]),
         ("/api/v1/orgs", &["get", "post"]),
         ("/api/v1/orgs/{org}", &["get", "patch"]),
+        ("/api/v1/orgs/{org}/bindings", &["get", "post"]),
+        (
+            "/api/v1/orgs/{org}/bindings/{bindingId}",
+            &["delete", "get", "put"],
+        ),
         ("/api/v1/orgs/{org}/groups", &["get", "post"]),
         ("/api/v1/orgs/{org}/groups/{group}", &["delete", "get"]),
         (
@@ -104,6 +109,11 @@ async fn a_fresh_server_is_healthy_and_documented() {
         (
             "/api/v1/orgs/{org}/projects/{project}/members/{userId}",
             &["delete", "put"],
+        ),
+        ("/api/v1/orgs/{org}/roles", &["get", "post"]),
+        (
+            "/api/v1/orgs/{org}/roles/{roleId}",
+            &["delete", "get", "put"],
         ),
         ("/api/v1/orgs/{org}/users", &["get", "post"]),
         (

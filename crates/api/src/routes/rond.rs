@@ -1,0 +1,405 @@
+//! `/api/v1/orgs/{org}/roles` and `/api/v1/orgs/{org}/bindings`: Rönd-style roles and bindings
+//! in Rönd's document shapes. POST takes one document or an array of them (the seed's JSON arrays
+//! import as they are: fields Portcullis does not use, like `__STATE__`, are ignored).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portcullis_authz::OrgAction;
+use portcullis_model::ModelError;
+use portcullis_store::{RondDocument, RondKind};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ApiError;
+use crate::auth::Authenticated;
+use crate::extract::Body;
+use crate::state::AppState;
+
+/// A role: a named set of permissions.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RondRole {
+    /// Id, unique in the org.
+    #[serde(default)]
+    pub role_id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Permission strings, e.g. `console.data-fabric.control-plane.view`.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// The resource a binding is scoped to.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RondResource {
+    /// E.g. `project`.
+    pub resource_type: String,
+    /// E.g. `staging`.
+    pub resource_id: String,
+}
+
+/// A binding: subjects and groups that hold roles and permissions, optionally on one resource.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RondBinding {
+    /// Id, unique in the org.
+    #[serde(default)]
+    pub binding_id: String,
+    /// User ids.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Group names.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Role ids.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions granted directly.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// The resource the binding applies to; none for the whole org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<RondResource>,
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), ModelError> {
+    if id.is_empty() {
+        return Err(ModelError::new(field, "must not be empty"));
+    }
+    if id.len() > 253
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@'))
+    {
+        return Err(ModelError::new(
+            field,
+            "must be at most 253 letters, digits and '.', '_', '-', ':' or '@'",
+        ));
+    }
+    Ok(())
+}
+
+fn check_strings(field: &str, items: &[String]) -> Result<(), ModelError> {
+    for (i, s) in items.iter().enumerate() {
+        if s.is_empty() || s.len() > 512 || s.chars().any(char::is_control) {
+            return Err(ModelError::new(
+                format!("{field}[{i}]"),
+                "must be 1 to 512 characters without control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A document kind: how to read, name and check it.
+trait RondDoc: DeserializeOwned + Serialize + Clone {
+    const KIND: RondKind;
+    const ID_FIELD: &'static str;
+    fn id(&self) -> &str;
+    fn set_id(&mut self, id: String);
+    fn validate(&self) -> Result<(), ModelError>;
+}
+
+impl RondDoc for RondRole {
+    const KIND: RondKind = RondKind::Role;
+    const ID_FIELD: &'static str = "roleId";
+    fn id(&self) -> &str {
+        &self.role_id
+    }
+    fn set_id(&mut self, id: String) {
+        self.role_id = id;
+    }
+    fn validate(&self) -> Result<(), ModelError> {
+        check_id("roleId", &self.role_id)?;
+        portcullis_model::names::validate_display_name("name", &self.name)?;
+        portcullis_model::names::validate_display_name("description", &self.description)?;
+        check_strings("permissions", &self.permissions)
+    }
+}
+
+impl RondDoc for RondBinding {
+    const KIND: RondKind = RondKind::Binding;
+    const ID_FIELD: &'static str = "bindingId";
+    fn id(&self) -> &str {
+        &self.binding_id
+    }
+    fn set_id(&mut self, id: String) {
+        self.binding_id = id;
+    }
+    fn validate(&self) -> Result<(), ModelError> {
+        check_id("bindingId", &self.binding_id)?;
+        check_strings("subjects", &self.subjects)?;
+        check_strings("groups", &self.groups)?;
+        check_strings("roles", &self.roles)?;
+        check_strings("permissions", &self.permissions)?;
+        if let Some(r) = &self.resource {
+            check_strings(
+                "resource.resourceType",
+                std::slice::from_ref(&r.resource_type),
+            )?;
+            check_strings("resource.resourceId", std::slice::from_ref(&r.resource_id))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads one document or an array of them, naming the item and field that is wrong.
+fn read_many<D: RondDoc>(body: Value) -> Result<Vec<D>, ApiError> {
+    let items = match body {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => {
+            return Err(ApiError::BadRequest(
+                "invalid request body: expected a document or an array of documents".into(),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::BadRequest(
+            "invalid request body: the array is empty".into(),
+        ));
+    }
+    let mut out: Vec<D> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let doc: D = serde_json::from_value(item)
+            .map_err(|e| ApiError::BadRequest(format!("invalid request body: [{i}]: {e}")))?;
+        doc.validate()
+            .map_err(|e| ModelError::new(format!("[{i}].{}", e.field), e.message))?;
+        if out.iter().any(|d| d.id() == doc.id()) {
+            return Err(ApiError::Conflict(format!(
+                "{} '{}' appears twice in the request",
+                D::ID_FIELD,
+                doc.id()
+            )));
+        }
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+fn to_doc<D: RondDoc>(stored: RondDocument) -> Result<D, ApiError> {
+    serde_json::from_value(stored.document)
+        .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", stored.id)))
+}
+
+async fn list<D: RondDoc>(
+    state: &AppState,
+    auth: &Authenticated,
+    org: &str,
+) -> Result<Vec<D>, ApiError> {
+    let org = auth.org(state, org, OrgAction::Inspect).await?;
+    state
+        .store
+        .list_rond(&org, D::KIND)
+        .await?
+        .into_iter()
+        .map(to_doc)
+        .collect()
+}
+
+async fn create<D: RondDoc>(
+    state: &AppState,
+    auth: &Authenticated,
+    org: &str,
+    body: Value,
+) -> Result<Vec<D>, ApiError> {
+    let org = auth.org(state, org, OrgAction::Manage).await?;
+    let docs: Vec<D> = read_many(body)?;
+    let rows: Vec<(String, Value)> = docs
+        .iter()
+        .map(|d| {
+            Ok((
+                d.id().to_owned(),
+                serde_json::to_value(d).map_err(|e| ApiError::Internal(e.to_string()))?,
+            ))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    state
+        .store
+        .create_rond(&auth.actor(), &org, D::KIND, &rows)
+        .await?;
+    Ok(docs)
+}
+
+async fn get<D: RondDoc>(
+    state: &AppState,
+    auth: &Authenticated,
+    org: &str,
+    id: &str,
+) -> Result<D, ApiError> {
+    let org = auth.org(state, org, OrgAction::Inspect).await?;
+    to_doc(state.store.get_rond(&org, D::KIND, id).await?)
+}
+
+async fn replace<D: RondDoc>(
+    state: &AppState,
+    auth: &Authenticated,
+    org: &str,
+    id: &str,
+    mut doc: D,
+) -> Result<D, ApiError> {
+    let org = auth.org(state, org, OrgAction::Manage).await?;
+    if doc.id().is_empty() {
+        doc.set_id(id.to_owned());
+    } else if doc.id() != id {
+        return Err(ModelError::new(
+            D::ID_FIELD,
+            format!("'{}' differs from '{id}' in the path", doc.id()),
+        )
+        .into());
+    }
+    doc.validate()?;
+    let value = serde_json::to_value(&doc).map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .store
+        .replace_rond(&auth.actor(), &org, D::KIND, id, &value)
+        .await?;
+    Ok(doc)
+}
+
+async fn delete<D: RondDoc>(
+    state: &AppState,
+    auth: &Authenticated,
+    org: &str,
+    id: &str,
+) -> Result<StatusCode, ApiError> {
+    let org = auth.org(state, org, OrgAction::Manage).await?;
+    state
+        .store
+        .delete_rond(&auth.actor(), &org, D::KIND, id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The org's roles.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/roles", tag = "roles and bindings", params(("org" = String, Path, description = "org slug")),
+    responses((status = 200, body = [RondRole]), (status = 403), (status = 404)))]
+pub async fn list_roles(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<RondRole>>, ApiError> {
+    Ok(Json(list(&state, &auth, &org).await?))
+}
+
+/// Creates one role, or imports an array of them (all or none).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/roles", tag = "roles and bindings", request_body = Vec<RondRole>,
+    params(("org" = String, Path, description = "org slug")),
+    responses((status = 201, body = [RondRole]), (status = 400), (status = 403), (status = 409), (status = 422)))]
+pub async fn create_roles(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<(StatusCode, Json<Vec<RondRole>>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create(&state, &auth, &org, body).await?),
+    ))
+}
+
+/// One role.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/roles/{roleId}", tag = "roles and bindings",
+    params(("org" = String, Path, description = "org slug"), ("roleId" = String, Path)),
+    responses((status = 200, body = RondRole), (status = 404)))]
+pub async fn get_role(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<RondRole>, ApiError> {
+    Ok(Json(get(&state, &auth, &org, &id).await?))
+}
+
+/// Replaces a role.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/roles/{roleId}", tag = "roles and bindings", request_body = RondRole,
+    params(("org" = String, Path, description = "org slug"), ("roleId" = String, Path)),
+    responses((status = 200, body = RondRole), (status = 400), (status = 404), (status = 422)))]
+pub async fn replace_role(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+    Body(doc): Body<RondRole>,
+) -> Result<Json<RondRole>, ApiError> {
+    Ok(Json(replace(&state, &auth, &org, &id, doc).await?))
+}
+
+/// Deletes a role.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/roles/{roleId}", tag = "roles and bindings",
+    params(("org" = String, Path, description = "org slug"), ("roleId" = String, Path)), responses((status = 204), (status = 404)))]
+pub async fn delete_role(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    delete::<RondRole>(&state, &auth, &org, &id).await
+}
+
+/// The org's bindings.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/bindings", tag = "roles and bindings", params(("org" = String, Path, description = "org slug")),
+    responses((status = 200, body = [RondBinding]), (status = 403), (status = 404)))]
+pub async fn list_bindings(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+) -> Result<Json<Vec<RondBinding>>, ApiError> {
+    Ok(Json(list(&state, &auth, &org).await?))
+}
+
+/// Creates one binding, or imports an array of them (all or none).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/bindings", tag = "roles and bindings", request_body = Vec<RondBinding>,
+    params(("org" = String, Path, description = "org slug")),
+    responses((status = 201, body = [RondBinding]), (status = 400), (status = 403), (status = 409), (status = 422)))]
+pub async fn create_bindings(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(org): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<(StatusCode, Json<Vec<RondBinding>>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create(&state, &auth, &org, body).await?),
+    ))
+}
+
+/// One binding.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/bindings/{bindingId}", tag = "roles and bindings",
+    params(("org" = String, Path, description = "org slug"), ("bindingId" = String, Path)),
+    responses((status = 200, body = RondBinding), (status = 404)))]
+pub async fn get_binding(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<RondBinding>, ApiError> {
+    Ok(Json(get(&state, &auth, &org, &id).await?))
+}
+
+/// Replaces a binding.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/bindings/{bindingId}", tag = "roles and bindings", request_body = RondBinding,
+    params(("org" = String, Path, description = "org slug"), ("bindingId" = String, Path)),
+    responses((status = 200, body = RondBinding), (status = 400), (status = 404), (status = 422)))]
+pub async fn replace_binding(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+    Body(doc): Body<RondBinding>,
+) -> Result<Json<RondBinding>, ApiError> {
+    Ok(Json(replace(&state, &auth, &org, &id, doc).await?))
+}
+
+/// Deletes a binding.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/bindings/{bindingId}", tag = "roles and bindings",
+    params(("org" = String, Path, description = "org slug"), ("bindingId" = String, Path)), responses((status = 204), (status = 404)))]
+pub async fn delete_binding(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    delete::<RondBinding>(&state, &auth, &org, &id).await
+}
