@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod plugins;
+pub mod rond;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct RbacSettings {
     pub max_depth: Option<usize>,
     /// Plugins added to (or replacing) the defaults (`permission.rbac.plugins`).
     pub plugins: Vec<plugins::PluginSpec>,
+    /// Folder of Rego policies (`rego.policies_dir`), loaded at start.
+    pub rego_policies_dir: Option<PathBuf>,
+    /// Longest a Rego evaluation may run (`rego.eval_timeout_ms`); past it, the decision is a deny.
+    pub rego_time_limit: Option<std::time::Duration>,
 }
 
 /// How often the snapshot is rebuilt from the store regardless of announcements.
@@ -49,6 +54,10 @@ pub struct Rbac {
     origin: String,
     /// The plugins' permissions and condition rules.
     catalogue: plugins::Catalogue,
+    /// Rönd-style roles and bindings of every org, swapped with the snapshot.
+    rond: ArcSwap<rond::RondIndex>,
+    /// The compiled Rego policies, if a folder is configured.
+    rego: Option<portcullis_authz::rego::RegoPolicies>,
     settings: RbacSettings,
     /// Serialises rebuilds, so a slow one never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
@@ -57,7 +66,10 @@ pub struct Rbac {
 impl Rbac {
     /// Reconciles the configuration source (the policy administrators' role and its default
     /// policies) and builds the first snapshot.
-    pub async fn start(store: &Store, settings: RbacSettings) -> Result<Arc<Self>, StoreError> {
+    pub async fn start(
+        store: &Store,
+        settings: RbacSettings,
+    ) -> Result<Arc<Self>, crate::ServerError> {
         let mut items = SourceItems::default();
         for user in &settings.admin_users {
             items
@@ -87,6 +99,8 @@ impl Rbac {
             snapshot: ArcSwap::from_pointee(RbacSnapshot::default()),
             origin: format!("rbac-{}", portcullis_model::UserId::new()),
             catalogue: plugins::Catalogue::with(&settings.plugins),
+            rond: ArcSwap::from_pointee(rond::RondIndex::default()),
+            rego: rond::load_rego(&settings)?,
             settings,
             rebuild: tokio::sync::Mutex::new(()),
         });
@@ -176,6 +190,9 @@ impl Rbac {
             max_depth: self.settings.max_depth,
         };
         let snapshot = RbacSnapshot::build(&policies, &members, &conditions, &graph, &config);
+        self.rond.store(Arc::new(rond::RondIndex::build(
+            store.list_all_rond().await?,
+        )));
         metrics::gauge!("portcullis_rbac_policies").set(snapshot.policy_count() as f64);
         self.snapshot.store(Arc::new(snapshot));
         Ok(())
@@ -243,6 +260,16 @@ impl Rbac {
                 tracing::warn!(error = %e, "could not rebuild RBAC after another replica's change");
             }
         }
+    }
+
+    /// The current Rönd roles and bindings.
+    pub fn rond(&self) -> arc_swap::Guard<Arc<rond::RondIndex>> {
+        self.rond.load()
+    }
+
+    /// The compiled Rego policies, if any.
+    pub fn rego(&self) -> Option<&portcullis_authz::rego::RegoPolicies> {
+        self.rego.as_ref()
     }
 
     /// The current snapshot.

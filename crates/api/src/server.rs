@@ -54,6 +54,9 @@ pub enum ServerError {
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    /// The Rego policies cannot be read or compiled.
+    #[error("rego policies: {0}")]
+    Rego(String),
     /// The admin email is not an email.
     #[error("admin email: {0}")]
     AdminEmail(portcullis_model::ModelError),

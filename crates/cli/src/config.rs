@@ -38,6 +38,15 @@ struct FileConfig {
     log: Option<LogConfig>,
     activity_flush_seconds: Option<u64>,
     permission: Option<PermissionConfig>,
+    rego: Option<RegoConfig>,
+}
+
+/// `rego:`: the Rönd-style policies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegoConfig {
+    policies_dir: Option<PathBuf>,
+    eval_timeout_ms: Option<u64>,
 }
 
 /// `permission:` as in Backstage's app-config.
@@ -268,6 +277,17 @@ pub fn load(
         policy_file_reload: rbac.policy_file_reload.unwrap_or(false),
         max_depth: rbac.max_depth,
         plugins: rbac.plugins.unwrap_or_default(),
+        rego_policies_dir: file.rego.as_ref().and_then(|r| r.policies_dir.clone()),
+        rego_time_limit: match file.rego.as_ref().and_then(|r| r.eval_timeout_ms) {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "rego.eval_timeout_ms",
+                    "must be at least 1",
+                ));
+            }
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => Some(Duration::from_millis(100)),
+        },
     };
     for (i, plugin) in rbac_settings.plugins.iter().enumerate() {
         for (j, perm) in plugin.permissions.iter().enumerate() {

@@ -2,43 +2,14 @@
 //! the style of `opa test`, or evaluate one rule against an input file.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use portcullis_authz::rego::{RegoModule, RegoPolicies};
 
-/// Reads every `.rego` file under `dir` (recursively, in name order).
+/// Reads every `.rego` file under `dir` (recursively, in name order), as the server does.
 pub fn read_modules(dir: &Path) -> Result<Vec<RegoModule>, String> {
-    let mut files = Vec::new();
-    collect(dir, &mut files).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    files.sort();
-    files
-        .into_iter()
-        .map(|path| {
-            let source = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            Ok(RegoModule {
-                path: path.display().to_string(),
-                source,
-            })
-        })
-        .collect()
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if dir.is_file() {
-        out.push(dir.to_path_buf());
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "rego") {
-            out.push(path);
-        }
-    }
-    Ok(())
+    portcullis_api::rbac::rond::read_modules(dir)
 }
 
 /// `portcullis policy test <dir>`: prints each test's result and a summary; exit code 0 when

@@ -48,6 +48,24 @@ fn doc_row(row: &sqlx::any::AnyRow) -> Result<RondDocument, StoreError> {
 }
 
 impl Store {
+    /// Every org's documents: (org slug, kind, document), for the decision snapshot.
+    pub async fn list_all_rond(&self) -> Result<Vec<(String, RondKind, RondDocument)>, StoreError> {
+        let found = sqlx::query("SELECT d.*, o.slug FROM rond_documents d JOIN orgs o ON o.id = d.org_id ORDER BY o.slug, d.kind, d.doc_id")
+            .fetch_all(&self.pool)
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                let kind = if rows::text(row, "kind")? == "role" {
+                    RondKind::Role
+                } else {
+                    RondKind::Binding
+                };
+                Ok((rows::text(row, "slug")?, kind, doc_row(row)?))
+            })
+            .collect()
+    }
+
     /// The org's documents of one kind, by id.
     pub async fn list_rond(
         &self,

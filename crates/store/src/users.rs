@@ -643,6 +643,16 @@ pub(crate) async fn insert_user(
 }
 
 impl Store {
+    /// A user by username (case-insensitive).
+    pub async fn get_user_by_username(&self, username: &str) -> Result<UserRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE username_lower = $1")
+            .bind(username.to_lowercase())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no user '{username}'")))?;
+        user_row(&row)
+    }
+
     /// Users who have used Portcullis (a last access is recorded), with the slugs of their orgs,
     /// for the user statistics.
     pub async fn list_seen_users(&self) -> Result<Vec<(UserRecord, Vec<String>)>, StoreError> {

@@ -225,6 +225,7 @@ async fn create<D: RondDoc>(
         .store
         .create_rond(&auth.actor(), &org, D::KIND, &rows)
         .await?;
+    state.rbac.changed(&state.store).await?;
     Ok(docs)
 }
 
@@ -261,6 +262,7 @@ async fn replace<D: RondDoc>(
         .store
         .replace_rond(&auth.actor(), &org, D::KIND, id, &value)
         .await?;
+    state.rbac.changed(&state.store).await?;
     Ok(doc)
 }
 
@@ -275,6 +277,7 @@ async fn delete<D: RondDoc>(
         .store
         .delete_rond(&auth.actor(), &org, D::KIND, id)
         .await?;
+    state.rbac.changed(&state.store).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

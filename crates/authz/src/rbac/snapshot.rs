@@ -353,6 +353,23 @@ impl RbacSnapshot {
         s
     }
 
+    /// The groups of a user (references, nearest first, within the maximum depth); empty for an
+    /// unknown user or one whose groups form a cycle.
+    pub fn groups_of_user(&self, user: &str) -> Vec<String> {
+        let Some(uid) = self.subjects.get(&user.to_lowercase()) else {
+            return Vec::new();
+        };
+        let mut scratch = Scratch::default();
+        match self.groups_of(uid, &mut scratch) {
+            Ok(()) => scratch
+                .found
+                .iter()
+                .map(|&g| self.subjects.name(g).to_owned())
+                .collect(),
+            Err(()) => Vec::new(),
+        }
+    }
+
     /// How many `p` lines are compiled in.
     pub fn policy_count(&self) -> usize {
         self.lines.len()

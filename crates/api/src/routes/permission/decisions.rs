@@ -149,8 +149,16 @@ pub struct CheckItem {
     /// administrators may ask for someone else.
     #[serde(default)]
     pub principal: Option<String>,
-    /// The permission.
-    pub permission: PermissionBody,
+    /// The permission (RBAC); or give `rule` instead.
+    #[serde(default)]
+    pub permission: Option<PermissionBody>,
+    /// A Rego rule of the configured policies (Rönd-style; `.` becomes `_`), evaluated with
+    /// the input document Rönd builds for `request` and the principal's bindings and roles.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The request the rule is asked about.
+    #[serde(default)]
+    pub request: Option<crate::rbac::rond::RequestSpec>,
     /// A catalog entity: when given, a CONDITIONAL decision is resolved against it.
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -220,7 +228,19 @@ pub async fn check(
                 "only policy administrators may check other principals".into(),
             ));
         }
-        let query = item.permission.query()?;
+        let permission = match (&item.permission, &item.rule) {
+            (Some(p), None) => p,
+            (None, Some(rule)) => {
+                items.push(check_rule(&state, &principal, rule, item, q.explain).await?);
+                continue;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "items[{i}]: give exactly one of 'permission' and 'rule'"
+                )));
+            }
+        };
+        let query = permission.query()?;
         let decision = snapshot.decide(&principal, &query, q.explain);
         let mut outcome = decision.outcome.clone();
         let mut resolved = false;
@@ -251,6 +271,94 @@ pub async fn check(
         items.push(answer);
     }
     Ok(Json(json!({ "items": items })))
+}
+
+/// Decides one Rego rule for `principal` on a synthetic request, with the input document Rönd
+/// would build: the principal's groups, the org's bindings that name them, and those bindings'
+/// roles. Anything but `true` (false, undefined, an error, the time limit) is a deny.
+async fn check_rule(
+    state: &AppState,
+    principal: &str,
+    rule: &str,
+    item: &CheckItem,
+    explain: bool,
+) -> Result<Value, ApiError> {
+    let Some(rego) = state.rbac.rego() else {
+        return Err(ApiError::BadRequest(
+            "no Rego policies are configured (rego.policies_dir)".into(),
+        ));
+    };
+    let (org, username) = principal
+        .strip_prefix("user:")
+        .and_then(|r| r.split_once('/'))
+        .ok_or_else(|| ApiError::BadRequest(format!("'{principal}' is not a user reference")))?;
+    let user = match state.store.get_user_by_username(username).await {
+        Ok(u) => Some(u),
+        Err(portcullis_store::StoreError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let user_id = user.as_ref().map(|u| u.id.to_string()).unwrap_or_default();
+    let prefix = format!("group:{org}/");
+    let groups: Vec<String> = state
+        .rbac
+        .snapshot()
+        .groups_of_user(principal)
+        .iter()
+        .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    let (bindings, roles) = state
+        .rbac
+        .rond()
+        .for_user(org, &[user_id.as_str(), username], &groups);
+    let binding_ids: Vec<Value> = bindings
+        .iter()
+        .filter_map(|b| b.get("bindingId").cloned())
+        .collect();
+    let role_ids: Vec<Value> = roles
+        .iter()
+        .filter_map(|r| r.get("roleId").cloned())
+        .collect();
+    let properties = match &user {
+        Some(u) => json!({ "email": u.email, "name": u.display_name, "username": u.username }),
+        None => json!({}),
+    };
+    let request = item.request.clone().unwrap_or_default();
+    let input =
+        crate::rbac::rond::input_document(&request, &user_id, properties, &groups, bindings, roles);
+    let rule_name = rule.replace('.', "_");
+    let (allowed, error) = match rego.eval(&rule_name, &input) {
+        Ok(Some(Value::Bool(true))) => (true, None),
+        Ok(_) => (false, None),
+        Err(e) => {
+            metrics::counter!("portcullis_rego_errors_total").increment(1);
+            (false, Some(e.to_string()))
+        }
+    };
+    let outcome = if allowed {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    };
+    count(&outcome);
+    let mut answer = outcome_json(&outcome);
+    answer["id"] = json!(item.id);
+    answer["principal"] = json!(principal);
+    answer["rule"] = json!(rule_name);
+    answer["reason"] = json!(if allowed {
+        "the rule is true"
+    } else if error.is_some() {
+        "the rule could not be evaluated (denied)"
+    } else {
+        "the rule is false or undefined (denied by default)"
+    });
+    if let Some(e) = error {
+        answer["error"] = json!(e);
+    }
+    if explain {
+        answer["explanation"] =
+            json!({ "groups": groups, "bindings": binding_ids, "roles": role_ids });
+    }
+    Ok(answer)
 }
 
 /// One permission of `GET /api/v1/me/permissions`.

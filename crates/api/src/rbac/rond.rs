@@ -1,0 +1,218 @@
+//! Rönd in the running server: every org's roles and bindings in memory (rebuilt with the RBAC
+//! snapshot), the compiled Rego policies, and the input document Rönd hands to a policy.
+
+use std::collections::HashMap;
+
+use portcullis_authz::rego::{RegoModule, RegoPolicies};
+use portcullis_store::{RondDocument, RondKind};
+use serde_json::{Map, Value, json};
+
+use super::RbacSettings;
+use crate::ServerError;
+
+/// One org's roles (by id) and bindings.
+#[derive(Debug, Default)]
+pub struct OrgRond {
+    roles: HashMap<String, Value>,
+    bindings: Vec<Value>,
+}
+
+/// Every org's roles and bindings.
+#[derive(Debug, Default)]
+pub struct RondIndex {
+    orgs: HashMap<String, OrgRond>,
+}
+
+impl RondIndex {
+    /// Indexes stored documents by org.
+    pub fn build(docs: Vec<(String, RondKind, RondDocument)>) -> Self {
+        let mut orgs: HashMap<String, OrgRond> = HashMap::new();
+        for (org, kind, doc) in docs {
+            let entry = orgs.entry(org).or_default();
+            match kind {
+                RondKind::Role => {
+                    entry.roles.insert(doc.id, doc.document);
+                }
+                RondKind::Binding => entry.bindings.push(doc.document),
+            }
+        }
+        Self { orgs }
+    }
+
+    /// The bindings of `org` that apply to a user (their id or username among the subjects, or
+    /// one of their groups among the groups), and the roles those bindings name.
+    pub fn for_user(
+        &self,
+        org: &str,
+        subject_ids: &[&str],
+        groups: &[String],
+    ) -> (Vec<Value>, Vec<Value>) {
+        let Some(data) = self.orgs.get(org) else {
+            return (Vec::new(), Vec::new());
+        };
+        let strings = |v: &Value, key: &str| -> Vec<String> {
+            v.get(key)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let bindings: Vec<Value> = data
+            .bindings
+            .iter()
+            .filter(|b| {
+                strings(b, "subjects")
+                    .iter()
+                    .any(|s| subject_ids.contains(&s.as_str()))
+                    || strings(b, "groups").iter().any(|g| groups.contains(g))
+            })
+            .cloned()
+            .collect();
+        let mut role_ids: Vec<String> = Vec::new();
+        for b in &bindings {
+            for r in strings(b, "roles") {
+                if !role_ids.contains(&r) {
+                    role_ids.push(r);
+                }
+            }
+        }
+        let roles = role_ids
+            .iter()
+            .filter_map(|r| data.roles.get(r).cloned())
+            .collect();
+        (bindings, roles)
+    }
+}
+
+/// Reads and compiles the configured Rego folder, if any.
+pub fn load_rego(settings: &RbacSettings) -> Result<Option<RegoPolicies>, ServerError> {
+    let Some(dir) = &settings.rego_policies_dir else {
+        return Ok(None);
+    };
+    let modules = read_modules(dir).map_err(ServerError::Rego)?;
+    RegoPolicies::compile(&modules, settings.rego_time_limit)
+        .map(Some)
+        .map_err(|e| ServerError::Rego(e.to_string()))
+}
+
+/// Reads every `.rego` file under `dir` (recursively, in name order).
+pub fn read_modules(dir: &std::path::Path) -> Result<Vec<RegoModule>, String> {
+    fn collect(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        if dir.is_file() {
+            out.push(dir.to_path_buf());
+            return Ok(());
+        }
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                collect(&path, out)?;
+            } else if path.extension().is_some_and(|e| e == "rego") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    collect(dir, &mut files).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Ok(RegoModule {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// A request as a policy sees it (the synthetic request of a check).
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Method, e.g. `GET`.
+    #[serde(default)]
+    pub method: String,
+    /// Path, e.g. `/control-plane`.
+    #[serde(default)]
+    pub path: String,
+    /// Headers (name -> value or values).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub headers: Map<String, Value>,
+    /// Query parameters (name -> value or values).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub query: Map<String, Value>,
+    /// Path parameters.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub path_params: Map<String, Value>,
+    /// JSON body.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub body: Option<Value>,
+}
+
+/// Values as lists, as Rönd hands headers and query parameters (`map[string][]string`).
+fn as_lists(map: &Map<String, Value>) -> Value {
+    Value::Object(
+        map.iter()
+            .map(|(k, v)| {
+                let list = match v {
+                    Value::Array(items) => Value::Array(items.clone()),
+                    Value::String(_) => Value::Array(vec![v.clone()]),
+                    other => Value::Array(vec![Value::String(other.to_string())]),
+                };
+                (k.clone(), list)
+            })
+            .collect(),
+    )
+}
+
+/// The input document exactly as Rönd builds it:
+/// `{request:{method, path, headers, query, pathParams, body}, user:{id, properties, groups,
+/// bindings, roles}, clientType}`; the body only for JSON POST/PUT/PATCH/DELETE.
+pub fn input_document(
+    request: &RequestSpec,
+    user_id: &str,
+    properties: Value,
+    groups: &[String],
+    bindings: Vec<Value>,
+    roles: Vec<Value>,
+) -> Value {
+    let method = request.method.to_uppercase();
+    let mut req = json!({
+        "method": method,
+        "path": request.path,
+        "headers": as_lists(&request.headers),
+        "query": as_lists(&request.query),
+        "pathParams": Value::Object(request.path_params.clone()),
+    });
+    if matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+        && let Some(body) = &request.body
+    {
+        req["body"] = body.clone();
+    }
+    let client_type = request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("client-type"))
+        .and_then(|(_, v)| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.get(0).and_then(Value::as_str).map(str::to_owned))
+        })
+        .unwrap_or_default();
+    json!({
+        "request": req,
+        "user": { "id": user_id, "properties": properties, "groups": groups, "bindings": bindings, "roles": roles },
+        "clientType": client_type,
+    })
+}
