@@ -227,7 +227,15 @@ impl RegoPolicies {
 
     /// Whether `rule` is `true` for `input` (undefined, false or an error deny).
     pub fn allows(&self, rule: &str, input: &Json) -> bool {
-        matches!(self.eval(rule, input), Ok(Some(Json::Bool(true))))
+        let path = if rule.starts_with("data.") {
+            rule.to_owned()
+        } else {
+            format!("data.policies.{rule}")
+        };
+        // Compared as a regorus value: no round trip through JSON text on the decision path.
+        let mut engine = self.engine.clone();
+        engine.set_input(Value::from(input.clone()));
+        matches!(engine.eval_rule(path), Ok(Value::Bool(true)))
     }
 
     /// Runs every `test_*` rule: a test passes when it is defined and true.

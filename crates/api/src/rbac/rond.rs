@@ -10,11 +10,13 @@ use serde_json::{Map, Value, json};
 use super::RbacSettings;
 use crate::ServerError;
 
-/// One org's roles (by id) and bindings.
+/// One org's roles (by id) and bindings, with the bindings indexed by subject and by group.
 #[derive(Debug, Default)]
 pub struct OrgRond {
     roles: HashMap<String, Value>,
     bindings: Vec<Value>,
+    by_subject: HashMap<String, Vec<usize>>,
+    by_group: HashMap<String, Vec<usize>>,
 }
 
 /// Every org's roles and bindings.
@@ -23,8 +25,16 @@ pub struct RondIndex {
     orgs: HashMap<String, OrgRond>,
 }
 
+fn strings<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
 impl RondIndex {
-    /// Indexes stored documents by org.
+    /// Indexes stored documents by org, and bindings by subject and group.
     pub fn build(docs: Vec<(String, RondKind, RondDocument)>) -> Self {
         let mut orgs: HashMap<String, OrgRond> = HashMap::new();
         for (org, kind, doc) in docs {
@@ -33,14 +43,24 @@ impl RondIndex {
                 RondKind::Role => {
                     entry.roles.insert(doc.id, doc.document);
                 }
-                RondKind::Binding => entry.bindings.push(doc.document),
+                RondKind::Binding => {
+                    let at = entry.bindings.len();
+                    for s in strings(&doc.document, "subjects") {
+                        entry.by_subject.entry(s.to_owned()).or_default().push(at);
+                    }
+                    for g in strings(&doc.document, "groups") {
+                        entry.by_group.entry(g.to_owned()).or_default().push(at);
+                    }
+                    entry.bindings.push(doc.document);
+                }
             }
         }
         Self { orgs }
     }
 
     /// The bindings of `org` that apply to a user (their id or username among the subjects, or
-    /// one of their groups among the groups), and the roles those bindings name.
+    /// one of their groups among the groups), and the roles those bindings name. Costs the
+    /// number of matching bindings, not the number of bindings.
     pub fn for_user(
         &self,
         org: &str,
@@ -50,29 +70,20 @@ impl RondIndex {
         let Some(data) = self.orgs.get(org) else {
             return (Vec::new(), Vec::new());
         };
-        let strings = |v: &Value, key: &str| -> Vec<String> {
-            v.get(key)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let bindings: Vec<Value> = data
-            .bindings
+        let mut hits: Vec<usize> = Vec::new();
+        let matched = subject_ids
             .iter()
-            .filter(|b| {
-                strings(b, "subjects")
-                    .iter()
-                    .any(|s| subject_ids.contains(&s.as_str()))
-                    || strings(b, "groups").iter().any(|g| groups.contains(g))
-            })
-            .cloned()
-            .collect();
-        let mut role_ids: Vec<String> = Vec::new();
+            .filter_map(|s| data.by_subject.get(*s))
+            .chain(groups.iter().filter_map(|g| data.by_group.get(g)))
+            .flatten();
+        for &i in matched {
+            if !hits.contains(&i) {
+                hits.push(i);
+            }
+        }
+        hits.sort_unstable();
+        let bindings: Vec<Value> = hits.iter().map(|&i| data.bindings[i].clone()).collect();
+        let mut role_ids: Vec<&str> = Vec::new();
         for b in &bindings {
             for r in strings(b, "roles") {
                 if !role_ids.contains(&r) {
@@ -82,7 +93,7 @@ impl RondIndex {
         }
         let roles = role_ids
             .iter()
-            .filter_map(|r| data.roles.get(r).cloned())
+            .filter_map(|r| data.roles.get(*r).cloned())
             .collect();
         (bindings, roles)
     }
