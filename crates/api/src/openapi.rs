@@ -25,6 +25,7 @@ use crate::routes::{audit, groups, health, keys, me, orgs, projects, rond, users
         audit::list,
         rond::list_roles, rond::create_roles, rond::get_role, rond::replace_role, rond::delete_role,
         rond::list_bindings, rond::create_bindings, rond::get_binding, rond::replace_binding, rond::delete_binding,
+        rond::grant_bindings, rond::grant_bindings_on, rond::revoke_bindings, rond::revoke_bindings_on,
         roles::list, roles::get, roles::create, roles::create_at, roles::update, roles::delete,
         policies::list, policies::get, policies::create, policies::update, policies::delete,
         conditions::list, conditions::get, conditions::create, conditions::update, conditions::delete,

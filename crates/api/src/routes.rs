@@ -118,6 +118,16 @@ pub fn router() -> Router<AppState> {
                 .put(rond::replace_binding)
                 .delete(rond::delete_binding),
         )
+        .route("/grant/bindings", post(rond::grant_bindings))
+        .route(
+            "/grant/bindings/resource/{resource_type}",
+            post(rond::grant_bindings_on),
+        )
+        .route("/revoke/bindings", post(rond::revoke_bindings))
+        .route(
+            "/revoke/bindings/resource/{resource_type}",
+            post(rond::revoke_bindings_on),
+        )
         .merge(permission::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

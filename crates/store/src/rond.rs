@@ -179,6 +179,53 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces and deletes several documents in one transaction (Rönd's revoke).
+    pub async fn change_rond(
+        &self,
+        actor: &Actor,
+        org: &OrgRecord,
+        kind: RondKind,
+        replace: &[(String, serde_json::Value)],
+        delete: &[String],
+        action: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_millis();
+        let mut tx = self.write().await?;
+        for (id, doc) in replace {
+            sqlx::query("UPDATE rond_documents SET document = $1, updated_at = $2 WHERE org_id = $3 AND kind = $4 AND doc_id = $5")
+                .bind(doc.to_string())
+                .bind(now)
+                .bind(org.id.to_string())
+                .bind(kind.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        for id in delete {
+            sqlx::query(
+                "DELETE FROM rond_documents WHERE org_id = $1 AND kind = $2 AND doc_id = $3",
+            )
+            .bind(org.id.to_string())
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let replaced: Vec<&str> = replace.iter().map(|(id, _)| id.as_str()).collect();
+        let details = serde_json::json!({ "modified": replaced, "deleted": delete });
+        audit::record(
+            &mut tx,
+            actor,
+            Some((&org.id, &org.slug)),
+            action,
+            &format!("org:{}", org.slug),
+            Some(details),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Deletes a document (404 when it does not exist).
     pub async fn delete_rond(
         &self,

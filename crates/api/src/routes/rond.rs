@@ -406,3 +406,208 @@ pub async fn delete_binding(
 ) -> Result<StatusCode, ApiError> {
     delete::<RondBinding>(&state, &auth, &org, &id).await
 }
+
+/// Body of Rönd's `POST /grant/bindings[/resource/{resourceType}]`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRequest {
+    /// The resource (required with `/resource/{resourceType}`).
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    /// User ids.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Group names.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Role ids.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// Body of Rönd's `POST /revoke/bindings[/resource/{resourceType}]`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokeRequest {
+    /// The resources (with `/resource/{resourceType}`).
+    #[serde(default)]
+    pub resource_ids: Vec<String>,
+    /// User ids to take out.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Group names to take out.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The org Rönd's standalone endpoints act in: the one the caller's key is bound to, or else
+/// `default` when the caller is an active member there, or else their first active org.
+fn caller_org(auth: &Authenticated) -> Result<String, ApiError> {
+    let reference = crate::rbac::user_ref(&auth.principal)
+        .ok_or_else(|| ApiError::Forbidden("you are not an active member of any org".into()))?;
+    reference
+        .strip_prefix("user:")
+        .and_then(|r| r.split_once('/'))
+        .map(|(org, _)| org.to_owned())
+        .ok_or_else(|| ApiError::Internal(format!("unexpected reference {reference}")))
+}
+
+async fn grant(
+    state: &AppState,
+    auth: &Authenticated,
+    resource_type: Option<String>,
+    body: GrantRequest,
+) -> Result<Value, ApiError> {
+    let org = caller_org(auth)?;
+    let resource = match (resource_type, body.resource_id) {
+        (Some(resource_type), Some(resource_id)) => Some(RondResource {
+            resource_type,
+            resource_id,
+        }),
+        (Some(_), None) => {
+            return Err(ModelError::new("resourceId", "is required to grant on a resource").into());
+        }
+        (None, _) => None,
+    };
+    if body.subjects.is_empty() && body.groups.is_empty() {
+        return Err(ModelError::new("subjects", "give at least one subject or group").into());
+    }
+    if body.roles.is_empty() && body.permissions.is_empty() {
+        return Err(ModelError::new("roles", "give at least one role or permission").into());
+    }
+    let binding = RondBinding {
+        binding_id: portcullis_model::KeyId::new().to_string(),
+        subjects: body.subjects,
+        groups: body.groups,
+        roles: body.roles,
+        permissions: body.permissions,
+        resource,
+    };
+    let id = binding.binding_id.clone();
+    create::<RondBinding>(
+        state,
+        auth,
+        &org,
+        serde_json::to_value(&binding).map_err(|e| ApiError::Internal(e.to_string()))?,
+    )
+    .await?;
+    Ok(serde_json::json!({ "bindingId": id }))
+}
+
+async fn revoke(
+    state: &AppState,
+    auth: &Authenticated,
+    resource_type: Option<String>,
+    body: RevokeRequest,
+) -> Result<Value, ApiError> {
+    let org_slug = caller_org(auth)?;
+    let org = auth.org(state, &org_slug, OrgAction::Manage).await?;
+    if body.subjects.is_empty() && body.groups.is_empty() {
+        return Err(ModelError::new("subjects", "give at least one subject or group").into());
+    }
+    if resource_type.is_some() && body.resource_ids.is_empty() {
+        return Err(ModelError::new("resourceIds", "give the resources to revoke on").into());
+    }
+    let mut replace = Vec::new();
+    let mut delete = Vec::new();
+    for stored in state.store.list_rond(&org, RondKind::Binding).await? {
+        let mut b: RondBinding = to_doc(stored)?;
+        let applies = match (&resource_type, &b.resource) {
+            (None, None) => true,
+            (Some(t), Some(r)) => {
+                &r.resource_type == t && body.resource_ids.contains(&r.resource_id)
+            }
+            _ => false,
+        };
+        let before = (b.subjects.len(), b.groups.len());
+        if !applies {
+            continue;
+        }
+        b.subjects.retain(|s| !body.subjects.contains(s));
+        b.groups.retain(|g| !body.groups.contains(g));
+        if (b.subjects.len(), b.groups.len()) == before {
+            continue;
+        }
+        // As Rönd: a binding left without subjects and groups is deleted.
+        if b.subjects.is_empty() && b.groups.is_empty() {
+            delete.push(b.binding_id.clone());
+        } else {
+            replace.push((
+                b.binding_id.clone(),
+                serde_json::to_value(&b).map_err(|e| ApiError::Internal(e.to_string()))?,
+            ));
+        }
+    }
+    state
+        .store
+        .change_rond(
+            &auth.actor(),
+            &org,
+            RondKind::Binding,
+            &replace,
+            &delete,
+            "binding.revoke",
+        )
+        .await?;
+    state.rbac.changed(&state.store).await?;
+    Ok(serde_json::json!({ "deletedBindings": delete.len(), "modifiedBindings": replace.len() }))
+}
+
+/// Rönd's `POST /grant/bindings`: a new binding in the caller's org; answers its id.
+#[utoipa::path(post, path = "/grant/bindings", tag = "roles and bindings", request_body = GrantRequest,
+    responses((status = 201), (status = 400), (status = 403), (status = 422)))]
+pub async fn grant_bindings(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(body): Body<GrantRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(grant(&state, &auth, None, body).await?),
+    ))
+}
+
+/// Rönd's `POST /grant/bindings/resource/{resourceType}`: a binding on one resource.
+#[utoipa::path(post, path = "/grant/bindings/resource/{resourceType}", tag = "roles and bindings", request_body = GrantRequest,
+    params(("resourceType" = String, Path)), responses((status = 201), (status = 400), (status = 403), (status = 422)))]
+pub async fn grant_bindings_on(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(resource_type): Path<String>,
+    Body(body): Body<GrantRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(grant(&state, &auth, Some(resource_type), body).await?),
+    ))
+}
+
+/// Rönd's `POST /revoke/bindings`: takes subjects and groups out of the org's bindings (those
+/// without a resource); a binding left empty is deleted.
+#[utoipa::path(post, path = "/revoke/bindings", tag = "roles and bindings", request_body = RevokeRequest,
+    responses((status = 200), (status = 400), (status = 403), (status = 422)))]
+pub async fn revoke_bindings(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Body(body): Body<RevokeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(revoke(&state, &auth, None, body).await?))
+}
+
+/// Rönd's `POST /revoke/bindings/resource/{resourceType}`: the same for bindings on the given
+/// resources.
+#[utoipa::path(post, path = "/revoke/bindings/resource/{resourceType}", tag = "roles and bindings", request_body = RevokeRequest,
+    params(("resourceType" = String, Path)), responses((status = 200), (status = 400), (status = 403), (status = 422)))]
+pub async fn revoke_bindings_on(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(resource_type): Path<String>,
+    Body(body): Body<RevokeRequest>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        revoke(&state, &auth, Some(resource_type), body).await?,
+    ))
+}

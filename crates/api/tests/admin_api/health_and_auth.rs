@@ -127,9 +127,13 @@ async fn a_fresh_server_is_healthy_and_documented() {
             &["delete"],
         ),
         ("/api/v1/orgs/{org}/users/{userId}/reactivate", &["post"]),
+        ("/grant/bindings", &["post"]),
+        ("/grant/bindings/resource/{resourceType}", &["post"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
         ("/readyz", &["get"]),
+        ("/revoke/bindings", &["post"]),
+        ("/revoke/bindings/resource/{resourceType}", &["post"]),
     ]
     .iter()
     .map(|(p, m)| (p.to_string(), m.iter().map(|s| s.to_string()).collect()))

@@ -246,3 +246,145 @@ async fn only_org_admins_change_roles_and_other_orgs_see_nothing() {
             .is_empty()
     );
 }
+
+/// Rönd's standalone grant and revoke endpoints, in the caller's org.
+#[tokio::test]
+async fn grant_and_revoke_bindings() {
+    let s = Server::start().await;
+    let granted = s
+        .post(
+            s.admin(),
+            "/grant/bindings",
+            json!({"subjects": ["alice", "bob"], "roles": ["viewer"]}),
+        )
+        .await
+        .json_with(201);
+    let id = granted["bindingId"].as_str().unwrap().to_owned();
+    let binding = s
+        .get(s.admin(), &format!("{BINDINGS}/{id}"))
+        .await
+        .json_with(200);
+    assert_eq!(binding["subjects"], json!(["alice", "bob"]));
+    assert!(binding.get("resource").is_none());
+    let on = s
+        .post(
+            s.admin(),
+            "/grant/bindings/resource/project",
+            json!({"resourceId": "staging", "subjects": ["alice"], "roles": ["project-admin"]}),
+        )
+        .await
+        .json_with(201);
+    let on_id = on["bindingId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.get(s.admin(), &format!("{BINDINGS}/{on_id}"))
+            .await
+            .json_with(200)["resource"],
+        json!({"resourceType": "project", "resourceId": "staging"})
+    );
+
+    // Revoking alice touches the binding without a resource only.
+    let revoked = s
+        .post(
+            s.admin(),
+            "/revoke/bindings",
+            json!({"subjects": ["alice"]}),
+        )
+        .await
+        .json_with(200);
+    assert_eq!(
+        revoked,
+        json!({"deletedBindings": 0, "modifiedBindings": 1})
+    );
+    assert_eq!(
+        s.get(s.admin(), &format!("{BINDINGS}/{id}"))
+            .await
+            .json_with(200)["subjects"],
+        json!(["bob"])
+    );
+    let revoked = s
+        .post(s.admin(), "/revoke/bindings", json!({"subjects": ["bob"]}))
+        .await
+        .json_with(200);
+    assert_eq!(
+        revoked,
+        json!({"deletedBindings": 1, "modifiedBindings": 0}),
+        "a binding left empty goes"
+    );
+    s.get(s.admin(), &format!("{BINDINGS}/{id}"))
+        .await
+        .error(404, "not_found");
+    let other_resource = s
+        .post(
+            s.admin(),
+            "/revoke/bindings/resource/project",
+            json!({"resourceIds": ["prod"], "subjects": ["alice"]}),
+        )
+        .await
+        .json_with(200);
+    assert_eq!(
+        other_resource,
+        json!({"deletedBindings": 0, "modifiedBindings": 0})
+    );
+    let on_resource = s
+        .post(
+            s.admin(),
+            "/revoke/bindings/resource/project",
+            json!({"resourceIds": ["staging"], "subjects": ["alice"]}),
+        )
+        .await
+        .json_with(200);
+    assert_eq!(
+        on_resource,
+        json!({"deletedBindings": 1, "modifiedBindings": 0})
+    );
+
+    // Bad requests and callers.
+    assert_contains(
+        &s.post(s.admin(), "/grant/bindings", json!({"roles": ["x"]}))
+            .await
+            .error(422, "invalid"),
+        "subjects",
+    );
+    assert_contains(
+        &s.post(s.admin(), "/grant/bindings", json!({"subjects": ["a"]}))
+            .await
+            .error(422, "invalid"),
+        "roles",
+    );
+    assert_contains(
+        &s.post(
+            s.admin(),
+            "/grant/bindings/resource/project",
+            json!({"subjects": ["a"], "roles": ["x"]}),
+        )
+        .await
+        .error(422, "invalid"),
+        "resourceId",
+    );
+    assert_contains(
+        &s.post(
+            s.admin(),
+            "/revoke/bindings/resource/project",
+            json!({"subjects": ["a"]}),
+        )
+        .await
+        .error(422, "invalid"),
+        "resourceIds",
+    );
+    let (_, member) = s.machine("default", "m@example.com", "member").await;
+    s.post(
+        &member,
+        "/grant/bindings",
+        json!({"subjects": ["a"], "roles": ["x"]}),
+    )
+    .await
+    .error(403, "forbidden");
+    s.post(&member, "/revoke/bindings", json!({"subjects": ["a"]}))
+        .await
+        .error(403, "forbidden");
+    let audit = s.audit("org=default&action=binding.").await;
+    assert_eq!(
+        strings(&audit["items"], "action")[..3],
+        ["binding.revoke", "binding.revoke", "binding.revoke"]
+    );
+}
