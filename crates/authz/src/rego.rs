@@ -46,6 +46,13 @@ pub enum RegoError {
     Input(String),
 }
 
+impl RegoError {
+    /// Whether the evaluation was stopped by the time limit.
+    pub fn is_time_limit(&self) -> bool {
+        matches!(self, Self::Eval { message, .. } if message.to_lowercase().contains("time limit") || message.to_lowercase().contains("timed out") || message.to_lowercase().contains("deadline"))
+    }
+}
+
 /// The outcome of one `test_*` rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestResult {
@@ -358,5 +365,32 @@ mod tests {
                 ("data.policies.test_wrong", false)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod time_limit_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_evaluation_past_the_time_limit_is_an_error() {
+        let slow = RegoModule {
+            path: "slow.rego".into(),
+            source: "package policies\nimport rego.v1\nallow if count([x | some x in numbers.range(1, 5000000)]) > 0\n".into(),
+        };
+        let limited =
+            RegoPolicies::compile(std::slice::from_ref(&slow), Some(Duration::from_millis(5)))
+                .unwrap();
+        let started = Instant::now();
+        let err = limited.eval("allow", &json!({})).unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "stopped near the limit, took {:?}",
+            started.elapsed()
+        );
+        assert!(err.is_time_limit(), "{err}");
+        assert!(!limited.allows("allow", &json!({})));
     }
 }

@@ -330,7 +330,11 @@ async fn check_rule(
         Ok(Some(Value::Bool(true))) => (true, None),
         Ok(_) => (false, None),
         Err(e) => {
-            metrics::counter!("portcullis_rego_errors_total").increment(1);
+            if e.is_time_limit() {
+                metrics::counter!("portcullis_rego_timeouts_total").increment(1);
+            } else {
+                metrics::counter!("portcullis_rego_errors_total").increment(1);
+            }
             (false, Some(e.to_string()))
         }
     };
