@@ -113,7 +113,6 @@ pub(crate) fn check_source(role: &str, source: &str, what: &str) -> Result<(), A
 }
 
 /// The caller as `modifiedBy` / `author`.
-pub(crate) fn caller_name(state: &AppState, auth: &Authenticated) -> String {
-    let _ = state;
+pub(crate) fn caller_name(auth: &Authenticated) -> String {
     crate::rbac::user_ref(&auth.principal).unwrap_or_else(|| auth.principal.user.email.clone())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use portcullis_model::{Criteria, EntityKind, EntityRef};
+use portcullis_model::{Criteria, EntityRef};
 
 /// What a policy allows or denies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -636,10 +636,5 @@ impl RbacSnapshot {
             }
         }
         Ok(found)
-    }
-
-    /// Whether `subject` names a kind that may hold roles (`user:` or `group:`).
-    pub fn is_member_kind(subject: &EntityRef) -> bool {
-        matches!(subject.kind(), EntityKind::User | EntityKind::Group)
     }
 }

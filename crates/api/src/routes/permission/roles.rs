@@ -182,7 +182,7 @@ async fn create_role(
 ) -> Result<StatusCode, ApiError> {
     require_admin(state, auth, Action::Create)?;
     let (name, members) = validate(&body)?;
-    let caller = caller_name(state, auth);
+    let caller = caller_name(auth);
     if let Some(existing) = state.store.get_role(&name).await? {
         // As the reference: another source's role is refused; a REST role gains the members it
         // did not have yet.
@@ -338,7 +338,7 @@ pub async fn update(
         name: new_name,
         description,
         owner,
-        modified_by: Some(caller_name(&state, &auth)),
+        modified_by: Some(caller_name(&auth)),
         members,
         ..current
     };
