@@ -249,7 +249,11 @@ impl Rbac {
             let rebuild = match change {
                 Ok(portcullis_store::Change::Rbac { origin }) => origin != self.origin,
                 Ok(portcullis_store::Change::Resync) => true,
-                Ok(portcullis_store::Change::User { .. }) => false,
+                Ok(
+                    portcullis_store::Change::User { .. }
+                    | portcullis_store::Change::Session { .. }
+                    | portcullis_store::Change::SigningKeys,
+                ) => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "RBAC change feed failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -18,6 +18,8 @@ pub enum Touched {
     User(UserId),
     /// A key (by lookup id) was used.
     Key([u8; 16]),
+    /// A session was used.
+    Session(portcullis_model::SessionId),
 }
 
 /// Writes batched activity to the store.
@@ -67,13 +69,20 @@ impl ActivityFlusher {
         }
         let mut users = Vec::new();
         let mut keys = Vec::new();
+        let mut sessions = Vec::new();
         for t in touched {
             match t {
                 Touched::User(u) => {
                     users.extend(self.directory.take_user_activity(u).map(|at| (u, at)))
                 }
                 Touched::Key(lookup) => keys.extend(self.directory.take_key_activity(&lookup)),
+                Touched::Session(id) => {
+                    sessions.extend(self.directory.take_session_activity(id).map(|at| (id, at)))
+                }
             }
+        }
+        if let Err(e) = self.store.touch_sessions(&sessions).await {
+            tracing::warn!(error = %e, sessions = sessions.len(), "could not record session activity");
         }
         if let Err(e) = self.store.record_activity(&users, &keys).await {
             // Activity is informational: log and carry on rather than fail requests.

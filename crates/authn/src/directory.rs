@@ -3,7 +3,10 @@
 //! to a user, a membership or a key refreshes that user's entries before the change is
 //! acknowledged, so a deleted key or a deactivated member is refused on the very next request.
 
+mod sessions;
 mod sharded;
+
+pub use sessions::{SessionCheck, SessionEntry};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,18 +56,35 @@ pub(crate) struct KeyEntry {
     pub(crate) dirty: AtomicBool,
 }
 
+/// The credential a request presented.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// An API key.
+    ApiKey(KeyId),
+    /// A login session (access token or `sid` cookie).
+    Session(Arc<SessionEntry>),
+}
+
 /// Who is calling, once a credential has been checked.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The user.
     pub user: Arc<UserEntry>,
-    /// The key used.
-    pub key_id: KeyId,
+    /// The credential used.
+    pub credential: Credential,
     /// When the key is bound to one org, that org.
     pub credential_org: Option<OrgId>,
 }
 
 impl Principal {
+    /// The session behind this request, when it came with a session token.
+    pub fn session(&self) -> Option<&Arc<SessionEntry>> {
+        match &self.credential {
+            Credential::Session(s) => Some(s),
+            Credential::ApiKey(_) => None,
+        }
+    }
+
     /// The caller as authorization sees it, for the org with this slug.
     pub fn caller_in(&self, org_slug: &str) -> Caller<'_> {
         Caller {
@@ -88,8 +108,11 @@ impl Principal {
 pub struct Directory {
     keys: Sharded<[u8; 16], KeyEntry>,
     users: Sharded<UserId, UserEntry>,
+    sessions: Sharded<portcullis_model::SessionId, SessionEntry>,
     /// Key lookups per user, so a refresh can drop keys that are gone.
     writer: Mutex<HashMap<UserId, Vec<[u8; 16]>>>,
+    /// Serialises changes to the session table.
+    session_writer: Mutex<()>,
     activity: mpsc::UnboundedSender<Touched>,
     /// This process, in announcements to other replicas.
     origin: String,
@@ -167,7 +190,9 @@ impl Directory {
         let mut dir = Self {
             keys: Sharded::new(),
             users: Sharded::new(),
+            sessions: Sharded::new(),
             writer: Mutex::new(HashMap::new()),
+            session_writer: Mutex::new(()),
             activity: tx,
             origin: UserId::new().to_string(),
         };
@@ -261,7 +286,11 @@ impl Directory {
                 _ = ticker.tick() => self.reload_all(&store).await,
                 change = feed.next() => match change {
                     Ok(Change::User { origin, user }) if origin != self.origin => self.refresh_user(&store, user).await,
-                    Ok(Change::User { .. } | Change::Rbac { .. }) => Ok(()),
+                    Ok(Change::Session { origin, session }) if origin != self.origin => {
+                        self.forget_session(session).await;
+                        Ok(())
+                    }
+                    Ok(Change::User { .. } | Change::Rbac { .. } | Change::Session { .. } | Change::SigningKeys) => Ok(()),
                     Ok(Change::Resync) => self.reload_all(&store).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "credential change feed failed; retrying");
@@ -292,7 +321,7 @@ impl Directory {
         self.touch(&user, &key, now);
         Some(Principal {
             user,
-            key_id: key.id,
+            credential: Credential::ApiKey(key.id),
             credential_org: key.org_id,
         })
     }

@@ -10,6 +10,7 @@ pub mod org_access;
 pub mod rbac;
 pub mod rego;
 pub mod route_match;
+pub mod route_rules;
 
 pub use org_access::{
     Access, Caller, OrgAction, OrgMembership, PlatformAction, check_org, check_platform,

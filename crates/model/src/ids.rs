@@ -64,6 +64,10 @@ id_type!(
     /// Identifies an API key.
     KeyId
 );
+id_type!(
+    /// Identifies a login session.
+    SessionId
+);
 
 #[cfg(test)]
 mod tests {

@@ -125,6 +125,39 @@ impl OrgSettings {
         Ok(())
     }
 
+    /// The settings that bind a user who belongs to several orgs: the strictest value of each
+    /// (MFA if any org requires it, the fewest attempts, the shortest lifetimes, the longest
+    /// minimum password). `None` when there are no orgs.
+    pub fn strictest<'a>(all: impl IntoIterator<Item = &'a OrgSettings>) -> Option<OrgSettings> {
+        let mut all = all.into_iter();
+        let mut out = all.next()?.clone();
+        for s in all {
+            out.mfa_required |= s.mfa_required;
+            if s.lockout.enabled {
+                if out.lockout.enabled {
+                    out.lockout.max_attempts = out.lockout.max_attempts.min(s.lockout.max_attempts);
+                    out.lockout.window_minutes =
+                        out.lockout.window_minutes.max(s.lockout.window_minutes);
+                } else {
+                    out.lockout = s.lockout.clone();
+                }
+            }
+            if s.idle_logout.enabled {
+                if out.idle_logout.enabled {
+                    out.idle_logout.minutes = out.idle_logout.minutes.min(s.idle_logout.minutes);
+                } else {
+                    out.idle_logout = s.idle_logout.clone();
+                }
+            }
+            out.session_lifetime_hours = out.session_lifetime_hours.min(s.session_lifetime_hours);
+            out.password_min_length = out.password_min_length.max(s.password_min_length);
+            out.temp_password_ttl_hours =
+                out.temp_password_ttl_hours.min(s.temp_password_ttl_hours);
+            out.reset_link_ttl_hours = out.reset_link_ttl_hours.min(s.reset_link_ttl_hours);
+        }
+        Some(out)
+    }
+
     /// Applies a JSON merge patch (RFC 7386) to these settings and validates the result, so a
     /// client sends only the values it changes.
     pub fn merged(&self, patch: &serde_json::Value) -> Result<Self, ModelError> {
@@ -174,6 +207,29 @@ mod tests {
         assert_eq!(s.password_min_length, 8);
         assert_eq!(s.temp_password_ttl_hours, 72);
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn the_strictest_settings_of_several_orgs_bind() {
+        let lax = OrgSettings::default();
+        let strict = lax
+            .merged(
+                &json!({"mfaRequired": true, "lockout": {"maxAttempts": 3, "windowMinutes": 30},
+                "idleLogout": {"minutes": 10}, "passwordMinLength": 12, "sessionLifetimeHours": 8}),
+            )
+            .unwrap();
+        let off = lax
+            .merged(&json!({"lockout": {"enabled": false}, "idleLogout": {"enabled": false}}))
+            .unwrap();
+        let s = OrgSettings::strictest([&off, &strict, &lax]).unwrap();
+        assert!(s.mfa_required);
+        assert!(s.lockout.enabled && s.idle_logout.enabled);
+        assert_eq!((s.lockout.max_attempts, s.lockout.window_minutes), (3, 30));
+        assert_eq!(s.idle_logout.minutes, 10);
+        assert_eq!(s.password_min_length, 12);
+        assert_eq!(s.session_lifetime_hours, 8);
+        assert_eq!(OrgSettings::strictest([&off]).unwrap(), off);
+        assert!(OrgSettings::strictest([]).is_none());
     }
 
     #[test]

@@ -85,13 +85,26 @@ pub(crate) fn user_target(org: &str, username: &str) -> String {
     format!("user:{org}/{}", username.to_lowercase())
 }
 
-/// Appends one record inside `tx`.
+/// Appends one record of a successful action inside `tx`.
 pub(crate) async fn record(
     tx: &mut Transaction<'static, sqlx::Any>,
     actor: &Actor,
     org: Option<(&OrgId, &str)>,
     action: &str,
     target: &str,
+    details: Option<serde_json::Value>,
+) -> Result<(), StoreError> {
+    record_outcome(tx, actor, org, action, target, "success", details).await
+}
+
+/// Appends one record with an explicit outcome (`success`, `failure`, `denied`) inside `tx`.
+pub(crate) async fn record_outcome(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    actor: &Actor,
+    org: Option<(&OrgId, &str)>,
+    action: &str,
+    target: &str,
+    outcome: &str,
     details: Option<serde_json::Value>,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -106,7 +119,7 @@ pub(crate) async fn record(
     .bind(org.map(|(_, slug)| slug.to_owned()))
     .bind(action)
     .bind(target)
-    .bind("success")
+    .bind(outcome)
     .bind(actor.request_id.as_deref())
     .bind(details.map(|d| d.to_string()))
     .execute(&mut **tx)

@@ -24,6 +24,15 @@ pub enum Change {
         /// The announcing replica.
         origin: String,
     },
+    /// A login session was revoked or changed on the replica `origin`.
+    Session {
+        /// The announcing replica.
+        origin: String,
+        /// The session.
+        session: portcullis_model::SessionId,
+    },
+    /// The token signing keys changed (a rotation).
+    SigningKeys,
     /// The connection was lost and re-established: announcements may have been missed, so reload
     /// everything.
     Resync,
@@ -65,6 +74,31 @@ impl Store {
         Ok(())
     }
 
+    /// Announces that a session was revoked or changed (no-op on SQLite).
+    pub async fn announce_session(
+        &self,
+        origin: &str,
+        session: portcullis_model::SessionId,
+    ) -> Result<(), StoreError> {
+        self.notify(format!("{origin} session:{session}")).await
+    }
+
+    /// Announces new token signing keys (no-op on SQLite).
+    pub async fn announce_signing_keys(&self) -> Result<(), StoreError> {
+        self.notify("- signing-keys".to_owned()).await
+    }
+
+    async fn notify(&self, payload: String) -> Result<(), StoreError> {
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Subscribes to announcements; `None` on SQLite.
     pub async fn credential_changes(&self) -> Result<Option<ChangeFeed>, StoreError> {
         let Some(url) = self.postgres_url() else {
@@ -86,6 +120,18 @@ impl ChangeFeed {
                     let Some((origin, user)) = n.payload().split_once(' ') else {
                         continue;
                     };
+                    if user == "signing-keys" {
+                        return Ok(Change::SigningKeys);
+                    }
+                    if let Some(session) = user.strip_prefix("session:") {
+                        let Ok(session) = session.parse() else {
+                            continue;
+                        };
+                        return Ok(Change::Session {
+                            origin: origin.to_owned(),
+                            session,
+                        });
+                    }
                     if user == "rbac" {
                         return Ok(Change::Rbac {
                             origin: origin.to_owned(),

@@ -11,6 +11,7 @@ mod credentials;
 mod database;
 mod error;
 mod groups;
+mod local_auth;
 mod orgs;
 mod projects;
 mod rbac;
@@ -25,6 +26,10 @@ pub use credentials::{BootstrapAdmin, CredentialMembership, CredentialUser, KeyR
 pub use database::{Backend, Store};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupMembers, GroupRecord};
+pub use local_auth::{
+    MailRecord, PasswordChange, PasswordRecord, RefreshOutcome, SessionRecord, SessionStage,
+    SigningKeyRecord, TotpRecord,
+};
 pub use projects::{ProjectMemberRecord, ProjectRecord};
 pub use rbac::{
     ConditionRecord, NewCondition, PolicyRecord, RbacRows, RoleRecord, SourceDiff, SourceItems,

@@ -27,6 +27,12 @@ impl ShardKey for portcullis_model::UserId {
     }
 }
 
+impl ShardKey for portcullis_model::SessionId {
+    fn shard(&self) -> usize {
+        usize::from(self.0.as_bytes()[15]) % SHARDS
+    }
+}
+
 /// One shard: an immutable map, replaced whole on change.
 type Shard<K, V> = ArcSwap<HashMap<K, Arc<V>>>;
 
@@ -64,6 +70,22 @@ impl<K: ShardKey, V> Sharded<K, V> {
         }
         for (slot, part) in self.shards.iter().zip(parts) {
             slot.store(Arc::new(part));
+        }
+    }
+
+    /// Removes every entry `keep` refuses, one shard at a time. Callers serialise writers.
+    pub(crate) fn retain(&self, keep: impl Fn(&V) -> bool) {
+        for slot in self.shards.iter() {
+            let current = slot.load();
+            if current.values().all(|v| keep(v)) {
+                continue;
+            }
+            let copy: HashMap<K, Arc<V>> = current
+                .iter()
+                .filter(|(_, v)| keep(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            slot.store(Arc::new(copy));
         }
     }
 
