@@ -3,8 +3,9 @@
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use portcullis_authn::Principal;
+use portcullis_authn::{Principal, SessionCheck, TokenError};
 use portcullis_authz::{Access, OrgAction, PlatformAction, check_org, check_platform};
+use portcullis_store::SessionStage;
 use portcullis_store::{Actor, OrgRecord};
 use tower_http::request_id::RequestId;
 
@@ -19,19 +20,90 @@ pub struct Authenticated {
     pub request_id: Option<String>,
 }
 
-/// The API key of a request: `Authorization: Bearer <key>` or `X-API-KEY: <key>`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+/// A credential as presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presented<'a> {
+    /// An API key (`Bearer pcl_…` or `X-API-KEY`).
+    ApiKey(&'a str),
+    /// A session token in `Authorization: Bearer`.
+    Token(&'a str),
+    /// A session token in the `sid` cookie.
+    Cookie(&'a str),
+}
+
+/// Whether a bearer value is a JWT (three base64url parts, a JSON header) rather than a key.
+fn looks_like_jwt(value: &str) -> bool {
+    value.starts_with("eyJ") && value.matches('.').count() == 2
+}
+
+/// The value of cookie `name`.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The credential of a request, in the order DESIGN §3 gives: `Authorization: Bearer`,
+/// `X-API-KEY`, the `sid` cookie.
+fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
     if let Some(value) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let token = token.trim();
+        return Some(if looks_like_jwt(token) {
+            Presented::Token(token)
+        } else {
+            Presented::ApiKey(token)
+        });
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(Presented::ApiKey(key.trim()));
+    }
+    cookie(headers, "sid").map(Presented::Cookie)
+}
+
+/// Whether a request comes from a page of this origin: its `Origin` names this host (or the
+/// configured public URL), or, without `Origin`, `Sec-Fetch-Site` says same-origin. Requests
+/// that carry a cookie credential and change something must pass this (CSRF).
+pub(crate) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    match header("origin") {
+        Some(origin) => {
+            let authority = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let public = public_url.trim_end_matches('/');
+            authority.is_some_and(|a| header("host").is_some_and(|h| h.eq_ignore_ascii_case(a)))
+                || (!public.is_empty() && origin.eq_ignore_ascii_case(public))
+        }
+        None => matches!(header("sec-fetch-site"), Some("same-origin" | "none")),
+    }
+}
+
+/// An authenticated caller whose session may still be waiting for a forced step (a password
+/// change, MFA enrollment): only the endpoints of those steps take it.
+pub struct AnyStage(pub Authenticated);
+
+impl FromRequestParts<AppState> for AnyStage {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state).await.map(AnyStage)
+    }
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -41,32 +113,98 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(key) = presented_key(&parts.headers).filter(|k| !k.is_empty()) else {
-            metrics::counter!("portcullis_authentications_total", "result" => "missing")
-                .increment(1);
-            return Err(ApiError::Unauthenticated(
-                "missing credentials: send 'Authorization: Bearer <API key>' or 'X-API-KEY: <API key>'".into(),
-            ));
-        };
-        let Some(principal) = state.directory.authenticate_api_key(key) else {
-            metrics::counter!("portcullis_authentications_total", "result" => "invalid")
-                .increment(1);
-            return Err(ApiError::Unauthenticated(
-                "invalid, expired or revoked API key".into(),
-            ));
-        };
-        metrics::counter!("portcullis_authentications_total", "result" => "ok").increment(1);
-        let request_id = parts
-            .extensions
-            .get::<RequestId>()
-            .and_then(|id| id.header_value().to_str().ok())
-            .filter(|id| usable_request_id(id))
-            .map(str::to_owned);
-        Ok(Self {
-            principal,
-            request_id,
-        })
+        let auth = authenticate(parts, state).await?;
+        if let Some(session) = auth.principal.session() {
+            match session.stage {
+                SessionStage::Active => {}
+                SessionStage::PasswordChange => {
+                    return Err(ApiError::StepRequired {
+                        code: "password_change_required",
+                        message: "you signed in with a temporary password: choose a new one first (POST /api/v1/me/password or /web-login/password)".into(),
+                    });
+                }
+                SessionStage::MfaEnrollment => {
+                    return Err(ApiError::StepRequired {
+                        code: "mfa_enrollment_required",
+                        message: "your org requires MFA: enroll a TOTP authenticator first (POST /api/v1/me/mfa/totp or /web-login/mfa)".into(),
+                    });
+                }
+            }
+        }
+        Ok(auth)
     }
+}
+
+fn refused(result: &'static str, message: &str) -> ApiError {
+    metrics::counter!("portcullis_authentications_total", "result" => result).increment(1);
+    ApiError::Unauthenticated(message.to_owned())
+}
+
+/// Checks the request's credential, in memory (a session opened on another replica is read
+/// from the store once).
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Authenticated, ApiError> {
+    let Some(credential) = presented(&parts.headers).filter(|c| match c {
+        Presented::ApiKey(k) | Presented::Token(k) | Presented::Cookie(k) => !k.is_empty(),
+    }) else {
+        return Err(refused(
+            "missing",
+            "missing credentials: send 'Authorization: Bearer <token or API key>', 'X-API-KEY: <API key>' or sign in at /web-login",
+        ));
+    };
+    let principal = match credential {
+        Presented::ApiKey(key) => state
+            .directory
+            .authenticate_api_key(key)
+            .ok_or_else(|| refused("invalid", "invalid, expired or revoked API key"))?,
+        Presented::Token(token) | Presented::Cookie(token) => {
+            let claims = state
+                .keys
+                .verify(token, state.clock.now_secs())
+                .map_err(|e| match e {
+                    TokenError::Expired => refused(
+                        "expired",
+                        "the access token has expired; refresh it or sign in again",
+                    ),
+                    _ => refused("invalid", "invalid session token"),
+                })?;
+            let sid = claims
+                .sid
+                .parse()
+                .map_err(|_| refused("invalid", "invalid session token"))?;
+            match state
+                .directory
+                .authenticate_session(&state.store, sid, state.clock.now_millis())
+                .await?
+            {
+                SessionCheck::Live(principal) => principal,
+                SessionCheck::Refused(why) => {
+                    return Err(refused("session_ended", &format!("{why}; sign in again")));
+                }
+            }
+        }
+    };
+    if matches!(credential, Presented::Cookie(_))
+        && !parts.method.is_safe()
+        && !same_origin(&parts.headers, &state.web.public_url)
+    {
+        return Err(ApiError::Forbidden(
+            "cross-site request refused: a request authenticated by cookie must come from this site".into(),
+        ));
+    }
+    metrics::counter!("portcullis_authentications_total", "result" => "ok").increment(1);
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .filter(|id| usable_request_id(id))
+        .map(str::to_owned);
+    Ok(Authenticated {
+        principal,
+        request_id,
+    })
 }
 
 /// A client-sent request id goes into the audit trail only when it is short printable text.
@@ -121,18 +259,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_come_from_either_header() {
+    fn credentials_come_from_the_headers_in_order() {
         let mut h = HeaderMap::new();
-        assert_eq!(presented_key(&h), None);
+        assert_eq!(presented(&h), None);
+        h.insert("cookie", "theme=dark; sid=eyJa.b.c".parse().unwrap());
+        assert_eq!(presented(&h), Some(Presented::Cookie("eyJa.b.c")));
         h.insert("x-api-key", "k1".parse().unwrap());
-        assert_eq!(presented_key(&h), Some("k1"));
+        assert_eq!(presented(&h), Some(Presented::ApiKey("k1")));
         h.insert("authorization", "bearer k2".parse().unwrap());
-        assert_eq!(presented_key(&h), Some("k2"));
+        assert_eq!(presented(&h), Some(Presented::ApiKey("k2")));
+        h.insert(
+            "authorization",
+            "Bearer eyJhbGciOi.eyJzdWIi.sig".parse().unwrap(),
+        );
+        assert_eq!(
+            presented(&h),
+            Some(Presented::Token("eyJhbGciOi.eyJzdWIi.sig"))
+        );
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(
-            presented_key(&h),
+            presented(&h),
             None,
-            "a non-bearer Authorization header is not a key"
+            "a non-bearer Authorization header is no credential"
         );
+    }
+
+    #[test]
+    fn same_origin_needs_a_matching_origin_or_fetch_metadata() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "portal.example:8443".parse().unwrap());
+        assert!(!same_origin(&h, "https://portal.example:8443"));
+        h.insert("origin", "https://portal.example:8443".parse().unwrap());
+        assert!(same_origin(&h, ""));
+        h.insert("origin", "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, "https://portal.example:8443"));
+        h.remove("origin");
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(!same_origin(&h, ""));
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(same_origin(&h, ""));
     }
 }

@@ -38,6 +38,34 @@ pub enum ApiError {
     /// The method is not served on this path.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A login step refused; `code` tells API clients which (e.g. `invalid_credentials`).
+    #[error("{message}")]
+    LoginRefused {
+        /// Stable code.
+        code: &'static str,
+        /// What the user is told.
+        message: String,
+    },
+    /// The session must complete a step first (`password_change_required`,
+    /// `mfa_enrollment_required`).
+    #[error("{message}")]
+    StepRequired {
+        /// Stable code.
+        code: &'static str,
+        /// What to do.
+        message: String,
+    },
+    /// Well-formed input the rules refuse, with its own message (a weak password).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Too many attempts from this client; try again after the given seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What happened.
+        message: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(String),
@@ -52,6 +80,10 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Self::LoginRefused { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::StepRequired { code, .. } => (StatusCode::FORBIDDEN, code),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -84,7 +116,11 @@ impl From<AuthnError> for ApiError {
         match e {
             AuthnError::Store(s) => s.into(),
             AuthnError::KeyTooShort(_) => Self::BadRequest(e.to_string()),
-            AuthnError::Randomness(_) => Self::Internal(e.to_string()),
+            AuthnError::WeakPassword(m) => Self::Unprocessable(m),
+            AuthnError::Randomness(_)
+            | AuthnError::SecretKey(_)
+            | AuthnError::Totp(_)
+            | AuthnError::Mail(_) => Self::Internal(e.to_string()),
         }
     }
 }
@@ -101,7 +137,14 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+pub mod client_ip;
 mod error;
 mod extract;
 mod observability;
@@ -17,4 +18,4 @@ mod views;
 
 pub use error::ApiError;
 pub use rbac::RbacSettings;
-pub use server::{Running, ServerConfig, ServerError, start};
+pub use server::{AuthSettings, Running, ServerConfig, ServerError, start};

@@ -4,12 +4,13 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use crate::routes::login::{account, tokens, web};
 use crate::routes::permission::{conditions, decisions, policies, roles};
 use crate::routes::{audit, groups, health, keys, me, orgs, projects, rond, users};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Portcullis admin API", description = "Orgs, projects, users, groups, API keys, the audit trail, and the Backstage-compatible permission API."),
+    info(title = "Portcullis admin API", description = "Orgs, projects, users, groups, API keys, logins and sessions, the audit trail, and the Backstage-compatible permission API."),
     paths(
         health::healthz, health::readyz, health::metrics,
         me::me,
@@ -31,6 +32,13 @@ use crate::routes::{audit, groups, health, keys, me, orgs, projects, rond, users
         conditions::list, conditions::get, conditions::create, conditions::update, conditions::delete,
         decisions::authorize, decisions::authorization_status, decisions::check, decisions::my_permissions, decisions::plugin_policies, decisions::condition_rules,
         decisions::user_quantity, decisions::users,
+        tokens::token, tokens::refresh, tokens::userinfo, tokens::logout, tokens::logout_post, tokens::apps, tokens::jwks,
+        web::login_page, web::login_submit, web::totp_submit, web::password_page, web::password_submit,
+        web::mfa_page, web::mfa_submit, web::forgot_page, web::forgot_submit, web::reset_page, web::reset_submit,
+        account::change_password, account::mfa_status, account::begin_totp, account::confirm_totp, account::remove_totp,
+        account::my_sessions, account::revoke_my_session, account::request_reset, account::confirm_reset,
+        account::unlock, account::user_sessions, account::revoke_user_sessions, account::revoke_user_session,
+        account::temporary_password, account::remove_user_mfa,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("apiKey" = [])),

@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod groups;
 pub(crate) mod health;
 pub(crate) mod keys;
+pub(crate) mod login;
 pub(crate) mod me;
 pub(crate) mod orgs;
 pub(crate) mod permission;
@@ -128,10 +129,84 @@ pub fn router() -> Router<AppState> {
             "/revoke/bindings/resource/{resource_type}",
             post(rond::revoke_bindings_on),
         )
+        .route("/oauth/token", post(login::tokens::token))
+        .route("/refreshtoken", post(login::tokens::refresh))
+        .route("/userinfo", get(login::tokens::userinfo))
+        .route(
+            "/logout",
+            get(login::tokens::logout).post(login::tokens::logout_post),
+        )
+        .route("/apps", get(login::tokens::apps))
+        .route("/.well-known/jwks.json", get(login::tokens::jwks))
+        .route(
+            "/web-login",
+            get(login::web::login_page).post(login::web::login_submit),
+        )
+        .route("/web-login/totp", post(login::web::totp_submit))
+        .route(
+            "/web-login/password",
+            get(login::web::password_page).post(login::web::password_submit),
+        )
+        .route(
+            "/web-login/mfa",
+            get(login::web::mfa_page).post(login::web::mfa_submit),
+        )
+        .route(
+            "/web-login/forgot",
+            get(login::web::forgot_page).post(login::web::forgot_submit),
+        )
+        .route(
+            "/web-login/reset",
+            get(login::web::reset_page).post(login::web::reset_submit),
+        )
+        .route("/api/v1/me/password", post(login::account::change_password))
+        .route("/api/v1/me/mfa", get(login::account::mfa_status))
+        .route(
+            "/api/v1/me/mfa/totp",
+            post(login::account::begin_totp).delete(login::account::remove_totp),
+        )
+        .route(
+            "/api/v1/me/mfa/totp/confirm",
+            post(login::account::confirm_totp),
+        )
+        .route("/api/v1/me/sessions", get(login::account::my_sessions))
+        .route(
+            "/api/v1/me/sessions/{session_id}",
+            delete(login::account::revoke_my_session),
+        )
+        .route(
+            "/api/v1/password-reset",
+            post(login::account::request_reset),
+        )
+        .route(
+            "/api/v1/password-reset/confirm",
+            post(login::account::confirm_reset),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/unlock",
+            post(login::account::unlock),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/sessions",
+            get(login::account::user_sessions).delete(login::account::revoke_user_sessions),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/sessions/{session_id}",
+            delete(login::account::revoke_user_session),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/temporary-password",
+            post(login::account::temporary_password),
+        )
+        .route(
+            "/api/v1/orgs/{org}/users/{user_id}/mfa",
+            delete(login::account::remove_user_mfa),
+        )
         .merge(permission::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::backstage_errors))
+        .layer(axum::middleware::from_fn(login::login_redirect))
 }
 
 async fn not_found() -> ApiError {

@@ -2,10 +2,16 @@
 //! and serves the control plane until told to stop.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderName;
-use portcullis_authn::{ActivityFlusher, AuthnError, Directory, api_key};
+use portcullis_authn::login::{GroupsOf, LocalAuth, LoginSettings};
+use portcullis_authn::mail::{MailTransport, Mailer, SmtpSettings};
+use portcullis_authn::{ActivityFlusher, AuthnError, Directory, KeyRing, SecretBox, api_key};
+use portcullis_model::Clock;
 use portcullis_model::names;
 use portcullis_store::{BootstrapAdmin, Store, StoreError};
 use tokio::net::TcpListener;
@@ -13,7 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::state::AppState;
+use crate::client_ip::Cidr;
+use crate::state::{AppState, WebSettings};
 
 /// Everything the server needs to start.
 #[derive(Clone)]
@@ -30,6 +37,49 @@ pub struct ServerConfig {
     pub activity_flush_interval: Duration,
     /// RBAC settings.
     pub rbac: crate::RbacSettings,
+    /// Local logins, sessions, mail.
+    pub auth: AuthSettings,
+}
+
+/// Settings of local logins, sessions, tokens and mail.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The data directory: `secret.key` and the `outbox/` of the log mail transport live here.
+    pub data_dir: Option<PathBuf>,
+    /// The server's secret key (base64 of 32 bytes) instead of `<data>/secret.key`; every
+    /// replica of one database needs the same.
+    pub secret_key: Option<String>,
+    /// The public base URL (default `http://<listen address>`): links in mail, the token
+    /// issuer, same-origin checks, and `Secure` cookies when it is https.
+    pub public_url: Option<String>,
+    /// Lifetime of API access tokens.
+    pub access_token_ttl: Duration,
+    /// Sender of mail.
+    pub mail_from: String,
+    /// SMTP server; without one, mail goes to `<data>/outbox/` and the log.
+    pub smtp: Option<SmtpSettings>,
+    /// Login attempts per minute from one client address.
+    pub login_attempts_per_minute: u32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The clock of every time rule (tests move it).
+    pub clock: Clock,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            secret_key: None,
+            public_url: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            mail_from: "Portcullis <portcullis@localhost>".into(),
+            smtp: None,
+            login_attempts_per_minute: 30,
+            trusted_proxies: Vec::new(),
+            clock: Clock::system(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -98,11 +148,92 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let rbac = crate::rbac::Rbac::start(&store, config.rbac.clone()).await?;
     // Always: files no longer configured take what they granted with them.
     crate::rbac::files::reload(&store, &rbac).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::Bind(config.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Bind(config.listen, e))?;
+    let settings = &config.auth;
+    let clock = settings.clock.clone();
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let secret_box = secret_box(settings)?;
+    let keys = KeyRing::load(
+        &store,
+        secret_box.clone(),
+        public_url.clone(),
+        "portcullis".into(),
+        clock.now_millis(),
+    )
+    .await?;
+    let transport = match &settings.smtp {
+        Some(smtp) => MailTransport::Smtp(smtp.clone()),
+        None => MailTransport::Log(
+            settings
+                .data_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("outbox"),
+        ),
+    };
+    let mailer = Mailer::new(
+        store.clone(),
+        secret_box.clone(),
+        transport,
+        &settings.mail_from,
+        clock.clone(),
+    )?;
+    let groups_of: GroupsOf = {
+        let (rbac, directory) = (rbac.clone(), directory.clone());
+        Arc::new(move |user, org: &str| {
+            let Some(entry) = directory.user(user) else {
+                return Vec::new();
+            };
+            let user_ref = format!("user:{org}/{}", entry.username.to_lowercase());
+            let prefix = format!("group:{org}/");
+            rbac.snapshot()
+                .groups_of_user(&user_ref)
+                .into_iter()
+                .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        })
+    };
+    let auth = LocalAuth::new(
+        store.clone(),
+        directory.clone(),
+        keys.clone(),
+        secret_box,
+        mailer.clone(),
+        clock.clone(),
+        LoginSettings {
+            access_token_ttl: settings.access_token_ttl,
+            public_url: public_url.clone(),
+            totp_issuer: "Portcullis".into(),
+        },
+        groups_of,
+    );
+    let per_minute =
+        NonZeroU32::new(settings.login_attempts_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let web = Arc::new(WebSettings {
+        cookie_secure: public_url.starts_with("https://"),
+        public_url,
+        trusted_proxies: settings.trusted_proxies.clone(),
+        login_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
+    });
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),
         metrics,
         rbac: rbac.clone(),
+        auth,
+        keys: keys.clone(),
+        clock,
+        web,
     };
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))
@@ -110,13 +241,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state);
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServerError::Bind(config.listen, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::Bind(config.listen, e))?;
     let (stop, stopped) = watch::channel(false);
+    let mail_task = tokio::spawn(mailer.run(stopped.clone()));
+    let keys_task = tokio::spawn(reload_keys(keys, store.clone(), stopped.clone()));
     let (store_for_files, stopped_for_files) = (store.clone(), stopped.clone());
 
     // Other replicas' changes (PostgreSQL only; returns at once on SQLite).
@@ -139,9 +266,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         let shutdown = async move {
             let _ = until.wait_for(|&s| s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
         {
             tracing::error!(error = %e, "server stopped with an error");
         }
@@ -158,9 +288,44 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             follow_task,
             rbac_follow_task,
             files_task,
+            mail_task,
+            keys_task,
         ],
         store,
     })
+}
+
+/// The server's secret key: configured, or `<data>/secret.key` (created on first start), or,
+/// without a data directory, a random one that lives as long as the process.
+fn secret_box(settings: &AuthSettings) -> Result<SecretBox, ServerError> {
+    if let Some(key) = &settings.secret_key {
+        return Ok(SecretBox::from_base64(key)?);
+    }
+    if let Some(dir) = &settings.data_dir {
+        return Ok(SecretBox::load_or_create(&dir.join("secret.key"))?);
+    }
+    tracing::warn!(
+        "no data directory and no secret key configured: sealed secrets (TOTP, signing keys) will not survive a restart"
+    );
+    let key: [u8; 32] = portcullis_authn::random::random_bytes()?;
+    Ok(SecretBox::from_key(&key))
+}
+
+/// Re-reads the signing keys every 30 seconds, so a rotation made by the CLI or another
+/// replica is published and used here before its key becomes active.
+async fn reload_keys(keys: Arc<KeyRing>, store: Store, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(30));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {
+                if let Err(e) = keys.reload(&store).await {
+                    tracing::warn!(error = %e, "could not reload the token signing keys");
+                }
+            }
+        }
+    }
 }
 
 /// On an empty database, creates org `default` and its admin. Returns the generated key, if one

@@ -1,11 +1,16 @@
 //! What every handler shares.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use governor::DefaultKeyedRateLimiter;
 use metrics_exporter_prometheus::PrometheusHandle;
-use portcullis_authn::Directory;
+use portcullis_authn::login::LocalAuth;
+use portcullis_authn::{Directory, KeyRing};
+use portcullis_model::Clock;
 use portcullis_store::Store;
 
+use crate::client_ip::Cidr;
 use crate::rbac::Rbac;
 
 /// Shared state of the control plane; cheap to clone.
@@ -19,4 +24,24 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The RBAC engine.
     pub rbac: Arc<Rbac>,
+    /// Local logins, sessions, MFA, resets.
+    pub auth: Arc<LocalAuth>,
+    /// Token signing keys.
+    pub keys: Arc<KeyRing>,
+    /// The clock of every time rule.
+    pub clock: Clock,
+    /// Settings of the browser-facing endpoints.
+    pub web: Arc<WebSettings>,
+}
+
+/// Settings of the browser-facing endpoints (login pages, cookies, rate limits).
+pub struct WebSettings {
+    /// The public base URL (links in mail, same-origin checks).
+    pub public_url: String,
+    /// Cookies carry `Secure` (behind TLS).
+    pub cookie_secure: bool,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Login attempts per client address.
+    pub login_limiter: DefaultKeyedRateLimiter<IpAddr>,
 }

@@ -251,6 +251,25 @@ pub struct CreateUser {
     pub console_access: Option<bool>,
     /// Role in the org (default `member`).
     pub org_role: Option<OrgRole>,
+    /// For a local user: mail the temporary password instead of answering it.
+    pub send_invite: Option<bool>,
+}
+
+/// A user just created: for a local user, the temporary password (shown once unless mailed).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    /// The user.
+    #[serde(flatten)]
+    pub user: UserView,
+    /// A local user's temporary password (absent when mailed, and for other kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_password: Option<String>,
+    /// When the temporary password stops working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporary_password_expires_at: Option<Timestamp>,
+    /// The temporary password was mailed.
+    pub invited: bool,
 }
 
 /// Body of `PATCH /api/v1/orgs/{org}/users/{userId}`.

@@ -39,6 +39,27 @@ struct FileConfig {
     activity_flush_seconds: Option<u64>,
     permission: Option<PermissionConfig>,
     rego: Option<RegoConfig>,
+    auth: Option<AuthConfig>,
+    mail: Option<MailConfig>,
+}
+
+/// `auth:`: sessions, tokens and the login endpoints.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthConfig {
+    public_url: Option<String>,
+    secret_key: Option<String>,
+    access_token_minutes: Option<u64>,
+    login_attempts_per_minute: Option<u32>,
+    trusted_proxies: Option<Vec<String>>,
+}
+
+/// `mail:`: the sender and, optionally, an SMTP server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailConfig {
+    from: Option<String>,
+    smtp: Option<portcullis_authn::mail::SmtpSettings>,
 }
 
 /// `rego:`: the Rönd-style policies.
@@ -306,8 +327,65 @@ pub fn load(
         }
     }
 
+    let auth_file = file.auth.unwrap_or_default();
+    let mail_file = file.mail.unwrap_or_default();
+    let mut trusted_proxies = Vec::new();
+    for (i, p) in auth_file
+        .trusted_proxies
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        trusted_proxies.push(
+            p.parse()
+                .map_err(|e: String| ConfigError::new(format!("auth.trusted_proxies[{i}]"), e))?,
+        );
+    }
+    let public_url = env("PORTCULLIS_PUBLIC_URL").or(auth_file.public_url);
+    if let Some(url) = &public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(ConfigError::new(
+            "auth.public_url",
+            format!("'{url}' must start with http:// or https://"),
+        ));
+    }
+    let secret_key = env("PORTCULLIS_SECRET_KEY").or(auth_file.secret_key);
+    if let Some(key) = &secret_key {
+        portcullis_authn::SecretBox::from_base64(key)
+            .map_err(|e| ConfigError::new("auth.secret_key", e.to_string()))?;
+    }
+    let access_minutes = auth_file.access_token_minutes.unwrap_or(15);
+    if !(1..=1440).contains(&access_minutes) {
+        return Err(ConfigError::new(
+            "auth.access_token_minutes",
+            format!("must be between 1 and 1440, got {access_minutes}"),
+        ));
+    }
+    let from = mail_file
+        .from
+        .unwrap_or_else(|| "Portcullis <portcullis@localhost>".into());
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(ConfigError::new(
+            "mail.from",
+            format!("'{from}' is not a mail address"),
+        ));
+    }
+    let auth = portcullis_api::AuthSettings {
+        data_dir: Some(data_dir.clone()),
+        secret_key,
+        public_url,
+        access_token_ttl: Duration::from_secs(access_minutes * 60),
+        mail_from: from,
+        smtp: mail_file.smtp,
+        login_attempts_per_minute: auth_file.login_attempts_per_minute.unwrap_or(30).max(1),
+        trusted_proxies,
+        clock: portcullis_model::Clock::system(),
+    };
+
     Ok(Config {
         server: ServerConfig {
+            auth,
             listen,
             database_url,
             admin_email,

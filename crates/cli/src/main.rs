@@ -31,6 +31,25 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Manages the token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Adds a new signing key. It is published in the JWKS at once and signs after the delay, so
+    /// every replica and verifier knows it first; the previous keys keep verifying.
+    Rotate {
+        /// YAML configuration file (for the database and the secret key).
+        #[arg(long, env = "PORTCULLIS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Seconds before the new key signs (replicas reload keys every 30 s).
+        #[arg(long, default_value_t = 120)]
+        delay: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +82,27 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Eval { dir, input, rule },
         } => portcullis::policy::eval(&dir, &input, &rule, &mut std::io::stdout()),
+        Command::Keys {
+            command: KeysCommand::Rotate { config, delay },
+        } => {
+            let config = match config::load(config.as_deref(), &|k| std::env::var(k).ok()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("portcullis: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(rotate_keys(config, delay)),
+                Err(e) => {
+                    eprintln!("portcullis: cannot start the runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config } => {
             let config = match config::load(config.as_deref(), &|k| std::env::var(k).ok()) {
                 Ok(c) => c,
@@ -83,6 +123,42 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(serve(config))
+        }
+    }
+}
+
+async fn rotate_keys(config: Config, delay: u64) -> ExitCode {
+    let auth = &config.server.auth;
+    let secret_box = match &auth.secret_key {
+        Some(key) => portcullis_authn::SecretBox::from_base64(key),
+        None => portcullis_authn::SecretBox::load_or_create(&config.data_dir.join("secret.key")),
+    };
+    let secret_box = match secret_box {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match portcullis_store::Store::connect(&config.server.database_url).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portcullis: database: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = auth.clock.now_millis();
+    let result =
+        portcullis_authn::tokens::rotate(&store, &secret_box, now, (delay * 1000) as i64).await;
+    store.close().await;
+    match result {
+        Ok(kid) => {
+            println!("New signing key {kid}: published now, signing in {delay} s.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::auth::Authenticated;
 use crate::extract::{Body, Params};
 use crate::routes::{page, user_id};
 use crate::state::AppState;
-use crate::views::{AddMember, CreateUser, UpdateUser, UserList, UserView};
+use crate::views::{AddMember, CreateUser, CreatedUser, UpdateUser, UserList, UserView};
 
 /// Query of `GET /api/v1/orgs/{org}/users`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -38,13 +38,13 @@ pub struct ListQuery {
 /// Creates a user in the org.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/users", tag = "users", request_body = CreateUser,
     params(("org" = String, Path, description = "org slug")),
-    responses((status = 201, body = UserView), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
+    responses((status = 201, body = CreatedUser), (status = 400), (status = 403), (status = 404), (status = 409), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(org): Path<String>,
     Body(body): Body<CreateUser>,
-) -> Result<(StatusCode, Json<UserView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let org = auth.org(&state, &org, OrgAction::Manage).await?;
     let email = names::validate_email("email", &body.email)?;
     let username = match body.username {
@@ -71,12 +71,41 @@ pub async fn create(
         role: body.org_role.unwrap_or(OrgRole::Member),
         platform_admin: false,
     };
+    if kind != UserKind::Local && body.send_invite.is_some() {
+        return Err(ModelError::new(
+            "sendInvite",
+            "only local users get a temporary password; SSO users sign in at their identity provider, machine users use API keys",
+        )
+        .into());
+    }
     let member = state.store.create_user(&auth.actor(), &org, &new).await?;
     state
         .directory
         .user_changed(&state.store, member.user.id)
         .await?;
-    Ok((StatusCode::CREATED, Json(UserView::of(&org.slug, member))))
+    let temporary = match kind {
+        UserKind::Local => Some(
+            crate::routes::login::account::issue_temporary(
+                &state,
+                &auth,
+                &org,
+                &member.user,
+                body.send_invite.unwrap_or(false),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let invited = temporary.as_ref().is_some_and(|t| t.emailed);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user: UserView::of(&org.slug, member),
+            temporary_password_expires_at: temporary.as_ref().map(|t| t.expires_at),
+            temporary_password: temporary.and_then(|t| t.temporary_password),
+            invited,
+        }),
+    ))
 }
 
 /// Adds an existing user (by email) to the org.
