@@ -162,7 +162,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .unwrap_or_else(|| format!("http://{addr}"))
         .trim_end_matches('/')
         .to_owned();
-    let secret_box = secret_box(settings)?;
+    let secret_box = secret_box(settings, &config.database_url)?;
     let keys = KeyRing::load(
         &store,
         secret_box.clone(),
@@ -295,13 +295,22 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     })
 }
 
-/// The server's secret key: configured, or `<data>/secret.key` (created on first start), or,
-/// without a data directory, a random one that lives as long as the process.
-fn secret_box(settings: &AuthSettings) -> Result<SecretBox, ServerError> {
+/// The server's secret key: configured, or `<data>/secret.key` (created on first start), or
+/// `secret.key` beside the SQLite file, or, failing all, a random one that lives as long as the
+/// process.
+fn secret_box(settings: &AuthSettings, database_url: &str) -> Result<SecretBox, ServerError> {
     if let Some(key) = &settings.secret_key {
         return Ok(SecretBox::from_base64(key)?);
     }
     if let Some(dir) = &settings.data_dir {
+        return Ok(SecretBox::load_or_create(&dir.join("secret.key"))?);
+    }
+    // Without a data directory, the key lives beside the SQLite file it protects.
+    if let Some(file) = database_url
+        .strip_prefix("sqlite://")
+        .map(|p| std::path::Path::new(p.split('?').next().unwrap_or(p)))
+        && let Some(dir) = file.parent().filter(|d| d.is_dir())
+    {
         return Ok(SecretBox::load_or_create(&dir.join("secret.key"))?);
     }
     tracing::warn!(

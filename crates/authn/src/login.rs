@@ -235,26 +235,21 @@ impl LocalAuth {
         let user = self.store.find_user_by_email(req.email.trim()).await?;
         let Some(user) = user.filter(|u| u.kind == UserKind::Local) else {
             // Unknown, machine or SSO: the same answer, after the same work.
-            password::dummy_verify(req.password);
+            password::verify_off_thread(None, req.password).await;
             return refuse(Refusal::InvalidCredentials);
         };
         let (settings, orgs) = self.binding_settings(user.id).await?;
         let audit_org = orgs.first();
         if self.store.locked_until(user.id, now).await?.is_some() {
-            password::dummy_verify(req.password);
+            password::verify_off_thread(None, req.password).await;
             self.store
                 .record_locked_login(audit_org, &user, Some(req.client))
                 .await?;
             return refuse(Refusal::InvalidCredentials);
         }
         let stored = self.store.password_of(user.id).await?;
-        let verified = match &stored {
-            Some(p) => password::verify(&p.phc, req.password),
-            None => {
-                password::dummy_verify(req.password);
-                false
-            }
-        };
+        let verified =
+            password::verify_off_thread(stored.as_ref().map(|p| p.phc.clone()), req.password).await;
         if !verified {
             self.count_failure(audit_org, &user, &settings, "password", req.client, now)
                 .await?;
@@ -679,9 +674,10 @@ impl LocalAuth {
     ) -> Result<Result<(), Refusal>, AuthnError> {
         let now = self.clock.now_millis();
         let stored = self.store.password_of(user.id).await?;
-        let ok = stored
-            .as_ref()
-            .is_some_and(|p| password::verify(&p.phc, current));
+        let ok = match &stored {
+            Some(p) => password::verify_off_thread(Some(p.phc.clone()), current).await,
+            None => false,
+        };
         if !ok {
             let (settings, orgs) = self.binding_settings(user.id).await?;
             self.count_failure(orgs.first(), user, &settings, "password change", "", now)
@@ -690,12 +686,12 @@ impl LocalAuth {
         }
         let (settings, orgs) = self.binding_settings(user.id).await?;
         password::check_rules(new, settings.password_min_length as usize)?;
-        if password::verify(stored.as_ref().map_or("", |p| p.phc.as_str()), new) {
+        if password::verify_off_thread(stored.as_ref().map(|p| p.phc.clone()), new).await {
             return Err(AuthnError::WeakPassword(
                 "the new password must differ from the current one".into(),
             ));
         }
-        let phc = password::hash(new)?;
+        let phc = password::hash_off_thread(new).await?;
         self.store
             .set_password(
                 &user_actor(user),
@@ -846,7 +842,7 @@ impl LocalAuth {
         let now = self.clock.now_millis();
         let min = self.min_password_len(user.id).await?;
         let temporary = password::temporary(min)?;
-        let phc = password::hash(&temporary)?;
+        let phc = password::hash_off_thread(&temporary).await?;
         let ttl_hours = org.settings.temp_password_ttl_hours;
         let expires_at = now + i64::from(ttl_hours) * 3_600_000;
         self.store
@@ -862,19 +858,54 @@ impl LocalAuth {
             .await?;
         self.refresh_user_sessions(user.id, None).await?;
         if mail {
-            let body = format!(
-                "Hello,\n\nan administrator of the org '{org}' created a Portcullis account for {email}.\n\n\
-                 Temporary password: {temporary}\n\n\
-                 Sign in at {url}/web-login within {ttl_hours} hours; you will be asked to choose a new password.\n",
-                org = org.name,
-                email = user.email,
-                url = self.settings.public_url.trim_end_matches('/'),
-            );
-            self.mailer
-                .send(&user.email, "Your Portcullis account", &body)
-                .await?;
+            self.mail_temporary(org, user, &temporary).await?;
         }
         Ok(temporary)
+    }
+
+    /// Creates a local user in `org` with a temporary password (one transaction), mailing it
+    /// when `mail` is set. Returns the member, the password (to show once unless mailed) and
+    /// when it expires.
+    pub async fn create_local_user(
+        &self,
+        actor: &Actor,
+        org: &OrgRecord,
+        new: &portcullis_store::NewUser,
+        mail: bool,
+    ) -> Result<(portcullis_store::MemberRecord, String, i64), AuthnError> {
+        let now = self.clock.now_millis();
+        let min = org.settings.password_min_length as usize;
+        let temporary = password::temporary(min)?;
+        let phc = password::hash_off_thread(&temporary).await?;
+        let expires_at = now + i64::from(org.settings.temp_password_ttl_hours) * 3_600_000;
+        let member = self
+            .store
+            .create_user_with_password(actor, org, new, &phc, expires_at, now)
+            .await?;
+        if mail {
+            self.mail_temporary(org, &member.user, &temporary).await?;
+        }
+        Ok((member, temporary, expires_at))
+    }
+
+    async fn mail_temporary(
+        &self,
+        org: &OrgRecord,
+        user: &UserRecord,
+        temporary: &str,
+    ) -> Result<(), AuthnError> {
+        let body = format!(
+            "Hello,\n\nan administrator of the org '{org}' set up a Portcullis account for {email}.\n\n\
+             Temporary password: {temporary}\n\n\
+             Sign in at {url}/web-login within {ttl_hours} hours; you will be asked to choose a new password.\n",
+            org = org.name,
+            email = user.email,
+            url = self.settings.public_url.trim_end_matches('/'),
+            ttl_hours = org.settings.temp_password_ttl_hours,
+        );
+        self.mailer
+            .send(&user.email, "Your Portcullis account", &body)
+            .await
     }
 
     /// Starts a self-service reset: when `email` belongs to an active local user, mails a
@@ -930,7 +961,7 @@ impl LocalAuth {
             return Ok(Err("this reset link is invalid, used or expired"));
         };
         password::check_rules(new, self.min_password_len(user).await?)?;
-        let phc = password::hash(new)?;
+        let phc = password::hash_off_thread(new).await?;
         match self.store.reset_password(&hash, &phc, now).await {
             Ok(user) => {
                 self.refresh_user_sessions(user.id, None).await?;

@@ -125,3 +125,43 @@ mod tests {
         assert_eq!(temporary(40).unwrap().len(), 40);
     }
 }
+
+/// Bounds the argon2 work running at once: each verification holds 19 MiB and a core for tens
+/// of milliseconds, so a burst of logins must queue rather than exhaust memory.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
+/// [`verify`] off the async workers (argon2 is CPU-bound), within the bound on concurrent
+/// argon2 work. `None` as `phc` does the dummy verification and answers false.
+pub async fn verify_off_thread(phc: Option<String>, password: &str) -> bool {
+    let Ok(_slot) = argon2_slots().acquire().await else {
+        return false;
+    };
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verify(&phc, &password),
+        None => {
+            dummy_verify(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// [`hash`] off the async workers, within the bound on concurrent argon2 work.
+pub async fn hash_off_thread(password: &str) -> Result<String, AuthnError> {
+    let _slot = argon2_slots()
+        .acquire()
+        .await
+        .map_err(|e| AuthnError::Randomness(e.to_string()))?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| AuthnError::Randomness(format!("password hashing stopped: {e}")))?
+}

@@ -211,6 +211,30 @@ impl Store {
         Ok(member)
     }
 
+    /// Creates a local user with a temporary password (`phc`, valid until `expires_at`) in one
+    /// transaction: there is never a local user without a way to sign in.
+    pub async fn create_user_with_password(
+        &self,
+        actor: &Actor,
+        org: &OrgRecord,
+        new: &NewUser,
+        phc: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<MemberRecord, StoreError> {
+        let mut tx = self.write().await?;
+        let member = insert_user(&mut tx, actor, org, new).await?;
+        sqlx::query("INSERT INTO local_passwords (user_id, phc, temporary, expires_at, changed_at) VALUES ($1, $2, 1, $3, $4)")
+            .bind(member.user.id.to_string())
+            .bind(phc)
+            .bind(expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
     /// Adds an existing user (found by email) to `org`.
     pub async fn add_member(
         &self,

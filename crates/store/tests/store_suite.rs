@@ -922,3 +922,207 @@ async fn rond_documents_are_all_or_nothing_per_org() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn single_use_secrets_lockout_and_sessions_hold_on_every_backend() {
+    use portcullis_model::SessionId;
+    use portcullis_store::{PasswordChange, RefreshOutcome, SessionRecord, SessionStage};
+    on_every_backend(|store, _| async move {
+        let org = bootstrapped(&store).await;
+        let member = store
+            .create_user(
+                &actor(),
+                &org,
+                &new_user("ana@example.com", "ana", UserKind::Local),
+            )
+            .await
+            .unwrap();
+        let user = member.user;
+        let now = 1_800_000_000_000_i64;
+
+        // Passwords: a temporary one carries its expiry; found case-insensitively by email.
+        store
+            .set_password(
+                &actor(),
+                Some(&org),
+                &user,
+                "$argon2id$x",
+                PasswordChange::Temporary {
+                    expires_at: now + 10,
+                },
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        let p = store.password_of(user.id).await.unwrap().unwrap();
+        assert!(p.temporary && p.expires_at == Some(now + 10));
+        assert_eq!(
+            store
+                .find_user_by_email("ANA@example.COM")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            user.id
+        );
+
+        // TOTP steps and recovery codes are accepted once.
+        store.begin_totp(user.id, "sealed", now).await.unwrap();
+        assert!(store.use_totp_step(user.id, 100).await.unwrap());
+        assert!(
+            !store.use_totp_step(user.id, 100).await.unwrap(),
+            "same step twice"
+        );
+        assert!(
+            !store.use_totp_step(user.id, 99).await.unwrap(),
+            "an earlier step"
+        );
+        store
+            .confirm_totp(&actor(), Some(&org), &user, &["h1".into(), "h2".into()])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.begin_totp(user.id, "again", now).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(store.use_recovery_code(user.id, "h1", now).await.unwrap());
+        assert!(!store.use_recovery_code(user.id, "h1", now).await.unwrap());
+        assert_eq!(store.recovery_codes_left(user.id).await.unwrap(), 1);
+
+        // Lockout: the third failure within the window locks until the window passes.
+        for i in 0..2 {
+            let locked = store
+                .record_login_failure(
+                    Some(&org),
+                    &user,
+                    "password",
+                    Some((3, 1000)),
+                    None,
+                    now + i,
+                )
+                .await
+                .unwrap();
+            assert_eq!(locked, None);
+        }
+        let locked = store
+            .record_login_failure(
+                Some(&org),
+                &user,
+                "password",
+                Some((3, 1000)),
+                None,
+                now + 2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(locked, Some(now + 1002));
+        assert_eq!(
+            store.locked_until(user.id, now + 500).await.unwrap(),
+            Some(now + 1002)
+        );
+        assert_eq!(store.locked_until(user.id, now + 1002).await.unwrap(), None);
+        assert_eq!(audit_count(&store, &org, "user.lock").await, 1);
+        assert!(store.unlock_user(&actor(), &org, &user).await.unwrap());
+        assert_eq!(store.locked_until(user.id, now + 500).await.unwrap(), None);
+
+        // Sessions: a refresh token rotates once; a spent one revokes the session.
+        let session = SessionRecord {
+            id: SessionId::new(),
+            user_id: user.id,
+            org_id: Some(org.id),
+            stage: SessionStage::Active,
+            created_at: now,
+            expires_at: now + 86_400_000,
+            idle_ms: Some(3_600_000),
+            last_seen_at: now,
+            revoked_at: None,
+            client: "test".into(),
+        };
+        store
+            .create_session(Some(&org), &user, &session, "r1", "password")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.rotate_refresh_token("r1", "r2", now).await.unwrap(),
+            RefreshOutcome::Rotated(session.id)
+        );
+        assert_eq!(
+            store.rotate_refresh_token("nope", "r3", now).await.unwrap(),
+            RefreshOutcome::Unknown
+        );
+        assert_eq!(
+            store.rotate_refresh_token("r1", "r4", now).await.unwrap(),
+            RefreshOutcome::Reused(session.id)
+        );
+        assert!(
+            store
+                .get_session(session.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+        assert!(store.list_sessions(user.id, now).await.unwrap().is_empty());
+
+        // A reset token works once, and only before it expires; it ends every session.
+        let second = SessionRecord {
+            id: SessionId::new(),
+            ..session.clone()
+        };
+        store
+            .create_session(Some(&org), &user, &second, "s1", "password")
+            .await
+            .unwrap();
+        store
+            .create_password_reset(Some(&org), &user, "t1", now, now + 100)
+            .await
+            .unwrap();
+        store
+            .create_password_reset(Some(&org), &user, "t2", now, now + 100)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .reset_password("t2", "$argon2id$late", now + 100)
+                .await
+                .is_err(),
+            "expired"
+        );
+        assert_eq!(
+            store.reset_token_user("t1", now).await.unwrap(),
+            Some(user.id)
+        );
+        store
+            .reset_password("t1", "$argon2id$new", now + 1)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.reset_password("t1", "$argon2id$again", now + 2).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert_eq!(
+            store.password_of(user.id).await.unwrap().unwrap().phc,
+            "$argon2id$new"
+        );
+        assert!(
+            store
+                .get_session(second.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
+        assert_eq!(
+            store
+                .sessions_revoked_since(user.id, now)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    })
+    .await;
+}

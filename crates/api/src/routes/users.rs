@@ -78,24 +78,29 @@ pub async fn create(
         )
         .into());
     }
-    let member = state.store.create_user(&auth.actor(), &org, &new).await?;
+    let mail = body.send_invite.unwrap_or(false);
+    let (member, temporary) = match kind {
+        UserKind::Local => {
+            let (member, password, expires_at) = state
+                .auth
+                .create_local_user(&auth.actor(), &org, &new, mail)
+                .await?;
+            let shown = crate::routes::login::account::TemporaryPassword {
+                temporary_password: (!mail).then_some(password),
+                expires_at: portcullis_model::Timestamp(expires_at),
+                emailed: mail,
+            };
+            (member, Some(shown))
+        }
+        _ => (
+            state.store.create_user(&auth.actor(), &org, &new).await?,
+            None,
+        ),
+    };
     state
         .directory
         .user_changed(&state.store, member.user.id)
         .await?;
-    let temporary = match kind {
-        UserKind::Local => Some(
-            crate::routes::login::account::issue_temporary(
-                &state,
-                &auth,
-                &org,
-                &member.user,
-                body.send_invite.unwrap_or(false),
-            )
-            .await?,
-        ),
-        _ => None,
-    };
     let invited = temporary.as_ref().is_some_and(|t| t.emailed);
     Ok((
         StatusCode::CREATED,

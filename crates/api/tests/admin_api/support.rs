@@ -168,11 +168,34 @@ impl Server {
             .json_with(201)
     }
 
-    /// Creates a user in `org` as `key`, expecting 201, and returns the user.
+    /// Creates a user in `org` as `key`; returns the user as reads show it (without the
+    /// one-time temporary-password fields, which are checked on their own).
     pub async fn create_user(&self, key: &str, org: &str, body: Value) -> Value {
-        self.post(key, &format!("/api/v1/orgs/{org}/users"), body)
+        let kind = body["kind"].as_str().unwrap_or("local").to_owned();
+        let mut created = self
+            .post(key, &format!("/api/v1/orgs/{org}/users"), body)
             .await
-            .json_with(201)
+            .json_with(201);
+        let fields = created.as_object_mut().unwrap();
+        let invited = fields.remove("invited");
+        let password = fields.remove("temporaryPassword");
+        let expires = fields.remove("temporaryPasswordExpiresAt");
+        if kind == "local" {
+            assert_eq!(invited, Some(Value::Bool(false)));
+            assert!(
+                password
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| p.len() >= 16)
+            );
+            assert!(expires.is_some());
+        } else {
+            assert!(
+                password.is_none() && expires.is_none(),
+                "only local users get a password"
+            );
+        }
+        created
     }
 
     /// Creates a key for a machine or SSO user of `org` as `key`; returns the created key body.
