@@ -5,6 +5,7 @@
 pub mod files;
 pub mod plugins;
 pub mod rond;
+pub mod routes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,10 @@ pub struct RbacSettings {
     pub rego_policies_dir: Option<PathBuf>,
     /// Longest a Rego evaluation may run (`rego.eval_timeout_ms`); past it, the decision is a deny.
     pub rego_time_limit: Option<std::time::Duration>,
+    /// Route rules (`routes:`).
+    pub routes: Vec<portcullis_authz::route_rules::RouteSpec>,
+    /// Backends' OpenAPI documents whose `x-rond` / `x-permission` extensions become routes.
+    pub openapi: Vec<routes::OpenApiSource>,
 }
 
 /// How often the snapshot is rebuilt from the store regardless of announcements.
@@ -58,6 +63,8 @@ pub struct Rbac {
     rond: ArcSwap<rond::RondIndex>,
     /// The compiled Rego policies, if a folder is configured.
     rego: Option<portcullis_authz::rego::RegoPolicies>,
+    /// The compiled route rules, if any are configured.
+    routes: Option<portcullis_authz::route_rules::RouteRules>,
     settings: RbacSettings,
     /// Serialises rebuilds, so a slow one never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
@@ -95,12 +102,15 @@ impl Rbac {
         store
             .sync_source(&Actor::system(), "configuration", &items)
             .await?;
+        let rego = rond::load_rego(&settings)?;
+        let routes = routes::compile(&settings.routes, &settings.openapi, rego.as_ref())?;
         let rbac = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(RbacSnapshot::default()),
             origin: format!("rbac-{}", portcullis_model::UserId::new()),
             catalogue: plugins::Catalogue::with(&settings.plugins),
             rond: ArcSwap::from_pointee(rond::RondIndex::default()),
-            rego: rond::load_rego(&settings)?,
+            rego,
+            routes,
             settings,
             rebuild: tokio::sync::Mutex::new(()),
         });
@@ -269,6 +279,11 @@ impl Rbac {
     /// The current Rönd roles and bindings.
     pub fn rond(&self) -> arc_swap::Guard<Arc<rond::RondIndex>> {
         self.rond.load()
+    }
+
+    /// The compiled route rules, if any are configured.
+    pub fn routes(&self) -> Option<&portcullis_authz::route_rules::RouteRules> {
+        self.routes.as_ref()
     }
 
     /// The compiled Rego policies, if any.

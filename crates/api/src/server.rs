@@ -107,6 +107,9 @@ pub enum ServerError {
     /// The Rego policies cannot be read or compiled.
     #[error("rego policies: {0}")]
     Rego(String),
+    /// The route rules are invalid.
+    #[error("routes: {0}")]
+    Routes(String),
     /// The admin email is not an email.
     #[error("admin email: {0}")]
     AdminEmail(portcullis_model::ModelError),

@@ -659,7 +659,7 @@ impl LocalAuth {
             .list_sessions(user, now)
             .await?
             .into_iter()
-            .filter(|s| !s.idle_ms.is_some_and(|idle| now - s.last_seen_at > idle))
+            .filter(|s| s.idle_ms.is_none_or(|idle| now - s.last_seen_at <= idle))
             .collect())
     }
 

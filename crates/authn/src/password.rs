@@ -91,41 +91,6 @@ pub fn temporary(min_len: usize) -> Result<String, AuthnError> {
     from_alphabet(ALPHABET, min_len.clamp(16, MAX_LEN))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hash_verifies_its_password_only() {
-        let phc = hash("correct horse battery").unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(verify(&phc, "correct horse battery"));
-        assert!(!verify(&phc, "correct horse batterY"));
-        assert!(!verify("not a phc", "x"));
-        assert_ne!(phc, hash("correct horse battery").unwrap(), "salted");
-    }
-
-    #[test]
-    fn rules_name_what_is_wrong() {
-        let e = check_rules("short", 8).unwrap_err().to_string();
-        assert!(e.contains("at least 8") && e.contains("got 5"), "{e}");
-        let e = check_rules(&"x".repeat(129), 8).unwrap_err().to_string();
-        assert!(e.contains("at most 128"), "{e}");
-        assert!(check_rules("tab\there!", 8).is_err());
-        assert!(check_rules("          ", 8).is_err());
-        assert!(check_rules("ünïcödé✓", 8).is_ok(), "characters, not bytes");
-        assert!(check_rules("long enough", 12).is_err());
-    }
-
-    #[test]
-    fn temporary_passwords_meet_the_rules() {
-        let t = temporary(8).unwrap();
-        assert_eq!(t.len(), 16);
-        check_rules(&t, 8).unwrap();
-        assert_eq!(temporary(40).unwrap().len(), 40);
-    }
-}
-
 /// Bounds the argon2 work running at once: each verification holds 19 MiB and a core for tens
 /// of milliseconds, so a burst of logins must queue rather than exhaust memory.
 fn argon2_slots() -> &'static tokio::sync::Semaphore {
@@ -164,4 +129,39 @@ pub async fn hash_off_thread(password: &str) -> Result<String, AuthnError> {
     tokio::task::spawn_blocking(move || hash(&password))
         .await
         .map_err(|e| AuthnError::Randomness(format!("password hashing stopped: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_its_password_only() {
+        let phc = hash("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(verify(&phc, "correct horse battery"));
+        assert!(!verify(&phc, "correct horse batterY"));
+        assert!(!verify("not a phc", "x"));
+        assert_ne!(phc, hash("correct horse battery").unwrap(), "salted");
+    }
+
+    #[test]
+    fn rules_name_what_is_wrong() {
+        let e = check_rules("short", 8).unwrap_err().to_string();
+        assert!(e.contains("at least 8") && e.contains("got 5"), "{e}");
+        let e = check_rules(&"x".repeat(129), 8).unwrap_err().to_string();
+        assert!(e.contains("at most 128"), "{e}");
+        assert!(check_rules("tab\there!", 8).is_err());
+        assert!(check_rules("          ", 8).is_err());
+        assert!(check_rules("ünïcödé✓", 8).is_ok(), "characters, not bytes");
+        assert!(check_rules("long enough", 12).is_err());
+    }
+
+    #[test]
+    fn temporary_passwords_meet_the_rules() {
+        let t = temporary(8).unwrap();
+        assert_eq!(t.len(), 16);
+        check_rules(&t, 8).unwrap();
+        assert_eq!(temporary(40).unwrap().len(), 40);
+    }
 }

@@ -76,6 +76,8 @@ pub struct RegoPolicies {
     tests: Vec<(String, String, String)>,
     /// Packages of the loaded modules.
     packages: Vec<String>,
+    /// (package, rule name) of every rule declared.
+    rules: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for RegoPolicies {
@@ -118,6 +120,34 @@ fn package_of(source: &str) -> Option<String> {
         .lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("package ").map(|p| p.trim().to_owned()))
+}
+
+/// Names of every rule a module declares (rule heads at the start of a line, and `default`
+/// rules).
+fn rule_heads(source: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in source.lines() {
+        let line = line.strip_prefix("default ").unwrap_or(line);
+        let name_len = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(line.len());
+        let name = &line[..name_len];
+        if name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || matches!(name, "package" | "import" | "not" | "some" | "every")
+        {
+            continue;
+        }
+        let after = line[name_len..].trim_start();
+        let is_head = ["{", "if", ":=", "=", "[", "(", "contains"]
+            .iter()
+            .any(|p| after.starts_with(p))
+            || after.is_empty();
+        if is_head && !out.iter().any(|n| n == name) {
+            out.push(name.to_owned());
+        }
+    }
+    out
 }
 
 /// Names of the `test_*` rules a module declares (rule heads at the start of a line).
@@ -170,6 +200,7 @@ impl RegoPolicies {
             })?;
         let mut tests = Vec::new();
         let mut packages = Vec::new();
+        let mut rules = Vec::new();
         for m in modules {
             engine.set_rego_v0(false);
             if let Err(v1) = engine.add_policy(m.path.clone(), m.source.clone()) {
@@ -185,6 +216,9 @@ impl RegoPolicies {
             for t in test_rules(&m.source) {
                 tests.push((m.path.clone(), package.clone(), t));
             }
+            for r in rule_heads(&m.source) {
+                rules.push((package.clone(), r));
+            }
             if !packages.contains(&package) {
                 packages.push(package);
             }
@@ -193,7 +227,18 @@ impl RegoPolicies {
             engine,
             tests,
             packages,
+            rules,
         })
+    }
+
+    /// Whether `rule` (a bare name in package `policies`, or `data.<package>.<name>`) is
+    /// declared by the loaded modules.
+    pub fn defines(&self, rule: &str) -> bool {
+        let (package, name) = match rule.strip_prefix("data.").and_then(|r| r.rsplit_once('.')) {
+            Some((package, name)) => (package, name),
+            None => ("policies", rule),
+        };
+        self.rules.iter().any(|(p, n)| p == package && n == name)
     }
 
     /// The packages of the loaded modules.
@@ -307,6 +352,17 @@ mod tests {
             "undefined, not false"
         );
         assert!(!p.allows("no_such_rule", &alice));
+        assert!(p.defines("allow_v0") && p.defines("allow_v1"));
+        assert!(p.defines("data.policies.allow_v1"));
+        assert!(!p.defines("no_such_rule") && !p.defines("data.other.allow_v0"));
+    }
+
+    #[test]
+    fn rule_heads_are_found_in_every_form() {
+        let heads = rule_heads(
+            "package policies\nimport rego.v1\ndefault allow := false\nallow if true\nset_rule contains x if x := 1\nobj[k] := v if { k := 1; v := 2 }\nf(x) := x\nold_style {\n  true\n}\n  indented_is_body {\n}\n",
+        );
+        assert_eq!(heads, ["allow", "set_rule", "obj", "f", "old_style"]);
     }
 
     #[test]

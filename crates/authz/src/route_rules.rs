@@ -445,6 +445,7 @@ mod tests {
             action: None,
             backend: Some(path.into()),
             ignore_trailing_slash: lax,
+            resource_permissions_map: false,
         };
         let rules = RouteRules::compile(
             &[

@@ -41,6 +41,17 @@ struct FileConfig {
     rego: Option<RegoConfig>,
     auth: Option<AuthConfig>,
     mail: Option<MailConfig>,
+    routes: Option<Vec<portcullis_authz::route_rules::RouteSpec>>,
+    openapi_routes: Option<Vec<OpenApiRoutes>>,
+}
+
+/// `openapi_routes:`: a backend's OpenAPI document whose `x-rond` / `x-permission` extensions
+/// become routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenApiRoutes {
+    backend: Option<String>,
+    file: PathBuf,
 }
 
 /// `auth:`: sessions, tokens and the login endpoints.
@@ -299,6 +310,19 @@ pub fn load(
         max_depth: rbac.max_depth,
         plugins: rbac.plugins.unwrap_or_default(),
         rego_policies_dir: file.rego.as_ref().and_then(|r| r.policies_dir.clone()),
+        routes: file.routes.clone().unwrap_or_default(),
+        openapi: file
+            .openapi_routes
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|o| portcullis_api::rbac::routes::OpenApiSource {
+                        backend: o.backend.clone(),
+                        file: o.file.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         rego_time_limit: match file.rego.as_ref().and_then(|r| r.eval_timeout_ms) {
             Some(0) => {
                 return Err(ConfigError::new(

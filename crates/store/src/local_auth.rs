@@ -226,6 +226,7 @@ impl Store {
 
     /// Sets a user's password. A password the user chose also ends every other session of the
     /// user except `keep`; a temporary one ends all of them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_password(
         &self,
         actor: &Actor,

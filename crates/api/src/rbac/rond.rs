@@ -227,3 +227,61 @@ pub fn input_document(
         "clientType": client_type,
     })
 }
+
+/// Rönd's `resourcePermissionsMap`: for every binding on a resource, each permission of the
+/// binding and of the roles it names (roles not known are skipped) becomes the key
+/// `permission:resourceType:resourceId` with the value `true`.
+pub fn resource_permissions_map(bindings: &[Value], roles: &[Value]) -> Value {
+    let mut map = Map::new();
+    for binding in bindings {
+        let resource = &binding["resource"];
+        let (Some(kind), Some(id)) = (
+            resource["resourceType"].as_str(),
+            resource["resourceId"].as_str(),
+        ) else {
+            continue;
+        };
+        let from_roles = strings(binding, "roles").flat_map(|r| {
+            roles
+                .iter()
+                .filter(move |role| role["roleId"].as_str() == Some(r))
+                .flat_map(|role| strings(role, "permissions"))
+        });
+        for permission in strings(binding, "permissions").chain(from_roles) {
+            map.insert(format!("{permission}:{kind}:{id}"), Value::Bool(true));
+        }
+    }
+    Value::Object(map)
+}
+
+#[cfg(test)]
+mod resource_map_tests {
+    use super::*;
+
+    #[test]
+    fn the_map_holds_binding_and_role_permissions_per_resource() {
+        let roles = vec![
+            json!({"roleId": "role1", "permissions": ["p1", "p2"]}),
+            json!({"roleId": "role2", "permissions": ["p3"]}),
+        ];
+        let bindings = vec![
+            json!({"bindingId": "b1", "roles": ["role1", "ghost"], "permissions": ["own"],
+                   "resource": {"resourceType": "project", "resourceId": "staging"}}),
+            json!({"bindingId": "b2", "roles": ["role2"]}),
+            json!({"bindingId": "b3", "roles": ["role2"],
+                   "resource": {"resourceType": "project", "resourceId": "prod"}}),
+        ];
+        let map = resource_permissions_map(&bindings, &roles);
+        let mut keys: Vec<&String> = map.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "own:project:staging",
+                "p1:project:staging",
+                "p2:project:staging",
+                "p3:project:prod"
+            ]
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 
-use super::{RouteRulesError, Rule, RuleSource, template_text};
+use super::{RondFlow, RouteRulesError, Rule, RuleSource, template_text};
 use crate::access_expr::AccessExpr;
 use crate::rbac::Action;
 use crate::route_match::Methods;
@@ -38,6 +38,10 @@ pub struct RouteSpec {
     /// Whether `/a/` also reaches a route written `/a` (and the reverse), as Rönd's option.
     #[serde(default)]
     pub ignore_trailing_slash: bool,
+    /// Give the policy Rönd's `input.user.resourcePermissionsMap` (Rönd's
+    /// `enableResourcePermissionsMapOptimization`).
+    #[serde(default)]
+    pub resource_permissions_map: bool,
 }
 
 /// `methods:` as written: the string `ALL` or a list of methods.
@@ -249,7 +253,10 @@ pub(super) fn compile_spec(index: usize, spec: &RouteSpec) -> Result<Rule, Route
         backend: spec.backend.clone(),
         ignore_trailing_slash: spec.ignore_trailing_slash,
         no_policy: false,
-        rond: None,
+        rond: spec.resource_permissions_map.then(|| RondFlow {
+            resource_permissions_map: true,
+            ..RondFlow::default()
+        }),
     })
 }
 

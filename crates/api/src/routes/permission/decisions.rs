@@ -156,7 +156,14 @@ pub struct CheckItem {
     /// the input document Rönd builds for `request` and the principal's bindings and roles.
     #[serde(default)]
     pub rule: Option<String>,
-    /// The request the rule is asked about.
+    /// Decide `request` against the route rules (the gateway's decision) instead of one
+    /// permission or rule.
+    #[serde(default)]
+    pub route: Option<bool>,
+    /// With `route`: decide for an anonymous caller (no credentials) instead of `principal`.
+    #[serde(default)]
+    pub anonymous: Option<bool>,
+    /// The request the rule or route is asked about.
     #[serde(default)]
     pub request: Option<crate::rbac::rond::RequestSpec>,
     /// A catalog entity: when given, a CONDITIONAL decision is resolved against it.
@@ -228,15 +235,19 @@ pub async fn check(
                 "only policy administrators may check other principals".into(),
             ));
         }
-        let permission = match (&item.permission, &item.rule) {
-            (Some(p), None) => p,
-            (None, Some(rule)) => {
+        let permission = match (&item.permission, &item.rule, item.route.unwrap_or(false)) {
+            (Some(p), None, false) => p,
+            (None, Some(rule), false) => {
                 items.push(check_rule(&state, &principal, rule, item, q.explain).await?);
+                continue;
+            }
+            (None, None, true) => {
+                items.push(check_route(&state, &principal, item, q.explain, i).await?);
                 continue;
             }
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                    "items[{i}]: give exactly one of 'permission' and 'rule'"
+                    "items[{i}]: give exactly one of 'permission', 'rule' and 'route: true'"
                 )));
             }
         };
@@ -271,6 +282,79 @@ pub async fn check(
         items.push(answer);
     }
     Ok(Json(json!({ "items": items })))
+}
+
+/// Decides a synthetic request against the route rules, as the gateway would: the status it
+/// would answer, the route that matched, which check refused, and Rönd's error body.
+async fn check_route(
+    state: &AppState,
+    principal: &str,
+    item: &CheckItem,
+    explain: bool,
+    index: usize,
+) -> Result<Value, ApiError> {
+    let Some(rules) = state.rbac.routes() else {
+        return Err(ApiError::BadRequest(
+            "no route rules are configured (routes:)".into(),
+        ));
+    };
+    let Some(request) = &item.request else {
+        return Err(ApiError::BadRequest(format!(
+            "items[{index}].request: a route check needs the request (method and path)"
+        )));
+    };
+    if request.method.is_empty() || request.path.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "items[{index}].request: method and path are required"
+        )));
+    }
+    let caller = if item.anonymous.unwrap_or(false) {
+        None
+    } else {
+        let (_, username) = principal
+            .strip_prefix("user:")
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("'{principal}' is not a user reference"))
+            })?;
+        let user = match state.store.get_user_by_username(username).await {
+            Ok(u) => Some(u),
+            Err(portcullis_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Some(crate::rbac::routes::RouteCaller {
+            user_ref: principal.to_owned(),
+            user_id: user.as_ref().map(|u| u.id.to_string()).unwrap_or_default(),
+            username: username.to_owned(),
+            properties: match &user {
+                Some(u) => {
+                    json!({ "email": u.email, "name": u.display_name, "username": u.username })
+                }
+                None => json!({}),
+            },
+        })
+    };
+    let verdict = state.rbac.evaluate_route(rules, caller.as_ref(), request);
+    let mut answer = json!({
+        "id": item.id,
+        "principal": if caller.is_some() { json!(principal) } else { Value::Null },
+        "result": verdict.result,
+        "status": verdict.status,
+        "route": verdict.route,
+        "template": verdict.template,
+        "backend": verdict.backend,
+        "path": verdict.path,
+    });
+    if let Some(by) = verdict.denied_by {
+        answer["deniedBy"] = json!(by);
+    }
+    if let Some(body) = verdict.body {
+        answer["body"] = body;
+    }
+    if explain {
+        answer["explanation"] = verdict.explanation;
+    }
+    Ok(answer)
 }
 
 /// Decides one Rego rule for `principal` on a synthetic request, with the input document Rönd
