@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_api::rbac::rond::{RequestSpec, RondIndex, input_document, read_modules};
+use portcullis_api::rbac::rond::{
+    RequestSpec, RondIndex, input_document, input_value, read_modules,
+};
 use portcullis_authz::rego::RegoPolicies;
 use portcullis_model::Timestamp;
 use portcullis_store::{RondDocument, RondKind};
@@ -92,13 +94,41 @@ fn bench(c: &mut Criterion) {
             )
         })
         .collect();
+    let properties = json!({});
+    // The decision path: the user's bindings and roles shared into the engine's input form.
     let decide = |i: usize| {
+        let (user, groups) = &users[i & 1023];
+        let found = index.user("default", &[user.as_str()], groups);
+        let input = input_value(&request, user, &properties, groups, &found, None);
+        rego.allows_value("fd_control_plane_allow_view", &input)
+    };
+    // Reference in the same run: the same decision with the input built as JSON and converted.
+    let decide_json = |i: usize| {
         let (user, groups) = &users[i & 1023];
         let (bindings, roles) = index.for_user("default", &[user.as_str()], groups);
         let input = input_document(&request, user, json!({}), groups, bindings, roles);
         rego.allows("fd_control_plane_allow_view", &input)
     };
+    let roles_per_user: usize = (0..1024)
+        .map(|i| {
+            let (user, groups) = &users[i];
+            index
+                .user("default", &[user.as_str()], groups)
+                .roles_json()
+                .len()
+        })
+        .sum::<usize>()
+        / 1024;
+    eprintln!("roles per user (mean): {roles_per_user}");
+    assert!(
+        (0..1024).all(|i| decide(i) == decide_json(i)),
+        "both paths agree"
+    );
 
+    // Warm caches and the allocator first, then time single decisions one by one.
+    for i in 0..20_000 {
+        black_box(decide(i));
+    }
     // Single decisions timed one by one, for the percentiles.
     let mut samples: Vec<u128> = (0..20_000)
         .map(|i| {
@@ -127,18 +157,25 @@ fn bench(c: &mut Criterion) {
         })
     });
     let mut i = 0;
+    c.bench_function("rego_decision_json_input_reference", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(decide_json(i))
+        })
+    });
+    let mut i = 0;
     c.bench_function("rego_input_building_only", |b| {
         b.iter(|| {
             i += 1;
             let (user, groups) = &users[i & 1023];
-            let (bindings, roles) = index.for_user("default", &[user.as_str()], groups);
-            black_box(input_document(
+            let found = index.user("default", &[user.as_str()], groups);
+            black_box(input_value(
                 &request,
                 user,
-                json!({}),
+                &properties,
                 groups,
-                bindings,
-                roles,
+                &found,
+                None,
             ))
         })
     });

@@ -561,20 +561,10 @@ impl LocalAuth {
             }
             RefreshOutcome::Rotated(id) => id,
         };
-        let Some(session) = self.store.get_session(session_id).await? else {
-            return Ok(Err(Refusal::InvalidRefreshToken));
-        };
-        if session.revoked_at.is_some()
-            || session.expires_at <= now
-            || session
-                .idle_ms
-                .is_some_and(|idle| now - session.last_seen_at > idle)
-        {
-            return Ok(Err(Refusal::InvalidRefreshToken));
-        }
-        // The refresh is activity: it keeps the session from going idle.
-        self.store.touch_sessions(&[(session.id, now)]).await?;
-        let Some(entry) = self.directory.load_session(&self.store, session.id).await? else {
+        // The session as this replica knows it (activity seen here but not yet flushed
+        // counts), then the same checks as any request: revoked, past its end, idle, user
+        // gone or deactivated. A refresh is activity.
+        let Some(entry) = self.directory.load_session(&self.store, session_id).await? else {
             return Ok(Err(Refusal::InvalidRefreshToken));
         };
         if let crate::SessionCheck::Refused(_) = self
@@ -584,6 +574,9 @@ impl LocalAuth {
         {
             return Ok(Err(Refusal::InvalidRefreshToken));
         }
+        let Some(session) = self.store.get_session(session_id).await? else {
+            return Ok(Err(Refusal::InvalidRefreshToken));
+        };
         let user = self.store.get_user(session.user_id).await?;
         let org = match session.org_id {
             Some(id) => Some(self.store.get_org_by_id(id).await?.slug),

@@ -371,7 +371,7 @@ impl Store {
             role: OrgRole::Admin,
             platform_admin: true,
         };
-        let member = insert_user(&mut tx, &actor, &org, &new).await?;
+        let member = insert_user(&mut tx, &actor, &org, &new, false).await?;
         insert_key(&mut tx, &actor, &member.user, Some(&org), &admin.key).await?;
         tx.commit().await?;
         Ok(Some((org, member.user)))

@@ -206,7 +206,7 @@ impl Store {
         new: &NewUser,
     ) -> Result<MemberRecord, StoreError> {
         let mut tx = self.write().await?;
-        let member = insert_user(&mut tx, actor, org, new).await?;
+        let member = insert_user(&mut tx, actor, org, new, false).await?;
         tx.commit().await?;
         Ok(member)
     }
@@ -223,7 +223,7 @@ impl Store {
         now: i64,
     ) -> Result<MemberRecord, StoreError> {
         let mut tx = self.write().await?;
-        let member = insert_user(&mut tx, actor, org, new).await?;
+        let member = insert_user(&mut tx, actor, org, new, true).await?;
         sqlx::query("INSERT INTO local_passwords (user_id, phc, temporary, expires_at, changed_at) VALUES ($1, $2, 1, $3, $4)")
             .bind(member.user.id.to_string())
             .bind(phc)
@@ -596,11 +596,13 @@ impl Store {
 }
 
 /// Inserts a user and their first membership inside `tx`.
+/// `temporary_password` says (in the audit record) that a temporary password is set with it.
 pub(crate) async fn insert_user(
     tx: &mut Transaction<'static, sqlx::Any>,
     actor: &Actor,
     org: &OrgRecord,
     new: &NewUser,
+    temporary_password: bool,
 ) -> Result<MemberRecord, StoreError> {
     check_unique(tx, None, Some(&new.email), Some(&new.username)).await?;
     let now = now_millis();
@@ -632,7 +634,10 @@ pub(crate) async fn insert_user(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    let details = serde_json::json!({ "email": new.email, "kind": new.kind.as_str(), "role": new.role.as_str(), "consoleAccess": console_access });
+    let mut details = serde_json::json!({ "email": new.email, "kind": new.kind.as_str(), "role": new.role.as_str(), "consoleAccess": console_access });
+    if temporary_password {
+        details["temporaryPassword"] = serde_json::Value::Bool(true);
+    }
     let target = audit::user_target(&org.slug, &new.username);
     audit::record(
         tx,

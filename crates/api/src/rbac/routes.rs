@@ -13,8 +13,9 @@ use portcullis_authz::route_rules::{
 use serde_json::{Value, json};
 
 use super::Rbac;
-use super::rond::{RequestSpec, input_document, resource_permissions_map};
+use super::rond::{RequestSpec, client_type_of, input_value, resource_permissions_map};
 use crate::ServerError;
+use portcullis_authz::rego::RegoValue;
 
 /// An OpenAPI document a backend publishes, whose `x-rond` / `x-permission` extensions become
 /// routes.
@@ -109,14 +110,14 @@ pub struct RouteVerdict {
 struct Checks<'a> {
     rbac: &'a Rbac,
     caller: Option<&'a RouteCaller>,
-    input: &'a Value,
+    input: &'a RegoValue,
 }
 
 impl RuleChecks for Checks<'_> {
     fn policy(&self, rule_name: &str) -> bool {
         self.rbac
             .rego()
-            .is_some_and(|rego| rego.allows(rule_name, self.input))
+            .is_some_and(|rego| rego.allows_value(rule_name, self.input))
     }
 
     fn permission(&self, permission: &str, action: Option<Action>) -> bool {
@@ -190,13 +191,12 @@ impl Rbac {
                     .collect()
             })
             .unwrap_or_default();
-        let (bindings, roles) = match caller {
-            Some(c) => {
-                self.rond()
-                    .for_user(org, &[c.user_id.as_str(), c.username.as_str()], &groups)
-            }
-            None => (Vec::new(), Vec::new()),
+        let rond = self.rond();
+        let user = match caller {
+            Some(c) => rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups),
+            None => super::rond::UserRond::default(),
         };
+        let (bindings, roles) = (user.bindings_json(), user.roles_json());
         let mut permissions: Vec<String> = Vec::new();
         for doc in bindings.iter().chain(roles.iter()) {
             for p in doc["permissions"].as_array().into_iter().flatten() {
@@ -221,18 +221,11 @@ impl Rbac {
         }
         let with_map = rule.rond().is_some_and(|r| r.resource_permissions_map);
         let map = with_map.then(|| resource_permissions_map(&bindings, &roles));
-        let mut input = input_document(
-            &request,
-            caller.map_or("", |c| c.user_id.as_str()),
-            caller.map_or(json!({}), |c| c.properties.clone()),
-            &groups,
-            bindings,
-            roles,
-        );
-        if let Some(map) = map {
-            input["user"]["resourcePermissionsMap"] = map;
-        }
-        let client_type = input["clientType"].as_str().filter(|c| !c.is_empty());
+        let properties = caller.map_or(json!({}), |c| c.properties.clone());
+        let user_id = caller.map_or("", |c| c.user_id.as_str());
+        let input = input_value(&request, user_id, &properties, &groups, &user, map);
+        let client_type = client_type_of(&request);
+        let client_type = client_type.as_deref();
         let ctx = RuleContext {
             user: caller.map(|_| RuleUser {
                 groups: &groups,
