@@ -160,9 +160,9 @@ pub(crate) async fn authenticate(
             .authenticate_api_key(key)
             .ok_or_else(|| refused("invalid", "invalid, expired or revoked API key"))?,
         Presented::Token(token) | Presented::Cookie(token) => {
-            let claims = state
+            let sid = state
                 .keys
-                .verify(token, state.clock.now_secs())
+                .session_of(token, state.clock.now_secs())
                 .map_err(|e| match e {
                     TokenError::Expired => refused(
                         "expired",
@@ -170,8 +170,7 @@ pub(crate) async fn authenticate(
                     ),
                     _ => refused("invalid", "invalid session token"),
                 })?;
-            let sid = claims
-                .sid
+            let sid = sid
                 .parse()
                 .map_err(|_| refused("invalid", "invalid session token"))?;
             match state
