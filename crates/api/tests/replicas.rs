@@ -32,7 +32,13 @@ fn config(url: &str) -> ServerConfig {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some("replica-test-admin-key-0123456789abcdef".into()),
         activity_flush_interval: Duration::from_secs(1),
-        auth: Default::default(),
+        // Replicas of one database share the secret key that seals the signing keys, and the
+        // public URL that issues their tokens.
+        auth: portcullis_api::AuthSettings {
+            secret_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+            public_url: Some("http://portcullis.test".into()),
+            ..Default::default()
+        },
         rbac: Default::default(),
     }
 }
@@ -189,6 +195,60 @@ async fn revocations_reach_the_other_replica() {
     eprintln!(
         "replica B allowed by the new policy after {:?}",
         started.elapsed()
+    );
+
+    // Sessions: a local user signs in through A; the token works on B at once (B reads the
+    // session it has not seen), and a logout through A is refused by B.
+    let ana: Value = http
+        .post(on_a("/api/v1/orgs/default/users"))
+        .bearer_auth(admin)
+        .json(&json!({"email": "ana@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let temporary = ana["temporaryPassword"].as_str().unwrap();
+    let login = |password: String| {
+        let http = http.clone();
+        let url = on_a("/oauth/token");
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"email": "ana@example.com", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = login(temporary.to_owned()).await;
+    let changed = http
+        .post(on_a("/api/v1/me/password"))
+        .bearer_auth(first["accessToken"].as_str().unwrap())
+        .json(&json!({"currentPassword": temporary, "newPassword": "replicas share sessions"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let tokens = login("replicas share sessions".to_owned()).await;
+    let token = tokens["accessToken"].as_str().unwrap().to_owned();
+    let me_on_b = on_b("/api/v1/me");
+    let seen = until_status(&http, &me_on_b, &token, 200).await;
+    let out = http
+        .post(on_a("/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let revoked = until_status(&http, &me_on_b, &token, 401).await;
+    eprintln!("replica B: session usable after {seen:?}, logout refused after {revoked:?}");
+    assert!(
+        revoked < Duration::from_secs(2),
+        "logout took {revoked:?} to reach replica B"
     );
 
     a.shutdown().await;

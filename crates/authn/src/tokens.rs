@@ -235,7 +235,13 @@ impl KeyRing {
             }
             let seed: [u8; 32] = self
                 .secret_box
-                .open(SEAL_PURPOSE, &record.private_sealed)?
+                .open(SEAL_PURPOSE, &record.private_sealed)
+                .map_err(|_| {
+                    AuthnError::SecretKey(format!(
+                        "stored signing key {} was sealed with another secret key: every replica of a database needs the same key (auth.secret_key, or the same <data>/secret.key)",
+                        record.kid
+                    ))
+                })?
                 .try_into()
                 .map_err(|_| AuthnError::SecretKey("a stored signing key is damaged".into()))?;
             let public = URL_SAFE_NO_PAD

@@ -160,3 +160,65 @@ fn invalid_configuration_exits_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("admn"));
 }
+
+#[tokio::test]
+async fn keys_rotate_publishes_a_new_signing_key_and_keeps_the_previous_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = |addr: String| async move {
+        let doc: serde_json::Value = reqwest::get(format!("http://{addr}/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (mut child, addr, _) = start(dir.path(), &[]);
+    let first = jwks(addr).await;
+    assert_eq!(first.len(), 1, "a fresh database gets one signing key");
+    assert!(terminate(&mut child).success());
+
+    let rotate = |delay: &str| {
+        Command::new(BIN)
+            .args(["keys", "rotate", "--delay", delay])
+            .current_dir(dir.path())
+            .env_remove("PORTCULLIS_CONFIG")
+            .env_remove("PORTCULLIS_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = rotate("0");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kid = text
+        .split_whitespace()
+        .nth(3)
+        .expect("New signing key <kid>: …")
+        .trim_end_matches(':')
+        .to_owned();
+    assert!(!first.contains(&kid));
+
+    let (mut child, addr, _) = start(dir.path(), &[]);
+    let keys = jwks(addr.clone()).await;
+    assert_eq!(keys.len(), 2, "the previous key still verifies: {keys:?}");
+    assert!(keys.contains(&kid) && keys.contains(&first[0]));
+    assert!(terminate(&mut child).success());
+
+    // Two more rotations: the oldest key is retired (new, current and previous stay).
+    assert!(rotate("0").status.success());
+    assert!(rotate("600").status.success());
+    let (mut child, addr, _) = start(dir.path(), &[]);
+    let keys = jwks(addr).await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(!keys.contains(&first[0]), "the oldest key is retired");
+    assert!(terminate(&mut child).success());
+}
