@@ -89,8 +89,11 @@ struct LoadedKey {
 /// Any change to a token changes its digest, so only the exact verified text hits. Sharded
 /// mutexes, each held for one map operation; a full shard is emptied.
 struct VerifiedCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], (String, u64)>>>,
+    shards: Vec<CacheShard>,
 }
+
+/// Token digest -> (session id, `exp`).
+type CacheShard = Mutex<HashMap<[u8; 32], (String, u64)>>;
 
 const CACHE_SHARDS: usize = 32;
 const CACHE_PER_SHARD: usize = 4096;
@@ -104,7 +107,7 @@ impl VerifiedCache {
         }
     }
 
-    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], (String, u64)>> {
+    fn shard(&self, key: &[u8; 32]) -> &CacheShard {
         &self.shards[usize::from(key[0]) % CACHE_SHARDS]
     }
 

@@ -1,0 +1,121 @@
+//! Header rules of a proxy: hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions,
+//! with every header the `Connection` header names; `X-Forwarded-For` is appended to only when
+//! the previous hop is a trusted proxy, and replaced otherwise.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that concern one connection only.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers and those listed in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove("proxy-connection");
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the backend. A client's own values are kept
+/// (and appended to) only when `peer_trusted`; otherwise they are replaced, so a client cannot
+/// pose as another address.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    peer_trusted: bool,
+    proto: &str,
+    host: Option<&HeaderValue>,
+) {
+    let chain = if peer_trusted {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        String::new()
+    };
+    let value = if chain.is_empty() {
+        client.to_string()
+    } else {
+        format!("{chain}, {client}")
+    };
+    let keep_proto_host = peer_trusted
+        && headers.contains_key("x-forwarded-proto")
+        && headers.contains_key("x-forwarded-host");
+    headers.remove("x-forwarded-for");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !keep_proto_host {
+        headers.remove("x-forwarded-proto");
+        headers.remove("x-forwarded-host");
+        if let Ok(v) = HeaderValue::from_str(proto) {
+            headers.insert("x-forwarded-proto", v);
+        }
+        if let Some(h) = host {
+            headers.insert("x-forwarded-host", h.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("upgrade", "h2c".parse().unwrap());
+        h.insert("accept", "*/*".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_only_after_a_trusted_proxy() {
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let host = HeaderValue::from_static("portal.example");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.insert("x-forwarded-host", "evil.example".parse().unwrap());
+        set_forwarded(&mut h, client, false, "https", Some(&host));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7");
+        assert_eq!(h["x-forwarded-host"], "portal.example");
+        assert_eq!(h["x-forwarded-proto"], "https");
+
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        set_forwarded(&mut h, client, true, "http", Some(&host));
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.7");
+    }
+}

@@ -1,0 +1,230 @@
+//! Forwarding one request to a backend: pooled connections (HTTP/1.1), bodies streamed both
+//! ways under a size cap, hop-by-hop headers removed, identity and `X-Forwarded-*` headers set,
+//! the request id passed on, and a time limit for the backend's answer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::Limited;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::headers::{remove_hop_by_hop, set_forwarded};
+use crate::identity::{self, Identity, IdentityHeaders};
+
+/// A backend requests are forwarded to.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Its name in routes.
+    pub name: String,
+    /// Base URL (`http://jobs-api.internal:8080`, optionally with a path prefix).
+    pub url: Uri,
+    /// How long the backend may take to answer (headers).
+    pub timeout: Duration,
+}
+
+/// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The route names a backend that is not configured.
+    #[error("no backend '{0}' is configured")]
+    UnknownBackend(String),
+    /// The backend URL is not an `http://` URL with a host.
+    #[error("backend '{name}': {message}")]
+    BadBackend {
+        /// Backend.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The backend could not be reached or broke the connection.
+    #[error("backend '{backend}' is unreachable")]
+    Unreachable {
+        /// Backend.
+        backend: String,
+        /// Details for the log.
+        detail: String,
+    },
+    /// The backend did not answer in time.
+    #[error("backend '{backend}' did not answer within {after:?}")]
+    Timeout {
+        /// Backend.
+        backend: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The request body is larger than allowed.
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+}
+
+/// What to forward where.
+#[derive(Debug, Clone)]
+pub struct Forward<'a> {
+    /// Backend name.
+    pub backend: &'a str,
+    /// The normalised path (the one the decision was made on).
+    pub path: &'a str,
+    /// The query string, if any.
+    pub query: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: IpAddr,
+    /// The connection comes from a trusted proxy (its `X-Forwarded-*` are kept).
+    pub peer_trusted: bool,
+    /// `http` or `https` towards the client.
+    pub proto: &'a str,
+    /// The caller, or none for an anonymous request.
+    pub identity: Option<&'a Identity>,
+    /// Alias identity headers to set.
+    pub aliases: IdentityHeaders,
+    /// The request id (kept or generated), passed on as `X-Request-Id`.
+    pub request_id: &'a str,
+}
+
+/// The forwarding client and the configured backends.
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+    backends: HashMap<String, Backend>,
+    max_body: u64,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("backends", &self.backends.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy for `backends`, refusing request bodies over `max_body` bytes.
+    pub fn new(backends: Vec<Backend>, max_body: u64) -> Result<Self, GatewayError> {
+        let mut by_name = HashMap::new();
+        for b in backends {
+            if b.url.scheme_str() != Some("http") || b.url.authority().is_none() {
+                return Err(GatewayError::BadBackend {
+                    name: b.name,
+                    message: "the URL must be http://host[:port][/prefix]".into(),
+                });
+            }
+            by_name.insert(b.name.clone(), b);
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Self {
+            client,
+            backends: by_name,
+            max_body,
+        })
+    }
+
+    /// Whether a backend of that name is configured.
+    pub fn has_backend(&self, name: &str) -> bool {
+        self.backends.contains_key(name)
+    }
+
+    /// Forwards `req` as `f` says and streams the backend's answer back.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        f: Forward<'_>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let backend = self
+            .backends
+            .get(f.backend)
+            .ok_or_else(|| GatewayError::UnknownBackend(f.backend.to_owned()))?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(GatewayError::TooLarge {
+                limit: self.max_body,
+            });
+        }
+        let (mut parts, body) = req.into_parts();
+        let prefix = backend.url.path().trim_end_matches('/');
+        let path_and_query = match f.query {
+            Some(q) => format!("{prefix}{}?{q}", f.path),
+            None => format!("{prefix}{}", f.path),
+        };
+        let authority = backend
+            .url
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| GatewayError::BadBackend {
+                name: backend.name.clone(),
+                message: e.to_string(),
+            })?;
+        parts.version = http::Version::HTTP_11;
+        let host = parts.headers.remove(header::HOST);
+        let host = host.or_else(|| {
+            parts
+                .extensions
+                .get::<http::uri::Authority>()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        remove_hop_by_hop(&mut parts.headers);
+        identity::apply(&mut parts.headers, f.identity, f.aliases);
+        set_forwarded(
+            &mut parts.headers,
+            f.client_ip,
+            f.peer_trusted,
+            f.proto,
+            host.as_ref(),
+        );
+        if let Ok(id) = HeaderValue::from_str(f.request_id) {
+            parts.headers.insert("x-request-id", id);
+        }
+        if let Ok(h) = HeaderValue::from_str(authority) {
+            parts.headers.insert(header::HOST, h);
+        }
+        let body = Body::new(Limited::new(body, self.max_body as usize));
+        let upstream = Request::from_parts(parts, body);
+        let answer = tokio::time::timeout(backend.timeout, self.client.request(upstream)).await;
+        let response = match answer {
+            Err(_) => {
+                return Err(GatewayError::Timeout {
+                    backend: backend.name.clone(),
+                    after: backend.timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                let detail = format!("{e:?}");
+                if detail.contains("length limit exceeded") {
+                    return Err(GatewayError::TooLarge {
+                        limit: self.max_body,
+                    });
+                }
+                return Err(GatewayError::Unreachable {
+                    backend: backend.name.clone(),
+                    detail,
+                });
+            }
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
