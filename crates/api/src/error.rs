@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use portcullis_authn::AuthnError;
+use portcullis_gateway::GatewayError;
 use portcullis_model::ModelError;
 use portcullis_store::StoreError;
 
@@ -66,6 +67,12 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// The backend could not be reached (gateway).
+    #[error("{0}")]
+    BadGateway(String),
+    /// The backend did not answer in time (gateway).
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(String),
@@ -93,6 +100,8 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            Self::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -121,6 +130,22 @@ impl From<AuthnError> for ApiError {
             | AuthnError::SecretKey(_)
             | AuthnError::Totp(_)
             | AuthnError::Mail(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::TooLarge { .. } => Self::PayloadTooLarge(e.to_string()),
+            GatewayError::Timeout { .. } => Self::GatewayTimeout(e.to_string()),
+            GatewayError::Unreachable { ref detail, .. } => {
+                tracing::warn!(error = %detail, "backend unreachable");
+                Self::BadGateway(e.to_string())
+            }
+            GatewayError::UnknownBackend(_) | GatewayError::BadBackend { .. } => {
+                Self::BadGateway(e.to_string())
+            }
         }
     }
 }

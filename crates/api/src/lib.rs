@@ -8,6 +8,7 @@ mod auth;
 pub mod client_ip;
 mod error;
 mod extract;
+pub mod gateway;
 mod observability;
 mod openapi;
 pub mod rbac;

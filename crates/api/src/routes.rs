@@ -202,15 +202,16 @@ pub fn router() -> Router<AppState> {
             "/api/v1/orgs/{org}/users/{user_id}/mfa",
             delete(login::account::remove_user_mfa),
         )
+        .route("/auth", axum::routing::any(crate::gateway::forward_auth))
+        .route(
+            "/auth/{*rest}",
+            axum::routing::any(crate::gateway::forward_auth),
+        )
         .merge(permission::router())
-        .fallback(not_found)
+        .fallback(crate::gateway::proxy)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::backstage_errors))
         .layer(axum::middleware::from_fn(login::login_redirect))
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint".into())
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub rbac: crate::RbacSettings,
     /// Local logins, sessions, mail.
     pub auth: AuthSettings,
+    /// Backends and the gateway's identity headers.
+    pub gateway: crate::gateway::GatewaySettings,
 }
 
 /// Settings of local logins, sessions, tokens and mail.
@@ -228,6 +230,29 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         trusted_proxies: settings.trusted_proxies.clone(),
         login_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(per_minute)),
     });
+    let proxy = if config.gateway.backends.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            portcullis_gateway::Proxy::new(
+                config.gateway.backends.clone(),
+                config.gateway.max_body_bytes,
+            )
+            .map_err(|e| ServerError::Routes(e.to_string()))?,
+        ))
+    };
+    if let Some(rules) = rbac.routes() {
+        for rule in rules.rules() {
+            if let Some(b) = rule.backend()
+                && !proxy.as_ref().is_some_and(|p| p.has_backend(b))
+            {
+                return Err(ServerError::Routes(format!(
+                    "{} names backend '{b}', which is not configured",
+                    rule.source()
+                )));
+            }
+        }
+    }
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),
@@ -237,6 +262,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         keys: keys.clone(),
         clock,
         web,
+        proxy,
+        gateway: Arc::new(config.gateway.clone()),
     };
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))

@@ -32,6 +32,10 @@ pub struct AppState {
     pub clock: Clock,
     /// Settings of the browser-facing endpoints.
     pub web: Arc<WebSettings>,
+    /// The forwarding client, when backends are configured.
+    pub proxy: Option<Arc<portcullis_gateway::Proxy>>,
+    /// Gateway settings.
+    pub gateway: Arc<crate::gateway::GatewaySettings>,
 }
 
 /// Settings of the browser-facing endpoints (login pages, cookies, rate limits).

@@ -128,6 +128,15 @@ async fn start() -> Env {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        // The OpenAPI document's routes forward to this backend (never contacted here).
+        gateway: portcullis_api::gateway::GatewaySettings {
+            backends: vec![portcullis_gateway::Backend {
+                name: "runtime".into(),
+                url: "http://127.0.0.1:9".parse().unwrap(),
+                timeout: Duration::from_secs(1),
+            }],
+            ..Default::default()
+        },
         auth: Default::default(),
         rbac: settings(dir.path()),
     };
@@ -366,6 +375,15 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        // The OpenAPI document's routes forward to this backend (never contacted here).
+        gateway: portcullis_api::gateway::GatewaySettings {
+            backends: vec![portcullis_gateway::Backend {
+                name: "runtime".into(),
+                url: "http://127.0.0.1:9".parse().unwrap(),
+                timeout: Duration::from_secs(1),
+            }],
+            ..Default::default()
+        },
         auth: Default::default(),
         rbac,
     };

@@ -42,7 +42,34 @@ struct FileConfig {
     auth: Option<AuthConfig>,
     mail: Option<MailConfig>,
     routes: Option<Vec<portcullis_authz::route_rules::RouteSpec>>,
+    gateway: Option<GatewayConfig>,
     openapi_routes: Option<Vec<OpenApiRoutes>>,
+}
+
+/// `gateway:`: backends and identity headers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayConfig {
+    backends: Option<Vec<BackendConfig>>,
+    default_backend: Option<String>,
+    max_body_mb: Option<u64>,
+    identity_headers: Option<IdentityHeadersConfig>,
+    audit_allowed_every: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendConfig {
+    name: String,
+    url: String,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityHeadersConfig {
+    toolforge: Option<bool>,
+    rond: Option<bool>,
 }
 
 /// `openapi_routes:`: a backend's OpenAPI document whose `x-rond` / `x-permission` extensions
@@ -395,6 +422,44 @@ pub fn load(
             format!("'{from}' is not a mail address"),
         ));
     }
+    let gateway_file = file.gateway.unwrap_or_default();
+    let mut backends = Vec::new();
+    for (i, b) in gateway_file
+        .backends
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let url: http::Uri = b.url.parse().map_err(|e| {
+            ConfigError::new(
+                format!("gateway.backends[{i}].url"),
+                format!("'{}': {e}", b.url),
+            )
+        })?;
+        if url.scheme_str() != Some("http") || url.authority().is_none() {
+            return Err(ConfigError::new(
+                format!("gateway.backends[{i}].url"),
+                format!("'{}' must be http://host[:port][/prefix]", b.url),
+            ));
+        }
+        backends.push(portcullis_gateway::Backend {
+            name: b.name,
+            url,
+            timeout: Duration::from_millis(b.timeout_ms.unwrap_or(30_000).max(1)),
+        });
+    }
+    let aliases = gateway_file.identity_headers.unwrap_or_default();
+    let gateway = portcullis_api::gateway::GatewaySettings {
+        backends,
+        default_backend: gateway_file.default_backend,
+        max_body_bytes: gateway_file.max_body_mb.unwrap_or(64).max(1) * 1024 * 1024,
+        aliases: portcullis_gateway::IdentityHeaders {
+            toolforge: aliases.toolforge.unwrap_or(false),
+            rond: aliases.rond.unwrap_or(false),
+        },
+        audit_allowed_every: gateway_file.audit_allowed_every.unwrap_or(0),
+        ..Default::default()
+    };
     let auth = portcullis_api::AuthSettings {
         data_dir: Some(data_dir.clone()),
         secret_key,
@@ -415,6 +480,7 @@ pub fn load(
             admin_email,
             admin_api_key,
             activity_flush_interval: Duration::from_secs(flush),
+            gateway,
             rbac: rbac_settings,
         },
         data_dir,

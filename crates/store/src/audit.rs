@@ -127,6 +127,31 @@ pub(crate) async fn record_outcome(
     Ok(())
 }
 
+impl Store {
+    /// Records one gateway decision (denials always, allowed requests when sampled).
+    pub async fn record_gateway_decision(
+        &self,
+        actor: &Actor,
+        target: &str,
+        outcome: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        record_outcome(
+            &mut tx,
+            actor,
+            None,
+            "gateway.request",
+            target,
+            outcome,
+            Some(details),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 fn audit_row(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     let details = rows::opt_text(row, "details")?.and_then(|d| serde_json::from_str(&d).ok());
     Ok(AuditRecord {

@@ -168,7 +168,14 @@ pub async fn login_redirect(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".into());
     let response = next.run(req).await;
-    if response.status() != http::StatusCode::UNAUTHORIZED || !wants_html || !is_get {
+    if response.status() != http::StatusCode::UNAUTHORIZED
+        || !wants_html
+        || !is_get
+        || response
+            .extensions()
+            .get::<crate::gateway::KeepStatus>()
+            .is_some()
+    {
         return response;
     }
     let location = format!(

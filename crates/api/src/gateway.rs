@@ -1,0 +1,466 @@
+//! The gateway in the server: a request no control-plane route serves is decided by the route
+//! rules (credentials, route match on the normalised path, auth / groups / permission / policy)
+//! and, when allowed, forwarded to the route's backend with identity headers; the forward-auth
+//! endpoint `/auth` answers the same decision to nginx, Envoy and Traefik. Everything here reads
+//! memory; denials are written to the audit trail by a background task, never waited for.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_authz::route_rules;
+use portcullis_gateway::forward_auth::{self, Flavour};
+use portcullis_gateway::{Backend, Forward, Identity, IdentityHeaders};
+use serde_json::{Map, Value, json};
+
+use crate::ApiError;
+use crate::auth::Authenticated;
+use crate::rbac::rond::RequestSpec;
+use crate::rbac::routes::{RouteCaller, RouteVerdict};
+use crate::state::AppState;
+
+/// Gateway settings (`gateway:` in the configuration).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Backends by name.
+    pub backends: Vec<Backend>,
+    /// The backend of routes that name none.
+    pub default_backend: Option<String>,
+    /// Largest request body forwarded.
+    pub max_body_bytes: u64,
+    /// Largest JSON body read for a Rego policy (larger bodies are forwarded without it).
+    pub policy_body_bytes: u64,
+    /// Alias identity headers.
+    pub aliases: IdentityHeaders,
+    /// Audit one allowed request in this many (0: none); denials are always audited.
+    pub audit_allowed_every: u64,
+    /// Lifetime of the identity assertion JWT, in seconds.
+    pub assertion_seconds: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            backends: Vec::new(),
+            default_backend: None,
+            max_body_bytes: 64 * 1024 * 1024,
+            policy_body_bytes: 1024 * 1024,
+            aliases: IdentityHeaders::default(),
+            audit_allowed_every: 0,
+            assertion_seconds: 60,
+        }
+    }
+}
+
+/// Marks a response the login redirect must leave alone (forward-auth answers).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepStatus;
+
+/// Counts allowed requests for sampled auditing.
+static ALLOWED: AtomicU64 = AtomicU64::new(0);
+
+fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+/// The identity backends receive for `auth`'s caller.
+fn identity_of(
+    state: &AppState,
+    auth: &Authenticated,
+    caller: &RouteCaller,
+    tool: Option<String>,
+) -> Identity {
+    let org = caller
+        .user_ref
+        .strip_prefix("user:")
+        .and_then(|r| r.split_once('/'))
+        .map(|(o, _)| o.to_owned());
+    let groups: Vec<String> = match &org {
+        Some(o) => {
+            let prefix = format!("group:{o}/");
+            state
+                .rbac
+                .snapshot()
+                .groups_of_user(&caller.user_ref)
+                .into_iter()
+                .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let now = state.clock.now_millis();
+    let claims = json!({
+        "iss": state.keys.issuer(),
+        "aud": "portcullis-backends",
+        "sub": caller.user_id,
+        "iat": now / 1000,
+        "exp": now / 1000 + state.gateway.assertion_seconds as i64,
+        "org": org,
+        "user": {
+            "userId": caller.user_id,
+            "username": caller.username,
+            "email": auth.principal.user.email,
+            "groups": groups,
+        },
+    });
+    let assertion = state.keys.sign(&claims, now).ok();
+    Identity {
+        user: caller.username.clone(),
+        user_id: caller.user_id.clone(),
+        groups,
+        org,
+        properties: caller.properties.clone(),
+        tool,
+        assertion,
+    }
+}
+
+fn caller_of(auth: &Authenticated) -> Option<RouteCaller> {
+    let user_ref = crate::rbac::user_ref(&auth.principal)?;
+    let user = &auth.principal.user;
+    Some(RouteCaller {
+        user_ref,
+        user_id: user.id.to_string(),
+        username: user.username.clone(),
+        properties: json!({ "email": user.email, "username": user.username }),
+    })
+}
+
+/// Headers as Rönd hands them to a policy (lower-case names, lists of values).
+fn header_map(headers: &HeaderMap) -> Map<String, Value> {
+    let mut out: Map<String, Value> = Map::new();
+    for (name, value) in headers {
+        let Ok(v) = value.to_str() else { continue };
+        if let Value::Array(list) = out
+            .entry(name.as_str().to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            list.push(Value::String(v.to_owned()));
+        }
+    }
+    out
+}
+
+fn query_map(query: Option<&str>) -> Map<String, Value> {
+    let mut out: Map<String, Value> = Map::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if let Value::Array(list) = out
+            .entry(k.to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            list.push(Value::String(v.to_owned()));
+        }
+    }
+    out
+}
+
+/// Optional authentication: no credential is an anonymous caller; a wrong one is a 401.
+async fn optional_auth(
+    parts: &axum::http::request::Parts,
+    state: &AppState,
+) -> Result<Option<Authenticated>, ApiError> {
+    let has_credential = parts.headers.contains_key(header::AUTHORIZATION)
+        || parts.headers.contains_key("x-api-key")
+        || crate::auth::cookie(&parts.headers, "sid").is_some();
+    if !has_credential {
+        return Ok(None);
+    }
+    let auth = crate::auth::authenticate(parts, state).await?;
+    if let Some(session) = auth.principal.session()
+        && session.stage != portcullis_store::SessionStage::Active
+    {
+        return Err(ApiError::StepRequired {
+            code: "login_incomplete",
+            message: "finish signing in at /web-login first".into(),
+        });
+    }
+    Ok(Some(auth))
+}
+
+fn deny_response(verdict: &RouteVerdict) -> Response {
+    let status = StatusCode::from_u16(verdict.status).unwrap_or(StatusCode::FORBIDDEN);
+    let body = verdict.body.clone().unwrap_or_else(|| json!({}));
+    (status, axum::Json(body)).into_response()
+}
+
+fn audit_decision(
+    state: &AppState,
+    auth: Option<&Authenticated>,
+    method: &str,
+    path: &str,
+    verdict: &RouteVerdict,
+) {
+    let allowed = verdict.status == 200;
+    if allowed {
+        let every = state.gateway.audit_allowed_every;
+        if every == 0
+            || !ALLOWED
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(every)
+        {
+            return;
+        }
+    }
+    let store = state.store.clone();
+    let actor = auth
+        .map(Authenticated::actor)
+        .unwrap_or_else(|| portcullis_store::Actor {
+            user_id: None,
+            name: "anonymous".into(),
+            impersonator: None,
+            request_id: None,
+        });
+    let target = format!("{method} {path}");
+    let details = json!({
+        "status": verdict.status,
+        "result": verdict.result,
+        "route": verdict.route,
+        "deniedBy": verdict.denied_by,
+    });
+    let outcome = if allowed { "success" } else { "denied" };
+    // The request path never waits on the database: the record is written in the background.
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .record_gateway_decision(&actor, &target, outcome, details)
+            .await
+        {
+            tracing::warn!(error = %e, "could not audit a gateway decision");
+        }
+    });
+}
+
+/// Decides one request against the route rules.
+fn decide(
+    state: &AppState,
+    auth: Option<&Authenticated>,
+    method: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) -> Result<(RouteVerdict, Option<RouteCaller>), ApiError> {
+    let Some(rules) = state.rbac.routes() else {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    };
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let caller = auth.and_then(caller_of);
+    let spec = RequestSpec {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: header_map(headers),
+        query: query_map(query),
+        path_params: Map::new(),
+        body,
+    };
+    let verdict = state.rbac.evaluate_route(rules, caller.as_ref(), &spec);
+    metrics::counter!("portcullis_gateway_decisions_total", "result" => verdict.result)
+        .increment(1);
+    Ok((verdict, caller))
+}
+
+/// The gateway: every request no control-plane route serves.
+pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
+    match proxy_inner(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let Some(proxy) = state.proxy.as_ref() else {
+        return Err(ApiError::NotFound("no such endpoint".into()));
+    };
+    let (parts, body) = req.into_parts();
+    let auth = optional_auth(&parts, state).await?;
+    let method = parts.method.as_str().to_owned();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    // A JSON body is read for the policy only when it is small and the method carries one.
+    let wants_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/json"))
+        && parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= state.gateway.policy_body_bytes);
+    let (body, json_body) = if wants_body {
+        let bytes = axum::body::to_bytes(body, state.gateway.policy_body_bytes as usize)
+            .await
+            .map_err(|_| {
+                ApiError::PayloadTooLarge("the request body is larger than it said".into())
+            })?;
+        let parsed = serde_json::from_slice::<Value>(&bytes).ok();
+        (Body::from(bytes), parsed)
+    } else {
+        (body, None)
+    };
+    let (verdict, caller) = decide(
+        state,
+        auth.as_ref(),
+        &method,
+        &path_and_query,
+        &parts.headers,
+        json_body,
+    )?;
+    audit_decision(state, auth.as_ref(), &method, &path_and_query, &verdict);
+    if verdict.status != 200 {
+        return Ok(deny_response(&verdict));
+    }
+    let Some(backend) = verdict
+        .backend
+        .clone()
+        .or_else(|| state.gateway.default_backend.clone())
+    else {
+        return Ok(deny_response(&RouteVerdict {
+            status: 404,
+            result: "NOT_FOUND",
+            body: Some(route_rules::not_found_body(&method, &path_and_query)),
+            ..verdict
+        }));
+    };
+    let client_ip = crate::client_ip::client_ip(&parts, &state.web.trusted_proxies)
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer_trusted = peer(&parts.extensions)
+        .is_some_and(|p| state.web.trusted_proxies.iter().any(|c| c.contains(p)));
+    let tool = None;
+    let identity = match (&auth, &caller) {
+        (Some(a), Some(c)) => Some(identity_of(state, a, c, tool)),
+        _ => None,
+    };
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let query = path_and_query.split_once('?').map(|(_, q)| q.to_owned());
+    let path = verdict.path.clone().unwrap_or_else(|| "/".into());
+    let proto = if state.web.cookie_secure {
+        "https"
+    } else {
+        "http"
+    };
+    let upstream = axum::http::Request::from_parts(parts, body);
+    let response = proxy
+        .forward(
+            upstream,
+            Forward {
+                backend: &backend,
+                path: &path,
+                query: query.as_deref(),
+                client_ip,
+                peer_trusted,
+                proto,
+                identity: identity.as_ref(),
+                aliases: state.gateway.aliases,
+                request_id: &request_id,
+            },
+        )
+        .await?;
+    Ok(response)
+}
+
+/// Forward-auth for nginx `auth_request`, Envoy `ext_authz` and Traefik `forwardAuth`: 200 with
+/// the identity headers, 401 or 403; a browser is sent to the login page where the proxy passes
+/// the answer on (302), or told where it is (nginx: 401 with `X-Portcullis-Login`).
+pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
+    let mut response = match forward_auth_inner(&state, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    response.extensions_mut().insert(KeepStatus);
+    response
+}
+
+async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+    let (parts, _body) = req.into_parts();
+    let peer_trusted = peer(&parts.extensions)
+        .is_some_and(|p| state.web.trusted_proxies.iter().any(|c| c.contains(p)));
+    let own = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/auth");
+    let original =
+        forward_auth::original_request(&parts.method, own, "/auth", &parts.headers, peer_trusted);
+    let wants_html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let login = format!(
+        "/web-login?redirect={}",
+        crate::routes::login::encode_param(&crate::routes::login::checked_redirect(
+            Some(&original.uri),
+            "/"
+        ))
+    );
+    let unauthenticated = |message: &str| -> Response {
+        if wants_html && original.flavour != Flavour::Nginx {
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = HeaderValue::from_str(&login) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        let mut r = ApiError::Unauthenticated(message.to_owned()).into_response();
+        if let Ok(v) = HeaderValue::from_str(&login) {
+            r.headers_mut().insert("x-portcullis-login", v);
+        }
+        r
+    };
+    let auth = match optional_auth(&parts, state).await {
+        Ok(a) => a,
+        Err(ApiError::Unauthenticated(m)) => return Ok(unauthenticated(&m)),
+        Err(e) => return Err(e),
+    };
+    let caller = auth.as_ref().and_then(caller_of);
+    if state.rbac.routes().is_some() {
+        let (verdict, _) = decide(
+            state,
+            auth.as_ref(),
+            &original.method,
+            &original.uri,
+            &parts.headers,
+            None,
+        )?;
+        audit_decision(
+            state,
+            auth.as_ref(),
+            &original.method,
+            &original.uri,
+            &verdict,
+        );
+        match verdict.status {
+            200 => {}
+            401 => return Ok(unauthenticated("this route needs a signed-in caller")),
+            _ => return Ok(deny_response(&verdict)),
+        }
+    } else if auth.is_none() {
+        return Ok(unauthenticated("missing credentials"));
+    }
+    let mut response = StatusCode::OK.into_response();
+    if let (Some(a), Some(c)) = (&auth, &caller) {
+        let identity = identity_of(state, a, c, None);
+        portcullis_gateway::identity::apply(
+            response.headers_mut(),
+            Some(&identity),
+            state.gateway.aliases,
+        );
+    }
+    Ok(response)
+}
