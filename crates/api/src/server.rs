@@ -253,6 +253,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             }
         }
     }
+    let state_web = web.clone();
     let state = AppState {
         store: store.clone(),
         directory: directory.clone(),
@@ -273,7 +274,12 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
 
     let (stop, stopped) = watch::channel(false);
     let mail_task = tokio::spawn(mailer.run(stopped.clone()));
-    let keys_task = tokio::spawn(reload_keys(keys, store.clone(), stopped.clone()));
+    let keys_task = tokio::spawn(reload_keys(
+        keys,
+        store.clone(),
+        state_web.clone(),
+        stopped.clone(),
+    ));
     let (store_for_files, stopped_for_files) = (store.clone(), stopped.clone());
 
     // Other replicas' changes (PostgreSQL only; returns at once on SQLite).
@@ -351,8 +357,14 @@ fn secret_box(settings: &AuthSettings, database_url: &str) -> Result<SecretBox, 
 }
 
 /// Re-reads the signing keys every 30 seconds, so a rotation made by the CLI or another
-/// replica is published and used here before its key becomes active.
-async fn reload_keys(keys: Arc<KeyRing>, store: Store, mut stop: watch::Receiver<bool>) {
+/// replica is published and used here before its key becomes active; also forgets the
+/// login-rate state of addresses that have been quiet (the limiter's memory stays bounded).
+async fn reload_keys(
+    keys: Arc<KeyRing>,
+    store: Store,
+    web: Arc<WebSettings>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(Duration::from_secs(30));
     ticker.tick().await;
     loop {
@@ -362,6 +374,7 @@ async fn reload_keys(keys: Arc<KeyRing>, store: Store, mut stop: watch::Receiver
                 if let Err(e) = keys.reload(&store).await {
                     tracing::warn!(error = %e, "could not reload the token signing keys");
                 }
+                web.login_limiter.retain_recent();
             }
         }
     }
