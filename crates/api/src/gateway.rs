@@ -233,6 +233,43 @@ fn audit_decision(
     });
 }
 
+/// The check that keeps an upgraded connection (websocket) open: the same credential must still
+/// authenticate an active user, from memory.
+fn still_valid(
+    state: &AppState,
+    auth: &Authenticated,
+    headers: &HeaderMap,
+) -> portcullis_gateway::proxy::StillValid {
+    let directory = state.directory.clone();
+    match &auth.principal.credential {
+        portcullis_authn::Credential::Session(session) => {
+            let (id, clock) = (session.id, state.clock.clone());
+            std::sync::Arc::new(move || directory.session_still_live(id, clock.now_millis()))
+        }
+        portcullis_authn::Credential::ApiKey(_) => {
+            // The key came from `Authorization: Bearer` when that header is present, else
+            // from `X-API-KEY` (the order `auth` reads them in).
+            let key = headers
+                .get(header::AUTHORIZATION)
+                .or_else(|| headers.get("x-api-key"))
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                        .unwrap_or(v)
+                        .trim()
+                        .to_owned()
+                })
+                .unwrap_or_default();
+            std::sync::Arc::new(move || {
+                directory
+                    .authenticate_api_key(&key)
+                    .is_some_and(|p| crate::rbac::user_ref(&p).is_some())
+            })
+        }
+    }
+}
+
 /// Decides one request against the route rules.
 fn decide(
     state: &AppState,
@@ -347,6 +384,11 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    let still_valid = if portcullis_gateway::proxy::is_upgrade(&parts.headers) {
+        auth.as_ref().map(|a| still_valid(state, a, &parts.headers))
+    } else {
+        None
+    };
     let query = path_and_query.split_once('?').map(|(_, q)| q.to_owned());
     let path = verdict.path.clone().unwrap_or_else(|| "/".into());
     let proto = if state.web.cookie_secure {
@@ -368,6 +410,7 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
                 identity: identity.as_ref(),
                 aliases: state.gateway.aliases,
                 request_id: &request_id,
+                still_valid,
             },
         )
         .await?;

@@ -66,8 +66,14 @@ pub enum GatewayError {
     },
 }
 
+/// Whether the credential behind an upgraded connection still holds (checked every second).
+pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a spliced (upgraded) connection re-checks its credential.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// What to forward where.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forward<'a> {
     /// Backend name.
     pub backend: &'a str,
@@ -87,6 +93,21 @@ pub struct Forward<'a> {
     pub aliases: IdentityHeaders,
     /// The request id (kept or generated), passed on as `X-Request-Id`.
     pub request_id: &'a str,
+    /// For an upgrade (websocket): the credential check that keeps the spliced connection open.
+    pub still_valid: Option<StillValid>,
+}
+
+/// Whether a request asks to switch protocols (a websocket handshake).
+pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// The forwarding client and the configured backends.
@@ -156,6 +177,10 @@ impl Proxy {
                 limit: self.max_body,
             });
         }
+        let mut req = req;
+        let upgrade = is_upgrade(req.headers());
+        let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let prefix = backend.url.path().trim_end_matches('/');
         let path_and_query = match f.query {
@@ -199,6 +224,13 @@ impl Proxy {
         if let Ok(h) = HeaderValue::from_str(authority) {
             parts.headers.insert(header::HOST, h);
         }
+        if let Some(proto) = &upgrade_proto {
+            // The upgrade is this hop's business too: ask the backend for it again.
+            parts.headers.insert(header::UPGRADE, proto.clone());
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
         let body = Body::new(Limited::new(body, self.max_body as usize));
         let upstream = Request::from_parts(parts, body);
         let answer = tokio::time::timeout(backend.timeout, self.client.request(upstream)).await;
@@ -223,8 +255,54 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let mut response = response;
+            let backend_upgrade = hyper::upgrade::on(&mut response);
+            let still_valid = f.still_valid.clone();
+            let name = backend.name.clone();
+            tokio::spawn(splice(client_upgrade, backend_upgrade, still_valid, name));
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, Body::empty()));
+        }
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Copies bytes both ways between the upgraded client and backend connections until either
+/// closes, or the credential stops holding (a deleted key, a revoked session): then both are
+/// closed.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    still_valid: Option<StillValid>,
+    name: String,
+) {
+    let (client, backend) = match tokio::try_join!(client, backend) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, backend = %name, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
+    tokio::pin!(copy);
+    let mut ticker = tokio::time::interval(RECHECK);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = ticker.tick() => {
+                if still_valid.as_ref().is_some_and(|ok| !ok()) {
+                    tracing::info!(backend = %name, "credential no longer valid: upgraded connection closed");
+                    return;
+                }
+            }
+        }
     }
 }

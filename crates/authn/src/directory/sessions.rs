@@ -209,6 +209,22 @@ impl Directory {
         Some(entry.last_seen.load(Ordering::Relaxed))
     }
 
+    /// Whether session `id` is still good at `now` as this replica knows it right now: in
+    /// memory, not revoked, before its end, its user active somewhere. For connections that
+    /// outlive their request (websockets), checked periodically without the store.
+    pub fn session_still_live(&self, id: SessionId, now: i64) -> bool {
+        let Some(entry) = self.sessions.get(&id) else {
+            return false;
+        };
+        !entry.revoked.load(Ordering::Acquire)
+            && now < entry.expires_at
+            && self.users.get(&entry.user_id).is_some_and(|u| {
+                u.memberships
+                    .values()
+                    .any(|m| m.status == portcullis_model::MembershipStatus::Active)
+            })
+    }
+
     /// Sessions in memory.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

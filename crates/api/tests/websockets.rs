@@ -1,0 +1,182 @@
+//! Upgraded connections (a websocket handshake) through the gateway: authorized like any
+//! request, then spliced both ways byte for byte, and cut off within seconds of the credential
+//! being deleted. The backend is a raw TCP server that accepts the handshake and echoes.
+
+use std::time::{Duration, Instant};
+
+use portcullis_api::{RbacSettings, ServerConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const ADMIN_KEY: &str = "websocket-test-admin-key-0123456789abcdef";
+
+/// A backend that answers any upgrade with 101 and then echoes every byte.
+async fn echo_backend() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_lowercase();
+                assert!(text.contains("upgrade: websocket"), "{text}");
+                assert!(
+                    text.contains("x-portcullis-user: ws-bot"),
+                    "identity reaches the backend: {text}"
+                );
+                conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 1024];
+                loop {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn read_head(conn: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            conn.read(&mut byte).await.unwrap(),
+            1,
+            "connection closed early"
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted() {
+    let backend = echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = yaml_serde::from_str("[{path: /ws/*, backend: echo}]").unwrap();
+    let running = portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some(ADMIN_KEY.into()),
+        activity_flush_interval: Duration::from_secs(1),
+        gateway: portcullis_api::gateway::GatewaySettings {
+            backends: vec![portcullis_gateway::Backend {
+                name: "echo".into(),
+                url: format!("http://{backend}").parse().unwrap(),
+                timeout: Duration::from_secs(5),
+            }],
+            ..Default::default()
+        },
+        auth: Default::default(),
+        rbac: RbacSettings {
+            routes,
+            ..Default::default()
+        },
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    let bot: Value = http
+        .post(format!("{base}/api/v1/orgs/default/users"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"email": "ws-bot@example.com", "kind": "machine"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = bot["id"].as_str().unwrap().to_owned();
+    let key: Value = http
+        .post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "ws"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["key"].as_str().unwrap().to_owned();
+
+    let handshake = |credential: String| {
+        format!(
+            "GET /ws/echo HTTP/1.1\r\nHost: portcullis\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{credential}\r\n"
+        )
+    };
+    // Without a credential the upgrade is refused like any request.
+    let mut anonymous = TcpStream::connect(running.addr).await.unwrap();
+    anonymous
+        .write_all(handshake(String::new()).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut anonymous).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+
+    let mut conn = TcpStream::connect(running.addr).await.unwrap();
+    conn.write_all(handshake(format!("X-API-KEY: {secret}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for message in ["hello", "through the gateway"] {
+        conn.write_all(message.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; message.len()];
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, message.as_bytes());
+    }
+
+    // Deleting the key cuts the connection off.
+    let key_id = key["id"].as_str().unwrap();
+    let deleted = http
+        .delete(format!(
+            "{base}/api/v1/orgs/default/users/{id}/keys/{key_id}"
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection stayed open after the key was deleted"
+    );
+    eprintln!(
+        "connection closed {:?} after the key was deleted",
+        started.elapsed()
+    );
+    running.shutdown().await;
+}
