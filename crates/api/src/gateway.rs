@@ -369,10 +369,14 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
             ..verdict
         }));
     };
-    let client_ip = crate::client_ip::client_ip(&parts, &state.web.trusted_proxies)
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let peer_trusted = peer(&parts.extensions)
-        .is_some_and(|p| state.web.trusted_proxies.iter().any(|c| c.contains(p)));
+    // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or the
+    // whole of it otherwise.
+    let client_ip = peer(&parts.extensions).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer_trusted = state
+        .web
+        .trusted_proxies
+        .iter()
+        .any(|c| c.contains(client_ip));
     let tool = None;
     let identity = match (&auth, &caller) {
         (Some(a), Some(c)) => Some(identity_of(state, a, c, tool)),
@@ -491,6 +495,13 @@ async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, 
         match verdict.status {
             200 => {}
             401 => return Ok(unauthenticated("this route needs a signed-in caller")),
+            // nginx's auth_request turns anything but 2xx, 401 and 403 into a 500: an unknown
+            // route is a refusal there.
+            _ if original.flavour == Flavour::Nginx => {
+                let mut body = verdict.body.clone().unwrap_or_else(|| json!({}));
+                body["statusCode"] = json!(403);
+                return Ok((StatusCode::FORBIDDEN, axum::Json(body)).into_response());
+            }
             _ => return Ok(deny_response(&verdict)),
         }
     } else if auth.is_none() {

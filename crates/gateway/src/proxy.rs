@@ -242,12 +242,12 @@ impl Proxy {
                 });
             }
             Ok(Err(e)) => {
-                let detail = format!("{e:?}");
-                if detail.contains("length limit exceeded") {
+                if over_limit(&e) {
                     return Err(GatewayError::TooLarge {
                         limit: self.max_body,
                     });
                 }
+                let detail = format!("{e:?}");
                 return Err(GatewayError::Unreachable {
                     backend: backend.name.clone(),
                     detail,
@@ -305,4 +305,18 @@ async fn splice(
             }
         }
     }
+}
+
+/// Whether a client error was caused by the request body going over the size cap.
+fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -1,0 +1,17 @@
+//! End-to-end tests of the gateway: a real Portcullis server in front of a real backend (an
+//! axum server the tests start), requests through the gateway itself, forward-auth at `/auth`
+//! as nginx, Traefik and Envoy call it, and a real nginx using `auth_request`.
+
+#[path = "gateway/backend.rs"]
+mod backend;
+#[path = "gateway/support.rs"]
+mod support;
+
+#[path = "gateway/forward_auth.rs"]
+mod forward_auth;
+#[path = "gateway/nginx.rs"]
+mod nginx;
+#[path = "gateway/proxy.rs"]
+mod proxy;
+#[path = "gateway/streaming.rs"]
+mod streaming;

@@ -1,0 +1,219 @@
+//! The backend behind the gateway: an axum server on `127.0.0.1:0` that answers every path with
+//! what it received (method, path, query, every header with all its values, the body length),
+//! plus `/slow` (answers after 3 s), `/big?mb=N` (streams N MiB) and `/upload` (counts a streamed
+//! request body without keeping it). It records the path of every request it serves, so a test
+//! can tell that a refused request never reached it.
+//!
+//! `/big` needs a body produced chunk by chunk; neither an `http_body::Frame` nor a `Stream`
+//! trait can be named from this crate's dependencies, so the bytes come from a raw TCP source
+//! (a loop writing 64 KiB at a time) and the handler hands that connection's body on as its
+//! own, still streaming.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, HttpBody};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// One MiB.
+pub const MIB: u64 = 1024 * 1024;
+
+/// A running test backend.
+#[derive(Clone)]
+pub struct Backend {
+    /// Its address.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct BackendState {
+    seen: Arc<Mutex<Vec<String>>>,
+    bulk: SocketAddr,
+    http: reqwest::Client,
+}
+
+impl Backend {
+    /// Starts a backend on a free port of the current runtime.
+    pub async fn start() -> Self {
+        let bulk = bulk_source().await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = BackendState {
+            seen: seen.clone(),
+            bulk,
+            http: reqwest::Client::new(),
+        };
+        let app = axum::Router::new()
+            .route("/slow", any(slow))
+            .route("/big", get(big))
+            .route("/upload", any(upload))
+            .fallback(echo)
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { addr, seen }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The paths (with `METHOD ` in front) of every request served so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Whether any request for `path` arrived.
+    pub fn saw_path(&self, path: &str) -> bool {
+        self.seen()
+            .iter()
+            .any(|s| s.split_once(' ').is_some_and(|(_, p)| p == path))
+    }
+}
+
+fn record(state: &BackendState, req: &Request) {
+    let line = format!("{} {}", req.method(), req.uri().path());
+    state.seen.lock().unwrap().push(line);
+}
+
+/// Reads a body to its end frame by frame, keeping only the count.
+async fn count_body(mut body: Body) -> Result<u64, axum::Error> {
+    let mut total = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Some(data) = frame?.data_ref() {
+            total += data.len() as u64;
+        }
+    }
+    Ok(total)
+}
+
+fn describe(req: &Request) -> Value {
+    let mut headers: Map<String, Value> = Map::new();
+    for (name, value) in req.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if let Value::Array(list) = headers
+            .entry(name.as_str().to_owned())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            list.push(Value::String(value));
+        }
+    }
+    json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "headers": headers,
+    })
+}
+
+async fn echo(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    let mut answer = describe(&req);
+    match count_body(req.into_body()).await {
+        Ok(n) => answer["bodyBytes"] = json!(n),
+        Err(e) => answer["bodyError"] = json!(e.to_string()),
+    }
+    Json(answer).into_response()
+}
+
+async fn slow(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Json(describe(&req)).into_response()
+}
+
+async fn upload(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    let mut answer = describe(&req);
+    match count_body(req.into_body()).await {
+        Ok(n) => answer["bodyBytes"] = json!(n),
+        Err(e) => answer["bodyError"] = json!(e.to_string()),
+    }
+    Json(answer).into_response()
+}
+
+async fn big(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    let mb: u64 = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("mb=")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let source = state
+        .http
+        .get(format!("http://{}/?mb={mb}", state.bulk))
+        .send()
+        .await
+        .unwrap();
+    let source: axum::http::Response<reqwest::Body> = source.into();
+    let (parts, body) = source.into_parts();
+    let mut response = Response::new(Body::new(body));
+    for name in ["content-length", "content-type"] {
+        if let Some(v) = parts.headers.get(name) {
+            response.headers_mut().insert(name, v.clone());
+        }
+    }
+    response
+}
+
+/// A raw HTTP/1.1 source: answers each connection with `mb` MiB written 64 KiB at a time.
+async fn bulk_source() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let mb: u64 = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|target| target.split_once("mb="))
+                    .and_then(|(_, n)| n.parse().ok())
+                    .unwrap_or(1);
+                let total = mb * MIB;
+                let start = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\
+                     content-length: {total}\r\nconnection: close\r\n\r\n"
+                );
+                if conn.write_all(start.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if conn.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    addr
+}

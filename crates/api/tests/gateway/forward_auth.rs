@@ -1,0 +1,290 @@
+//! Forward-auth at `/auth` as nginx (`X-Original-URI` / `-Method`), Traefik
+//! (`X-Forwarded-Uri` / `-Method`) and Envoy (the request itself under `/auth`) call it. The
+//! proxy headers count only from a trusted proxy: the tests run two servers, one trusting
+//! `127.0.0.1/32` (where the tests connect from) and one trusting nobody.
+
+use reqwest::Method;
+
+use crate::support::*;
+
+const NGINX: [&str; 2] = ["x-original-uri", "x-original-method"];
+const TRAEFIK: [&str; 2] = ["x-forwarded-uri", "x-forwarded-method"];
+
+/// Asks `/auth` (or `/auth<suffix>`) about `method uri` with the proxy headers `names`.
+async fn ask(
+    env: &Env,
+    suffix: &str,
+    names: [&str; 2],
+    method: &str,
+    uri: &str,
+    key: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut headers = vec![(names[0], uri), (names[1], method)];
+    if let Some(key) = key {
+        headers.push(("x-api-key", key));
+    }
+    headers.extend_from_slice(extra);
+    env.get(&format!("/auth{suffix}"), None, &headers).await
+}
+
+/// Asserts a 200 that names `caller` in the identity headers.
+#[track_caller]
+fn assert_identity(reply: &Reply, caller: &Caller) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.header("x-portcullis-user"),
+        Some(caller.username.as_str())
+    );
+    assert_eq!(
+        reply.header("x-portcullis-user-id"),
+        Some(caller.id.as_str())
+    );
+    assert_eq!(reply.header("x-portcullis-org"), Some("default"));
+    assert!(
+        reply
+            .header("x-portcullis-assertion")
+            .is_some_and(|a| a.split('.').count() == 3),
+        "{reply:?}"
+    );
+    assert_eq!(
+        reply.header("x-toolforge-user"),
+        Some(caller.username.as_str())
+    );
+    assert_eq!(reply.header("miauserid"), Some(caller.id.as_str()));
+}
+
+/// Asserts a 200 without identity headers (anonymous caller on an `auth: none` route).
+#[track_caller]
+fn assert_anonymous_ok(reply: &Reply) {
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for (name, _) in FORGED {
+        assert_eq!(reply.header(name), None, "{name} in {reply:?}");
+    }
+}
+
+/// Asserts the 401 an API client gets, with the login URL for nginx's `error_page`.
+#[track_caller]
+fn assert_unauthenticated(reply: &Reply, login: &str) {
+    assert_eq!(reply.json_with(401), unauthenticated_body());
+    assert_eq!(reply.header("x-portcullis-login"), Some(login));
+}
+
+#[tokio::test]
+async fn nginx_headers_from_a_trusted_proxy_name_the_request_checked() {
+    let env = Env::start(Options::default()).await;
+    let (dev, outsider) = (&env.dev, &env.outsider);
+    let reply = ask(&env, "", NGINX, "GET", "/api/jobs?x=1", Some(&dev.key), &[]).await;
+    assert_identity(&reply, dev);
+    let mut groups: Vec<&str> = reply
+        .header("x-portcullis-groups")
+        .unwrap()
+        .split(',')
+        .collect();
+    groups.sort();
+    assert_eq!(groups, ["devs", "ops"]);
+    // The same credential, another original request: the header decides what is checked.
+    let reply = ask(&env, "", NGINX, "GET", "/admin/panel", Some(&dev.key), &[]).await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    let reply = ask(
+        &env,
+        "",
+        NGINX,
+        "GET",
+        "/api/jobs",
+        Some(&outsider.key),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    // nginx turns any answer but 2xx / 401 / 403 into a 500: an unknown route is a 403 there,
+    // with Rönd's not-found message.
+    let reply = ask(&env, "", NGINX, "GET", "/nowhere", Some(&dev.key), &[]).await;
+    let mut expected = not_found_body("GET", "/nowhere");
+    expected["statusCode"] = serde_json::json!(403);
+    assert_eq!(reply.json_with(403), expected);
+    // The original method counts: /upload is routed for POST and PUT only.
+    let reply = ask(&env, "", NGINX, "POST", "/upload", Some(&dev.key), &[]).await;
+    assert_identity(&reply, dev);
+    let reply = ask(&env, "", NGINX, "DELETE", "/upload", Some(&dev.key), &[]).await;
+    let mut expected = not_found_body("DELETE", "/upload");
+    expected["statusCode"] = serde_json::json!(403);
+    assert_eq!(reply.json_with(403), expected);
+    // Anonymous: 200 without identity on an open route (forged headers are not echoed), and a
+    // 401 with the login URL in a header on a closed one, for browsers too (nginx cannot pass
+    // a redirect on; its error_page uses the header).
+    let reply = ask(&env, "", NGINX, "GET", "/public/logo.png", None, &FORGED).await;
+    assert_anonymous_ok(&reply);
+    let login = "/web-login?redirect=/api/jobs%3Fx%3D1";
+    let reply = ask(&env, "", NGINX, "GET", "/api/jobs?x=1", None, &[]).await;
+    assert_unauthenticated(&reply, login);
+    let html = [("accept", "text/html,application/xhtml+xml")];
+    let reply = ask(&env, "", NGINX, "GET", "/api/jobs?x=1", None, &html).await;
+    assert_unauthenticated(&reply, login);
+    // Any method reaches /auth.
+    let reply = env
+        .send(
+            env.request(Method::POST, "/auth")
+                .header("x-original-uri", "/api/jobs")
+                .header("x-original-method", "GET")
+                .header("x-api-key", &dev.key),
+        )
+        .await;
+    assert_identity(&reply, dev);
+    assert!(env.backend.seen().is_empty(), "forward-auth never forwards");
+}
+
+#[tokio::test]
+async fn proxy_headers_from_an_untrusted_peer_are_ignored() {
+    let env = Env::start(Options {
+        trusted_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let dev = &env.dev;
+    for names in [NGINX, TRAEFIK] {
+        // Asking about an open route does not open a closed one: the real request is checked.
+        let reply = ask(&env, "/admin/panel", names, "GET", "/public/x", None, &[]).await;
+        assert_unauthenticated(&reply, "/web-login?redirect=/admin/panel");
+        let reply = ask(
+            &env,
+            "/admin/panel",
+            names,
+            "GET",
+            "/api/jobs",
+            Some(&dev.key),
+            &[],
+        )
+        .await;
+        assert_eq!(reply.json_with(403), forbidden_body(), "{names:?}");
+        // Nor does it close an open one.
+        let reply = ask(
+            &env,
+            "/api/jobs",
+            names,
+            "GET",
+            "/admin/panel",
+            Some(&dev.key),
+            &[],
+        )
+        .await;
+        assert_identity(&reply, dev);
+        // The method header is ignored as well: GET /upload has no route.
+        let reply = ask(
+            &env,
+            "/upload",
+            names,
+            "POST",
+            "/upload",
+            Some(&dev.key),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            reply.json_with(404),
+            not_found_body("GET", "/upload"),
+            "{names:?}"
+        );
+        // Bare /auth asks about `/`, whatever the header says.
+        let reply = ask(&env, "", names, "GET", "/api/jobs", Some(&dev.key), &[]).await;
+        assert_eq!(
+            reply.json_with(404),
+            not_found_body("GET", "/"),
+            "{names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn traefik_headers_from_a_trusted_proxy_name_the_request_checked() {
+    let env = Env::start(Options::default()).await;
+    let (dev, outsider) = (&env.dev, &env.outsider);
+    let reply = ask(
+        &env,
+        "",
+        TRAEFIK,
+        "GET",
+        "/api/builds/1",
+        Some(&dev.key),
+        &[],
+    )
+    .await;
+    assert_identity(&reply, dev);
+    let reply = ask(&env, "", TRAEFIK, "PUT", "/upload", Some(&dev.key), &[]).await;
+    assert_identity(&reply, dev);
+    let reply = ask(&env, "", TRAEFIK, "DELETE", "/upload", Some(&dev.key), &[]).await;
+    assert_eq!(reply.json_with(404), not_found_body("DELETE", "/upload"));
+    let reply = ask(
+        &env,
+        "",
+        TRAEFIK,
+        "GET",
+        "/api/builds/1",
+        Some(&outsider.key),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    // An API client gets the 401; a browser is redirected (Traefik passes the 302 on).
+    let uri = "/api/builds/1?tab=2";
+    let login = "/web-login?redirect=/api/builds/1%3Ftab%3D2";
+    let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &[]).await;
+    assert_unauthenticated(&reply, login);
+    let html = [("accept", "text/html,application/xhtml+xml")];
+    let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &html).await;
+    assert_eq!(reply.status, 302, "{reply:?}");
+    assert_eq!(reply.header("location"), Some(login));
+    let reply = ask(&env, "", TRAEFIK, "GET", "/public/logo.png", None, &[]).await;
+    assert_anonymous_ok(&reply);
+}
+
+#[tokio::test]
+async fn envoy_asks_with_the_request_itself_under_the_prefix() {
+    for trusted_loopback in [true, false] {
+        let env = Env::start(Options {
+            trusted_loopback,
+            ..Options::default()
+        })
+        .await;
+        let (dev, outsider) = (&env.dev, &env.outsider);
+        let reply = env.get("/auth/api/jobs?x=1", Some(&dev.key), &[]).await;
+        assert_identity(&reply, dev);
+        // The key as a bearer token works the same.
+        let reply = env
+            .send(
+                env.request(Method::GET, "/auth/api/jobs")
+                    .bearer_auth(&dev.key),
+            )
+            .await;
+        assert_identity(&reply, dev);
+        let reply = env
+            .send(
+                env.request(Method::PUT, "/auth/upload")
+                    .header("x-api-key", &dev.key),
+            )
+            .await;
+        assert_identity(&reply, dev);
+        let reply = env
+            .send(
+                env.request(Method::DELETE, "/auth/upload")
+                    .header("x-api-key", &dev.key),
+            )
+            .await;
+        assert_eq!(reply.json_with(404), not_found_body("DELETE", "/upload"));
+        let reply = env.get("/auth/api/jobs", Some(&outsider.key), &[]).await;
+        assert_eq!(reply.json_with(403), forbidden_body());
+        let reply = env.get("/auth/public/logo.png", None, &[]).await;
+        assert_anonymous_ok(&reply);
+        let reply = env.get("/auth/api/jobs", Some("pcl_not-a-key"), &[]).await;
+        assert_eq!(reply.status, 401, "{reply:?}");
+        let login = "/web-login?redirect=/api/jobs%3Fx%3D1";
+        let reply = env.get("/auth/api/jobs?x=1", None, &[]).await;
+        assert_unauthenticated(&reply, login);
+        let reply = env
+            .get("/auth/api/jobs?x=1", None, &[("accept", "text/html")])
+            .await;
+        assert_eq!(reply.status, 302, "{reply:?}");
+        assert_eq!(reply.header("location"), Some(login));
+        assert!(env.backend.seen().is_empty(), "forward-auth never forwards");
+    }
+}

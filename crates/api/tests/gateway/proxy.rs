@@ -1,0 +1,385 @@
+//! Requests sent to the gateway itself: route match on the normalised path, the checks, and
+//! what the backend receives (identity headers, `X-Forwarded-For`, `X-Request-Id`), or the
+//! JSON error when it cannot be reached in time or the body is too large.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn sorted_groups(value: &str) -> Vec<String> {
+    let mut groups: Vec<String> = value.split(',').map(str::to_owned).collect();
+    groups.sort();
+    groups
+}
+
+#[tokio::test]
+async fn an_allowed_request_reaches_the_backend_with_identity_headers_and_the_normalised_path() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    let reply = raw_request(
+        env.addr,
+        "GET",
+        "/api//jobs/../jobs?x=1&y=two",
+        &[("x-api-key", &dev.key), ("x-request-id", "gw-test-1")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.header("x-request-id"), Some("gw-test-1"));
+    let echo = Echo(reply.json());
+    assert_eq!(echo.0["method"], "GET");
+    assert_eq!(echo.path(), "/api/jobs");
+    assert_eq!(echo.0["query"], "x=1&y=two");
+    assert_eq!(echo.one("x-portcullis-user"), Some(dev.username.clone()));
+    assert_eq!(echo.one("x-portcullis-user-id"), Some(dev.id.clone()));
+    let groups = echo.one("x-portcullis-groups").unwrap();
+    assert!(
+        !groups.contains(' '),
+        "groups are joined without spaces: {groups:?}"
+    );
+    assert_eq!(sorted_groups(&groups), ["devs", "ops"]);
+    assert_eq!(echo.one("x-portcullis-org").as_deref(), Some("default"));
+    let assertion = echo.one("x-portcullis-assertion").unwrap();
+    assert_eq!(assertion.split('.').count(), 3, "a JWT: {assertion}");
+    // Aliases: Toolforge's user, Rönd's id, groups and properties.
+    assert_eq!(echo.one("x-toolforge-user"), Some(dev.username.clone()));
+    assert_eq!(echo.one("miauserid"), Some(dev.id.clone()));
+    assert_eq!(echo.one("miausergroups"), Some(groups.clone()));
+    let properties: Value = serde_json::from_str(&echo.one("miauserproperties").unwrap()).unwrap();
+    assert_eq!(properties["email"], "dev@example.com");
+    assert_eq!(echo.one("x-request-id").as_deref(), Some("gw-test-1"));
+    assert_eq!(echo.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(env.backend.seen(), ["GET /api/jobs"]);
+
+    // Unreserved escapes are decoded before matching and forwarding.
+    let reply = raw_request(
+        env.addr,
+        "GET",
+        "/api/%6Aobs/%7E7",
+        &[("x-api-key", &dev.key)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(Echo(reply.json()).path(), "/api/jobs/~7");
+
+    // Without an X-Request-Id, one is generated; the backend sees the one the client gets back.
+    let reply = env.get("/api/request-id", Some(&dev.key), &[]).await;
+    let echo = Echo(reply.json_with(200));
+    let generated = echo.one("x-request-id").unwrap();
+    assert!(generated.len() >= 16, "{generated:?}");
+    assert_eq!(reply.header("x-request-id"), Some(generated.as_str()));
+}
+
+#[tokio::test]
+async fn no_spelling_of_a_path_reaches_the_rule_of_another() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    // Under /public/ (no auth) by spelling, /admin/panel by meaning: the admin rule decides.
+    let reply = raw_request(env.addr, "GET", "/public/../admin/panel", &[]).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    assert_eq!(reply.json(), unauthenticated_body());
+    // Under /api/ (dev allowed) by spelling; an encoded dot segment still leads to /admin/.
+    let reply = raw_request(
+        env.addr,
+        "GET",
+        "/api/%2e%2e/admin/x",
+        &[("x-api-key", &dev.key)],
+    )
+    .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+    assert_eq!(reply.json(), forbidden_body());
+    // An encoded slash is refused outright.
+    let reply = raw_request(env.addr, "GET", "/public/..%2Fadmin/x", &[]).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(
+        reply.json(),
+        json!({
+            "error": "encoded slashes and backslashes (%2F, %5C) are not allowed in paths",
+            "message": "The request path is not valid",
+            "statusCode": 400,
+        })
+    );
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+}
+
+#[tokio::test]
+async fn client_sent_identity_headers_never_reach_the_backend() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    let forged_values: Vec<&str> = FORGED.iter().map(|(_, v)| *v).collect();
+
+    // An authenticated caller: every forged header is replaced by the caller's own, or dropped.
+    let echo = env.echo("/api/spoof", Some(&dev.key), &FORGED).await;
+    let expected = [
+        ("x-portcullis-user", Some(dev.username.as_str())),
+        ("x-portcullis-user-id", Some(dev.id.as_str())),
+        ("x-portcullis-org", Some("default")),
+        ("x-portcullis-impersonated-by", None),
+        ("x-toolforge-user", Some(dev.username.as_str())),
+        ("x-toolforge-tool", None),
+        ("miauserid", Some(dev.id.as_str())),
+    ];
+    for (name, value) in expected {
+        assert_eq!(echo.one(name).as_deref(), value, "{name}");
+    }
+    for name in ["x-portcullis-groups", "miausergroups"] {
+        assert_eq!(
+            sorted_groups(&echo.one(name).unwrap()),
+            ["devs", "ops"],
+            "{name}"
+        );
+    }
+    let assertion = echo.one("x-portcullis-assertion").unwrap();
+    assert_ne!(assertion, "forged.assertion.value");
+    let properties: Value = serde_json::from_str(&echo.one("miauserproperties").unwrap()).unwrap();
+    assert_eq!(properties["email"], "dev@example.com");
+    for (name, _) in FORGED {
+        for value in echo.all(name) {
+            assert!(!forged_values.contains(&value.as_str()), "{name}: {value}");
+        }
+    }
+
+    // An anonymous caller on an `auth: none` route: none of them arrive at all.
+    let echo = env.echo("/public/spoof", None, &FORGED).await;
+    for (name, _) in FORGED {
+        assert_eq!(
+            echo.all(name),
+            Vec::<String>::new(),
+            "{name} reached the backend"
+        );
+    }
+
+    // Forged headers open nothing either.
+    let reply = env
+        .get("/admin/panel", Some(&env.outsider.key), &FORGED)
+        .await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    let as_dev = [
+        ("x-portcullis-user", dev.username.as_str()),
+        ("x-portcullis-groups", "devs"),
+    ];
+    let reply = env.get("/api/jobs", None, &as_dev).await;
+    assert_eq!(reply.json_with(401), unauthenticated_body());
+    assert!(!env.backend.saw_path("/admin/panel") && !env.backend.saw_path("/api/jobs"));
+}
+
+#[tokio::test]
+async fn refusals_answer_with_their_exact_bodies_and_never_reach_the_backend() {
+    let env = Env::start(Options::default()).await;
+    // 401: an anonymous caller on a route that needs one.
+    let reply = env.get("/api/jobs?x=1", None, &[]).await;
+    assert_eq!(reply.json_with(401), unauthenticated_body());
+    // ... and a browser is sent to the login page instead.
+    let reply = env
+        .get("/api/jobs?x=1", None, &[("accept", "text/html,*/*")])
+        .await;
+    assert_eq!(reply.status, 302, "{reply:?}");
+    assert_eq!(
+        reply.header("location"),
+        Some("/web-login?redirect=/api/jobs%3Fx%3D1")
+    );
+    // A wrong key is a 401 even where no credential is needed.
+    let reply = env.get("/public/logo.png", Some("pcl_wrong"), &[]).await;
+    assert_eq!(reply.json_with(401)["error"]["code"], "unauthenticated");
+    // 403: the groups expression refuses.
+    let reply = env.get("/api/jobs", Some(&env.outsider.key), &[]).await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    let reply = env.get("/admin/panel", Some(&env.dev.key), &[]).await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    // 404: no route, for anyone (the route match comes before the checks), and no method.
+    let reply = env.get("/nowhere", Some(&env.dev.key), &[]).await;
+    assert_eq!(reply.json_with(404), not_found_body("GET", "/nowhere"));
+    let reply = env.get("/nowhere", None, &[]).await;
+    assert_eq!(reply.json_with(404), not_found_body("GET", "/nowhere"));
+    let reply = env
+        .send(
+            env.request(Method::DELETE, "/upload")
+                .header("x-api-key", &env.dev.key),
+        )
+        .await;
+    assert_eq!(reply.json_with(404), not_found_body("DELETE", "/upload"));
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+}
+
+/// Verifies an assertion with PyJWT against a JWKS; prints the claims.
+const VERIFY: &str = r#"
+import json, sys, jwt
+jwks, token, issuer = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+kid = jwt.get_unverified_header(token)["kid"]
+keys = [k for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id == kid]
+assert len(keys) == 1, "the assertion's kid is not in the JWKS"
+claims = jwt.decode(token, keys[0].key, algorithms=["EdDSA"], audience="portcullis-backends",
+                    issuer=issuer, options={"require": ["exp", "iat", "sub", "iss", "aud"]})
+print(json.dumps(claims))
+"#;
+
+#[tokio::test]
+async fn the_identity_assertion_verifies_against_the_jwks() {
+    let env = Env::start(Options::default()).await;
+    let dev_token = env
+        .echo("/api/whoami", Some(&env.dev.key), &[])
+        .await
+        .one("x-portcullis-assertion")
+        .unwrap();
+    let jwks = env.get("/.well-known/jwks.json", None, &[]).await;
+    assert_eq!(jwks.status, 200, "{jwks:?}");
+    let (ok, out, err) = python(VERIFY, &[&jwks.text, &dev_token, &env.base]);
+    assert!(ok, "PyJWT refused the assertion: {err}");
+    let claims: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(claims["aud"], "portcullis-backends");
+    assert_eq!(claims["sub"], env.dev.id.as_str());
+    assert_eq!(claims["org"], "default");
+    assert_eq!(claims["user"]["userId"], env.dev.id.as_str());
+    assert_eq!(claims["user"]["username"], env.dev.username.as_str());
+    assert_eq!(claims["user"]["email"], "dev@example.com");
+    let mut groups: Vec<String> = serde_json::from_value(claims["user"]["groups"].clone()).unwrap();
+    groups.sort();
+    assert_eq!(groups, ["devs", "ops"]);
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 60, "short-lived: {claims}");
+
+    // Anonymous callers get no assertion.
+    let anonymous = env.echo("/public/whoami", None, &[]).await;
+    assert_eq!(anonymous.one("x-portcullis-assertion"), None);
+    // Another caller's claims under the dev's header and signature do not verify.
+    let reply = env
+        .send(
+            env.request(Method::POST, "/upload")
+                .header("x-api-key", &env.outsider.key)
+                .body("x"),
+        )
+        .await;
+    let outsider_token = Echo(reply.json_with(200))
+        .one("x-portcullis-assertion")
+        .unwrap();
+    let dev_parts: Vec<&str> = dev_token.split('.').collect();
+    let outsider_parts: Vec<&str> = outsider_token.split('.').collect();
+    let forged = format!("{}.{}.{}", dev_parts[0], outsider_parts[1], dev_parts[2]);
+    let (ok, out, _) = python(VERIFY, &[&jwks.text, &forged, &env.base]);
+    assert!(
+        !ok,
+        "a payload under another assertion's signature verified: {out}"
+    );
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_client_are_replaced() {
+    let env = Env::start(Options {
+        trusted_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let echo = env
+        .echo(
+            "/api/xff",
+            Some(&env.dev.key),
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-host", "evil.example"),
+                ("x-forwarded-proto", "https"),
+            ],
+        )
+        .await;
+    assert_eq!(echo.all("x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(echo.all("x-forwarded-host"), [env.addr.to_string()]);
+    assert_eq!(echo.all("x-forwarded-proto"), ["http"]);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_trusted_proxy_is_appended_to_with_the_proxys_address() {
+    let env = Env::start(Options::default()).await;
+    // The peer (127.0.0.1) is a trusted proxy that says its client was 198.51.100.1: the chain
+    // the backend gets is the proxy's, plus the address this hop received the request from.
+    let echo = env
+        .echo(
+            "/api/xff",
+            Some(&env.dev.key),
+            &[("x-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+    assert_eq!(echo.all("x-forwarded-for"), ["198.51.100.1, 127.0.0.1"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_a_502() {
+    let env = Env::start(Options::default()).await;
+    let reply = env.get("/down/status", Some(&env.dev.key), &[]).await;
+    let body = reply.json_with(502);
+    assert_eq!(body["error"]["code"], "bad_gateway", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'down'"), "{message}");
+}
+
+#[tokio::test]
+async fn a_backend_slower_than_its_timeout_is_a_504() {
+    let env = Env::start(Options::default()).await;
+    let started = Instant::now();
+    let reply = env.get("/slow", Some(&env.dev.key), &[]).await;
+    let took = started.elapsed();
+    let body = reply.json_with(504);
+    assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "answered after {took:?} (timeout 500 ms, backend 3 s)"
+    );
+    assert!(env.backend.saw_path("/slow"), "the request was forwarded");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_a_413_and_is_not_forwarded() {
+    let env = Env::start(Options {
+        max_body_bytes: MIB,
+        ..Options::default()
+    })
+    .await;
+    let upload = |body: Vec<u8>, content_type: &str| {
+        env.request(Method::POST, "/upload")
+            .header("x-api-key", &env.dev.key)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    // Under the limit: forwarded whole.
+    let reply = env
+        .send(upload(vec![b'a'; 512 * 1024], "application/octet-stream"))
+        .await;
+    assert_eq!(reply.json_with(200)["bodyBytes"], 512 * 1024);
+    // Declared over the limit: refused before anything is forwarded (also for JSON).
+    for content_type in ["application/octet-stream", "application/json"] {
+        let reply = env
+            .send(upload(vec![b'a'; 2 * MIB as usize], content_type))
+            .await;
+        let body = reply.json_with(413);
+        assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
+    }
+    assert_eq!(env.backend.seen(), ["POST /upload"]);
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_a_413() {
+    let env = Env::start(Options {
+        max_body_bytes: MIB,
+        ..Options::default()
+    })
+    .await;
+    // No Content-Length: the limit is met while streaming.
+    let reply = raw_upload(
+        env.addr,
+        "POST",
+        "/upload",
+        &[("x-api-key", &env.dev.key)],
+        2 * MIB,
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        413,
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["code"], "payload_too_large");
+}
