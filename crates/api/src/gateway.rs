@@ -66,11 +66,31 @@ fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
     req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
 }
 
-/// The identity backends receive for `auth`'s caller.
+/// Identity assertions already signed, by user, org and groups: one is reused until half its
+/// lifetime is left (signing costs tens of microseconds; a backend accepts it until `exp`).
+type AssertionCache = std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>;
+static ASSERTIONS: std::sync::LazyLock<AssertionCache> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
+
+/// The caller's groups in their org (names).
+fn groups_of(state: &AppState, caller: &RouteCaller, org: Option<&str>) -> Vec<String> {
+    let Some(o) = org else { return Vec::new() };
+    let prefix = format!("group:{o}/");
+    state
+        .rbac
+        .snapshot()
+        .groups_of_user(&caller.user_ref)
+        .into_iter()
+        .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
+}
+
+/// The identity backends receive for `auth`'s caller (`groups`: already known, or looked up).
 fn identity_of(
     state: &AppState,
     auth: &Authenticated,
     caller: &RouteCaller,
+    groups: Option<Vec<String>>,
     tool: Option<String>,
 ) -> Identity {
     let org = caller
@@ -78,20 +98,31 @@ fn identity_of(
         .strip_prefix("user:")
         .and_then(|r| r.split_once('/'))
         .map(|(o, _)| o.to_owned());
-    let groups: Vec<String> = match &org {
-        Some(o) => {
-            let prefix = format!("group:{o}/");
-            state
-                .rbac
-                .snapshot()
-                .groups_of_user(&caller.user_ref)
-                .into_iter()
-                .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
-                .collect()
-        }
-        None => Vec::new(),
-    };
+    let groups = groups.unwrap_or_else(|| groups_of(state, caller, org.as_deref()));
     let now = state.clock.now_millis();
+    let cache_key = format!(
+        "{}|{}|{}",
+        caller.user_id,
+        caller.user_ref,
+        groups.join(",")
+    );
+    let lifetime = state.gateway.assertion_seconds as i64 * 1000;
+    let cached = ASSERTIONS.lock().ok().and_then(|m| {
+        m.get(&cache_key)
+            .filter(|(_, exp)| exp - now > lifetime / 2)
+            .map(|(a, _)| a.clone())
+    });
+    if let Some(assertion) = cached {
+        return Identity {
+            user: caller.username.clone(),
+            user_id: caller.user_id.clone(),
+            groups,
+            org,
+            properties: caller.properties.clone(),
+            tool,
+            assertion: Some(assertion),
+        };
+    }
     let claims = json!({
         "iss": state.keys.issuer(),
         "aud": "portcullis-backends",
@@ -107,6 +138,12 @@ fn identity_of(
         },
     });
     let assertion = state.keys.sign(&claims, now).ok();
+    if let (Some(a), Ok(mut m)) = (&assertion, ASSERTIONS.lock()) {
+        if m.len() >= 100_000 {
+            m.clear();
+        }
+        m.insert(cache_key, (a.clone(), now + lifetime));
+    }
     Identity {
         user: caller.username.clone(),
         user_id: caller.user_id.clone(),
@@ -287,15 +324,29 @@ fn decide(
         None => (path_and_query, None),
     };
     let caller = auth.and_then(caller_of);
+    // Headers and query are copied only for a Rego policy, the one check that reads them.
+    let for_policy = rules
+        .find(method, path)
+        .is_ok_and(|m| m.rule.policy().is_some());
     let spec = RequestSpec {
         method: method.to_owned(),
         path: path.to_owned(),
-        headers: header_map(headers),
-        query: query_map(query),
+        headers: if for_policy {
+            header_map(headers)
+        } else {
+            Map::new()
+        },
+        query: if for_policy {
+            query_map(query)
+        } else {
+            Map::new()
+        },
         path_params: Map::new(),
-        body,
+        body: if for_policy { body } else { None },
     };
-    let verdict = state.rbac.evaluate_route(rules, caller.as_ref(), &spec);
+    let verdict = state
+        .rbac
+        .evaluate_route(rules, caller.as_ref(), &spec, false);
     metrics::counter!("portcullis_gateway_decisions_total", "result" => verdict.result)
         .increment(1);
     Ok((verdict, caller))
@@ -377,9 +428,14 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
         .trusted_proxies
         .iter()
         .any(|c| c.contains(client_ip));
-    let tool = None;
+    // Toolforge's tool is the project the path names (`{tool}` or `{project}` in the route).
+    let tool = verdict
+        .params
+        .get("tool")
+        .or_else(|| verdict.params.get("project"))
+        .cloned();
     let identity = match (&auth, &caller) {
-        (Some(a), Some(c)) => Some(identity_of(state, a, c, tool)),
+        (Some(a), Some(c)) => Some(identity_of(state, a, c, Some(verdict.groups.clone()), tool)),
         _ => None,
     };
     let request_id = parts
@@ -509,7 +565,7 @@ async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, 
     }
     let mut response = StatusCode::OK.into_response();
     if let (Some(a), Some(c)) = (&auth, &caller) {
-        let identity = identity_of(state, a, c, None);
+        let identity = identity_of(state, a, c, None, None);
         portcullis_gateway::identity::apply(
             response.headers_mut(),
             Some(&identity),

@@ -103,8 +103,12 @@ pub struct RouteVerdict {
     pub denied_by: Option<String>,
     /// The body the gateway answers when it refuses (Rönd's shapes).
     pub body: Option<Value>,
-    /// Groups, bindings and roles that took part.
+    /// Groups, bindings and roles that took part (when asked for).
     pub explanation: Value,
+    /// The caller's groups in their org.
+    pub groups: Vec<String>,
+    /// The matched route's path parameters.
+    pub params: std::collections::HashMap<String, String>,
 }
 
 struct Checks<'a> {
@@ -150,6 +154,7 @@ impl Rbac {
         rules: &RouteRules,
         caller: Option<&RouteCaller>,
         request: &RequestSpec,
+        explain: bool,
     ) -> RouteVerdict {
         let verdict = |status, result, body| RouteVerdict {
             status,
@@ -160,7 +165,9 @@ impl Rbac {
             path: None,
             denied_by: None,
             body,
-            explanation: json!({}),
+            explanation: Value::Null,
+            groups: Vec::new(),
+            params: Default::default(),
         };
         let raw_path = request.path.split('?').next().unwrap_or("");
         let matched = match rules.find(&request.method, raw_path) {
@@ -196,35 +203,47 @@ impl Rbac {
             Some(c) => rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups),
             None => super::rond::UserRond::default(),
         };
-        let (bindings, roles) = (user.bindings_json(), user.roles_json());
+        // Only the work the rule needs: the roles' permissions for a groups expression, the
+        // Rego input for a policy, the documents for an explanation.
         let mut permissions: Vec<String> = Vec::new();
-        for doc in bindings.iter().chain(roles.iter()) {
-            for p in doc["permissions"].as_array().into_iter().flatten() {
-                if let Some(p) = p.as_str()
-                    && !permissions.iter().any(|q| q == p)
-                {
-                    permissions.push(p.to_owned());
+        if rule.groups().is_some() {
+            for doc in user.bindings_json().iter().chain(user.roles_json().iter()) {
+                for p in doc["permissions"].as_array().into_iter().flatten() {
+                    if let Some(p) = p.as_str()
+                        && !permissions.iter().any(|q| q == p)
+                    {
+                        permissions.push(p.to_owned());
+                    }
                 }
             }
         }
-        let explanation = json!({
-            "groups": groups,
-            "bindings": bindings.iter().filter_map(|b| b.get("bindingId").cloned()).collect::<Vec<_>>(),
-            "roles": roles.iter().filter_map(|r| r.get("roleId").cloned()).collect::<Vec<_>>(),
-        });
-        let mut request = request.clone();
-        request.path = matched.path.clone();
-        for (k, v) in &matched.params {
-            request
-                .path_params
-                .insert(k.clone(), Value::String(v.clone()));
-        }
-        let with_map = rule.rond().is_some_and(|r| r.resource_permissions_map);
-        let map = with_map.then(|| resource_permissions_map(&bindings, &roles));
-        let properties = caller.map_or(json!({}), |c| c.properties.clone());
-        let user_id = caller.map_or("", |c| c.user_id.as_str());
-        let input = input_value(&request, user_id, &properties, &groups, &user, map);
-        let client_type = client_type_of(&request);
+        let explanation = if explain {
+            json!({
+                "groups": groups,
+                "bindings": user.bindings_json().iter().filter_map(|b| b.get("bindingId").cloned()).collect::<Vec<_>>(),
+                "roles": user.roles_json().iter().filter_map(|r| r.get("roleId").cloned()).collect::<Vec<_>>(),
+            })
+        } else {
+            Value::Null
+        };
+        let input = if rule.policy().is_some() {
+            let mut request = request.clone();
+            request.path = matched.path.clone();
+            for (k, v) in &matched.params {
+                request
+                    .path_params
+                    .insert(k.clone(), Value::String(v.clone()));
+            }
+            let with_map = rule.rond().is_some_and(|r| r.resource_permissions_map);
+            let map = with_map
+                .then(|| resource_permissions_map(&user.bindings_json(), &user.roles_json()));
+            let properties = caller.map_or(json!({}), |c| c.properties.clone());
+            let user_id = caller.map_or("", |c| c.user_id.as_str());
+            input_value(&request, user_id, &properties, &groups, &user, map)
+        } else {
+            RegoValue::Null
+        };
+        let client_type = client_type_of(request);
         let client_type = client_type.as_deref();
         let ctx = RuleContext {
             user: caller.map(|_| RuleUser {
@@ -268,6 +287,8 @@ impl Rbac {
             denied_by: denied,
             body,
             explanation,
+            params: matched.params.clone(),
+            groups,
         }
     }
 }

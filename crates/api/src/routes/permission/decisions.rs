@@ -334,7 +334,9 @@ async fn check_route(
             },
         })
     };
-    let verdict = state.rbac.evaluate_route(rules, caller.as_ref(), request);
+    let verdict = state
+        .rbac
+        .evaluate_route(rules, caller.as_ref(), request, explain);
     let mut answer = json!({
         "id": item.id,
         "principal": if caller.is_some() { json!(principal) } else { Value::Null },
