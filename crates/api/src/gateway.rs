@@ -354,13 +354,57 @@ fn decide(
 
 /// The gateway: every request no control-plane route serves.
 pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
-    match proxy_inner(&state, req).await {
+    let started = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut seen = Seen::default();
+    let response = match proxy_inner(&state, req, &mut seen).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
-    }
+    };
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    let route = seen.template.clone().unwrap_or_else(|| "(none)".into());
+    let backend = seen.backend.clone().unwrap_or_else(|| "(none)".into());
+    metrics::counter!("portcullis_gateway_requests_total", "route" => route.clone(), "backend" => backend.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("portcullis_gateway_request_duration_seconds", "route" => route.clone(), "backend" => backend.clone())
+        .record(elapsed.as_secs_f64());
+    // The access log: one event per request (JSON lines with log.format json).
+    tracing::info!(
+        target: "portcullis::access",
+        method = %method,
+        path = %path,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        route = %route,
+        backend = %backend,
+        user = %seen.user.as_deref().unwrap_or("-"),
+        request_id = %request_id,
+        "gateway request"
+    );
+    response
 }
 
-async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+/// What the access log and the metrics learn while a request is handled.
+#[derive(Debug, Default)]
+struct Seen {
+    template: Option<String>,
+    backend: Option<String>,
+    user: Option<String>,
+}
+
+async fn proxy_inner(
+    state: &AppState,
+    req: Request,
+    seen: &mut Seen,
+) -> Result<Response, ApiError> {
     let Some(proxy) = state.proxy.as_ref() else {
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
@@ -405,6 +449,8 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
         json_body,
     )?;
     audit_decision(state, auth.as_ref(), &method, &path_and_query, &verdict);
+    seen.template = verdict.template.clone();
+    seen.user = caller.as_ref().map(|c| c.user_ref.clone());
     if verdict.status != 200 {
         return Ok(deny_response(&verdict));
     }
@@ -420,6 +466,7 @@ async fn proxy_inner(state: &AppState, req: Request) -> Result<Response, ApiErro
             ..verdict
         }));
     };
+    seen.backend = Some(backend.clone());
     // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or the
     // whole of it otherwise.
     let client_ip = peer(&parts.extensions).unwrap_or(IpAddr::from([127, 0, 0, 1]));

@@ -178,5 +178,26 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
         "connection closed {:?} after the key was deleted",
         started.elapsed()
     );
+
+    // Both requests are counted per route and backend.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |status: &str, backend: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("portcullis_gateway_requests_total")
+                && l.contains(r#"route="/ws/*""#)
+                && l.contains(&format!(r#"backend="{backend}""#))
+                && l.contains(&format!(r#"status="{status}""#))
+        })
+    };
+    assert!(counted("101", "echo"), "{metrics}");
+    assert!(counted("401", "(none)"), "{metrics}");
+    assert!(metrics.contains("portcullis_gateway_request_duration_seconds"));
     running.shutdown().await;
 }
