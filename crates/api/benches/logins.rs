@@ -21,6 +21,7 @@ async fn main() {
         admin_email: "admin@example.com".into(),
         admin_api_key: Some(admin_key.clone()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         gateway: Default::default(),
         rbac: Default::default(),
         auth: portcullis_api::AuthSettings {

@@ -15,6 +15,7 @@ pub mod rbac;
 mod routes;
 pub mod server;
 mod state;
+pub mod tls;
 mod views;
 
 pub use error::ApiError;

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub auth: AuthSettings,
     /// Backends and the gateway's identity headers.
     pub gateway: crate::gateway::GatewaySettings,
+    /// A TLS listener beside the plain one.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// Settings of local logins, sessions, tokens and mail.
@@ -109,6 +111,9 @@ pub enum ServerError {
     /// The Rego policies cannot be read or compiled.
     #[error("rego policies: {0}")]
     Rego(String),
+    /// The TLS certificate or key cannot be used, or the TLS address cannot be bound.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The route rules are invalid.
     #[error("routes: {0}")]
     Routes(String),
@@ -123,6 +128,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// On first start without a configured key: the admin's generated API key, to show once.
     pub bootstrap_key: Option<String>,
+    /// The address of the TLS listener, when one is configured.
+    pub tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     store: Store,
@@ -273,6 +280,16 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .with_state(state);
 
     let (stop, stopped) = watch::channel(false);
+    let (tls_addr, tls_task) = match &config.tls {
+        Some(tls) => {
+            let (addr, task) = crate::tls::serve(tls.clone(), app.clone(), stopped.clone())
+                .await
+                .map_err(ServerError::Tls)?;
+            tracing::info!(%addr, "portcullis is listening with TLS");
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let mail_task = tokio::spawn(mailer.run(stopped.clone()));
     let keys_task = tokio::spawn(reload_keys(
         keys,
@@ -314,8 +331,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     });
     tracing::info!(%addr, backend = ?store.backend(), "portcullis is listening");
     // Serve first, then flush: the flusher's last run sees every request.
+    let mut tasks_extra = Vec::new();
+    tasks_extra.extend(tls_task);
     Ok(Running {
         addr,
+        tls_addr,
         bootstrap_key,
         stop,
         tasks: vec![
@@ -326,7 +346,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             files_task,
             mail_task,
             keys_task,
-        ],
+        ]
+        .into_iter()
+        .chain(tasks_extra)
+        .collect(),
         store,
     })
 }

@@ -98,6 +98,7 @@ async fn policy_files_load_and_reload_while_running() {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_millis(100),
+        tls: None,
         gateway: Default::default(),
         auth: Default::default(),
         rbac: RbacSettings {

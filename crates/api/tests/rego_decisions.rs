@@ -55,6 +55,7 @@ async fn start(dir: &tempfile::TempDir) -> (portcullis_api::Running, Client) {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         gateway: Default::default(),
         auth: Default::default(),
         rbac: RbacSettings {
@@ -259,6 +260,7 @@ async fn the_input_document_is_built_as_rond_builds_it() {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         gateway: Default::default(),
         auth: Default::default(),
         rbac: RbacSettings {

@@ -32,6 +32,7 @@ fn config(url: &str) -> ServerConfig {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some("replica-test-admin-key-0123456789abcdef".into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         gateway: Default::default(),
         // Replicas of one database share the secret key that seals the signing keys, and the
         // public URL that issues their tokens.

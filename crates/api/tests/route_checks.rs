@@ -128,6 +128,7 @@ async fn start() -> Env {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         // The OpenAPI document's routes forward to this backend (never contacted here).
         gateway: portcullis_api::gateway::GatewaySettings {
             backends: vec![portcullis_gateway::Backend {
@@ -375,6 +376,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         // The OpenAPI document's routes forward to this backend (never contacted here).
         gateway: portcullis_api::gateway::GatewaySettings {
             backends: vec![portcullis_gateway::Backend {

@@ -80,6 +80,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
+        tls: None,
         gateway: portcullis_api::gateway::GatewaySettings {
             backends: vec![portcullis_gateway::Backend {
                 name: "echo".into(),

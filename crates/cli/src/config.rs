@@ -43,7 +43,17 @@ struct FileConfig {
     mail: Option<MailConfig>,
     routes: Option<Vec<portcullis_authz::route_rules::RouteSpec>>,
     gateway: Option<GatewayConfig>,
+    tls: Option<TlsConfig>,
     openapi_routes: Option<Vec<OpenApiRoutes>>,
+}
+
+/// `tls:`: a TLS listener beside the plain one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {
+    listen: String,
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 /// `gateway:`: backends and identity headers.
@@ -460,6 +470,20 @@ pub fn load(
         audit_allowed_every: gateway_file.audit_allowed_every.unwrap_or(0),
         ..Default::default()
     };
+    let tls = match file.tls {
+        None => None,
+        Some(t) => Some(portcullis_api::tls::TlsSettings {
+            listen: t.listen.parse().map_err(|e| {
+                ConfigError::new(
+                    "tls.listen",
+                    format!("'{}' is not host:port: {e}", t.listen),
+                )
+            })?,
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+            reload_interval: Duration::from_secs(5),
+        }),
+    };
     let auth = portcullis_api::AuthSettings {
         data_dir: Some(data_dir.clone()),
         secret_key,
@@ -480,6 +504,7 @@ pub fn load(
             admin_email,
             admin_api_key,
             activity_flush_interval: Duration::from_secs(flush),
+            tls,
             gateway,
             rbac: rbac_settings,
         },

@@ -354,6 +354,7 @@ async fn a_too_short_admin_key_stops_the_start() {
         admin_email: ADMIN_EMAIL.into(),
         admin_api_key: Some("too-short".into()),
         activity_flush_interval: std::time::Duration::from_millis(100),
+        tls: None,
         gateway: Default::default(),
         auth: Default::default(),
         rbac: Default::default(),

@@ -34,6 +34,7 @@ fn config_for(
         admin_email: ADMIN_EMAIL.into(),
         admin_api_key,
         activity_flush_interval: Duration::from_millis(100),
+        tls: None,
         gateway: Default::default(),
         auth: Default::default(),
         rbac: Default::default(),

@@ -193,6 +193,7 @@ impl Env {
             admin_email: "admin@localhost".into(),
             admin_api_key: Some(ADMIN_KEY.into()),
             activity_flush_interval: Duration::from_secs(1),
+            tls: None,
             rbac: portcullis_api::RbacSettings {
                 routes: yaml_serde::from_str(ROUTES).unwrap(),
                 ..Default::default()

@@ -136,6 +136,7 @@ impl Server {
             admin_email: ADMIN_EMAIL.into(),
             admin_api_key: Some(ADMIN_KEY.into()),
             activity_flush_interval: Duration::from_millis(100),
+            tls: None,
             gateway: Default::default(),
             rbac: Default::default(),
             auth: portcullis_api::AuthSettings {

@@ -199,6 +199,7 @@ impl RbacServer {
             admin_email: ADMIN_EMAIL.into(),
             admin_api_key: None,
             activity_flush_interval: Duration::from_millis(100),
+            tls: None,
             gateway: Default::default(),
             auth: Default::default(),
             rbac,

@@ -1,0 +1,108 @@
+//! TLS termination: the TLS listener serves with the configured certificate beside the plain
+//! listener, and a certificate replaced on disk is served to the next connection without a
+//! restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_api::ServerConfig;
+use portcullis_api::tls::TlsSettings;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn write_cert(dir: &std::path::Path) -> Vec<u8> {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    generated.cert.der().to_vec()
+}
+
+/// Fetches `/healthz` over TLS trusting only `trusted`; returns the status line and the
+/// certificate the server presented.
+async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the trusted certificate");
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.ok();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    (text.lines().next().unwrap_or("").to_owned(), presented)
+}
+
+#[tokio::test]
+async fn tls_serves_the_certificate_and_picks_up_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let running = portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
+        activity_flush_interval: Duration::from_secs(1),
+        tls: Some(TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.path().join("cert.pem"),
+            key_file: dir.path().join("key.pem"),
+            reload_interval: Duration::from_millis(100),
+        }),
+        gateway: Default::default(),
+        auth: Default::default(),
+        rbac: Default::default(),
+    })
+    .await
+    .unwrap();
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+
+    let (status, presented) = healthz(tls_addr, &first).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert_eq!(presented, first);
+    // The plain listener stays (loopback, behind another proxy).
+    let plain = reqwest::get(format!("http://{}/healthz", running.addr))
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+
+    // A new certificate on disk is served to the next connection.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = write_cert(dir.path());
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut roots_ok = true;
+        let attempt = tokio::spawn({
+            let second = second.clone();
+            async move { healthz(tls_addr, &second).await }
+        })
+        .await;
+        match attempt {
+            Ok((status, presented)) => {
+                assert_eq!(status, "HTTP/1.1 200 OK");
+                served = presented;
+            }
+            Err(_) => roots_ok = false,
+        }
+        if roots_ok && served == second {
+            break;
+        }
+    }
+    assert_eq!(served, second, "the replaced certificate was not picked up");
+    running.shutdown().await;
+}
