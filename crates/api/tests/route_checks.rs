@@ -135,6 +135,7 @@ async fn start() -> Env {
                 name: "runtime".into(),
                 url: "http://127.0.0.1:9".parse().unwrap(),
                 timeout: Duration::from_secs(1),
+                http2: false,
             }],
             ..Default::default()
         },
@@ -383,6 +384,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
                 name: "runtime".into(),
                 url: "http://127.0.0.1:9".parse().unwrap(),
                 timeout: Duration::from_secs(1),
+                http2: false,
             }],
             ..Default::default()
         },

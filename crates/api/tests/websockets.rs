@@ -86,6 +86,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
                 name: "echo".into(),
                 url: format!("http://{backend}").parse().unwrap(),
                 timeout: Duration::from_secs(5),
+                http2: false,
             }],
             ..Default::default()
         },

@@ -73,6 +73,7 @@ struct BackendConfig {
     name: String,
     url: String,
     timeout_ms: Option<u64>,
+    http2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,6 +457,7 @@ pub fn load(
             name: b.name,
             url,
             timeout: Duration::from_millis(b.timeout_ms.unwrap_or(30_000).max(1)),
+            http2: b.http2.unwrap_or(false),
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();

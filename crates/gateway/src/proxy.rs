@@ -26,6 +26,8 @@ pub struct Backend {
     pub url: Uri,
     /// How long the backend may take to answer (headers).
     pub timeout: Duration,
+    /// Speak HTTP/2 to it without TLS (h2c, prior knowledge); upgrades still use HTTP/1.1.
+    pub http2: bool,
 }
 
 /// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.
@@ -113,6 +115,7 @@ pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
 /// The forwarding client and the configured backends.
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
+    h2c: Client<HttpConnector, Body>,
     backends: HashMap<String, Backend>,
     max_body: u64,
 }
@@ -144,9 +147,14 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            .build(connector.clone());
+        let h2c = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
             .build(connector);
         Ok(Self {
             client,
+            h2c,
             backends: by_name,
             max_body,
         })
@@ -201,7 +209,12 @@ impl Proxy {
                 name: backend.name.clone(),
                 message: e.to_string(),
             })?;
-        parts.version = http::Version::HTTP_11;
+        let use_h2 = backend.http2 && !upgrade;
+        parts.version = if use_h2 {
+            http::Version::HTTP_2
+        } else {
+            http::Version::HTTP_11
+        };
         let host = parts.headers.remove(header::HOST);
         let host = host.or_else(|| {
             parts
@@ -221,7 +234,10 @@ impl Proxy {
         if let Ok(id) = HeaderValue::from_str(f.request_id) {
             parts.headers.insert("x-request-id", id);
         }
-        if let Ok(h) = HeaderValue::from_str(authority) {
+        if use_h2 {
+            // HTTP/2 carries the authority in the URI; a Host header is not sent.
+            parts.headers.remove(header::HOST);
+        } else if let Ok(h) = HeaderValue::from_str(authority) {
             parts.headers.insert(header::HOST, h);
         }
         if let Some(proto) = &upgrade_proto {
@@ -233,7 +249,8 @@ impl Proxy {
         }
         let body = Body::new(Limited::new(body, self.max_body as usize));
         let upstream = Request::from_parts(parts, body);
-        let answer = tokio::time::timeout(backend.timeout, self.client.request(upstream)).await;
+        let client = if use_h2 { &self.h2c } else { &self.client };
+        let answer = tokio::time::timeout(backend.timeout, client.request(upstream)).await;
         let response = match answer {
             Err(_) => {
                 return Err(GatewayError::Timeout {

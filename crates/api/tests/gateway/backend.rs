@@ -112,6 +112,7 @@ fn describe(req: &Request) -> Value {
     }
     json!({
         "method": req.method().as_str(),
+        "version": format!("{:?}", req.version()),
         "path": req.uri().path(),
         "query": req.uri().query(),
         "headers": headers,

@@ -383,3 +383,17 @@ async fn a_chunked_body_over_the_limit_is_a_413() {
     );
     assert_eq!(reply.json()["error"]["code"], "payload_too_large");
 }
+
+#[tokio::test]
+async fn a_backend_marked_http2_is_spoken_to_in_h2c() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    let h2 = raw_request(env.addr, "GET", "/h2/jobs", &[("x-api-key", &dev.key)]).await;
+    assert_eq!(h2.status, 200, "{h2:?}");
+    let echo = Echo(h2.json());
+    assert_eq!(echo.0["version"], "HTTP/2.0");
+    assert_eq!(echo.path(), "/h2/jobs");
+    assert_eq!(echo.one("x-portcullis-user"), Some(dev.username.clone()));
+    let h1 = raw_request(env.addr, "GET", "/api/jobs", &[("x-api-key", &dev.key)]).await;
+    assert_eq!(Echo(h1.json()).0["version"], "HTTP/1.1");
+}

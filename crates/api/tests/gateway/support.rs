@@ -41,6 +41,9 @@ const ROUTES: &str = r#"
   methods: [POST, PUT]
   groups: "true"
   backend: echo
+- path: /h2/*
+  groups: "true"
+  backend: echo-h2
 "#;
 
 /// How a test server is set up.
@@ -186,6 +189,7 @@ impl Env {
                 name: name.into(),
                 url: url.clone(),
                 timeout: Duration::from_millis(timeout_ms),
+                http2: name.ends_with("-h2"),
             };
         let config = portcullis_api::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -210,6 +214,7 @@ impl Env {
             gateway: portcullis_api::gateway::GatewaySettings {
                 backends: vec![
                     gateway_backend("echo", &backend_url, 10_000),
+                    gateway_backend("echo-h2", &backend_url, 10_000),
                     gateway_backend("impatient", &backend_url, 500),
                     gateway_backend("down", &closed, 2_000),
                 ],
