@@ -68,9 +68,47 @@ fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
 
 /// Identity assertions already signed, by user, org and groups: one is reused until half its
 /// lifetime is left (signing costs tens of microseconds; a backend accepts it until `exp`).
-type AssertionCache = std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>;
+/// Sharded, so concurrent requests of different users never wait on one lock.
+struct AssertionCache {
+    shards: Vec<std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
+}
+
+const ASSERTION_SHARDS: usize = 32;
+
+impl AssertionCache {
+    fn shard(
+        &self,
+        key: &str,
+    ) -> &std::sync::Mutex<std::collections::HashMap<String, (String, i64)>> {
+        use std::hash::{BuildHasher, RandomState};
+        static SEED: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
+        &self.shards[(SEED.hash_one(key) as usize) % ASSERTION_SHARDS]
+    }
+
+    fn get(&self, key: &str, fresh_after: i64) -> Option<String> {
+        let shard = self.shard(key).lock().ok()?;
+        shard
+            .get(key)
+            .filter(|(_, exp)| *exp > fresh_after)
+            .map(|(a, _)| a.clone())
+    }
+
+    fn put(&self, key: String, assertion: String, exp: i64) {
+        if let Ok(mut shard) = self.shard(&key).lock() {
+            if shard.len() >= 4096 {
+                shard.clear();
+            }
+            shard.insert(key, (assertion, exp));
+        }
+    }
+}
+
 static ASSERTIONS: std::sync::LazyLock<AssertionCache> =
-    std::sync::LazyLock::new(|| std::sync::Mutex::new(std::collections::HashMap::new()));
+    std::sync::LazyLock::new(|| AssertionCache {
+        shards: (0..ASSERTION_SHARDS)
+            .map(|_| std::sync::Mutex::new(std::collections::HashMap::new()))
+            .collect(),
+    });
 
 /// The caller's groups in their org (names).
 fn groups_of(state: &AppState, caller: &RouteCaller, org: Option<&str>) -> Vec<String> {
@@ -107,11 +145,7 @@ fn identity_of(
         groups.join(",")
     );
     let lifetime = state.gateway.assertion_seconds as i64 * 1000;
-    let cached = ASSERTIONS.lock().ok().and_then(|m| {
-        m.get(&cache_key)
-            .filter(|(_, exp)| exp - now > lifetime / 2)
-            .map(|(a, _)| a.clone())
-    });
+    let cached = ASSERTIONS.get(&cache_key, now + lifetime / 2);
     if let Some(assertion) = cached {
         return Identity {
             user: caller.username.clone(),
@@ -138,11 +172,8 @@ fn identity_of(
         },
     });
     let assertion = state.keys.sign(&claims, now).ok();
-    if let (Some(a), Ok(mut m)) = (&assertion, ASSERTIONS.lock()) {
-        if m.len() >= 100_000 {
-            m.clear();
-        }
-        m.insert(cache_key, (a.clone(), now + lifetime));
+    if let Some(a) = &assertion {
+        ASSERTIONS.put(cache_key, a.clone(), now + lifetime);
     }
     Identity {
         user: caller.username.clone(),

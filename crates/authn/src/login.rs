@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_model::{Clock, OrgId, OrgSettings, SessionId, UserId, UserKind};
+use portcullis_model::{Clock, OrgSettings, SessionId, UserId, UserKind};
 use portcullis_store::{
     Actor, OrgRecord, PasswordChange, RefreshOutcome, SessionRecord, SessionStage, Store,
     UserRecord,
@@ -196,21 +196,6 @@ impl LocalAuth {
             settings,
             groups_of,
         })
-    }
-
-    /// The clock every time rule reads.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// The key ring.
-    pub fn keys(&self) -> &Arc<KeyRing> {
-        &self.keys
-    }
-
-    /// The mailer.
-    pub fn mailer(&self) -> &Arc<Mailer> {
-        &self.mailer
     }
 
     /// The settings binding `user`: the strictest of their active orgs, and those orgs.
@@ -671,13 +656,12 @@ impl LocalAuth {
             Some(p) => password::verify_off_thread(Some(p.phc.clone()), current).await,
             None => false,
         };
+        let (settings, orgs) = self.binding_settings(user.id).await?;
         if !ok {
-            let (settings, orgs) = self.binding_settings(user.id).await?;
             self.count_failure(orgs.first(), user, &settings, "password change", "", now)
                 .await?;
             return Ok(Err(Refusal::InvalidCredentials));
         }
-        let (settings, orgs) = self.binding_settings(user.id).await?;
         password::check_rules(new, settings.password_min_length as usize)?;
         if password::verify_off_thread(stored.as_ref().map(|p| p.phc.clone()), new).await {
             return Err(AuthnError::WeakPassword(
@@ -975,23 +959,6 @@ impl LocalAuth {
         user: &UserRecord,
     ) -> Result<bool, AuthnError> {
         Ok(self.store.unlock_user(actor, org, user).await?)
-    }
-
-    /// Until when `user` is locked, if they are.
-    pub async fn locked_until(&self, user: UserId) -> Result<Option<i64>, AuthnError> {
-        Ok(self
-            .store
-            .locked_until(user, self.clock.now_millis())
-            .await?)
-    }
-
-    /// The org id a session is for (for callers holding only the id).
-    pub async fn session_org(&self, session: SessionId) -> Result<Option<OrgId>, AuthnError> {
-        Ok(self
-            .store
-            .get_session(session)
-            .await?
-            .and_then(|s| s.org_id))
     }
 }
 
