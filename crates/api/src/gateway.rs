@@ -4,16 +4,22 @@
 //! endpoint `/auth` answers the same decision to nginx, Envoy and Traefik. Everything here reads
 //! memory; denials are written to the audit trail by a background task, never waited for.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use portcullis_authn::UserEntry;
 use portcullis_authz::route_rules;
 use portcullis_gateway::forward_auth::{self, Flavour};
-use portcullis_gateway::{Backend, Forward, Identity, IdentityHeaders};
+use portcullis_gateway::{
+    Backend, CallerHeaders, Forward, Identity, IdentityFields, IdentityHeaders,
+};
+use portcullis_model::{OrgId, UserId};
 use serde_json::{Map, Value, json};
 
 use crate::ApiError;
@@ -39,6 +45,8 @@ pub struct GatewaySettings {
     pub audit_allowed_every: u64,
     /// Lifetime of the identity assertion JWT, in seconds.
     pub assertion_seconds: u64,
+    /// Write an access-log event per gateway request (target `portcullis::access`).
+    pub access_log: bool,
 }
 
 impl Default for GatewaySettings {
@@ -51,6 +59,7 @@ impl Default for GatewaySettings {
             aliases: IdentityHeaders::default(),
             audit_allowed_every: 0,
             assertion_seconds: 60,
+            access_log: true,
         }
     }
 }
@@ -62,138 +71,133 @@ pub struct KeepStatus;
 /// Counts allowed requests for sampled auditing.
 static ALLOWED: AtomicU64 = AtomicU64::new(0);
 
-fn peer(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
-    req_ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+/// What the gateway prepares once per caller: who they are to the route rules, their groups,
+/// and their identity headers with a signed assertion. Reused while the user's directory entry
+/// and the RBAC snapshot are the ones it was made from and the assertion has more than half of
+/// its life left (signing costs tens of microseconds; a backend accepts it until `exp`).
+struct CallerContext {
+    /// The directory entry it was made from (a changed user is a new entry).
+    user: Arc<UserEntry>,
+    generation: u64,
+    /// Milliseconds after which the assertion is signed again.
+    refresh_after: i64,
+    caller: RouteCaller,
+    headers: Arc<CallerHeaders>,
 }
 
-/// Identity assertions already signed, by user, org and groups: one is reused until half its
-/// lifetime is left (signing costs tens of microseconds; a backend accepts it until `exp`).
-/// Sharded, so concurrent requests of different users never wait on one lock.
-struct AssertionCache {
-    shards: Vec<std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
+const CONTEXT_SHARDS: usize = 32;
+/// Callers kept per shard before a shard starts over.
+const CONTEXT_SHARD_CAPACITY: usize = 4096;
+
+type ContextShard = RwLock<HashMap<(UserId, Option<OrgId>), Arc<CallerContext>>>;
+
+/// Prepared callers, sharded so that concurrent requests never wait on one lock.
+struct CallerContexts {
+    shards: Vec<ContextShard>,
 }
 
-const ASSERTION_SHARDS: usize = 32;
-
-impl AssertionCache {
-    fn shard(
-        &self,
-        key: &str,
-    ) -> &std::sync::Mutex<std::collections::HashMap<String, (String, i64)>> {
+impl CallerContexts {
+    fn shard(&self, key: &(UserId, Option<OrgId>)) -> &ContextShard {
         use std::hash::{BuildHasher, RandomState};
-        static SEED: std::sync::LazyLock<RandomState> = std::sync::LazyLock::new(RandomState::new);
-        &self.shards[(SEED.hash_one(key) as usize) % ASSERTION_SHARDS]
-    }
-
-    fn get(&self, key: &str, fresh_after: i64) -> Option<String> {
-        let shard = self.shard(key).lock().ok()?;
-        shard
-            .get(key)
-            .filter(|(_, exp)| *exp > fresh_after)
-            .map(|(a, _)| a.clone())
-    }
-
-    fn put(&self, key: String, assertion: String, exp: i64) {
-        if let Ok(mut shard) = self.shard(&key).lock() {
-            if shard.len() >= 4096 {
-                shard.clear();
-            }
-            shard.insert(key, (assertion, exp));
-        }
+        static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+        &self.shards[(SEED.hash_one(key) as usize) % CONTEXT_SHARDS]
     }
 }
 
-static ASSERTIONS: std::sync::LazyLock<AssertionCache> =
-    std::sync::LazyLock::new(|| AssertionCache {
-        shards: (0..ASSERTION_SHARDS)
-            .map(|_| std::sync::Mutex::new(std::collections::HashMap::new()))
-            .collect(),
-    });
+static CONTEXTS: LazyLock<CallerContexts> = LazyLock::new(|| CallerContexts {
+    shards: (0..CONTEXT_SHARDS)
+        .map(|_| RwLock::new(HashMap::new()))
+        .collect(),
+});
 
 /// The caller's groups in their org (names).
-fn groups_of(state: &AppState, caller: &RouteCaller, org: Option<&str>) -> Vec<String> {
+fn groups_of(state: &AppState, user_ref: &str, org: Option<&str>) -> Vec<String> {
     let Some(o) = org else { return Vec::new() };
     let prefix = format!("group:{o}/");
     state
         .rbac
         .snapshot()
-        .groups_of_user(&caller.user_ref)
+        .groups_of_user(user_ref)
         .into_iter()
         .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
         .collect()
 }
 
-/// The identity backends receive for `auth`'s caller (`groups`: already known, or looked up).
-fn identity_of(
+/// The prepared context of `auth`'s caller; none when the credential names no active member.
+fn caller_context(state: &AppState, auth: &Authenticated) -> Option<Arc<CallerContext>> {
+    let principal = &auth.principal;
+    let key = (principal.user.id, principal.credential_org);
+    let generation = state.rbac.generation();
+    let now = state.clock.now_millis();
+    let shard = CONTEXTS.shard(&key);
+    if let Ok(map) = shard.read()
+        && let Some(ctx) = map.get(&key)
+        && Arc::ptr_eq(&ctx.user, &principal.user)
+        && ctx.generation == generation
+        && now < ctx.refresh_after
+    {
+        return Some(ctx.clone());
+    }
+    let ctx = Arc::new(build_context(state, auth, generation, now)?);
+    if let Ok(mut map) = shard.write() {
+        if map.len() >= CONTEXT_SHARD_CAPACITY {
+            map.clear();
+        }
+        map.insert(key, ctx.clone());
+    }
+    Some(ctx)
+}
+
+fn build_context(
     state: &AppState,
     auth: &Authenticated,
-    caller: &RouteCaller,
-    groups: Option<Vec<String>>,
-    tool: Option<String>,
-) -> Identity {
-    let org = caller
-        .user_ref
+    generation: u64,
+    now: i64,
+) -> Option<CallerContext> {
+    let user_ref = crate::rbac::user_ref(&auth.principal)?;
+    let user = &auth.principal.user;
+    let org = user_ref
         .strip_prefix("user:")
         .and_then(|r| r.split_once('/'))
         .map(|(o, _)| o.to_owned());
-    let groups = groups.unwrap_or_else(|| groups_of(state, caller, org.as_deref()));
-    let now = state.clock.now_millis();
-    let cache_key = format!(
-        "{}|{}|{}",
-        caller.user_id,
-        caller.user_ref,
-        groups.join(",")
-    );
-    let lifetime = state.gateway.assertion_seconds as i64 * 1000;
-    let cached = ASSERTIONS.get(&cache_key, now + lifetime / 2);
-    if let Some(assertion) = cached {
-        return Identity {
-            user: caller.username.clone(),
-            user_id: caller.user_id.clone(),
-            groups,
-            org,
-            properties: caller.properties.clone(),
-            tool,
-            assertion: Some(assertion),
-        };
-    }
+    let groups = groups_of(state, &user_ref, org.as_deref());
+    let lifetime = state.gateway.assertion_seconds as i64;
     let claims = json!({
         "iss": state.keys.issuer(),
         "aud": "portcullis-backends",
-        "sub": caller.user_id,
+        "sub": user.id.to_string(),
         "iat": now / 1000,
-        "exp": now / 1000 + state.gateway.assertion_seconds as i64,
+        "exp": now / 1000 + lifetime,
         "org": org,
         "user": {
-            "userId": caller.user_id,
-            "username": caller.username,
-            "email": auth.principal.user.email,
+            "userId": user.id.to_string(),
+            "username": user.username,
+            "email": user.email,
             "groups": groups,
         },
     });
     let assertion = state.keys.sign(&claims, now).ok();
-    if let Some(a) = &assertion {
-        ASSERTIONS.put(cache_key, a.clone(), now + lifetime);
-    }
-    Identity {
-        user: caller.username.clone(),
-        user_id: caller.user_id.clone(),
-        groups,
-        org,
-        properties: caller.properties.clone(),
-        tool,
-        assertion,
-    }
-}
-
-fn caller_of(auth: &Authenticated) -> Option<RouteCaller> {
-    let user_ref = crate::rbac::user_ref(&auth.principal)?;
-    let user = &auth.principal.user;
-    Some(RouteCaller {
-        user_ref,
+    let properties = json!({ "email": user.email, "username": user.username });
+    let headers = CallerHeaders::new(&IdentityFields {
+        user: user.username.clone(),
         user_id: user.id.to_string(),
-        username: user.username.clone(),
-        properties: json!({ "email": user.email, "username": user.username }),
+        groups: groups.clone(),
+        org,
+        properties: properties.clone(),
+        assertion,
+    });
+    Some(CallerContext {
+        user: user.clone(),
+        generation,
+        refresh_after: now + lifetime * 1000 / 2,
+        caller: RouteCaller {
+            user_ref,
+            user_id: user.id.to_string(),
+            username: user.username.clone(),
+            properties,
+            groups: Some(groups),
+        },
+        headers: Arc::new(headers),
     })
 }
 
@@ -341,12 +345,12 @@ fn still_valid(
 /// Decides one request against the route rules.
 fn decide(
     state: &AppState,
-    auth: Option<&Authenticated>,
+    caller: Option<&RouteCaller>,
     method: &str,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Option<Value>,
-) -> Result<(RouteVerdict, Option<RouteCaller>), ApiError> {
+) -> Result<RouteVerdict, ApiError> {
     let Some(rules) = state.rbac.routes() else {
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
@@ -354,11 +358,11 @@ fn decide(
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    let caller = auth.and_then(caller_of);
     // Headers and query are copied only for a Rego policy, the one check that reads them.
-    let for_policy = rules
-        .find(method, path)
-        .is_ok_and(|m| m.rule.policy().is_some());
+    let for_policy = rules.any_policy()
+        && rules
+            .find(method, path)
+            .is_ok_and(|m| m.rule.policy().is_some());
     let spec = RequestSpec {
         method: method.to_owned(),
         path: path.to_owned(),
@@ -375,57 +379,72 @@ fn decide(
         path_params: Map::new(),
         body: if for_policy { body } else { None },
     };
-    let verdict = state
-        .rbac
-        .evaluate_route(rules, caller.as_ref(), &spec, false);
-    metrics::counter!("portcullis_gateway_decisions_total", "result" => verdict.result)
-        .increment(1);
-    Ok((verdict, caller))
+    let verdict = state.rbac.evaluate_route(rules, caller, &spec, false);
+    crate::observability::gateway_decision(verdict.result);
+    Ok(verdict)
 }
 
-/// The gateway: every request no control-plane route serves.
+/// The gateway for a request axum routed to its fallback (a path under a control-plane prefix
+/// that no control-plane route serves).
 pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    proxy_request(&state, req, peer).await
+}
+
+/// The gateway: every request no control-plane route serves, straight from the listener.
+pub async fn proxy_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
     let started = std::time::Instant::now();
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let request_id = crate::observability::request_id_of(req.headers());
+    let wants_login = crate::routes::login::wants_login_page(&req);
     let mut seen = Seen::default();
-    let response = match proxy_inner(&state, req, &mut seen).await {
+    let mut response = match proxy_inner(state, req, peer.ip(), &request_id, &mut seen).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    if response.status() == StatusCode::UNAUTHORIZED
+        && let Some(target) = wants_login
+    {
+        response = crate::routes::login::login_page_redirect(&target);
+    }
+    response
+        .headers_mut()
+        .insert(crate::observability::REQUEST_ID, request_id.clone());
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let route = seen.template.clone().unwrap_or_else(|| "(none)".into());
-    let backend = seen.backend.clone().unwrap_or_else(|| "(none)".into());
-    metrics::counter!("portcullis_gateway_requests_total", "route" => route.clone(), "backend" => backend.clone(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!("portcullis_gateway_request_duration_seconds", "route" => route.clone(), "backend" => backend.clone())
-        .record(elapsed.as_secs_f64());
-    // The access log: one event per request (JSON lines with log.format json).
-    tracing::info!(
-        target: "portcullis::access",
-        method = %method,
-        path = %path,
+    crate::observability::gateway_request(
+        seen.template.as_deref(),
+        seen.backend.as_deref(),
         status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        route = %route,
-        backend = %backend,
-        user = %seen.user.as_deref().unwrap_or("-"),
-        request_id = %request_id,
-        "gateway request"
+        elapsed,
     );
+    if state.gateway.access_log {
+        // The access log: one event per request (JSON lines with log.format json).
+        tracing::info!(
+            target: "portcullis::access",
+            method = %seen.method,
+            path = %seen.path,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            route = %seen.template.as_deref().unwrap_or("(none)"),
+            backend = %seen.backend.as_deref().unwrap_or("(none)"),
+            user = %seen.user.as_deref().unwrap_or("-"),
+            request_id = %request_id.to_str().unwrap_or(""),
+            peer = %peer.ip(),
+            "gateway request"
+        );
+    }
     response
 }
 
 /// What the access log and the metrics learn while a request is handled.
 #[derive(Debug, Default)]
 struct Seen {
+    method: String,
+    path: String,
     template: Option<String>,
     backend: Option<String>,
     user: Option<String>,
@@ -434,6 +453,8 @@ struct Seen {
 async fn proxy_inner(
     state: &AppState,
     req: Request,
+    client_ip: IpAddr,
+    request_id: &HeaderValue,
     seen: &mut Seen,
 ) -> Result<Response, ApiError> {
     let Some(proxy) = state.proxy.as_ref() else {
@@ -441,14 +462,17 @@ async fn proxy_inner(
     };
     let (parts, body) = req.into_parts();
     let auth = optional_auth(&parts, state).await?;
-    let method = parts.method.as_str().to_owned();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
+    // The request moves on to the backend; what the decision reads stays here (a reference
+    // count, not a copy).
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let method = method.as_str();
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    if state.gateway.access_log {
+        seen.method = method.to_owned();
+        seen.path = parts.uri.path().to_owned();
+    }
     // A JSON body is read for the policy only when it is small and the method carries one.
-    let wants_body = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+    let wants_body = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
         && parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -459,7 +483,8 @@ async fn proxy_inner(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n <= state.gateway.policy_body_bytes);
+            .is_some_and(|n| n <= state.gateway.policy_body_bytes)
+        && state.rbac.routes().is_some_and(|r| r.any_policy());
     let (body, json_body) = if wants_body {
         let bytes = axum::body::to_bytes(body, state.gateway.policy_body_bytes as usize)
             .await
@@ -471,36 +496,39 @@ async fn proxy_inner(
     } else {
         (body, None)
     };
-    let (verdict, caller) = decide(
+    let context = auth.as_ref().and_then(|a| caller_context(state, a));
+    let caller = context.as_ref().map(|c| &c.caller);
+    let verdict = decide(
         state,
-        auth.as_ref(),
-        &method,
-        &path_and_query,
+        caller,
+        method,
+        path_and_query,
         &parts.headers,
         json_body,
     )?;
-    audit_decision(state, auth.as_ref(), &method, &path_and_query, &verdict);
+    audit_decision(state, auth.as_ref(), method, path_and_query, &verdict);
     seen.template = verdict.template.clone();
-    seen.user = caller.as_ref().map(|c| c.user_ref.clone());
+    if state.gateway.access_log {
+        seen.user = caller.map(|c| c.user_ref.clone());
+    }
     if verdict.status != 200 {
         return Ok(deny_response(&verdict));
     }
     let Some(backend) = verdict
         .backend
-        .clone()
-        .or_else(|| state.gateway.default_backend.clone())
+        .as_deref()
+        .or(state.gateway.default_backend.as_deref())
     else {
         return Ok(deny_response(&RouteVerdict {
             status: 404,
             result: "NOT_FOUND",
-            body: Some(route_rules::not_found_body(&method, &path_and_query)),
+            body: Some(route_rules::not_found_body(method, path_and_query)),
             ..verdict
         }));
     };
-    seen.backend = Some(backend.clone());
+    seen.backend = Some(backend.to_owned());
     // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or the
     // whole of it otherwise.
-    let client_ip = peer(&parts.extensions).unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let peer_trusted = state
         .web
         .trusted_proxies
@@ -512,54 +540,54 @@ async fn proxy_inner(
         .get("tool")
         .or_else(|| verdict.params.get("project"))
         .cloned();
-    let identity = match (&auth, &caller) {
-        (Some(a), Some(c)) => Some(identity_of(state, a, c, Some(verdict.groups.clone()), tool)),
-        _ => None,
-    };
-    let request_id = parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let identity = context.as_ref().map(|c| Identity {
+        caller: c.headers.clone(),
+        tool,
+    });
     let still_valid = if portcullis_gateway::proxy::is_upgrade(&parts.headers) {
         auth.as_ref().map(|a| still_valid(state, a, &parts.headers))
     } else {
         None
     };
-    let query = path_and_query.split_once('?').map(|(_, q)| q.to_owned());
-    let path = verdict.path.clone().unwrap_or_else(|| "/".into());
+    let query = path_and_query.split_once('?').map(|(_, q)| q);
+    let path = verdict.path.as_deref().unwrap_or("/");
     let proto = if state.web.cookie_secure {
         "https"
     } else {
         "http"
     };
+    let request_id = request_id.to_str().unwrap_or("");
+    let forward = Forward {
+        backend,
+        path,
+        query,
+        client_ip,
+        peer_trusted,
+        proto,
+        identity: identity.as_ref(),
+        aliases: state.gateway.aliases,
+        request_id,
+        still_valid,
+    };
     let upstream = axum::http::Request::from_parts(parts, body);
-    let response = proxy
-        .forward(
-            upstream,
-            Forward {
-                backend: &backend,
-                path: &path,
-                query: query.as_deref(),
-                client_ip,
-                peer_trusted,
-                proto,
-                identity: identity.as_ref(),
-                aliases: state.gateway.aliases,
-                request_id: &request_id,
-                still_valid,
-            },
-        )
-        .await?;
-    Ok(response)
+    Ok(proxy.forward(upstream, forward).await?)
 }
 
 /// Forward-auth for nginx `auth_request`, Envoy `ext_authz` and Traefik `forwardAuth`: 200 with
 /// the identity headers, 401 or 403; a browser is sent to the login page where the proxy passes
 /// the answer on (302), or told where it is (nginx: 401 with `X-Portcullis-Login`).
 pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
-    let mut response = match forward_auth_inner(&state, req).await {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    forward_auth_request(&state, req, peer).await
+}
+
+/// Forward-auth straight from the listener.
+pub async fn forward_auth_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+    let mut response = match forward_auth_inner(state, req, peer.ip()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -567,10 +595,13 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
     response
 }
 
-async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, ApiError> {
+async fn forward_auth_inner(
+    state: &AppState,
+    req: Request,
+    peer: IpAddr,
+) -> Result<Response, ApiError> {
     let (parts, _body) = req.into_parts();
-    let peer_trusted = peer(&parts.extensions)
-        .is_some_and(|p| state.web.trusted_proxies.iter().any(|c| c.contains(p)));
+    let peer_trusted = state.web.trusted_proxies.iter().any(|c| c.contains(peer));
     let own = parts
         .uri
         .path_and_query()
@@ -583,14 +614,14 @@ async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, 
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    let login = format!(
-        "/web-login?redirect={}",
-        crate::routes::login::encode_param(&crate::routes::login::checked_redirect(
-            Some(&original.uri),
-            "/"
-        ))
-    );
     let unauthenticated = |message: &str| -> Response {
+        let login = format!(
+            "/web-login?redirect={}",
+            crate::routes::login::encode_param(&crate::routes::login::checked_redirect(
+                Some(&original.uri),
+                "/"
+            ))
+        );
         if wants_html && original.flavour != Flavour::Nginx {
             let mut r = StatusCode::FOUND.into_response();
             if let Ok(v) = HeaderValue::from_str(&login) {
@@ -609,11 +640,12 @@ async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, 
         Err(ApiError::Unauthenticated(m)) => return Ok(unauthenticated(&m)),
         Err(e) => return Err(e),
     };
-    let caller = auth.as_ref().and_then(caller_of);
+    let context = auth.as_ref().and_then(|a| caller_context(state, a));
+    let caller = context.as_ref().map(|c| &c.caller);
     if state.rbac.routes().is_some() {
-        let (verdict, _) = decide(
+        let verdict = decide(
             state,
-            auth.as_ref(),
+            caller,
             &original.method,
             &original.uri,
             &parts.headers,
@@ -642,8 +674,11 @@ async fn forward_auth_inner(state: &AppState, req: Request) -> Result<Response, 
         return Ok(unauthenticated("missing credentials"));
     }
     let mut response = StatusCode::OK.into_response();
-    if let (Some(a), Some(c)) = (&auth, &caller) {
-        let identity = identity_of(state, a, c, None, None);
+    if let Some(c) = &context {
+        let identity = Identity {
+            caller: c.headers.clone(),
+            tool: None,
+        };
         portcullis_gateway::identity::apply(
             response.headers_mut(),
             Some(&identity),

@@ -8,6 +8,7 @@ mod auth;
 pub mod client_ip;
 mod error;
 mod extract;
+pub mod front;
 pub mod gateway;
 mod observability;
 mod openapi;

@@ -1,12 +1,19 @@
 //! Metrics: the Prometheus recorder and per-request counters and latencies.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// How often histogram samples are folded into their summaries.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The process-wide recorder (installed once; several servers in one test process share it).
 pub fn recorder() -> PrometheusHandle {
@@ -15,6 +22,20 @@ pub fn recorder() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
+            // Histogram samples pile up until drained: without this, a server nobody scrapes
+            // would grow by every request's latency sample forever.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start the metrics upkeep thread");
+            }
             // Fails only when another recorder is installed; ours then renders nothing, which
             // /metrics shows rather than crashing the server.
             if metrics::set_global_recorder(recorder).is_err() {
@@ -40,4 +61,161 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("portcullis_http_request_duration_seconds", &labels[..2])
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request-id header, kept from the client when usable or generated.
+pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// A new request id: a UUID (version 8, RFC 9562) made of a random per-process prefix and a
+/// counter, so that no request pays for a random-number syscall.
+pub fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        portcullis_authn::random::random_bytes::<8>()
+            .map(u64::from_le_bytes)
+            .unwrap_or_else(|_| {
+                // Without entropy, ids stay unique within the process; the time keeps them
+                // apart across restarts.
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            })
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // variant RFC 9562
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[(byte >> 4) as usize];
+        out[at + 1] = HEX[(byte & 15) as usize];
+        at += 2;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The request's own id when it is usable (printable, at most 128 bytes), else a new one.
+pub fn request_id_of(headers: &axum::http::HeaderMap) -> HeaderValue {
+    match headers.get(REQUEST_ID) {
+        Some(v)
+            if !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic) =>
+        {
+            v.clone()
+        }
+        _ => new_request_id(),
+    }
+}
+
+/// Generates request ids for the control plane's layers (the same form as the gateway's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        Some(tower_http::request_id::RequestId::new(new_request_id()))
+    }
+}
+
+/// Counts one gateway decision by result.
+pub fn gateway_decision(result: &'static str) {
+    // Results are a handful of constants: the handles are looked up once each.
+    static HANDLES: LazyLock<RwLock<HashMap<&'static str, metrics::Counter>>> =
+        LazyLock::new(Default::default);
+    if let Ok(map) = HANDLES.read()
+        && let Some(c) = map.get(result)
+    {
+        c.increment(1);
+        return;
+    }
+    let counter = metrics::counter!("portcullis_gateway_decisions_total", "result" => result);
+    counter.increment(1);
+    if let Ok(mut map) = HANDLES.write() {
+        map.insert(result, counter);
+    }
+}
+
+/// The metric handles of one route, backend and status.
+struct RequestHandles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Handles by route label, backend label and status: labels are formatted and registered once
+/// per combination (bounded by the configuration), not once per request.
+type HandleTable = HashMap<String, HashMap<String, HashMap<u16, Arc<RequestHandles>>>>;
+
+static REQUEST_HANDLES: LazyLock<RwLock<HandleTable>> = LazyLock::new(Default::default);
+
+/// More combinations than this are counted without caching their handles.
+const MAX_HANDLE_SETS: usize = 4096;
+/// Combinations cached so far.
+static HANDLE_SETS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one gateway request and records its latency, by route template and backend.
+pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, elapsed: Duration) {
+    let (route, backend) = (route.unwrap_or("(none)"), backend.unwrap_or("(none)"));
+    let cached = REQUEST_HANDLES.read().ok().and_then(|table| {
+        table
+            .get(route)
+            .and_then(|b| b.get(backend))
+            .and_then(|s| s.get(&status))
+            .cloned()
+    });
+    let handles = cached.unwrap_or_else(|| {
+        let h = Arc::new(RequestHandles {
+            requests: metrics::counter!("portcullis_gateway_requests_total", "route" => route.to_owned(), "backend" => backend.to_owned(), "status" => status.to_string()),
+            duration: metrics::histogram!("portcullis_gateway_request_duration_seconds", "route" => route.to_owned(), "backend" => backend.to_owned()),
+        });
+        if HANDLE_SETS.fetch_add(1, Ordering::Relaxed) < MAX_HANDLE_SETS as u64
+            && let Ok(mut table) = REQUEST_HANDLES.write()
+        {
+            table
+                .entry(route.to_owned())
+                .or_default()
+                .entry(backend.to_owned())
+                .or_default()
+                .insert(status, h.clone());
+        }
+        h
+    });
+    handles.requests.increment(1);
+    handles.duration.record(elapsed.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_version_8_uuids() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            assert_eq!(text.len(), 36, "{text}");
+            let parts: Vec<&str> = text.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12]
+            );
+            assert!(parts[2].starts_with('8'), "version 8: {text}");
+            assert!(
+                matches!(&parts[3][..1], "8" | "9" | "a" | "b"),
+                "variant: {text}"
+            );
+        }
+    }
 }

@@ -68,6 +68,8 @@ pub struct Rbac {
     settings: RbacSettings,
     /// Serialises rebuilds, so a slow one never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
+    /// Counts snapshots: what was derived from one (a caller's groups) is stale once it moves.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Rbac {
@@ -113,6 +115,7 @@ impl Rbac {
             routes,
             settings,
             rebuild: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         rbac.rebuild(store).await?;
         Ok(rbac)
@@ -205,7 +208,15 @@ impl Rbac {
         )));
         metrics::gauge!("portcullis_rbac_policies").set(snapshot.policy_count() as f64);
         self.snapshot.store(Arc::new(snapshot));
+        // After the store: whoever reads the new number then reads the new snapshot.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(())
+    }
+
+    /// The number of the current snapshot (read it before reading the snapshot).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Call after every committed change to RBAC data or group membership, before answering:

@@ -17,7 +17,7 @@ use portcullis_store::{BootstrapAdmin, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::client_ip::Cidr;
 use crate::state::{AppState, WebSettings};
@@ -276,13 +276,17 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state);
+        .layer(SetRequestIdLayer::new(
+            REQUEST_ID,
+            crate::observability::MakeRequestId,
+        ))
+        .with_state(state.clone());
+    let front = crate::front::FrontDoor::new(app, state);
 
     let (stop, stopped) = watch::channel(false);
     let (tls_addr, tls_task) = match &config.tls {
         Some(tls) => {
-            let (addr, task) = crate::tls::serve(tls.clone(), app.clone(), stopped.clone())
+            let (addr, task) = crate::tls::serve(tls.clone(), front.clone(), stopped.clone())
                 .await
                 .map_err(ServerError::Tls)?;
             tracing::info!(%addr, "portcullis is listening with TLS");
@@ -319,12 +323,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         let shutdown = async move {
             let _ = until.wait_for(|&s| s).await;
         };
-        if let Err(e) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        if let Err(e) = axum::serve(listener, front)
+            .with_graceful_shutdown(shutdown)
+            .await
         {
             tracing::error!(error = %e, "server stopped with an error");
         }

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
@@ -69,7 +67,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// modification time changes (a failed read keeps the certificate in use, and is logged).
 pub async fn serve(
     settings: TlsSettings,
-    app: Router,
+    front: crate::front::FrontDoor,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
     let first = load(&settings.cert_file, &settings.key_file)?;
@@ -110,12 +108,11 @@ pub async fn serve(
                 }
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };
-                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    let (acceptor, front) = (acceptor.clone(), front.connection(peer));
                     tokio::spawn(async move {
                         let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(ConnectInfo(peer));
-                            app.clone().oneshot(req.map(axum::body::Body::new))
+                        let service = tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
+                            front.clone().oneshot(req.map(axum::body::Body::new))
                         });
                         let builder = Builder::new(TokioExecutor::new());
                         if let Err(e) = builder

@@ -113,6 +113,8 @@ pub struct RouteRules {
     with_slash: RouteTable<usize>,
     /// Rules a path without a trailing slash may reach.
     without_slash: RouteTable<usize>,
+    /// Some rule names a Rego policy (only then does a request's input need its headers).
+    any_policy: bool,
 }
 
 impl Default for RouteRules {
@@ -121,6 +123,7 @@ impl Default for RouteRules {
             rules: Vec::new(),
             with_slash: RouteTable::new(true),
             without_slash: RouteTable::new(true),
+            any_policy: false,
         }
     }
 }
@@ -316,8 +319,14 @@ impl RouteRules {
                     .add(c.template.clone(), rules[i].methods.clone(), i);
             }
         }
+        out.any_policy = rules.iter().any(|r| r.policy().is_some());
         out.rules = rules;
         Ok(out)
+    }
+
+    /// Whether some rule names a Rego policy.
+    pub fn any_policy(&self) -> bool {
+        self.any_policy
     }
 
     /// The rule for a request: `raw_path` is the request target's path (a query string is cut

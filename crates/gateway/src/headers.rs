@@ -7,19 +7,28 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that concern one connection only.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes hop-by-hop headers and those listed in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over their few names settles it.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -33,7 +42,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("proxy-connection");
 }
 
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the backend. A client's own values are kept
@@ -48,7 +56,7 @@ pub fn set_forwarded(
 ) {
     let chain = if peer_trusted {
         headers
-            .get_all("x-forwarded-for")
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::trim)
@@ -64,20 +72,27 @@ pub fn set_forwarded(
         format!("{chain}, {client}")
     };
     let keep_proto_host = peer_trusted
-        && headers.contains_key("x-forwarded-proto")
-        && headers.contains_key("x-forwarded-host");
-    headers.remove("x-forwarded-for");
+        && headers.contains_key(&X_FORWARDED_PROTO)
+        && headers.contains_key(&X_FORWARDED_HOST);
+    // `insert` replaces every value a client sent under the name.
     if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
+    } else {
+        headers.remove(X_FORWARDED_FOR);
     }
     if !keep_proto_host {
-        headers.remove("x-forwarded-proto");
-        headers.remove("x-forwarded-host");
-        if let Ok(v) = HeaderValue::from_str(proto) {
-            headers.insert("x-forwarded-proto", v);
-        }
-        if let Some(h) = host {
-            headers.insert("x-forwarded-host", h.clone());
+        let proto = match proto {
+            "https" => HeaderValue::from_static("https"),
+            _ => HeaderValue::from_static("http"),
+        };
+        headers.insert(X_FORWARDED_PROTO, proto);
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h.clone());
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
         }
     }
 }

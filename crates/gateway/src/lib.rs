@@ -10,5 +10,5 @@ pub mod headers;
 pub mod identity;
 pub mod proxy;
 
-pub use identity::{Identity, IdentityHeaders};
+pub use identity::{CallerHeaders, Identity, IdentityFields, IdentityHeaders};
 pub use proxy::{Backend, Forward, GatewayError, Proxy};

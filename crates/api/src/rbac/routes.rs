@@ -82,6 +82,8 @@ pub struct RouteCaller {
     pub username: String,
     /// Properties for the Rego input (`email`, `name`, …).
     pub properties: Value,
+    /// The caller's groups in their org, when already known (else looked up).
+    pub groups: Option<Vec<String>>,
 }
 
 /// The answer for one request.
@@ -105,8 +107,6 @@ pub struct RouteVerdict {
     pub body: Option<Value>,
     /// Groups, bindings and roles that took part (when asked for).
     pub explanation: Value,
-    /// The caller's groups in their org.
-    pub groups: Vec<String>,
     /// The matched route's path parameters.
     pub params: std::collections::HashMap<String, String>,
 }
@@ -166,7 +166,6 @@ impl Rbac {
             denied_by: None,
             body,
             explanation: Value::Null,
-            groups: Vec::new(),
             params: Default::default(),
         };
         let raw_path = request.path.split('?').next().unwrap_or("");
@@ -188,16 +187,23 @@ impl Rbac {
             .and_then(|c| c.user_ref.strip_prefix("user:"))
             .and_then(|r| r.split_once('/'))
             .map_or("", |(org, _)| org);
-        let prefix = format!("group:{org}/");
-        let groups: Vec<String> = caller
-            .map(|c| {
-                self.snapshot()
-                    .groups_of_user(&c.user_ref)
-                    .into_iter()
-                    .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let groups: std::borrow::Cow<'_, [String]> = match caller {
+            Some(RouteCaller {
+                groups: Some(known),
+                ..
+            }) => std::borrow::Cow::Borrowed(known),
+            Some(c) => {
+                let prefix = format!("group:{org}/");
+                std::borrow::Cow::Owned(
+                    self.snapshot()
+                        .groups_of_user(&c.user_ref)
+                        .into_iter()
+                        .filter_map(|g| g.strip_prefix(&prefix).map(str::to_owned))
+                        .collect(),
+                )
+            }
+            None => std::borrow::Cow::Borrowed(&[]),
+        };
         let rond = self.rond();
         let user = match caller {
             Some(c) => rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups),
@@ -287,8 +293,7 @@ impl Rbac {
             denied_by: denied,
             body,
             explanation,
-            params: matched.params.clone(),
-            groups,
+            params: matched.params,
         }
     }
 }

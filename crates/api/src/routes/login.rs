@@ -149,38 +149,27 @@ pub(crate) fn encode_param(s: &str) -> String {
     out
 }
 
-/// Sends browsers that meet a 401 to the login page (seed 003's local reply): a `GET` that
-/// accepts HTML gets `302 /web-login?redirect=<path>` and the stale `sid` cleared; API clients
-/// keep the 401 JSON.
-pub async fn login_redirect(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// For a browser's GET (or HEAD) that accepts HTML: the same-origin target to come back to
+/// after signing in.
+pub(crate) fn wants_login_page<B>(req: &http::Request<B>) -> Option<String> {
     let wants_html = req
         .headers()
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
     let is_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
-    let response = next.run(req).await;
-    if response.status() != http::StatusCode::UNAUTHORIZED
-        || !wants_html
-        || !is_get
-        || response
-            .extensions()
-            .get::<crate::gateway::KeepStatus>()
-            .is_some()
-    {
-        return response;
-    }
+    (wants_html && is_get).then(|| {
+        req.uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
+    })
+}
+
+/// The 302 to the login page (clearing a stale `sid`) that replaces a 401 for a browser.
+pub(crate) fn login_page_redirect(target: &str) -> axum::response::Response {
     let location = format!(
         "/web-login?redirect={}",
-        encode_param(&checked_redirect(Some(&target), "/"))
+        encode_param(&checked_redirect(Some(target), "/"))
     );
     let mut out = axum::response::Response::new(axum::body::Body::empty());
     *out.status_mut() = http::StatusCode::FOUND;
@@ -192,6 +181,28 @@ pub async fn login_redirect(
         HeaderValue::from_static("sid=; Max-Age=0; Path=/"),
     );
     out
+}
+
+/// Browsers meeting a 401 on a GET are sent to the login page instead (API clients, which do
+/// not ask for HTML, keep the 401); forward-auth answers are left alone.
+pub async fn login_redirect(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let target = wants_login_page(&req);
+    let response = next.run(req).await;
+    match target {
+        Some(target)
+            if response.status() == http::StatusCode::UNAUTHORIZED
+                && response
+                    .extensions()
+                    .get::<crate::gateway::KeepStatus>()
+                    .is_none() =>
+        {
+            login_page_redirect(&target)
+        }
+        _ => response,
+    }
 }
 
 #[cfg(test)]

@@ -332,6 +332,7 @@ async fn check_route(
                 }
                 None => json!({}),
             },
+            groups: None,
         })
     };
     let verdict = state

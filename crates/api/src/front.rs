@@ -1,0 +1,193 @@
+//! The front door: every request of every listener (plain and TLS) arrives here and takes one
+//! of three ways. Forward-auth (`/auth`, `/auth/…`) and the gateway (any path outside the
+//! control plane's first segments) are served directly, without the control plane's router and
+//! middleware, because they are the hot path; everything else goes to the axum router of the
+//! control plane (which still hands paths none of its routes serve to the gateway).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::response::Response;
+use tower::{Service, ServiceExt};
+
+use crate::state::AppState;
+
+/// First path segments the control plane owns. Every path its router serves starts with one of
+/// these (a test reads the router's source to hold this true); a path outside them never
+/// reaches the router.
+const CONTROL_PLANE: &[&str] = &[
+    "api",
+    "healthz",
+    "readyz",
+    "metrics",
+    "grant",
+    "revoke",
+    "oauth",
+    "refreshtoken",
+    "userinfo",
+    "logout",
+    "apps",
+    ".well-known",
+    "web-login",
+];
+
+/// Which way a path goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    ForwardAuth,
+    ControlPlane,
+    Gateway,
+}
+
+fn way_of(path: &str) -> Way {
+    let first = path
+        .strip_prefix('/')
+        .unwrap_or(path)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    if first == "auth" {
+        Way::ForwardAuth
+    } else if CONTROL_PLANE.contains(&first) {
+        Way::ControlPlane
+    } else {
+        Way::Gateway
+    }
+}
+
+struct Shared {
+    router: Router,
+    state: AppState,
+}
+
+/// The service of one connection.
+#[derive(Clone)]
+pub struct Front {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+}
+
+/// Makes the service of each new connection.
+#[derive(Clone)]
+pub struct FrontDoor {
+    shared: Arc<Shared>,
+}
+
+impl FrontDoor {
+    /// The front door over the control plane's `router` (layers and state applied).
+    pub fn new(router: Router, state: AppState) -> Self {
+        Self {
+            shared: Arc::new(Shared { router, state }),
+        }
+    }
+
+    /// The service for a connection from `peer`.
+    pub fn connection(&self, peer: SocketAddr) -> Front {
+        Front {
+            shared: self.shared.clone(),
+            peer,
+        }
+    }
+}
+
+impl Service<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for FrontDoor {
+    type Response = Front;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Front, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>,
+    ) -> Self::Future {
+        std::future::ready(Ok(self.connection(*stream.remote_addr())))
+    }
+}
+
+impl Service<Request<Body>> for Front {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let (shared, peer) = (self.shared.clone(), self.peer);
+        match way_of(req.uri().path()) {
+            Way::ForwardAuth => Box::pin(async move {
+                Ok(crate::gateway::forward_auth_request(&shared.state, req, peer).await)
+            }),
+            Way::Gateway => Box::pin(async move {
+                Ok(crate::gateway::proxy_request(&shared.state, req, peer).await)
+            }),
+            Way::ControlPlane => {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                let router = shared.router.clone();
+                Box::pin(async move { router.oneshot(req).await })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_take_their_way() {
+        let table = [
+            ("/auth", Way::ForwardAuth),
+            ("/auth/jobs/1", Way::ForwardAuth),
+            ("/authors", Way::Gateway),
+            ("/api/v1/orgs", Way::ControlPlane),
+            ("/api/catalog/entities", Way::ControlPlane),
+            ("/healthz", Way::ControlPlane),
+            ("/web-login/totp", Way::ControlPlane),
+            ("/.well-known/jwks.json", Way::ControlPlane),
+            ("/jobs/1", Way::Gateway),
+            ("/", Way::Gateway),
+            ("", Way::Gateway),
+            ("/apis", Way::Gateway),
+        ];
+        for (path, way) in table {
+            assert_eq!(way_of(path), way, "{path}");
+        }
+    }
+
+    /// Every path the control plane's router serves must be sent to it: read every route
+    /// literal of routes.rs and check its first segment.
+    #[test]
+    fn every_control_plane_route_reaches_the_router() {
+        let source = include_str!("routes.rs");
+        let mut seen = 0;
+        for piece in source.split(".route(").skip(1) {
+            let Some(path) = piece
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|p| p.split('"').next())
+            else {
+                continue;
+            };
+            seen += 1;
+            assert_ne!(
+                way_of(path),
+                Way::Gateway,
+                "{path} would bypass the control plane"
+            );
+        }
+        assert!(seen > 50, "only {seen} routes found in routes.rs");
+    }
+}
