@@ -136,6 +136,7 @@ async fn start() -> Env {
                 url: "http://127.0.0.1:9".parse().unwrap(),
                 timeout: Duration::from_secs(1),
                 http2: false,
+                tls: Default::default(),
             }],
             ..Default::default()
         },
@@ -385,6 +386,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
                 url: "http://127.0.0.1:9".parse().unwrap(),
                 timeout: Duration::from_secs(1),
                 http2: false,
+                tls: Default::default(),
             }],
             ..Default::default()
         },

@@ -87,6 +87,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
                 url: format!("http://{backend}").parse().unwrap(),
                 timeout: Duration::from_secs(5),
                 http2: false,
+                tls: Default::default(),
             }],
             ..Default::default()
         },

@@ -74,6 +74,10 @@ struct BackendConfig {
     url: String,
     timeout_ms: Option<u64>,
     http2: Option<bool>,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
+    server_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,10 +451,74 @@ pub fn load(
                 format!("'{}': {e}", b.url),
             )
         })?;
-        if url.scheme_str() != Some("http") || url.authority().is_none() {
+        let https = match url.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(ConfigError::new(
+                    format!("gateway.backends[{i}].url"),
+                    format!("'{}' must be http(s)://host[:port][/prefix]", b.url),
+                ));
+            }
+        };
+        if url.authority().is_none() {
             return Err(ConfigError::new(
                 format!("gateway.backends[{i}].url"),
-                format!("'{}' must be http://host[:port][/prefix]", b.url),
+                format!("'{}' must be http(s)://host[:port][/prefix]", b.url),
+            ));
+        }
+        let tls = portcullis_gateway::proxy::BackendTls {
+            ca_file: b.ca_file,
+            client_cert_file: b.client_cert_file,
+            client_key_file: b.client_key_file,
+            server_name: b.server_name,
+        };
+        // TLS settings on a plain backend would be silently unused: refuse them instead.
+        if !https {
+            let given = [
+                ("ca_file", tls.ca_file.is_some()),
+                ("client_cert_file", tls.client_cert_file.is_some()),
+                ("client_key_file", tls.client_key_file.is_some()),
+                ("server_name", tls.server_name.is_some()),
+            ];
+            if let Some((key, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    format!("gateway.backends[{i}].{key}"),
+                    format!("needs an https:// url, not '{}'", b.url),
+                ));
+            }
+        }
+        if https && b.http2 == Some(true) {
+            return Err(ConfigError::new(
+                format!("gateway.backends[{i}].http2"),
+                "is h2c for http:// backends; over https:// HTTP/2 is chosen by ALPN",
+            ));
+        }
+        match (&tls.client_cert_file, &tls.client_key_file) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    format!("gateway.backends[{i}].client_key_file"),
+                    "is required with client_cert_file",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    format!("gateway.backends[{i}].client_cert_file"),
+                    "is required with client_key_file",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(name) = &tls.server_name
+            && name.parse::<std::net::IpAddr>().is_err()
+            && (name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+        {
+            return Err(ConfigError::new(
+                format!("gateway.backends[{i}].server_name"),
+                format!("'{name}' is not a host name or IP address"),
             ));
         }
         backends.push(portcullis_gateway::Backend {
@@ -458,6 +526,7 @@ pub fn load(
             url,
             timeout: Duration::from_millis(b.timeout_ms.unwrap_or(30_000).max(1)),
             http2: b.http2.unwrap_or(false),
+            tls,
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
@@ -616,5 +685,66 @@ mod tests {
         let f = file_with("lisen: 1\n");
         let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn https_backends_take_trust_settings() {
+        let f = file_with(
+            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n    - name: public\n      url: https://api.example.com\n",
+        );
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        let jobs = &c.server.gateway.backends[0];
+        assert_eq!(jobs.url.scheme_str(), Some("https"));
+        assert_eq!(
+            jobs.tls.ca_file.as_deref(),
+            Some(Path::new("/etc/portcullis/internal-ca.pem"))
+        );
+        assert_eq!(
+            jobs.tls.client_key_file.as_deref(),
+            Some(Path::new("/etc/portcullis/client.key"))
+        );
+        assert_eq!(jobs.tls.server_name.as_deref(), Some("jobs.svc"));
+        assert!(!c.server.gateway.backends[1].tls.is_set());
+
+        // (backend lines, the key the error must name)
+        let table: &[(&str, &str)] = &[
+            ("url: ftp://jobs", "gateway.backends[0].url"),
+            (
+                "url: http://jobs\n      ca_file: /ca.pem",
+                "gateway.backends[0].ca_file",
+            ),
+            (
+                "url: http://jobs\n      server_name: jobs.svc",
+                "gateway.backends[0].server_name",
+            ),
+            (
+                "url: https://jobs\n      http2: true",
+                "gateway.backends[0].http2",
+            ),
+            (
+                "url: https://jobs\n      client_cert_file: /c.pem",
+                "gateway.backends[0].client_key_file",
+            ),
+            (
+                "url: https://jobs\n      client_key_file: /c.key",
+                "gateway.backends[0].client_cert_file",
+            ),
+            (
+                "url: https://jobs\n      server_name: 'jobs svc'",
+                "gateway.backends[0].server_name",
+            ),
+        ];
+        for (lines, key) in table {
+            let f = file_with(&format!(
+                "gateway:\n  backends:\n    - name: jobs\n      {lines}\n"
+            ));
+            let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
+            assert_eq!(&e.key, key, "{e}");
+        }
+        let f = file_with(
+            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs\n      insecure_skip_verify: true\n",
+        );
+        let e = load(Some(f.path()), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("insecure_skip_verify"), "{e}");
     }
 }

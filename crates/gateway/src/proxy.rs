@@ -1,33 +1,43 @@
-//! Forwarding one request to a backend: pooled connections (HTTP/1.1), bodies streamed both
-//! ways under a size cap, hop-by-hop headers removed, identity and `X-Forwarded-*` headers set,
-//! the request id passed on, and a time limit for the backend's answer.
+//! Forwarding one request to a backend: pooled connections (HTTP/1.1, h2c, or TLS with HTTP/2
+//! or 1.1 by ALPN), bodies streamed both ways under a size cap, hop-by-hop headers removed,
+//! identity and `X-Forwarded-*` headers set, the request id passed on, and a time limit for the
+//! backend's answer.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::Limited;
-use hyper_util::client::legacy::Client;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
 use crate::headers::{remove_hop_by_hop, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
+pub use tls::BackendTls;
+
+mod tls;
 
 /// A backend requests are forwarded to.
 #[derive(Debug, Clone)]
 pub struct Backend {
     /// Its name in routes.
     pub name: String,
-    /// Base URL (`http://jobs-api.internal:8080`, optionally with a path prefix).
+    /// Base URL (`http://jobs-api.internal:8080` or `https://…`, optionally with a path
+    /// prefix).
     pub url: Uri,
     /// How long the backend may take to answer (headers).
     pub timeout: Duration,
-    /// Speak HTTP/2 to it without TLS (h2c, prior knowledge); upgrades still use HTTP/1.1.
+    /// Speak HTTP/2 to an `http://` backend without TLS (h2c, prior knowledge); upgrades still
+    /// use HTTP/1.1. Not for `https://` backends, where ALPN chooses between HTTP/2 and 1.1.
     pub http2: bool,
+    /// Trust and client certificate for an `https://` backend (none may be set for `http://`).
+    pub tls: BackendTls,
 }
 
 /// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.
@@ -36,7 +46,8 @@ pub enum GatewayError {
     /// The route names a backend that is not configured.
     #[error("no backend '{0}' is configured")]
     UnknownBackend(String),
-    /// The backend URL is not an `http://` URL with a host.
+    /// The backend's URL or TLS settings are unusable (a bad URL, a CA or key file that cannot
+    /// be read).
     #[error("backend '{name}': {message}")]
     BadBackend {
         /// Backend.
@@ -112,11 +123,50 @@ pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
             })
 }
 
-/// The forwarding client and the configured backends.
+/// How one backend is spoken to: its pooled client(s).
+enum Upstream {
+    /// `http://`: HTTP/1.1, or h2c when the backend is marked `http2` (upgrades stay on the
+    /// HTTP/1.1 client). These clients are shared by every plain backend (one pool keyed by
+    /// host), since nothing about them differs per backend.
+    Plain {
+        http1: Client<HttpConnector, Body>,
+        h2c: Option<Client<HttpConnector, Body>>,
+    },
+    /// `https://`: the backend's own trust. `auto` offers ALPN `h2` and `http/1.1` and lets the
+    /// backend choose; `http1` offers only `http/1.1`, for upgrades, which HTTP/2 cannot carry.
+    Tls {
+        auto: Client<HttpsConnector<HttpConnector>, Body>,
+        http1: Client<HttpsConnector<HttpConnector>, Body>,
+    },
+}
+
+impl Upstream {
+    fn send(&self, req: Request<Body>, upgrade: bool) -> ResponseFuture {
+        match self {
+            Self::Plain { http1, h2c } => match h2c {
+                Some(h2c) if !upgrade => h2c.request(req),
+                _ => http1.request(req),
+            },
+            Self::Tls { auto, http1 } => {
+                if upgrade {
+                    http1.request(req)
+                } else {
+                    auto.request(req)
+                }
+            }
+        }
+    }
+}
+
+/// A configured backend with its client(s).
+struct Target {
+    backend: Backend,
+    upstream: Upstream,
+}
+
+/// The configured backends, each with the client(s) that reach it.
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
-    h2c: Client<HttpConnector, Body>,
-    backends: HashMap<String, Backend>,
+    backends: HashMap<String, Target>,
     max_body: u64,
 }
 
@@ -129,32 +179,54 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy for `backends`, refusing request bodies over `max_body` bytes.
+    /// A proxy for `backends`, refusing request bodies over `max_body` bytes. The TLS files of
+    /// `https://` backends are read here; a file that is missing or not PEM is an error naming
+    /// the backend and the file.
     pub fn new(backends: Vec<Backend>, max_body: u64) -> Result<Self, GatewayError> {
-        let mut by_name = HashMap::new();
-        for b in backends {
-            if b.url.scheme_str() != Some("http") || b.url.authority().is_none() {
-                return Err(GatewayError::BadBackend {
-                    name: b.name,
-                    message: "the URL must be http://host[:port][/prefix]".into(),
-                });
-            }
-            by_name.insert(b.name.clone(), b);
-        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
+        let http1 = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector.clone());
         let h2c = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .http2_only(true)
-            .build(connector);
+            .build(connector.clone());
+        let mut by_name = HashMap::new();
+        for b in backends {
+            let refuse = |message: &str| GatewayError::BadBackend {
+                name: b.name.clone(),
+                message: message.to_owned(),
+            };
+            let upstream = match (b.url.scheme_str(), b.url.authority()) {
+                (Some("http"), Some(_)) if b.tls.is_set() => {
+                    return Err(refuse(
+                        "ca_file, client certificate and server_name need an https:// URL",
+                    ));
+                }
+                (Some("http"), Some(_)) => Upstream::Plain {
+                    http1: http1.clone(),
+                    h2c: b.http2.then(|| h2c.clone()),
+                },
+                (Some("https"), Some(_)) if b.http2 => {
+                    return Err(refuse(
+                        "http2 (h2c) is for http:// URLs; over https HTTP/2 is chosen by ALPN",
+                    ));
+                }
+                (Some("https"), Some(_)) => tls_upstream(&b, &connector)?,
+                _ => return Err(refuse("the URL must be http(s)://host[:port][/prefix]")),
+            };
+            by_name.insert(
+                b.name.clone(),
+                Target {
+                    backend: b,
+                    upstream,
+                },
+            );
+        }
         Ok(Self {
-            client,
-            h2c,
             backends: by_name,
             max_body,
         })
@@ -171,10 +243,12 @@ impl Proxy {
         req: Request<Body>,
         f: Forward<'_>,
     ) -> Result<Response<Body>, GatewayError> {
-        let backend = self
+        let target = self
             .backends
             .get(f.backend)
             .ok_or_else(|| GatewayError::UnknownBackend(f.backend.to_owned()))?;
+        let backend = &target.backend;
+        let over_tls = matches!(target.upstream, Upstream::Tls { .. });
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -201,7 +275,7 @@ impl Proxy {
             .map(|a| a.as_str())
             .unwrap_or_default();
         parts.uri = Uri::builder()
-            .scheme("http")
+            .scheme(if over_tls { "https" } else { "http" })
             .authority(authority)
             .path_and_query(path_and_query)
             .build()
@@ -209,7 +283,9 @@ impl Proxy {
                 name: backend.name.clone(),
                 message: e.to_string(),
             })?;
-        let use_h2 = backend.http2 && !upgrade;
+        // h2c is chosen here; over TLS the client picks HTTP/2 when ALPN negotiated it, and an
+        // HTTP/1.1 request is valid on either.
+        let use_h2 = backend.http2 && !over_tls && !upgrade;
         parts.version = if use_h2 {
             http::Version::HTTP_2
         } else {
@@ -234,8 +310,9 @@ impl Proxy {
         if let Ok(id) = HeaderValue::from_str(f.request_id) {
             parts.headers.insert("x-request-id", id);
         }
-        if use_h2 {
-            // HTTP/2 carries the authority in the URI; a Host header is not sent.
+        if use_h2 || over_tls {
+            // HTTP/2 carries the authority in the URI; a Host header is not sent. Over TLS the
+            // version is only known once connected: the client adds Host if it is HTTP/1.1.
             parts.headers.remove(header::HOST);
         } else if let Ok(h) = HeaderValue::from_str(authority) {
             parts.headers.insert(header::HOST, h);
@@ -249,8 +326,8 @@ impl Proxy {
         }
         let body = Body::new(Limited::new(body, self.max_body as usize));
         let upstream = Request::from_parts(parts, body);
-        let client = if use_h2 { &self.h2c } else { &self.client };
-        let answer = tokio::time::timeout(backend.timeout, client.request(upstream)).await;
+        let answer =
+            tokio::time::timeout(backend.timeout, target.upstream.send(upstream, upgrade)).await;
         let response = match answer {
             Err(_) => {
                 return Err(GatewayError::Timeout {
@@ -287,6 +364,29 @@ impl Proxy {
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
+}
+
+/// The two clients of an `https://` backend, sharing its trust settings and differing only in
+/// the protocols ALPN offers.
+fn tls_upstream(backend: &Backend, connector: &HttpConnector) -> Result<Upstream, GatewayError> {
+    let settings = tls::settings(backend)?;
+    let mut connector = connector.clone();
+    // The TLS connector hands it https:// URIs, which a plain connector refuses by default.
+    connector.enforce_http(false);
+    let resolver = Arc::new(FixedServerNameResolver::new(settings.server_name));
+    let with_alpn = |protocols: &[&[u8]]| {
+        let mut config = settings.config.clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        HttpsConnector::new(connector.clone(), config, true, resolver.clone())
+    };
+    let auto = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(with_alpn(&[b"h2", b"http/1.1"]));
+    let http1 = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(with_alpn(&[b"http/1.1"]));
+    Ok(Upstream::Tls { auto, http1 })
 }
 
 /// Copies bytes both ways between the upgraded client and backend connections until either

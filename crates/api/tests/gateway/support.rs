@@ -190,6 +190,7 @@ impl Env {
                 url: url.clone(),
                 timeout: Duration::from_millis(timeout_ms),
                 http2: name.ends_with("-h2"),
+                tls: Default::default(),
             };
         let config = portcullis_api::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
