@@ -20,6 +20,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; "$NGINX" -c "$WORK/backend.conf" -s s
 
 BACKEND=18181 FRONT=18182 PORTCULLIS=18183
 cargo build --release -q -p portcullis
+cargo build --release -q --manifest-path bench/load/Cargo.toml
+LOAD=bench/load/target/release/portcullis-load
+RATE="${RATE:-2000}"
 nginx_conf() { # name, server block
   cat > "$WORK/$1.conf" <<CONF
 worker_processes 1;
@@ -98,3 +101,24 @@ print(f"Portcullis with auth / nginx proxy_pass: {p/np:.2f}x (target >= 1.0)")
 print(f"Portcullis /auth / nginx return 200:     {a/nr:.2f}x (target >= 0.5)")
 print(f"Portcullis with auth / backend direct:   {p/d:.2f}x")
 PY
+echo
+echo "Held rate: $RATE requests/s for ${SECONDS_PER_RUN}s over 32 connections (bench/load, open loop;"
+echo "latency from when each request was due)."
+echo
+echo "| setup | p50 | p90 | p99 | p99.9 | errors |"
+echo "| --- | --- | --- | --- | --- | --- |"
+held() { # label url [header]
+  local out
+  out=$("$LOAD" "$2" "$RATE" "$SECONDS_PER_RUN" 32 ${3:+"$3"})
+  local p50 p90 p99 p999 errors
+  p50=$(sed -E 's/.*p50_us=([0-9]+).*/\1/' <<<"$out"); p90=$(sed -E 's/.*p90_us=([0-9]+).*/\1/' <<<"$out")
+  p99=$(sed -E 's/.*p99_us=([0-9]+).*/\1/' <<<"$out"); p999=$(sed -E 's/.*p999_us=([0-9]+).*/\1/' <<<"$out")
+  errors=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$out")
+  printf '| %s | %s µs | %s µs | %s µs | %s µs | %s |\n' "$1" "$p50" "$p90" "$p99" "$p999" "$errors"
+  eval "P99_$4=$p99"
+}
+held "backend direct" "http://127.0.0.1:$BACKEND/bench/x" "" direct
+held "nginx proxy_pass (no auth)" "http://127.0.0.1:$FRONT/bench/x" "" nginx_proxy
+held "Portcullis, API key + RBAC route rule" "http://127.0.0.1:$PORTCULLIS/bench/x" "x-api-key: $KEY" portcullis
+echo
+echo "Added p99 over the backend direct at $RATE requests/s: Portcullis $(( P99_portcullis - P99_direct )) µs (target <= 1000 µs); nginx proxy_pass $(( P99_nginx_proxy - P99_direct )) µs"

@@ -173,11 +173,23 @@ pub(crate) async fn authenticate(
             let sid = sid
                 .parse()
                 .map_err(|_| refused("invalid", "invalid session token"))?;
-            match state
-                .directory
-                .authenticate_session(&state.store, sid, state.clock.now_millis())
-                .await?
-            {
+            let now = state.clock.now_millis();
+            let check = match state.directory.authenticate_session_cached(sid, now) {
+                Some(check) => check,
+                // A session this replica has not seen (or about to end as idle) is read from
+                // the store, on the runtime that owns the pool.
+                None => {
+                    let (directory, store) = (state.directory.clone(), state.store.clone());
+                    state
+                        .control
+                        .spawn(
+                            async move { directory.authenticate_session(&store, sid, now).await },
+                        )
+                        .await
+                        .map_err(|e| ApiError::Internal(format!("session check: {e}")))??
+                }
+            };
+            match check {
                 SessionCheck::Live(principal) => principal,
                 SessionCheck::Refused(why) => {
                     return Err(refused("session_ended", &format!("{why}; sign in again")));

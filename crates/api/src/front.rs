@@ -15,7 +15,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use portcullis_gateway::Proxy;
 use tower::{Service, ServiceExt};
 
 use crate::state::AppState;
@@ -73,6 +74,8 @@ struct Shared {
 pub struct Front {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The serving worker's forwarding client.
+    proxy: Option<Arc<Proxy>>,
 }
 
 /// Makes the service of each new connection.
@@ -89,29 +92,13 @@ impl FrontDoor {
         }
     }
 
-    /// The service for a connection from `peer`.
-    pub fn connection(&self, peer: SocketAddr) -> Front {
+    /// The service for a connection from `peer`, forwarding through `proxy`.
+    pub fn connection(&self, peer: SocketAddr, proxy: Option<Arc<Proxy>>) -> Front {
         Front {
             shared: self.shared.clone(),
             peer,
+            proxy,
         }
-    }
-}
-
-impl Service<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for FrontDoor {
-    type Response = Front;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Front, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(
-        &mut self,
-        stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>,
-    ) -> Self::Future {
-        std::future::ready(Ok(self.connection(*stream.remote_addr())))
     }
 }
 
@@ -125,18 +112,30 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let (shared, peer) = (self.shared.clone(), self.peer);
+        let (shared, peer, proxy) = (self.shared.clone(), self.peer, self.proxy.clone());
         match way_of(req.uri().path()) {
             Way::ForwardAuth => Box::pin(async move {
                 Ok(crate::gateway::forward_auth_request(&shared.state, req, peer).await)
             }),
             Way::Gateway => Box::pin(async move {
-                Ok(crate::gateway::proxy_request(&shared.state, req, peer).await)
+                Ok(crate::gateway::proxy_request(&shared.state, proxy.as_deref(), req, peer).await)
             }),
             Way::ControlPlane => {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 let router = shared.router.clone();
-                Box::pin(async move { router.oneshot(req).await })
+                // The control plane runs on the shared runtime, beside the database pool.
+                let handled = shared.state.control.spawn(router.oneshot(req));
+                Box::pin(async move {
+                    Ok(match handled.await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(e) => {
+                            tracing::error!(error = %e, "a control-plane request failed");
+                            crate::ApiError::Internal("the request could not be handled".into())
+                                .into_response()
+                        }
+                    })
+                })
             }
         }
     }

@@ -47,6 +47,8 @@ pub struct GatewaySettings {
     pub assertion_seconds: u64,
     /// Write an access-log event per gateway request (target `portcullis::access`).
     pub access_log: bool,
+    /// Threads serving connections (0: one per CPU).
+    pub workers: usize,
 }
 
 impl Default for GatewaySettings {
@@ -60,6 +62,7 @@ impl Default for GatewaySettings {
             audit_allowed_every: 0,
             assertion_seconds: 60,
             access_log: true,
+            workers: 0,
         }
     }
 }
@@ -294,8 +297,9 @@ fn audit_decision(
         "deniedBy": verdict.denied_by,
     });
     let outcome = if allowed { "success" } else { "denied" };
-    // The request path never waits on the database: the record is written in the background.
-    tokio::spawn(async move {
+    // The request path never waits on the database: the record is written in the background,
+    // on the runtime that owns the pool.
+    state.control.spawn(async move {
         if let Err(e) = store
             .record_gateway_decision(&actor, &target, outcome, details)
             .await
@@ -392,16 +396,22 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    proxy_request(&state, req, peer).await
+    proxy_request(&state, state.proxy.as_deref(), req, peer).await
 }
 
 /// The gateway: every request no control-plane route serves, straight from the listener.
-pub async fn proxy_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+pub async fn proxy_request(
+    state: &AppState,
+    proxy: Option<&portcullis_gateway::Proxy>,
+    req: Request,
+    peer: SocketAddr,
+) -> Response {
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(req.headers());
     let wants_login = crate::routes::login::wants_login_page(&req);
     let mut seen = Seen::default();
-    let mut response = match proxy_inner(state, req, peer.ip(), &request_id, &mut seen).await {
+    let mut response = match proxy_inner(state, proxy, req, peer.ip(), &request_id, &mut seen).await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -452,12 +462,13 @@ struct Seen {
 
 async fn proxy_inner(
     state: &AppState,
+    proxy: Option<&portcullis_gateway::Proxy>,
     req: Request,
     client_ip: IpAddr,
     request_id: &HeaderValue,
     seen: &mut Seen,
 ) -> Result<Response, ApiError> {
-    let Some(proxy) = state.proxy.as_ref() else {
+    let Some(proxy) = proxy else {
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
     let (parts, body) = req.into_parts();

@@ -18,6 +18,7 @@ pub mod server;
 mod state;
 pub mod tls;
 mod views;
+pub mod workers;
 
 pub use error::ApiError;
 pub use rbac::RbacSettings;

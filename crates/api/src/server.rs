@@ -272,6 +272,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         web,
         proxy,
         gateway: Arc::new(config.gateway.clone()),
+        control: tokio::runtime::Handle::current(),
     };
     let app = crate::routes::router()
         .layer(axum::middleware::from_fn(crate::observability::track))
@@ -282,11 +283,34 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         ))
         .with_state(state.clone());
     let front = crate::front::FrontDoor::new(app, state);
+    let proxies: crate::workers::ProxyFactory = {
+        let (backends, max_body) = (
+            config.gateway.backends.clone(),
+            config.gateway.max_body_bytes,
+        );
+        // Checked above with the same settings: a failure here cannot be a new one.
+        Arc::new(move || {
+            if backends.is_empty() {
+                return None;
+            }
+            portcullis_gateway::Proxy::new(backends.clone(), max_body)
+                .map(Arc::new)
+                .ok()
+        })
+    };
+    let count = match config.gateway.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let workers = Arc::new(
+        crate::workers::Workers::start(count, front, proxies)
+            .map_err(|e| ServerError::Bind(config.listen, e))?,
+    );
 
     let (stop, stopped) = watch::channel(false);
     let (tls_addr, tls_task) = match &config.tls {
         Some(tls) => {
-            let (addr, task) = crate::tls::serve(tls.clone(), front.clone(), stopped.clone())
+            let (addr, task) = crate::tls::serve(tls.clone(), workers.clone(), stopped.clone())
                 .await
                 .map_err(ServerError::Tls)?;
             tracing::info!(%addr, "portcullis is listening with TLS");
@@ -320,15 +344,25 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, stopped.clone()));
     let mut until = stopped;
     let serve_task = tokio::spawn(async move {
-        let shutdown = async move {
+        let stopping = async move {
             let _ = until.wait_for(|&s| s).await;
         };
-        if let Err(e) = axum::serve(listener, front)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "server stopped with an error");
+        tokio::pin!(stopping);
+        loop {
+            tokio::select! {
+                () = &mut stopping => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => workers.dispatch(tcp, peer, None),
+                    Err(e) => {
+                        // Out of file descriptors, say: wait a moment rather than spin.
+                        tracing::warn!(error = %e, "could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
         }
+        drop(listener);
+        workers.stop().await;
     });
     tracing::info!(%addr, backend = ?store.backend(), "portcullis is listening");
     // Serve first, then flush: the flusher's last run sees every request.

@@ -36,6 +36,9 @@ pub struct AppState {
     pub proxy: Option<Arc<portcullis_gateway::Proxy>>,
     /// Gateway settings.
     pub gateway: Arc<crate::gateway::GatewaySettings>,
+    /// The shared runtime: the control plane and every database call run there, whichever
+    /// worker thread a request came in on.
+    pub control: tokio::runtime::Handle,
 }
 
 /// Settings of the browser-facing endpoints (login pages, cookies, rate limits).

@@ -8,16 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceExt;
 
 /// TLS settings (`tls:` in the configuration).
 #[derive(Debug, Clone)]
@@ -67,7 +63,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// modification time changes (a failed read keeps the certificate in use, and is logged).
 pub async fn serve(
     settings: TlsSettings,
-    front: crate::front::FrontDoor,
+    workers: Arc<crate::workers::Workers>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
     let first = load(&settings.cert_file, &settings.key_file)?;
@@ -108,20 +104,7 @@ pub async fn serve(
                 }
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };
-                    let (acceptor, front) = (acceptor.clone(), front.connection(peer));
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let service = tower::service_fn(move |req: axum::http::Request<hyper::body::Incoming>| {
-                            front.clone().oneshot(req.map(axum::body::Body::new))
-                        });
-                        let builder = Builder::new(TokioExecutor::new());
-                        if let Err(e) = builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
-                            .await
-                        {
-                            tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
-                        }
-                    });
+                    workers.dispatch(tcp, peer, Some(acceptor.clone()));
                 }
             }
         }

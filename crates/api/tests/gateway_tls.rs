@@ -316,6 +316,9 @@ async fn portcullis(
         gateway: portcullis_api::gateway::GatewaySettings {
             backends,
             max_body_bytes: 1024 * 1024,
+            // One worker: each worker keeps pools of its own, and the reuse count below is
+            // exact only with one.
+            workers: 1,
             ..Default::default()
         },
         auth: Default::default(),

@@ -65,6 +65,8 @@ struct GatewayConfig {
     max_body_mb: Option<u64>,
     identity_headers: Option<IdentityHeadersConfig>,
     audit_allowed_every: Option<u64>,
+    access_log: Option<bool>,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -539,6 +541,8 @@ pub fn load(
             rond: aliases.rond.unwrap_or(false),
         },
         audit_allowed_every: gateway_file.audit_allowed_every.unwrap_or(0),
+        access_log: gateway_file.access_log.unwrap_or(true),
+        workers: gateway_file.workers.unwrap_or(0),
         ..Default::default()
     };
     let tls = match file.tls {

@@ -171,6 +171,16 @@ async fn rotate_keys(config: Config, delay: u64) -> ExitCode {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The access log follows its own switch, not the log level.
+    let access = if config.server.gateway.access_log {
+        "portcullis::access=info"
+    } else {
+        "portcullis::access=off"
+    };
+    let filter = match access.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -222,3 +222,91 @@ async fn keys_rotate_publishes_a_new_signing_key_and_keeps_the_previous_ones() {
     assert!(!keys.contains(&first[0]), "the oldest key is retired");
     assert!(terminate(&mut child).success());
 }
+
+/// Starts `portcullis serve --config <file>` with stderr (the log) going to `log`.
+fn start_with_config(
+    dir: &std::path::Path,
+    config: &str,
+    log: &std::path::Path,
+) -> (Child, String) {
+    let file = dir.join("portcullis.yaml");
+    std::fs::write(&file, config).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .current_dir(dir)
+        .env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_DATABASE_URL")
+        .env_remove("PORTCULLIS_ADMIN_API_KEY")
+        .env_remove("PORTCULLIS_LOG_LEVEL")
+        .env_remove("PORTCULLIS_LOG_FORMAT")
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn portcullis");
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("Portcullis listening on http://") {
+            return (child, addr.to_owned());
+        }
+    }
+    let status = child.wait();
+    panic!("portcullis exited before listening: {status:?}");
+}
+
+/// Access-log lines (JSON) in a log file.
+fn access_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "portcullis::access")
+        .collect()
+}
+
+#[tokio::test]
+async fn the_access_log_follows_its_own_switch_not_the_log_level() {
+    // A backend nobody listens on: the request is still decided, answered (502) and logged.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = closed.local_addr().unwrap();
+    drop(closed);
+    let config = |access: bool| {
+        format!(
+            "log: {{ level: warn, format: json }}\n\
+             gateway:\n  access_log: {access}\n  workers: 2\n  backends:\n    - {{ name: app, url: \"http://{backend}\", timeout_ms: 2000 }}\n\
+             routes:\n  - {{ path: \"/app/*\", auth: none, backend: app }}\n"
+        )
+    };
+    let http = reqwest::Client::new();
+    for access in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let (mut child, addr) = start_with_config(dir.path(), &config(access), &log);
+        let response = http
+            .get(format!("http://{addr}/app/reports?page=2"))
+            .header("x-request-id", "trace-me-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502);
+        assert_eq!(response.headers()["x-request-id"], "trace-me-1");
+        assert!(terminate(&mut child).success());
+        let lines = access_lines(&log);
+        if access {
+            assert_eq!(lines.len(), 1, "one access line per request: {lines:?}");
+            let fields = &lines[0]["fields"];
+            assert_eq!(fields["method"], "GET");
+            assert_eq!(fields["path"], "/app/reports");
+            assert_eq!(fields["status"], 502);
+            assert_eq!(fields["route"], "/app/*");
+            assert_eq!(fields["backend"], "app");
+            assert_eq!(fields["request_id"], "trace-me-1");
+            assert_eq!(fields["peer"], "127.0.0.1");
+            assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
+        } else {
+            assert!(lines.is_empty(), "access_log: false writes none: {lines:?}");
+        }
+    }
+}

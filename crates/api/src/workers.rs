@@ -1,0 +1,166 @@
+//! The worker threads that serve connections: one single-threaded runtime per worker, each
+//! serving the connections handed to it from accept to close, with upstream connection pools
+//! of its own (the model of Envoy's worker threads and nginx's worker processes). A gateway
+//! request, its decision, and the backend connection it travels on never change threads; only
+//! control-plane requests (and the rare store read) cross over to the shared runtime that owns
+//! the database pool.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use portcullis_gateway::Proxy;
+use tokio::sync::{mpsc, oneshot};
+use tower::ServiceExt;
+
+use crate::front::FrontDoor;
+
+/// How long a stopping worker lets requests in flight finish.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// What a worker is told.
+enum Lane {
+    /// Serve this accepted connection (terminating TLS on it first, when an acceptor is given).
+    Serve {
+        tcp: std::net::TcpStream,
+        peer: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    },
+    /// Stop: finish what is in flight and end.
+    Stop,
+}
+
+/// Builds a worker's own forwarding client (its connection pools).
+pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
+
+/// The worker threads.
+pub struct Workers {
+    lanes: Vec<mpsc::UnboundedSender<Lane>>,
+    next: AtomicUsize,
+    finished: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("count", &self.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workers {
+    /// Starts `count` workers (at least one) serving through `door`.
+    pub fn start(count: usize, door: FrontDoor, proxies: ProxyFactory) -> std::io::Result<Self> {
+        let mut lanes = Vec::new();
+        let mut finished = Vec::new();
+        for n in 0..count.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (done, finished_rx) = oneshot::channel();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let (door, proxies) = (door.clone(), proxies.clone());
+            std::thread::Builder::new()
+                .name(format!("portcullis-worker-{n}"))
+                .spawn(move || {
+                    runtime.block_on(run(rx, door, proxies));
+                    let _ = done.send(());
+                })?;
+            lanes.push(tx);
+            finished.push(finished_rx);
+        }
+        Ok(Self {
+            lanes,
+            next: AtomicUsize::new(0),
+            finished: std::sync::Mutex::new(finished),
+        })
+    }
+
+    /// Hands an accepted connection to the next worker (round robin); `tls` to terminate TLS
+    /// on it first.
+    pub fn dispatch(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) {
+        // A socket moves to another runtime in its std form (deregistered here).
+        let Ok(tcp) = tcp.into_std() else { return };
+        let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
+        let _ = self.lanes[lane].send(Lane::Serve { tcp, peer, tls });
+    }
+
+    /// Stops the workers: no new connections; requests in flight finish (up to 30 s).
+    pub async fn stop(&self) {
+        let finished = match self.finished.lock() {
+            Ok(mut f) => std::mem::take(&mut *f),
+            Err(_) => return,
+        };
+        for lane in &self.lanes {
+            let _ = lane.send(Lane::Stop);
+        }
+        for f in finished {
+            let _ = f.await;
+        }
+    }
+}
+
+/// One worker: serves the connections it is handed until told to stop, then drains.
+async fn run(mut lane: mpsc::UnboundedReceiver<Lane>, door: FrontDoor, proxies: ProxyFactory) {
+    // Built here, so the pools' connection tasks live on this worker's runtime.
+    let proxy = proxies();
+    let graceful = GracefulShutdown::new();
+    while let Some(Lane::Serve { tcp, peer, tls }) = lane.recv().await {
+        let Ok(tcp) = tcp
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(tcp))
+        else {
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let front = door.connection(peer, proxy.clone());
+        let service = TowerToHyperService::new(tower::service_fn(
+            move |req: axum::http::Request<hyper::body::Incoming>| {
+                front.clone().oneshot(req.map(axum::body::Body::new))
+            },
+        ));
+        match tls {
+            None => {
+                let conn = Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let conn = Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(DRAIN) => {
+            tracing::warn!("requests still in flight after {DRAIN:?}: closed");
+        }
+    }
+}
