@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 struct Target {
     host: String,
@@ -98,7 +98,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Re
     Ok(status)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (target, rate, seconds, connections) = match parse(&args) {
@@ -109,21 +109,19 @@ async fn main() {
         }
     };
     let target = Arc::new(target);
-    // Each due time goes to whichever connection is free; a backlog waits in the queue and its
-    // wait counts in the latency.
-    let (tx, rx) = mpsc::unbounded_channel::<Instant>();
-    let rx = Arc::new(Mutex::new(rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<u64, ()>>();
+    // Due times are dealt round robin to the connections (each paces its own share, as wrk2
+    // does); a connection still busy when its next request is due sends it late, and the wait
+    // counts in that request's latency.
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<(u64, u64), ()>>();
+    let mut lanes = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let (target, rx, done) = (target.clone(), rx.clone(), done_tx.clone());
+        let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+        lanes.push(tx);
+        let (target, done) = (target.clone(), done_tx.clone());
         tokio::spawn(async move {
             let mut stream = None;
             let mut buf = Vec::with_capacity(16 * 1024);
-            loop {
-                let due = match rx.lock().await.recv().await {
-                    Some(d) => d,
-                    None => return,
-                };
+            while let Some(due) = rx.recv().await {
                 if stream.is_none() {
                     match TcpStream::connect(&target.host).await {
                         Ok(s) => {
@@ -137,13 +135,14 @@ async fn main() {
                     }
                 }
                 let Some(s) = stream.as_mut() else { continue };
+                let sent = Instant::now();
                 let result = match s.write_all(&target.request).await {
                     Ok(()) => read_response(s, &mut buf).await,
                     Err(e) => Err(e),
                 };
                 match result {
                     Ok(status) if (200..300).contains(&status) => {
-                        let _ = done.send(Ok(due.elapsed().as_micros() as u64));
+                        let _ = done.send(Ok((due.elapsed().as_micros() as u64, sent.elapsed().as_micros() as u64)));
                     }
                     Ok(_) => {
                         let _ = done.send(Err(()));
@@ -159,22 +158,31 @@ async fn main() {
     drop(done_tx);
     let total = rate * seconds;
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-    let start = Instant::now();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now() + Duration::from_millis(50);
+    // The pace is kept by a thread of its own with sleeps of microsecond precision: a runtime
+    // timer ticks in whole milliseconds and would send a request up to 1 ms after it was due,
+    // which would count as latency of the server.
+    std::thread::spawn(move || {
         for i in 0..total {
-            ticker.tick().await;
-            // The due time is the schedule's, not the tick's: a late tick still counts from when
-            // the request should have gone.
-            let _ = tx.send(start + interval * i as u32);
+            let due = start + interval * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if lanes[i as usize % lanes.len()].send(due).is_err() {
+                return;
+            }
         }
     });
     let mut latencies = Vec::with_capacity(total as usize);
+    let mut service = Vec::with_capacity(total as usize);
     let mut errors = 0u64;
     while let Some(r) = done_rx.recv().await {
         match r {
-            Ok(us) => latencies.push(us),
+            Ok((us, served)) => {
+                latencies.push(us);
+                service.push(served);
+            }
             Err(()) => errors += 1,
         }
         if latencies.len() as u64 + errors == total {
@@ -182,20 +190,22 @@ async fn main() {
         }
     }
     latencies.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if latencies.is_empty() {
+    service.sort_unstable();
+    let pct = |v: &[u64], p: f64| -> u64 {
+        if v.is_empty() {
             return 0;
         }
-        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        latencies[i]
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
     };
     println!(
-        "sent={total} ok={} errors={errors} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        "sent={total} ok={} errors={errors} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} service_p50_us={} service_p99_us={}",
         latencies.len(),
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        pct(0.999),
-        latencies.last().copied().unwrap_or(0)
+        pct(&latencies, 0.50),
+        pct(&latencies, 0.90),
+        pct(&latencies, 0.99),
+        pct(&latencies, 0.999),
+        latencies.last().copied().unwrap_or(0),
+        pct(&service, 0.50),
+        pct(&service, 0.99),
     );
 }

@@ -472,6 +472,18 @@ async fn proxy_inner(
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
     let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.gateway.max_body_bytes) {
+        discard_in_background(body);
+        return Err(portcullis_gateway::GatewayError::TooLarge {
+            limit: state.gateway.max_body_bytes,
+        }
+        .into());
+    }
     let auth = optional_auth(&parts, state).await?;
     // The request moves on to the backend; what the decision reads stays here (a reference
     // count, not a copy).
@@ -582,6 +594,32 @@ async fn proxy_inner(
     };
     let upstream = axum::http::Request::from_parts(parts, body);
     Ok(proxy.forward(upstream, forward).await?)
+}
+
+/// At most this much of a refused request body is read and thrown away.
+const DISCARD_BYTES: u64 = 64 * 1024 * 1024;
+/// For at most this long.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and throws away a refused request's body (up to a bound) while the refusal is sent,
+/// as nginx's lingering close does: a client still writing its body then reads the 413 instead
+/// of meeting a closed connection.
+fn discard_in_background(body: Body) {
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let mut body = body;
+        let mut left = DISCARD_BYTES;
+        let _ = tokio::time::timeout(DISCARD_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if n > left {
+                    return;
+                }
+                left -= n;
+            }
+        })
+        .await;
+    });
 }
 
 /// Forward-auth for nginx `auth_request`, Envoy `ext_authz` and Traefik `forwardAuth`: 200 with

@@ -7,6 +7,8 @@ mod backend;
 #[path = "gateway/support.rs"]
 mod support;
 
+#[path = "gateway/draining.rs"]
+mod draining;
 #[path = "gateway/forward_auth.rs"]
 mod forward_auth;
 #[path = "gateway/nginx.rs"]

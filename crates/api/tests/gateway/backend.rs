@@ -53,6 +53,7 @@ impl Backend {
         };
         let app = axum::Router::new()
             .route("/slow", any(slow))
+            .route("/draining/slow", any(slow))
             .route("/big", get(big))
             .route("/upload", any(upload))
             .fallback(echo)

@@ -44,6 +44,9 @@ const ROUTES: &str = r#"
 - path: /h2/*
   groups: "true"
   backend: echo-h2
+- path: /draining/*
+  groups: "true"
+  backend: echo
 "#;
 
 /// How a test server is set up.
@@ -89,7 +92,7 @@ pub struct Env {
     pub outsider: Caller,
     /// A client that never follows redirects.
     pub http: reqwest::Client,
-    _running: portcullis_api::Running,
+    running: Option<portcullis_api::Running>,
     _dir: tempfile::TempDir,
 }
 
@@ -262,8 +265,15 @@ impl Env {
             dev,
             outsider,
             http,
-            _running: running,
+            running: Some(running),
             _dir: dir,
+        }
+    }
+
+    /// Stops the server as a signal would: lets requests in flight finish.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
         }
     }
 
