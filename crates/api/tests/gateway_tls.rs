@@ -297,6 +297,14 @@ fn trusting(ca_file: &Path) -> BackendTls {
     }
 }
 
+/// A fresh internal CA and its certificate written to `dir/ca.pem`.
+fn internal_ca(dir: &Path) -> (Ca, std::path::PathBuf) {
+    let ca = Ca::new("Portcullis test internal CA");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    (ca, ca_file)
+}
+
 /// Starts Portcullis with `backends`, each reachable without a credential under `/NAME/*`.
 async fn portcullis(
     dir: &Path,
@@ -363,9 +371,7 @@ fn assert_bad_gateway((status, text): &(u16, String), backend: &str) {
 #[tokio::test]
 async fn https_backends_get_http2_when_they_offer_it_and_http11_otherwise() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("Portcullis test internal CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca, ca_file) = internal_ca(dir.path());
     let leaf = ca.server(&["localhost", "127.0.0.1"]);
     let h2 = TlsBackend::start(&leaf, H2_AND_H1, None).await;
     let h1 = TlsBackend::start(&leaf, H1_ONLY, None).await;
@@ -421,9 +427,7 @@ async fn https_backends_get_http2_when_they_offer_it_and_http11_otherwise() {
 #[tokio::test]
 async fn bodies_stream_over_tls_and_limits_still_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("Portcullis test internal CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca, ca_file) = internal_ca(dir.path());
     let leaf = ca.server(&["127.0.0.1"]);
     let h2 = TlsBackend::start(&leaf, H2_AND_H1, None).await;
     let h1 = TlsBackend::start(&leaf, H1_ONLY, None).await;
@@ -498,9 +502,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_before_any_request() {
 #[tokio::test]
 async fn the_certificate_must_carry_the_server_name() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("Portcullis test internal CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca, ca_file) = internal_ca(dir.path());
     // The certificate names a service, not the address the gateway connects to.
     let service = TlsBackend::start(&ca.server(&["jobs.internal"]), H2_AND_H1, None).await;
     let named = |name: Option<&str>| BackendTls {
@@ -533,9 +535,7 @@ async fn the_certificate_must_carry_the_server_name() {
 #[tokio::test]
 async fn a_backend_requiring_a_client_certificate_gets_the_configured_one() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("Portcullis test internal CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca, ca_file) = internal_ca(dir.path());
     let (client_cert, client_key) = ca.client("portcullis").write(dir.path(), "client");
     // A certificate from another CA: the backend refuses it.
     let (other_cert, other_key) = Ca::new("Someone else's CA")
@@ -581,9 +581,7 @@ async fn a_backend_requiring_a_client_certificate_gets_the_configured_one() {
 #[tokio::test]
 async fn an_upgrade_to_an_http2_capable_backend_goes_over_http11() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("Portcullis test internal CA");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (ca, ca_file) = internal_ca(dir.path());
     let backend_tls = TlsBackend::start(&ca.server(&["127.0.0.1"]), H2_AND_H1, None).await;
     let running = portcullis(
         dir.path(),
