@@ -51,6 +51,7 @@ listen: 127.0.0.1:$PORTCULLIS
 data_dir: $WORK/data
 log: { level: warn }
 gateway:
+  access_log: ${ACCESS_LOG:-false}   # as the nginx servers here (access_log off)
   backends:
     - { name: backend, url: "http://127.0.0.1:$BACKEND", timeout_ms: 5000 }
 routes:
