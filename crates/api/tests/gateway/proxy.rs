@@ -397,3 +397,68 @@ async fn a_backend_marked_http2_is_spoken_to_in_h2c() {
     let h1 = raw_request(env.addr, "GET", "/api/jobs", &[("x-api-key", &dev.key)]).await;
     assert_eq!(Echo(h1.json()).0["version"], "HTTP/1.1");
 }
+
+/// What the gateway prepares once per caller (route identity, groups, signed headers) is
+/// rebuilt as soon as the groups or the user change: the very next request sees it.
+#[tokio::test]
+async fn identity_headers_and_decisions_follow_group_and_user_changes_at_once() {
+    let env = Env::start(Options::default()).await;
+    let dev = env.dev.clone();
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let mut req = env
+            .request(method, path)
+            .header("x-api-key", ADMIN_KEY)
+            .header("content-type", "application/json");
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        env.send(req)
+    };
+    let groups_seen = |echo: &Echo| sorted_groups(&echo.one("x-portcullis-groups").unwrap());
+
+    let before = env.echo("/api/whoami", Some(&dev.key), &[]).await;
+    assert_eq!(groups_seen(&before), ["devs", "ops"]);
+    let refused = env.get("/admin/panel", Some(&dev.key), &[]).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    // Into `admins`: the next request carries the group and passes the admins' route.
+    let added = admin(
+        Method::POST,
+        "/api/v1/orgs/default/groups/admins/members",
+        Some(json!({ "userId": dev.id })),
+    )
+    .await;
+    assert!(added.status < 300, "{added:?}");
+    let after = env.echo("/admin/panel", Some(&dev.key), &[]).await;
+    assert_eq!(groups_seen(&after), ["admins", "devs", "ops"]);
+    assert_ne!(
+        after.one("x-portcullis-assertion"),
+        before.one("x-portcullis-assertion"),
+        "the assertion is signed again with the new groups"
+    );
+
+    // Out of `devs`: the developers' route refuses the next request.
+    let removed = admin(
+        Method::DELETE,
+        &format!("/api/v1/orgs/default/groups/devs/members/users/{}", dev.id),
+        None,
+    )
+    .await;
+    assert!(removed.status < 300, "{removed:?}");
+    let refused = env.get("/api/whoami", Some(&dev.key), &[]).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+
+    // Renamed: the next request names the user by the new name.
+    let renamed = admin(
+        Method::PATCH,
+        &format!("/api/v1/orgs/default/users/{}", dev.id),
+        Some(json!({ "username": "dev-renamed" })),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{renamed:?}");
+    let echo = env.echo("/admin/panel", Some(&dev.key), &[]).await;
+    assert_eq!(
+        echo.one("x-portcullis-user").as_deref(),
+        Some("dev-renamed")
+    );
+}

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 pub use crate::backend::{Backend, MIB};
 
-const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
+pub const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
 
 /// The route rules of every test server. `echo` is the test backend; `impatient` is the same
 /// backend with a 500 ms timeout; `down` is a closed port.
