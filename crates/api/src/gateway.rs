@@ -49,6 +49,8 @@ pub struct GatewaySettings {
     pub access_log: bool,
     /// Threads serving connections (0: one per CPU).
     pub workers: usize,
+    /// Largest request head (request line and headers) a client may send; more is a 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for GatewaySettings {
@@ -63,6 +65,7 @@ impl Default for GatewaySettings {
             assertion_seconds: 60,
             access_log: true,
             workers: 0,
+            max_header_bytes: 64 * 1024,
         }
     }
 }

@@ -303,8 +303,15 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         n => n,
     };
     let workers = Arc::new(
-        crate::workers::Workers::start(count, front, proxies)
-            .map_err(|e| ServerError::Bind(config.listen, e))?,
+        crate::workers::Workers::start(
+            count,
+            front,
+            proxies,
+            crate::workers::ConnectionLimits {
+                max_header_bytes: config.gateway.max_header_bytes,
+            },
+        )
+        .map_err(|e| ServerError::Bind(config.listen, e))?,
     );
 
     let (stop, stopped) = watch::channel(false);

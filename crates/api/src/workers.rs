@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -22,6 +22,34 @@ use crate::front::FrontDoor;
 
 /// How long a stopping worker lets requests in flight finish.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's head (a slow-headers attack holds a
+/// connection open for nothing otherwise).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limits every connection is served with.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Largest request head (request line and headers), HTTP/1.1 and HTTP/2 alike.
+    pub max_header_bytes: usize,
+}
+
+/// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
+/// upgrades allowed, request heads bounded in size and in time.
+fn connection_builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    // hyper refuses a read buffer under 8 KiB; the head limit is its read buffer.
+    let head = limits.max_header_bytes.max(8192);
+    builder
+        .http1()
+        .max_buf_size(head)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+        .timer(TokioTimer::new());
+    builder
+}
 
 /// What a worker is told.
 enum Lane {
@@ -55,7 +83,12 @@ impl std::fmt::Debug for Workers {
 
 impl Workers {
     /// Starts `count` workers (at least one) serving through `door`.
-    pub fn start(count: usize, door: FrontDoor, proxies: ProxyFactory) -> std::io::Result<Self> {
+    pub fn start(
+        count: usize,
+        door: FrontDoor,
+        proxies: ProxyFactory,
+        limits: ConnectionLimits,
+    ) -> std::io::Result<Self> {
         let mut lanes = Vec::new();
         let mut finished = Vec::new();
         for n in 0..count.max(1) {
@@ -68,7 +101,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("portcullis-worker-{n}"))
                 .spawn(move || {
-                    runtime.block_on(run(rx, door, proxies));
+                    runtime.block_on(run(rx, door, proxies, limits));
                     let _ = done.send(());
                 })?;
             lanes.push(tx);
@@ -111,9 +144,15 @@ impl Workers {
 }
 
 /// One worker: serves the connections it is handed until told to stop, then drains.
-async fn run(mut lane: mpsc::UnboundedReceiver<Lane>, door: FrontDoor, proxies: ProxyFactory) {
+async fn run(
+    mut lane: mpsc::UnboundedReceiver<Lane>,
+    door: FrontDoor,
+    proxies: ProxyFactory,
+    limits: ConnectionLimits,
+) {
     // Built here, so the pools' connection tasks live on this worker's runtime.
     let proxy = proxies();
+    let builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
     while let Some(Lane::Serve { tcp, peer, tls }) = lane.recv().await {
         let Ok(tcp) = tcp
@@ -131,7 +170,7 @@ async fn run(mut lane: mpsc::UnboundedReceiver<Lane>, door: FrontDoor, proxies: 
         ));
         match tls {
             None => {
-                let conn = Builder::new(TokioExecutor::new())
+                let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
@@ -142,12 +181,12 @@ async fn run(mut lane: mpsc::UnboundedReceiver<Lane>, door: FrontDoor, proxies: 
                 });
             }
             Some(acceptor) => {
-                let watcher = graceful.watcher();
+                let (watcher, builder) = (graceful.watcher(), builder.clone());
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let conn = Builder::new(TokioExecutor::new())
+                    let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), service)
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {

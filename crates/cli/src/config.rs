@@ -67,6 +67,7 @@ struct GatewayConfig {
     audit_allowed_every: Option<u64>,
     access_log: Option<bool>,
     workers: Option<usize>,
+    max_header_kb: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,6 +544,7 @@ pub fn load(
         audit_allowed_every: gateway_file.audit_allowed_every.unwrap_or(0),
         access_log: gateway_file.access_log.unwrap_or(true),
         workers: gateway_file.workers.unwrap_or(0),
+        max_header_bytes: gateway_file.max_header_kb.unwrap_or(64).clamp(8, 1024) * 1024,
         ..Default::default()
     };
     let tls = match file.tls {

@@ -462,3 +462,30 @@ async fn identity_headers_and_decisions_follow_group_and_user_changes_at_once() 
         Some("dev-renamed")
     );
 }
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_a_431() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    // 30 KiB of headers pass (the default limit is 64 KiB)…
+    let within = "a".repeat(30 * 1024);
+    let reply = raw_request(
+        env.addr,
+        "GET",
+        "/api/jobs",
+        &[("x-api-key", &key), ("x-big", &within)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // …80 KiB do not, and never reach the backend.
+    let over = "a".repeat(80 * 1024);
+    let reply = raw_request(
+        env.addr,
+        "GET",
+        "/api/reports",
+        &[("x-api-key", &key), ("x-big", &over)],
+    )
+    .await;
+    assert_eq!(reply.status, 431, "{reply:?}");
+    assert_eq!(env.backend.seen(), ["GET /api/jobs"]);
+}
