@@ -182,7 +182,14 @@ fn build_context(
             "groups": groups,
         },
     });
-    let assertion = state.keys.sign(&claims, now).ok();
+    let assertion = match state.keys.sign(&claims, now) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not sign an identity assertion");
+            None
+        }
+    };
+    let headers_signed = assertion.is_some();
     let properties = json!({ "email": user.email, "username": user.username });
     let headers = CallerHeaders::new(&IdentityFields {
         user: user.username.clone(),
@@ -195,7 +202,12 @@ fn build_context(
     Some(CallerContext {
         user: user.clone(),
         generation,
-        refresh_after: now + lifetime * 1000 / 2,
+        // An assertion that could not be signed is tried again on the next request.
+        refresh_after: if headers_signed {
+            now + lifetime * 1000 / 2
+        } else {
+            now
+        },
         caller: RouteCaller {
             user_ref,
             user_id: user.id.to_string(),
@@ -410,9 +422,17 @@ pub async fn proxy_request(
     peer: SocketAddr,
 ) -> Response {
     let started = std::time::Instant::now();
+    let mut req = req;
     let request_id = crate::observability::request_id_of(req.headers());
+    // The audit trail reads the id where the control plane's layer leaves it.
+    req.extensions_mut()
+        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
     let wants_login = crate::routes::login::wants_login_page(&req);
     let mut seen = Seen::default();
+    if state.gateway.access_log {
+        seen.method = req.method().as_str().to_owned();
+        seen.path = req.uri().path().to_owned();
+    }
     let mut response = match proxy_inner(state, proxy, req, peer.ip(), &request_id, &mut seen).await
     {
         Ok(r) => r,
@@ -493,10 +513,6 @@ async fn proxy_inner(
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let method = method.as_str();
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    if state.gateway.access_log {
-        seen.method = method.to_owned();
-        seen.path = parts.uri.path().to_owned();
-    }
     // A JSON body is read for the policy only when it is small and the method carries one.
     let wants_body = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
         && parts
@@ -639,11 +655,18 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
 
 /// Forward-auth straight from the listener.
 pub async fn forward_auth_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+    let mut req = req;
+    let request_id = crate::observability::request_id_of(req.headers());
+    req.extensions_mut()
+        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
     let mut response = match forward_auth_inner(state, req, peer.ip()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(KeepStatus);
+    response
+        .headers_mut()
+        .insert(crate::observability::REQUEST_ID, request_id);
     response
 }
 
@@ -724,6 +747,11 @@ async fn forward_auth_inner(
         }
     } else if auth.is_none() {
         return Ok(unauthenticated("missing credentials"));
+    } else if context.is_none() {
+        // A credential whose user is an active member of no org opens nothing.
+        return Ok(unauthenticated(
+            "the credential's user is not an active member of any org",
+        ));
     }
     let mut response = StatusCode::OK.into_response();
     if let Some(c) = &context {

@@ -293,9 +293,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             if backends.is_empty() {
                 return None;
             }
-            portcullis_gateway::Proxy::new(backends.clone(), max_body)
-                .map(Arc::new)
-                .ok()
+            match portcullis_gateway::Proxy::new(backends.clone(), max_body) {
+                Ok(proxy) => Some(Arc::new(proxy)),
+                Err(e) => {
+                    tracing::error!(error = %e, "a worker could not set up its backends");
+                    None
+                }
+            }
         })
     };
     let count = match config.gateway.workers {

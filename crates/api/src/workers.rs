@@ -181,9 +181,13 @@ async fn run(
                 });
             }
             Some(acceptor) => {
-                let (watcher, builder) = (graceful.watcher(), builder.clone());
+                let (graceful_watcher, builder) = (graceful.watcher(), builder.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
+                    // A handshake gets the time a request head gets; a stop does not wait
+                    // for connections that never finish one.
+                    let watcher = graceful_watcher;
+                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
+                    let Ok(Ok(tls)) = handshake.await else {
                         return;
                     };
                     let conn = builder

@@ -274,6 +274,8 @@ impl Proxy {
             .authority()
             .map(|a| a.as_str())
             .unwrap_or_default();
+        // An HTTP/2 client names the host in the URI's authority, not in a Host header.
+        let client_authority = parts.uri.authority().cloned();
         parts.uri = Uri::builder()
             .scheme(if over_tls { "https" } else { "http" })
             .authority(authority)
@@ -292,12 +294,8 @@ impl Proxy {
             http::Version::HTTP_11
         };
         let host = parts.headers.remove(header::HOST);
-        let host = host.or_else(|| {
-            parts
-                .extensions
-                .get::<http::uri::Authority>()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let host =
+            host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         remove_hop_by_hop(&mut parts.headers);
         identity::apply(&mut parts.headers, f.identity, f.aliases);
         set_forwarded(

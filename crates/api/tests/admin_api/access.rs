@@ -620,3 +620,23 @@ async fn an_org_admin_cannot_rewrite_the_identity_of_a_user_of_other_orgs() {
     assert_eq!(me["id"], admin_id.as_str());
     assert_eq!(me["email"], "admin@localhost");
 }
+
+/// Forward-auth without route rules: a key whose user is an active member passes; once the
+/// member is deactivated the same key is refused, and the answer names no identity.
+#[tokio::test]
+async fn forward_auth_refuses_the_key_of_a_deactivated_member() {
+    let s = Server::start().await;
+    let (bot_id, key) = s.machine("default", "gate@example.com", "member").await;
+    let allowed = s.get(&key, "/auth").await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert!(allowed.header("x-request-id").is_some(), "{allowed:?}");
+    s.post_empty(
+        s.admin(),
+        &format!("/api/v1/orgs/default/users/{bot_id}/deactivate"),
+    )
+    .await
+    .expect(200);
+    let refused = s.get(&key, "/auth").await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+    assert!(refused.header("x-portcullis-user").is_none(), "{refused:?}");
+}
