@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, OnceLock, RwLock};
+use std::sync::{LazyLock, OnceLock};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
@@ -130,33 +132,36 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 
 /// Counts one gateway decision by result.
 pub fn gateway_decision(result: &'static str) {
-    // Results are a handful of constants: the handles are looked up once each.
-    static HANDLES: LazyLock<RwLock<HashMap<&'static str, metrics::Counter>>> =
+    // Results are a handful of constants: the handles are registered once each, and read
+    // without a lock.
+    static HANDLES: LazyLock<ArcSwap<HashMap<&'static str, metrics::Counter>>> =
         LazyLock::new(Default::default);
-    if let Ok(map) = HANDLES.read()
-        && let Some(c) = map.get(result)
-    {
+    if let Some(c) = HANDLES.load().get(result) {
         c.increment(1);
         return;
     }
     let counter = metrics::counter!("portcullis_gateway_decisions_total", "result" => result);
     counter.increment(1);
-    if let Ok(mut map) = HANDLES.write() {
-        map.insert(result, counter);
-    }
+    HANDLES.rcu(|map| {
+        let mut map = HashMap::clone(map);
+        map.insert(result, counter.clone());
+        map
+    });
 }
 
 /// The metric handles of one route, backend and status.
+#[derive(Clone)]
 struct RequestHandles {
     requests: metrics::Counter,
     duration: metrics::Histogram,
 }
 
 /// Handles by route label, backend label and status: labels are formatted and registered once
-/// per combination (bounded by the configuration), not once per request.
-type HandleTable = HashMap<String, HashMap<String, HashMap<u16, Arc<RequestHandles>>>>;
+/// per combination (bounded by the configuration), not once per request; requests read the
+/// table without a lock, and a new combination replaces it.
+type HandleTable = HashMap<String, HashMap<String, HashMap<u16, RequestHandles>>>;
 
-static REQUEST_HANDLES: LazyLock<RwLock<HandleTable>> = LazyLock::new(Default::default);
+static REQUEST_HANDLES: LazyLock<ArcSwap<HandleTable>> = LazyLock::new(Default::default);
 
 /// More combinations than this are counted without caching their handles.
 const MAX_HANDLE_SETS: usize = 4096;
@@ -166,32 +171,35 @@ static HANDLE_SETS: AtomicU64 = AtomicU64::new(0);
 /// Counts one gateway request and records its latency, by route template and backend.
 pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, elapsed: Duration) {
     let (route, backend) = (route.unwrap_or("(none)"), backend.unwrap_or("(none)"));
-    let cached = REQUEST_HANDLES.read().ok().and_then(|table| {
-        table
-            .get(route)
-            .and_then(|b| b.get(backend))
-            .and_then(|s| s.get(&status))
-            .cloned()
-    });
-    let handles = cached.unwrap_or_else(|| {
-        let h = Arc::new(RequestHandles {
-            requests: metrics::counter!("portcullis_gateway_requests_total", "route" => route.to_owned(), "backend" => backend.to_owned(), "status" => status.to_string()),
-            duration: metrics::histogram!("portcullis_gateway_request_duration_seconds", "route" => route.to_owned(), "backend" => backend.to_owned()),
-        });
-        if HANDLE_SETS.fetch_add(1, Ordering::Relaxed) < MAX_HANDLE_SETS as u64
-            && let Ok(mut table) = REQUEST_HANDLES.write()
-        {
+    let seconds = elapsed.as_secs_f64();
+    let table = REQUEST_HANDLES.load();
+    if let Some(h) = table
+        .get(route)
+        .and_then(|b| b.get(backend))
+        .and_then(|s| s.get(&status))
+    {
+        h.requests.increment(1);
+        h.duration.record(seconds);
+        return;
+    }
+    let h = RequestHandles {
+        requests: metrics::counter!("portcullis_gateway_requests_total", "route" => route.to_owned(), "backend" => backend.to_owned(), "status" => status.to_string()),
+        duration: metrics::histogram!("portcullis_gateway_request_duration_seconds", "route" => route.to_owned(), "backend" => backend.to_owned()),
+    };
+    h.requests.increment(1);
+    h.duration.record(seconds);
+    if HANDLE_SETS.fetch_add(1, Ordering::Relaxed) < MAX_HANDLE_SETS as u64 {
+        REQUEST_HANDLES.rcu(|table| {
+            let mut table = HandleTable::clone(table);
             table
                 .entry(route.to_owned())
                 .or_default()
                 .entry(backend.to_owned())
                 .or_default()
                 .insert(status, h.clone());
-        }
-        h
-    });
-    handles.requests.increment(1);
-    handles.duration.record(elapsed.as_secs_f64());
+            table
+        });
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! HTTP-level tests of the admin API: each test starts the real server on a real port with a
 //! SQLite database of its own and talks to it over HTTP, as a client would.
 
+#[path = "common/reply.rs"]
+mod reply;
 #[path = "admin_api/support.rs"]
 mod support;
 

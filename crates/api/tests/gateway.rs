@@ -4,6 +4,10 @@
 
 #[path = "gateway/backend.rs"]
 mod backend;
+#[path = "common/python.rs"]
+mod python;
+#[path = "common/reply.rs"]
+mod reply;
 #[path = "gateway/support.rs"]
 mod support;
 

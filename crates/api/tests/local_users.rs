@@ -2,6 +2,10 @@
 //! lockout, sessions and the authentication endpoints. Each test starts the real server on a
 //! real port with its own SQLite file and an adjustable clock that it moves instead of waiting.
 
+#[path = "common/python.rs"]
+mod python;
+#[path = "common/reply.rs"]
+mod reply;
 #[path = "local_users/support.rs"]
 mod support;
 

@@ -7,6 +7,8 @@
 // The shared helpers of the admin API tests are not all used here.
 #![allow(dead_code)]
 
+#[path = "common/reply.rs"]
+mod reply;
 #[path = "admin_api/support.rs"]
 mod support;
 

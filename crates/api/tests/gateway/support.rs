@@ -6,12 +6,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use crate::backend::{Backend, MIB};
+pub use crate::python::python_status as python;
+pub use crate::reply::Reply;
 
 pub const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
 
@@ -94,46 +95,6 @@ pub struct Env {
     pub http: reqwest::Client,
     running: Option<portcullis_api::Running>,
     _dir: tempfile::TempDir,
-}
-
-/// A finished answer.
-#[derive(Debug)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body text.
-    pub text: String,
-}
-
-impl Reply {
-    /// The body as JSON.
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| {
-            panic!(
-                "status {}: the body is not JSON ({e}): {:?}",
-                self.status, self.text
-            )
-        })
-    }
-
-    /// Asserts the status; returns the body as JSON.
-    #[track_caller]
-    pub fn json_with(&self, status: u16) -> Value {
-        assert_eq!(
-            self.status, status,
-            "expected {status}, got {} with {:?} and body {}",
-            self.status, self.headers, self.text
-        );
-        self.json()
-    }
-
-    /// A response header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
 }
 
 /// What the backend received, as it echoed it.
@@ -284,12 +245,7 @@ impl Env {
 
     /// Sends a prepared request.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
-        let resp = req.send().await.expect("the server answers");
-        Reply {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            text: resp.text().await.expect("a readable body"),
-        }
+        Reply::from(req.send().await.expect("the server answers")).await
     }
 
     /// `GET path` with an optional key (`X-API-KEY`) and extra headers.
@@ -513,21 +469,6 @@ pub fn rss() -> (u64, u64) {
 /// Resets the peak (`VmHWM`) to the current resident set; false when the kernel refuses.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Runs `python3 -c script args…`; returns (success, stdout, stderr).
-pub fn python(script: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    )
 }
 
 /// The 401 of a route that needs a signed-in caller.

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use crate::python::python_status;
+pub use crate::reply::Reply;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_model::Clock;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 /// The email of the admin created on first start.
@@ -627,79 +628,7 @@ impl SetCookie {
     }
 }
 
-/// A finished response: status, headers and body text.
-#[derive(Debug)]
-pub struct Reply {
-    /// Status code.
-    pub status: u16,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body as text.
-    pub text: String,
-}
-
 impl Reply {
-    async fn from(resp: reqwest::Response) -> Self {
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("a readable body");
-        Self {
-            status,
-            headers,
-            text,
-        }
-    }
-
-    /// The body as JSON.
-    #[track_caller]
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| {
-            panic!(
-                "status {}: body is not JSON ({e}): {:?}",
-                self.status, self.text
-            )
-        })
-    }
-
-    /// Asserts the status and returns the body as JSON.
-    #[track_caller]
-    pub fn json_with(&self, status: u16) -> Value {
-        self.expect(status);
-        self.json()
-    }
-
-    /// Asserts the status.
-    #[track_caller]
-    pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(
-            self.status, status,
-            "expected status {status}, got {} with body {}",
-            self.status, self.text
-        );
-        self
-    }
-
-    /// Asserts an error answer with this status and code; returns the message.
-    #[track_caller]
-    pub fn error(&self, status: u16, code: &str) -> String {
-        let body = self.json_with(status);
-        assert_eq!(
-            body["error"]["code"], code,
-            "error code of a {status} answer: {body}"
-        );
-        let message = body["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("an error message in {body}"))
-            .to_owned();
-        assert!(!message.is_empty(), "an empty error message in {body}");
-        message
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     /// The `Location` header (panics without one).
     #[track_caller]
     pub fn location(&self) -> &str {
@@ -811,34 +740,9 @@ pub fn other_code(code: &str) -> String {
 /// Runs `python3 -c script args…`; panics (with stderr) unless it succeeds; returns stdout.
 #[track_caller]
 pub fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "python failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// Runs `python3 -c script args…` and returns (success, stdout, stderr).
-pub fn python_status(script: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-    )
+    let (ok, out, err) = python_status(script, args);
+    assert!(ok, "python failed: {err}");
+    out
 }
 
 /// A free TCP port on 127.0.0.1.
