@@ -42,13 +42,13 @@ const CONTROL_PLANE: &[&str] = &[
 
 /// Which way a path goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Way {
+pub(crate) enum Way {
     ForwardAuth,
     ControlPlane,
     Gateway,
 }
 
-fn way_of(path: &str) -> Way {
+pub(crate) fn way_of(path: &str) -> Way {
     let first = path
         .strip_prefix('/')
         .unwrap_or(path)
@@ -99,6 +99,23 @@ impl FrontDoor {
             peer,
             proxy,
         }
+    }
+}
+
+impl Front {
+    /// The peer this connection comes from.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The server's state.
+    pub(crate) fn state(&self) -> &AppState {
+        &self.shared.state
+    }
+
+    /// The serving worker's forwarding client.
+    pub(crate) fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_deref()
     }
 }
 

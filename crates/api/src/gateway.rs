@@ -446,7 +446,19 @@ pub async fn proxy_request(
     response
         .headers_mut()
         .insert(crate::observability::REQUEST_ID, request_id.clone());
-    let status = response.status().as_u16();
+    finish(state, &seen, response.status().as_u16(), started, &request_id, peer);
+    response
+}
+
+/// Counts a gateway request in the metrics and writes its access-log event.
+fn finish(
+    state: &AppState,
+    seen: &Seen,
+    status: u16,
+    started: std::time::Instant,
+    request_id: &HeaderValue,
+    peer: SocketAddr,
+) {
     let elapsed = started.elapsed();
     crate::observability::gateway_request(
         seen.template.as_deref(),
@@ -470,7 +482,6 @@ pub async fn proxy_request(
             "gateway request"
         );
     }
-    response
 }
 
 /// What the access log and the metrics learn while a request is handled.
@@ -508,24 +519,14 @@ async fn proxy_inner(
         .into());
     }
     let auth = optional_auth(&parts, state).await?;
-    // The request moves on to the backend; what the decision reads stays here (a reference
-    // count, not a copy).
-    let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let method = method.as_str();
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     // A JSON body is read for the policy only when it is small and the method carries one.
-    let wants_body = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+    let wants_body = matches!(parts.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
         && parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/json"))
-        && parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n <= state.gateway.policy_body_bytes)
+        && declared.is_some_and(|n| n <= state.gateway.policy_body_bytes)
         && state.rbac.routes().is_some_and(|r| r.any_policy());
     let (body, json_body) = if wants_body {
         let bytes = axum::body::to_bytes(body, state.gateway.policy_body_bytes as usize)
@@ -538,6 +539,88 @@ async fn proxy_inner(
     } else {
         (body, None)
     };
+    let admitted = match admit(state, &parts, auth, json_body, seen)? {
+        Ok(a) => a,
+        Err(refusal) => return Ok(refusal),
+    };
+    let still_valid = if portcullis_gateway::proxy::is_upgrade(&parts.headers) {
+        admitted
+            .auth
+            .as_ref()
+            .map(|a| still_valid(state, a, &parts.headers))
+    } else {
+        None
+    };
+    // The URI is shared (reference counts), so the request can move on without a copy.
+    let uri = parts.uri.clone();
+    let mut forward = admitted.forward(state, &uri, client_ip, request_id);
+    forward.still_valid = still_valid;
+    let upstream = axum::http::Request::from_parts(parts, body);
+    Ok(proxy.forward(upstream, forward).await?)
+}
+
+/// A request the route rules let through, with what forwarding it needs.
+struct Admitted {
+    auth: Option<Authenticated>,
+    verdict: RouteVerdict,
+    identity: Option<Identity>,
+}
+
+impl Admitted {
+    /// The backend it goes to (the route's, or the default).
+    fn backend<'a>(&'a self, state: &'a AppState) -> Option<&'a str> {
+        self.verdict
+            .backend
+            .as_deref()
+            .or(state.gateway.default_backend.as_deref())
+    }
+
+    /// How it is forwarded.
+    fn forward<'a>(
+        &'a self,
+        state: &'a AppState,
+        uri: &'a axum::http::Uri,
+        client_ip: IpAddr,
+        request_id: &'a HeaderValue,
+    ) -> Forward<'a> {
+        // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or
+        // the whole of it otherwise.
+        let peer_trusted = state
+            .web
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(client_ip));
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+        Forward {
+            backend: self.backend(state).unwrap_or_default(),
+            path: self.verdict.path.as_deref().unwrap_or("/"),
+            query: path_and_query.split_once('?').map(|(_, q)| q),
+            client_ip,
+            peer_trusted,
+            proto: if state.web.cookie_secure {
+                "https"
+            } else {
+                "http"
+            },
+            identity: self.identity.as_ref(),
+            aliases: state.gateway.aliases,
+            request_id: request_id.to_str().unwrap_or(""),
+            still_valid: None,
+        }
+    }
+}
+
+/// Decides a request (credentials already read): the refusal to send, or what forwarding it
+/// needs. Audits the decision and tells `seen` what the access log and metrics need.
+fn admit(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    auth: Option<Authenticated>,
+    json_body: Option<Value>,
+    seen: &mut Seen,
+) -> Result<Result<Admitted, Response>, ApiError> {
+    let method = parts.method.as_str();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     let caller = context.as_ref().map(|c| &c.caller);
     let verdict = decide(
@@ -554,28 +637,21 @@ async fn proxy_inner(
         seen.user = caller.map(|c| c.user_ref.clone());
     }
     if verdict.status != 200 {
-        return Ok(deny_response(&verdict));
+        return Ok(Err(deny_response(&verdict)));
     }
     let Some(backend) = verdict
         .backend
         .as_deref()
         .or(state.gateway.default_backend.as_deref())
     else {
-        return Ok(deny_response(&RouteVerdict {
+        return Ok(Err(deny_response(&RouteVerdict {
             status: 404,
             result: "NOT_FOUND",
             body: Some(route_rules::not_found_body(method, path_and_query)),
             ..verdict
-        }));
+        })));
     };
     seen.backend = Some(backend.to_owned());
-    // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or the
-    // whole of it otherwise.
-    let peer_trusted = state
-        .web
-        .trusted_proxies
-        .iter()
-        .any(|c| c.contains(client_ip));
     // Toolforge's tool is the project the path names (`{tool}` or `{project}` in the route).
     let tool = verdict
         .params
@@ -586,33 +662,130 @@ async fn proxy_inner(
         caller: c.headers.clone(),
         tool,
     });
-    let still_valid = if portcullis_gateway::proxy::is_upgrade(&parts.headers) {
-        auth.as_ref().map(|a| still_valid(state, a, &parts.headers))
-    } else {
-        None
+    Ok(Ok(Admitted {
+        auth,
+        verdict,
+        identity,
+    }))
+}
+
+/// The gateway for a request without a body read by the raw HTTP/1.1 lane: decided like any
+/// other and forwarded by the raw exchange when its backend allows (by hyper's client
+/// otherwise); the answer is written to `client`. Returns whether the client's connection may
+/// carry another request.
+pub(crate) async fn serve_bodiless<W>(
+    state: &AppState,
+    proxy: Option<&portcullis_gateway::Proxy>,
+    parts: axum::http::request::Parts,
+    peer: SocketAddr,
+    client: &mut W,
+    out: &mut Vec<u8>,
+    client_close: bool,
+) -> bool
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    let started = std::time::Instant::now();
+    let request_id = crate::observability::request_id_of(&parts.headers);
+    let wants_login =
+        crate::routes::login::wants_login_page_of(&parts.method, &parts.uri, &parts.headers);
+    let head_request = parts.method == axum::http::Method::HEAD;
+    let mut seen = Seen::default();
+    if state.gateway.access_log {
+        seen.method = parts.method.as_str().to_owned();
+        seen.path = parts.uri.path().to_owned();
+    }
+    let intercept = wants_login.is_some();
+    let outcome = bodiless_inner(
+        state,
+        proxy,
+        parts,
+        peer.ip(),
+        &request_id,
+        &mut seen,
+        (client, out),
+        client_close,
+        intercept,
+    )
+    .await;
+    let (status, reusable) = match outcome {
+        Ok(Either::Sent(portcullis_gateway::proxy::Answered::Sent { status, reusable })) => {
+            (status, reusable)
+        }
+        other => {
+            let mut response = match other {
+                Ok(Either::Response(r)) => r,
+                Err(e) => e.into_response(),
+                Ok(Either::Sent(_)) => StatusCode::UNAUTHORIZED.into_response(),
+            };
+            if response.status() == StatusCode::UNAUTHORIZED
+                && let Some(target) = &wants_login
+            {
+                response = crate::routes::login::login_page_redirect(target);
+            }
+            response
+                .headers_mut()
+                .insert(crate::observability::REQUEST_ID, request_id.clone());
+            let status = response.status().as_u16();
+            let reusable =
+                crate::http1::write_response(client, response, head_request, client_close, out)
+                    .await;
+            (status, reusable)
+        }
     };
-    let query = path_and_query.split_once('?').map(|(_, q)| q);
-    let path = verdict.path.as_deref().unwrap_or("/");
-    let proto = if state.web.cookie_secure {
-        "https"
-    } else {
-        "http"
+    finish(state, &seen, status, started, &request_id, peer);
+    reusable
+}
+
+/// What the raw lane's decision and forwarding came to.
+enum Either {
+    /// A response still to be written (a refusal, or an answer by hyper's client).
+    Response(Response),
+    /// The raw exchange wrote the backend's answer (or left a 401 to the caller).
+    Sent(portcullis_gateway::proxy::Answered),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn bodiless_inner<W>(
+    state: &AppState,
+    proxy: Option<&portcullis_gateway::Proxy>,
+    parts: axum::http::request::Parts,
+    client_ip: IpAddr,
+    request_id: &HeaderValue,
+    seen: &mut Seen,
+    (client, out): (&mut W, &mut Vec<u8>),
+    client_close: bool,
+    intercept_unauthorized: bool,
+) -> Result<Either, ApiError>
+where
+    W: tokio::io::AsyncWrite + Unpin + Send,
+{
+    let Some(proxy) = proxy else {
+        return Err(ApiError::NotFound("no such endpoint".into()));
     };
-    let request_id = request_id.to_str().unwrap_or("");
-    let forward = Forward {
-        backend,
-        path,
-        query,
-        client_ip,
-        peer_trusted,
-        proto,
-        identity: identity.as_ref(),
-        aliases: state.gateway.aliases,
-        request_id,
-        still_valid,
+    let auth = optional_auth(&parts, state).await?;
+    let admitted = match admit(state, &parts, auth, None, seen)? {
+        Ok(a) => a,
+        Err(refusal) => return Ok(Either::Response(refusal)),
     };
-    let upstream = axum::http::Request::from_parts(parts, body);
-    Ok(proxy.forward(upstream, forward).await?)
+    let raw = admitted
+        .backend(state)
+        .is_some_and(|b| proxy.forwards_raw(b));
+    let uri = parts.uri.clone();
+    let forward = admitted.forward(state, &uri, client_ip, request_id);
+    if !raw {
+        let upstream = axum::http::Request::from_parts(parts, Body::empty());
+        return Ok(Either::Response(proxy.forward(upstream, forward).await?));
+    }
+    let request = portcullis_gateway::proxy::BodilessRequest {
+        parts,
+        forward,
+        client_close,
+        intercept_unauthorized,
+    };
+    Ok(Either::Sent(
+        proxy.forward_bodiless(request, client, out).await?,
+    ))
 }
 
 /// At most this much of a refused request body is read and thrown away.

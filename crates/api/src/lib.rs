@@ -10,6 +10,7 @@ mod error;
 mod extract;
 pub mod front;
 pub mod gateway;
+mod http1;
 mod observability;
 mod openapi;
 pub mod rbac;

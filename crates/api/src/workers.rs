@@ -15,10 +15,11 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_gateway::Proxy;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
 use crate::front::FrontDoor;
+use crate::http1::{Ended, Prefixed};
 
 /// How long a stopping worker lets requests in flight finish.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -143,6 +144,9 @@ impl Workers {
     }
 }
 
+/// How often a worker's clock task runs (see [`run`]).
+const TICK: Duration = Duration::from_secs(1);
+
 /// One worker: serves the connections it is handed until told to stop, then drains.
 async fn run(
     mut lane: mpsc::UnboundedReceiver<Lane>,
@@ -154,6 +158,24 @@ async fn run(
     let proxy = proxies();
     let builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
+    let (stop, stopped) = watch::channel(false);
+    // A timer that always runs out within a second keeps the runtime's next wake-up near, so
+    // that setting a request's timeout (seconds away) never has to interrupt the runtime's
+    // sleep through its eventfd, a system call per request otherwise. The same task closes
+    // kept-alive backend connections left idle too long.
+    let ticking = proxy.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for n in 0u64.. {
+            tick.tick().await;
+            if n % 10 == 0
+                && let Some(p) = &ticking
+            {
+                p.sweep_idle();
+            }
+        }
+    });
     while let Some(Lane::Serve { tcp, peer, tls }) = lane.recv().await {
         let Ok(tcp) = tcp
             .set_nonblocking(true)
@@ -163,47 +185,93 @@ async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let front = door.connection(peer, proxy.clone());
-        let service = TowerToHyperService::new(tower::service_fn(
-            move |req: axum::http::Request<hyper::body::Incoming>| {
-                front.clone().oneshot(req.map(axum::body::Body::new))
-            },
-        ));
-        match tls {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+        let (watcher, builder, stopped) = (graceful.watcher(), builder.clone(), stopped.clone());
+        tokio::spawn(async move {
+            // Held until the connection ends: a stop waits for it (up to the drain time).
+            let watcher = watcher;
+            match tls {
+                None => {
+                    let served = crate::http1::serve(
+                        tcp,
+                        front.clone(),
+                        stopped,
+                        limits.max_header_bytes,
+                        HEADER_READ_TIMEOUT,
+                    )
+                    .await;
+                    if let Ended::Handoff(tcp, read) = served {
+                        let conn = builder
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(Prefixed::new(read, tcp)),
+                                hyper_service(front),
+                            )
+                            .into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
                     }
-                });
-            }
-            Some(acceptor) => {
-                let (graceful_watcher, builder) = (graceful.watcher(), builder.clone());
-                tokio::spawn(async move {
+                }
+                Some(acceptor) => {
                     // A handshake gets the time a request head gets; a stop does not wait
                     // for connections that never finish one.
-                    let watcher = graceful_watcher;
-                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
+                    let handshake =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
                     let Ok(Ok(tls)) = handshake.await else {
                         return;
                     };
+                    // HTTP/2 (chosen by ALPN) is hyper's from the start.
+                    let (tls, read) = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        (tls, bytes::Bytes::new())
+                    } else {
+                        match crate::http1::serve(
+                            tls,
+                            front.clone(),
+                            stopped,
+                            limits.max_header_bytes,
+                            HEADER_READ_TIMEOUT,
+                        )
+                        .await
+                        {
+                            Ended::Closed => return,
+                            Ended::Handoff(tls, read) => (tls, read),
+                        }
+                    };
                     let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(Prefixed::new(read, tls)),
+                            hyper_service(front),
+                        )
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
                     }
-                });
+                }
             }
-        }
+        });
     }
+    let _ = stop.send(true);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN) => {
             tracing::warn!("requests still in flight after {DRAIN:?}: closed");
         }
     }
+}
+
+/// A connection's service for hyper's server.
+fn hyper_service(
+    front: crate::front::Front,
+) -> TowerToHyperService<
+    impl tower::Service<
+        axum::http::Request<hyper::body::Incoming>,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone,
+> {
+    TowerToHyperService::new(tower::service_fn(
+        move |req: axum::http::Request<hyper::body::Incoming>| {
+            front.clone().oneshot(req.map(axum::body::Body::new))
+        },
+    ))
 }

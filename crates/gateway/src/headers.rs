@@ -19,6 +19,42 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// The same, as text (for heads written without a header map).
+pub const HOP_BY_HOP_NAMES: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+];
+
+/// The current time as an HTTP date (`Date` header), formatted at most once a second per
+/// thread.
+pub fn http_date() -> HeaderValue {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, HeaderValue)> =
+            RefCell::new((0, HeaderValue::from_static("")));
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second || cached.1.is_empty() {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                *cached = (second, v);
+            }
+        }
+        cached.1.clone()
+    })
+}
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -100,6 +136,20 @@ pub fn set_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_names_agree() {
+        for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_NAMES) {
+            assert_eq!(name.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn date_is_an_http_date() {
+        let d = http_date();
+        let text = d.to_str().unwrap();
+        assert!(httpdate::parse_http_date(text).is_ok(), "{text}");
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {

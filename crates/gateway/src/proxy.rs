@@ -21,7 +21,10 @@ use crate::headers::{remove_hop_by_hop, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
 pub use tls::BackendTls;
 
+mod http1;
 mod tls;
+
+pub use http1::{Answered, BodilessRequest};
 
 /// A backend requests are forwarded to.
 #[derive(Debug, Clone)]
@@ -162,6 +165,8 @@ impl Upstream {
 struct Target {
     backend: Backend,
     upstream: Upstream,
+    /// Kept-alive connections of the raw HTTP/1.1 exchange (plain HTTP/1.1 backends only).
+    raw: Option<http1::Pool>,
 }
 
 /// The configured backends, each with the client(s) that reach it.
@@ -218,11 +223,14 @@ impl Proxy {
                 (Some("https"), Some(_)) => tls_upstream(&b, &connector)?,
                 _ => return Err(refuse("the URL must be http(s)://host[:port][/prefix]")),
             };
+            let raw = matches!(upstream, Upstream::Plain { h2c: None, .. })
+                .then(|| http1::Pool::new(&b.url));
             by_name.insert(
                 b.name.clone(),
                 Target {
                     backend: b,
                     upstream,
+                    raw,
                 },
             );
         }
@@ -293,21 +301,7 @@ impl Proxy {
         } else {
             http::Version::HTTP_11
         };
-        let host = parts.headers.remove(header::HOST);
-        let host =
-            host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
-        remove_hop_by_hop(&mut parts.headers);
-        identity::apply(&mut parts.headers, f.identity, f.aliases);
-        set_forwarded(
-            &mut parts.headers,
-            f.client_ip,
-            f.peer_trusted,
-            f.proto,
-            host.as_ref(),
-        );
-        if let Ok(id) = HeaderValue::from_str(f.request_id) {
-            parts.headers.insert("x-request-id", id);
-        }
+        rewrite_request_headers(&mut parts.headers, client_authority.as_ref(), &f);
         if use_h2 || over_tls {
             // HTTP/2 carries the authority in the URI; a Host header is not sent. Over TLS the
             // version is only known once connected: the client adds Host if it is HTTP/1.1.
@@ -361,6 +355,27 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// The headers a request carries to its backend, the same on every way it travels: the
+/// client's hop-by-hop and identity headers removed, the caller's identity headers set,
+/// `X-Forwarded-*` set (the client's `Host`, or an HTTP/2 client's authority, becomes
+/// `X-Forwarded-Host`) and the request id passed on. `Host` itself is left out: each way sets
+/// the backend's.
+fn rewrite_request_headers(
+    headers: &mut http::HeaderMap,
+    client_authority: Option<&http::uri::Authority>,
+    f: &Forward<'_>,
+) {
+    let host = headers.remove(header::HOST);
+    let host =
+        host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    remove_hop_by_hop(headers);
+    identity::apply(headers, f.identity, f.aliases);
+    set_forwarded(headers, f.client_ip, f.peer_trusted, f.proto, host.as_ref());
+    if let Ok(id) = HeaderValue::from_str(f.request_id) {
+        headers.insert("x-request-id", id);
     }
 }
 

@@ -152,15 +152,22 @@ pub(crate) fn encode_param(s: &str) -> String {
 /// For a browser's GET (or HEAD) that accepts HTML: the same-origin target to come back to
 /// after signing in.
 pub(crate) fn wants_login_page<B>(req: &http::Request<B>) -> Option<String> {
-    let wants_html = req
-        .headers()
+    wants_login_page_of(req.method(), req.uri(), req.headers())
+}
+
+/// [`wants_login_page`] from a request's parts.
+pub(crate) fn wants_login_page_of(
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+) -> Option<String> {
+    let wants_html = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    let is_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+    let is_get = method == http::Method::GET || method == http::Method::HEAD;
     (wants_html && is_get).then(|| {
-        req.uri()
-            .path_and_query()
+        uri.path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned())
     })
 }

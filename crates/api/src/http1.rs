@@ -1,0 +1,414 @@
+//! The raw HTTP/1.1 lane: the gateway's hot path, served without hyper's server. A worker reads
+//! request heads off a connection itself (httparse, the parser hyper uses) and serves the
+//! requests that are plain: HTTP/1.1, origin-form target, no body (no `Transfer-Encoding`, no
+//! `Content-Length` but 0), no upgrade, no `Expect`, for forward-auth or the gateway. The first
+//! request that is anything else — a body, a websocket, HTTP/2, HTTP/1.0, a control-plane path,
+//! a head this lane cannot read — hands the connection, with every byte already read, to
+//! hyper's server for the rest of its life. So hyper handles every unusual message, and the
+//! lane only ever has to frame requests that have no body, the case where request smuggling
+//! has nothing to hide in.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+
+use crate::front::{Front, Way, way_of};
+
+/// Most request headers the lane reads itself (hyper takes requests with more).
+const MAX_HEADERS: usize = 64;
+/// A response body up to this size is written together with its head.
+const COALESCE: usize = 64 * 1024;
+
+/// Why the lane stopped serving a connection.
+pub enum Ended<S> {
+    /// The connection is closed (by the client, an error, a timeout, or a stop).
+    Closed,
+    /// The next request is for hyper: the connection and the bytes already read from it.
+    Handoff(S, Bytes),
+}
+
+/// A request head the lane serves.
+struct Plain {
+    parts: axum::http::request::Parts,
+    /// Header names with the place of their value in the head.
+    fields: Vec<(HeaderName, std::ops::Range<usize>)>,
+    way: Way,
+    close: bool,
+}
+
+/// What the bytes read so far hold.
+enum Head {
+    /// A whole request head the lane serves, `len` bytes long.
+    Plain(Plain, usize),
+    /// Not a whole head yet.
+    Partial,
+    /// Something for hyper.
+    Other,
+}
+
+/// Serves `io` from `peer` until it closes or a request needs hyper. `stop` turns true when
+/// the server stops: an idle connection is then closed; a request in flight finishes first.
+pub async fn serve<S>(
+    mut io: S,
+    front: Front,
+    mut stop: watch::Receiver<bool>,
+    max_head: usize,
+    head_timeout: Duration,
+) -> Ended<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer = front.peer();
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = Vec::with_capacity(8 * 1024);
+    loop {
+        // Read until a whole head is in: the client has `head_timeout` for it.
+        let deadline = tokio::time::sleep(head_timeout);
+        tokio::pin!(deadline);
+        let (plain, len) = loop {
+            if !buf.is_empty() {
+                match read_head(&buf) {
+                    Head::Plain(p, len) => break (p, len),
+                    Head::Other => return Ended::Handoff(io, buf.freeze()),
+                    Head::Partial if buf.len() >= max_head => {
+                        // hyper answers it (431) by its own limit.
+                        return Ended::Handoff(io, buf.freeze());
+                    }
+                    Head::Partial => {}
+                }
+            } else if *stop.borrow() {
+                return Ended::Closed;
+            }
+            buf.reserve(4096);
+            let idle = buf.is_empty();
+            let read = tokio::select! {
+                r = io.read_buf(&mut buf) => r,
+                _ = stop.changed(), if idle => return Ended::Closed,
+                () = &mut deadline => return Ended::Closed,
+            };
+            match read {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        };
+        let head = buf.split_to(len).freeze();
+        let Plain {
+            mut parts,
+            fields,
+            way,
+            close,
+        } = plain;
+        // Header values share the head's buffer instead of being copied.
+        let Some(headers) = header_values(&head, fields) else {
+            let refusal = crate::ApiError::BadRequest("a request header is not valid".into());
+            let _ = write_response(&mut io, refusal.into_response(), false, true, &mut out).await;
+            return Ended::Closed;
+        };
+        parts.headers = headers;
+        let reusable = match way {
+            Way::ForwardAuth => {
+                let head_request = parts.method == Method::HEAD;
+                let req = axum::http::Request::from_parts(parts, Body::empty());
+                let response = crate::gateway::forward_auth_request(front.state(), req, peer).await;
+                write_response(&mut io, response, head_request, close, &mut out).await
+            }
+            _ => {
+                crate::gateway::serve_bodiless(
+                    front.state(),
+                    front.proxy(),
+                    parts,
+                    peer,
+                    &mut io,
+                    &mut out,
+                    close,
+                )
+                .await
+            }
+        };
+        if !reusable || close {
+            let _ = io.shutdown().await;
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Reads a request head from the start of `buf`. Header values are left for
+/// [`header_values`] to take from the head once it is split off the buffer.
+fn read_head(buf: &[u8]) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Head::Partial,
+        Err(_) => return Head::Other,
+    };
+    if req.version != Some(1) {
+        return Head::Other;
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Head::Other;
+    };
+    if !target.starts_with('/') {
+        return Head::Other;
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let way = way_of(path);
+    if way == Way::ControlPlane {
+        return Head::Other;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Head::Other;
+    };
+    if method == Method::CONNECT {
+        return Head::Other;
+    }
+    let mut close = false;
+    let mut lengths = 0;
+    let mut fields = Vec::with_capacity(req.headers.len());
+    let base = buf.as_ptr() as usize;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name.eq_ignore_ascii_case("expect")
+        {
+            return Head::Other;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            lengths += 1;
+            if lengths > 1 || h.value != b"0" {
+                return Head::Other;
+            }
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            close |= std::str::from_utf8(h.value).is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            });
+        }
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            return Head::Other;
+        };
+        // The value's place in the head, to be taken from the frozen buffer (a pointer's
+        // address as a number: no unsafe code, and the slice is from `buf`).
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start..start + h.value.len()));
+    }
+    let Ok(uri) = Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_bytes())) else {
+        return Head::Other;
+    };
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    Head::Plain(
+        Plain {
+            parts,
+            fields,
+            way,
+            close,
+        },
+        len,
+    )
+}
+
+/// The request's headers, their values sharing `head`; none when a value is not a valid header
+/// value.
+fn header_values(
+    head: &Bytes,
+    fields: Vec<(HeaderName, std::ops::Range<usize>)>,
+) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(fields.len() + 8);
+    for (name, range) in fields {
+        if range.end > head.len() {
+            return None;
+        }
+        map.append(name, HeaderValue::from_maybe_shared(head.slice(range)).ok()?);
+    }
+    Some(map)
+}
+
+/// Writes a response (one made here, or a backend's answer through hyper's client) to the
+/// client: its headers minus hop-by-hop ones, `Content-Length` when the body's size is known
+/// and chunked coding otherwise, `Date` when it has none. Returns whether the connection may
+/// carry another request.
+pub async fn write_response<W>(
+    client: &mut W,
+    response: Response,
+    head_request: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> bool
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status.as_u16();
+    let bodiless = head_request || status == 204 || status == 304 || (100..200).contains(&status);
+    let exact = axum::body::HttpBody::size_hint(&body).exact();
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if portcullis_gateway::headers::HOP_BY_HOP_NAMES.contains(&name.as_str())
+            || name == header::CONTENT_LENGTH
+        {
+            continue;
+        }
+        put(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        put(out, b"date", portcullis_gateway::headers::http_date().as_bytes());
+    }
+    let chunked = !bodiless && exact.is_none();
+    if chunked {
+        put(out, b"transfer-encoding", b"chunked");
+    } else if status != 204 && !(100..200).contains(&status) && status != 304 {
+        let n = exact.unwrap_or(0).to_string();
+        put(out, b"content-length", n.as_bytes());
+    }
+    if close {
+        put(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if bodiless {
+        return client.write_all(out).await.is_ok() && !close;
+    }
+    let mut sent: u64 = 0;
+    let mut pending = true;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The body failed: the client learns of it by the connection closing.
+            if pending {
+                let _ = client.write_all(out).await;
+            }
+            return false;
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if pending && out.len() + data.len() + 32 <= COALESCE {
+            if chunked {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            } else {
+                out.extend_from_slice(&data);
+            }
+            continue;
+        }
+        if pending {
+            if client.write_all(out).await.is_err() {
+                return false;
+            }
+            pending = false;
+        }
+        let written = if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            async {
+                client.write_all(size.as_bytes()).await?;
+                client.write_all(&data).await?;
+                client.write_all(b"\r\n").await
+            }
+            .await
+        } else {
+            client.write_all(&data).await
+        };
+        if written.is_err() {
+            return false;
+        }
+    }
+    if chunked {
+        if !pending {
+            out.clear();
+            pending = true;
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if pending && client.write_all(out).await.is_err() {
+        return false;
+    }
+    // A body shorter than it said leaves the client waiting for the rest: close instead.
+    let complete = exact.is_none_or(|n| n == sent);
+    complete && !close
+}
+
+fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A connection with bytes already read from it put back in front: how the lane hands a
+/// connection to hyper.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    io: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `io`, reading `prefix` first.
+    pub fn new(prefix: Bytes, io: S) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,643 @@
+//! The raw HTTP/1.1 exchange with plain `http://` backends, for requests without a body: the
+//! request head is written straight to a kept-alive connection and the backend's answer is
+//! copied to the client as it arrives, its framing passed through (`Content-Length`, chunked,
+//! or until close). No connection task, channel or second header map sits between the two
+//! sockets, which is where a general-purpose client spends most of a small request's time.
+//! Everything else (request bodies, upgrades, h2c, TLS backends) takes hyper's client.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use http::header::{self, HeaderValue};
+use http::{Method, Uri};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Forward, GatewayError, Proxy, rewrite_request_headers};
+use crate::headers::{HOP_BY_HOP_NAMES, http_date};
+
+mod chunked;
+
+use chunked::Chunked;
+
+/// Largest response head a backend may send.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most response headers a backend may send.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// A kept-alive connection unused this long is closed, not reused.
+const IDLE_FOR: Duration = Duration::from_secs(60);
+/// Kept-alive connections per backend (per worker).
+const MAX_IDLE: usize = 256;
+/// How long connecting to a backend may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes read from the backend at a time.
+const READ_SIZE: usize = 16 * 1024;
+/// A response body up to this size that arrived with its head is written with it at once.
+const COALESCE: usize = 64 * 1024;
+
+/// A connection kept alive for the next request.
+struct Idle {
+    io: TcpStream,
+    since: Instant,
+}
+
+/// The kept-alive connections to one plain HTTP/1.1 backend (one worker's), most recent last.
+pub(super) struct Pool {
+    host: String,
+    port: u16,
+    idle: std::sync::Mutex<Vec<Idle>>,
+}
+
+impl Pool {
+    /// An empty pool for the backend at `url`.
+    pub(super) fn new(url: &Uri) -> Self {
+        Self {
+            host: url.host().unwrap_or("localhost").to_owned(),
+            port: url.port_u16().unwrap_or(80),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn checkout(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() < IDLE_FOR {
+                return Some(c.io);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, io: TcpStream) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(Idle {
+                io,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Closes every kept-alive connection (after one turned out dead: the backend restarted,
+    /// most likely, and the others are dead too).
+    fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+
+    /// Closes connections idle for too long.
+    pub(super) fn sweep(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|c| c.since.elapsed() < IDLE_FOR);
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        let io = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        io.set_nodelay(true)?;
+        Ok(io)
+    }
+}
+
+/// A request without a body, for the raw exchange.
+pub struct BodilessRequest<'a> {
+    /// The client's request head (method, target, headers).
+    pub parts: http::request::Parts,
+    /// Where and how to forward it.
+    pub forward: Forward<'a>,
+    /// The client asked to close its connection after this answer.
+    pub client_close: bool,
+    /// A 401 from the backend is not sent: the caller answers it (a browser's login redirect).
+    pub intercept_unauthorized: bool,
+}
+
+/// What became of a request forwarded raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// The backend's answer went to the client; `reusable` says whether the client's
+    /// connection may carry another request (the answer was complete and delimited).
+    Sent {
+        /// The backend's status.
+        status: u16,
+        /// The client connection may carry the next request.
+        reusable: bool,
+    },
+    /// The backend answered 401 and the caller asked to answer that itself; nothing was
+    /// written.
+    Unauthorized,
+}
+
+/// How the backend's answer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// Chunked transfer coding, passed through as it is.
+    Chunked,
+    /// Until the backend closes.
+    UntilClose,
+}
+
+/// Why an exchange failed before anything reached the client.
+enum Failure {
+    /// Nothing came back on a kept-alive connection: it may have been closed while idle.
+    Stale(std::io::Error),
+    /// The backend failed.
+    Broken(String),
+}
+
+impl Proxy {
+    /// Whether requests to `backend` can take the raw HTTP/1.1 exchange (a plain `http://`
+    /// backend spoken to in HTTP/1.1).
+    pub fn forwards_raw(&self, backend: &str) -> bool {
+        self.backends.get(backend).is_some_and(|t| t.raw.is_some())
+    }
+
+    /// Closes kept-alive raw connections idle for too long (called now and then by a worker).
+    pub fn sweep_idle(&self) {
+        for t in self.backends.values() {
+            if let Some(pool) = &t.raw {
+                pool.sweep();
+            }
+        }
+    }
+
+    /// Forwards a request without a body to a backend [`Proxy::forwards_raw`] accepts and
+    /// copies its answer to `client` (`out` is a scratch buffer, kept between requests). An
+    /// error means nothing was written to the client.
+    pub async fn forward_bodiless<W: AsyncWrite + Unpin>(
+        &self,
+        req: BodilessRequest<'_>,
+        client: &mut W,
+        out: &mut Vec<u8>,
+    ) -> Result<Answered, GatewayError> {
+        let f = &req.forward;
+        let target = self
+            .backends
+            .get(f.backend)
+            .ok_or_else(|| GatewayError::UnknownBackend(f.backend.to_owned()))?;
+        let Some(pool) = &target.raw else {
+            return Err(GatewayError::BadBackend {
+                name: f.backend.to_owned(),
+                message: "not a plain HTTP/1.1 backend".into(),
+            });
+        };
+        let backend = &target.backend;
+        let mut parts = req.parts;
+        rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f);
+        if let Some(authority) = backend.url.authority()
+            && let Ok(h) = HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(header::HOST, h);
+        }
+        out.clear();
+        write_request_head(out, &parts.method, backend.url.path(), f, &parts.headers);
+        let head_request = parts.method == Method::HEAD;
+        let unreachable = |detail: String| GatewayError::Unreachable {
+            backend: backend.name.clone(),
+            detail,
+        };
+
+        // A kept-alive connection the backend closed while it sat idle fails before any byte
+        // comes back; the request then goes again on a new connection. Only requests that may
+        // be repeated are sent on a connection that is not known to be open.
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        );
+        let exchange = async {
+            let mut fresh_only = false;
+            loop {
+                let reused = if fresh_only { None } else { pool.checkout() };
+                let (mut io, was_reused) = match reused {
+                    Some(io) if idempotent || still_open(&io) => (io, true),
+                    Some(_) => continue,
+                    None => (
+                        pool.connect()
+                            .await
+                            .map_err(|e| unreachable(format!("connect: {e}")))?,
+                        false,
+                    ),
+                };
+                let mut buf = BytesMut::with_capacity(READ_SIZE);
+                match send_and_read_head(&mut io, out, &mut buf).await {
+                    Ok(len) => return Ok((io, buf, len)),
+                    Err(Failure::Stale(e)) if was_reused => {
+                        tracing::debug!(error = %e, backend = %backend.name, "kept-alive connection was closed; sending again");
+                        pool.clear();
+                        fresh_only = true;
+                    }
+                    Err(Failure::Stale(e)) => return Err(unreachable(e.to_string())),
+                    Err(Failure::Broken(detail)) => return Err(unreachable(detail)),
+                }
+            }
+        };
+        let (mut io, buf, head_len) = match tokio::time::timeout(backend.timeout, exchange).await {
+            Err(_) => {
+                return Err(GatewayError::Timeout {
+                    backend: backend.name.clone(),
+                    after: backend.timeout,
+                });
+            }
+            Ok(r) => r?,
+        };
+
+        // The answer's head, as the client gets it.
+        let mut head = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut head);
+        if !matches!(response.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
+            return Err(unreachable("unreadable response head".into()));
+        }
+        let status = response.code.unwrap_or(502);
+        if status == 401 && req.intercept_unauthorized {
+            return Ok(Answered::Unauthorized);
+        }
+        let framing = framing_of(&response, head_request)
+            .ok_or_else(|| unreachable("contradictory response framing".into()))?;
+        let keep_backend = response.version == Some(1) && !has_token(&response, "connection", "close");
+        let close_client = req.client_close || framing == Framing::UntilClose;
+        out.clear();
+        write_response_head(out, &response, framing, f.request_id, close_client);
+        drop(response);
+
+        let copied = copy_body(&mut io, client, out, buf, head_len, framing).await;
+        match copied {
+            Ok(clean) => {
+                if clean && keep_backend && framing != Framing::UntilClose {
+                    pool.checkin(io);
+                }
+                Ok(Answered::Sent {
+                    status,
+                    reusable: !close_client,
+                })
+            }
+            Err(e) => {
+                // The head may be out already: the client learns of the failure by the
+                // connection closing before the answer is complete.
+                tracing::debug!(error = %e, backend = %backend.name, "answer cut short");
+                Ok(Answered::Sent {
+                    status,
+                    reusable: false,
+                })
+            }
+        }
+    }
+}
+
+/// Whether a kept-alive connection still looks open (the backend has not closed it and sent
+/// nothing unasked).
+fn still_open(io: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Writes the request head for the backend.
+fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    prefix: &str,
+    f: &Forward<'_>,
+    headers: &http::HeaderMap,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(prefix.trim_end_matches('/').as_bytes());
+    out.extend_from_slice(f.path.as_bytes());
+    if let Some(q) = f.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Sends the request head and reads until a final (non-1xx) response head is complete;
+/// returns its length in `buf`.
+async fn send_and_read_head(
+    io: &mut TcpStream,
+    head: &[u8],
+    buf: &mut BytesMut,
+) -> Result<usize, Failure> {
+    if let Err(e) = io.write_all(head).await {
+        return Err(Failure::Stale(e));
+    }
+    let mut received = false;
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => match response.code {
+                Some(101) => return Err(Failure::Broken("unasked protocol switch".into())),
+                // An interim answer (100 Continue, 103 Early Hints): the final one follows.
+                Some(100..=199) => {
+                    let _ = buf.split_to(len);
+                    continue;
+                }
+                _ => return Ok(len),
+            },
+            Ok(httparse::Status::Partial) => {
+                if buf.len() >= MAX_RESPONSE_HEAD {
+                    return Err(Failure::Broken("response head too large".into()));
+                }
+            }
+            Err(e) => return Err(Failure::Broken(format!("invalid response head: {e}"))),
+        }
+        buf.reserve(READ_SIZE);
+        match io.read_buf(buf).await {
+            Ok(0) if !received => {
+                return Err(Failure::Stale(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(0) => return Err(Failure::Broken("closed in the middle of its answer".into())),
+            Ok(_) => received = true,
+            Err(e) if !received => return Err(Failure::Stale(e)),
+            Err(e) => return Err(Failure::Broken(e.to_string())),
+        }
+    }
+}
+
+/// Whether a header's comma-separated value names `token`.
+fn has_token(response: &httparse::Response<'_, '_>, name: &str, token: &str) -> bool {
+    response
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// How the answer's body is delimited (RFC 9112 §6.3); none for a contradictory answer.
+fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Option<Framing> {
+    let status = response.code.unwrap_or(0);
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Some(Framing::Empty);
+    }
+    let mut coding = None;
+    let mut length: Option<u64> = None;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            coding = std::str::from_utf8(h.value).ok().map(|v| {
+                v.rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
+            });
+            coding.get_or_insert(false);
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value).ok()?.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n = v.parse::<u64>().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    Some(match (coding, length) {
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) => Framing::UntilClose,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::UntilClose,
+    })
+}
+
+/// Writes the answer's head for the client: the backend's headers minus the hop-by-hop ones
+/// (and those its `Connection` names), this hop's framing, `Date` when the backend sent none,
+/// and the request id.
+fn write_response_head(
+    out: &mut Vec<u8>,
+    response: &httparse::Response<'_, '_>,
+    framing: Framing,
+    request_id: &str,
+    close: bool,
+) {
+    let status = response.code.unwrap_or(502);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa3(status).as_slice());
+    out.push(b' ');
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .or(response.reason)
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let listed: Vec<&str> = response
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut dated = false;
+    for h in response.headers.iter() {
+        let name = h.name;
+        if HOP_BY_HOP_NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || listed.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || name.eq_ignore_ascii_case("x-request-id")
+            || (framing_drops_length(framing) && name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        dated |= name.eq_ignore_ascii_case("date");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(http_date().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match framing {
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::UntilClose => {}
+        Framing::Empty | Framing::Length(_) => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A chunked or close-delimited answer carries no `Content-Length` to the client (a backend
+/// sending both has its length ignored, RFC 9112 §6.3).
+fn framing_drops_length(framing: Framing) -> bool {
+    matches!(framing, Framing::Chunked | Framing::UntilClose)
+}
+
+/// A three-digit status code as text.
+fn itoa3(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}
+
+/// Copies the answer's body from the backend to the client after the head in `out`. Returns
+/// whether the backend connection ended exactly at the answer's end (and may be reused).
+async fn copy_body<W: AsyncWrite + Unpin>(
+    io: &mut TcpStream,
+    client: &mut W,
+    out: &mut Vec<u8>,
+    mut buf: BytesMut,
+    head_len: usize,
+    framing: Framing,
+) -> std::io::Result<bool> {
+    let _ = buf.split_to(head_len);
+    match framing {
+        Framing::Empty => {
+            client.write_all(out).await?;
+            Ok(buf.is_empty())
+        }
+        Framing::Length(n) => {
+            let have = buf.len() as u64;
+            if have >= n && out.len() as u64 + n <= COALESCE as u64 {
+                // The usual small answer: head and body in one write.
+                out.extend_from_slice(&buf[..n as usize]);
+                client.write_all(out).await?;
+                return Ok(have == n);
+            }
+            client.write_all(out).await?;
+            let mut left = n;
+            loop {
+                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                client.write_all(&buf[..take]).await?;
+                left -= take as u64;
+                let extra = buf.len() > take;
+                if left == 0 {
+                    return Ok(!extra);
+                }
+                buf.clear();
+                buf.reserve(READ_SIZE);
+                if io.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+        Framing::Chunked => {
+            let mut chunked = Chunked::default();
+            let mut first = true;
+            loop {
+                let (used, done) = chunked
+                    .scan(&buf)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                if first {
+                    out.extend_from_slice(&buf[..used]);
+                    client.write_all(out).await?;
+                    first = false;
+                } else {
+                    client.write_all(&buf[..used]).await?;
+                }
+                if done {
+                    return Ok(used == buf.len());
+                }
+                buf.clear();
+                buf.reserve(READ_SIZE);
+                if io.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+        Framing::UntilClose => {
+            out.extend_from_slice(&buf);
+            client.write_all(out).await?;
+            loop {
+                buf.clear();
+                buf.reserve(READ_SIZE);
+                if io.read_buf(&mut buf).await? == 0 {
+                    client.flush().await?;
+                    return Ok(false);
+                }
+                client.write_all(&buf).await?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed<'h, 'b>(
+        raw: &'b [u8],
+        headers: &'h mut [httparse::Header<'b>],
+    ) -> httparse::Response<'h, 'b> {
+        let mut r = httparse::Response::new(headers);
+        assert!(matches!(r.parse(raw), Ok(httparse::Status::Complete(_))));
+        r
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let table: &[(&[u8], bool, Option<Framing>)] = &[
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false, Some(Framing::Length(5))),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true, Some(Framing::Empty)),
+            (b"HTTP/1.1 204 No Content\r\n\r\n", false, Some(Framing::Empty)),
+            (b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", false, Some(Framing::Empty)),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", false, Some(Framing::Chunked)),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n", false, Some(Framing::Chunked)),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false, Some(Framing::UntilClose)),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, Some(Framing::UntilClose)),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n", false, Some(Framing::Length(5))),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n", false, None),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n", false, None),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", false, None),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n", false, None),
+        ];
+        for (raw, head, expected) in table {
+            let mut h = [httparse::EMPTY_HEADER; 8];
+            let r = parsed(raw, &mut h);
+            assert_eq!(framing_of(&r, *head), *expected, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn response_head_drops_hop_by_hop_and_carries_the_request_id() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\nX-Request-Id: backend-id\r\nDate: Thu, 26 Nov 2026 10:00:00 GMT\r\nx-app: yes\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 16];
+        let r = parsed(raw, &mut h);
+        let mut out = Vec::new();
+        write_response_head(&mut out, &r, Framing::Chunked, "rid-1", false);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nDate: Thu, 26 Nov 2026 10:00:00 GMT\r\nx-app: yes\r\nx-request-id: rid-1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_head_gets_a_date_and_closes_when_asked() {
+        let raw = b"HTTP/1.1 404 Whatever\r\ncontent-length: 0\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 4];
+        let r = parsed(raw, &mut h);
+        let mut out = Vec::new();
+        write_response_head(&mut out, &r, Framing::Length(0), "r", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\ndate: "), "{text}");
+        assert!(text.ends_with(" GMT\r\nx-request-id: r\r\nconnection: close\r\n\r\n"), "{text}");
+    }
+}
