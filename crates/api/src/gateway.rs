@@ -446,7 +446,14 @@ pub async fn proxy_request(
     response
         .headers_mut()
         .insert(crate::observability::REQUEST_ID, request_id.clone());
-    finish(state, &seen, response.status().as_u16(), started, &request_id, peer);
+    finish(
+        state,
+        &seen,
+        response.status().as_u16(),
+        started,
+        &request_id,
+        peer,
+    );
     response
 }
 

@@ -46,6 +46,8 @@ struct Plain {
 }
 
 /// What the bytes read so far hold.
+// Made once per request and taken apart at once: a box would be an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Head {
     /// A whole request head the lane serves, `len` bytes long.
     Plain(Plain, usize),
@@ -190,10 +192,8 @@ fn read_head(buf: &[u8]) -> Head {
             }
         }
         if name.eq_ignore_ascii_case("connection") {
-            close |= std::str::from_utf8(h.value).is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
-            });
+            close |= std::str::from_utf8(h.value)
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
         }
         let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
             return Head::Other;
@@ -231,7 +231,10 @@ fn header_values(
         if range.end > head.len() {
             return None;
         }
-        map.append(name, HeaderValue::from_maybe_shared(head.slice(range)).ok()?);
+        map.append(
+            name,
+            HeaderValue::from_maybe_shared(head.slice(range)).ok()?,
+        );
     }
     Some(map)
 }
@@ -269,7 +272,11 @@ where
         put(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if !parts.headers.contains_key(header::DATE) {
-        put(out, b"date", portcullis_gateway::headers::http_date().as_bytes());
+        put(
+            out,
+            b"date",
+            portcullis_gateway::headers::http_date().as_bytes(),
+        );
     }
     let chunked = !bodiless && exact.is_none();
     if chunked {
@@ -295,7 +302,9 @@ where
             }
             return false;
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if data.is_empty() {
             continue;
         }

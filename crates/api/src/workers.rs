@@ -214,8 +214,7 @@ async fn run(
                 Some(acceptor) => {
                     // A handshake gets the time a request head gets; a stop does not wait
                     // for connections that never finish one.
-                    let handshake =
-                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
+                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
                     let Ok(Ok(tls)) = handshake.await else {
                         return;
                     };

@@ -19,5 +19,7 @@ mod forward_auth;
 mod nginx;
 #[path = "gateway/proxy.rs"]
 mod proxy;
+#[path = "gateway/raw_lane.rs"]
+mod raw_lane;
 #[path = "gateway/streaming.rs"]
 mod streaming;

@@ -39,7 +39,7 @@ pub fn http_date() -> HeaderValue {
     use std::time::{SystemTime, UNIX_EPOCH};
     thread_local! {
         static CACHED: RefCell<(u64, HeaderValue)> =
-            RefCell::new((0, HeaderValue::from_static("")));
+            const { RefCell::new((0, HeaderValue::from_static(""))) };
     }
     let now = SystemTime::now();
     let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

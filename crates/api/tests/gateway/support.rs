@@ -48,6 +48,9 @@ const ROUTES: &str = r#"
 - path: /draining/*
   groups: "true"
   backend: echo
+- path: /raw/*
+  auth: none
+  backend: scripted
 "#;
 
 /// How a test server is set up.
@@ -57,6 +60,8 @@ pub struct Options {
     pub trusted_loopback: bool,
     /// `gateway.max_body_bytes`.
     pub max_body_bytes: u64,
+    /// The backend of `/raw/*` (a closed port when none).
+    pub scripted_backend: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -64,6 +69,7 @@ impl Default for Options {
         Self {
             trusted_loopback: true,
             max_body_bytes: 256 * MIB,
+            scripted_backend: None,
         }
     }
 }
@@ -148,6 +154,10 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let backend_url: axum::http::Uri = backend.url().parse().unwrap();
         let closed: axum::http::Uri = format!("http://127.0.0.1:{}", free_port()).parse().unwrap();
+        let scripted: axum::http::Uri = match options.scripted_backend {
+            Some(addr) => format!("http://{addr}").parse().unwrap(),
+            None => closed.clone(),
+        };
         let gateway_backend =
             |name: &str, url: &axum::http::Uri, timeout_ms: u64| portcullis_gateway::Backend {
                 name: name.into(),
@@ -182,6 +192,7 @@ impl Env {
                     gateway_backend("echo-h2", &backend_url, 10_000),
                     gateway_backend("impatient", &backend_url, 500),
                     gateway_backend("down", &closed, 2_000),
+                    gateway_backend("scripted", &scripted, 2_000),
                 ],
                 default_backend: None,
                 max_body_bytes: options.max_body_bytes,

@@ -212,7 +212,12 @@ impl Proxy {
         // be repeated are sent on a connection that is not known to be open.
         let idempotent = matches!(
             parts.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
         );
         let exchange = async {
             let mut fresh_only = false;
@@ -254,7 +259,10 @@ impl Proxy {
         // The answer's head, as the client gets it.
         let mut head = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut response = httparse::Response::new(&mut head);
-        if !matches!(response.parse(&buf[..head_len]), Ok(httparse::Status::Complete(_))) {
+        if !matches!(
+            response.parse(&buf[..head_len]),
+            Ok(httparse::Status::Complete(_))
+        ) {
             return Err(unreachable("unreadable response head".into()));
         }
         let status = response.code.unwrap_or(502);
@@ -263,11 +271,11 @@ impl Proxy {
         }
         let framing = framing_of(&response, head_request)
             .ok_or_else(|| unreachable("contradictory response framing".into()))?;
-        let keep_backend = response.version == Some(1) && !has_token(&response, "connection", "close");
+        let keep_backend =
+            response.version == Some(1) && !has_token(&response, "connection", "close");
         let close_client = req.client_close || framing == Framing::UntilClose;
         out.clear();
         write_response_head(out, &response, framing, f.request_id, close_client);
-        drop(response);
 
         let copied = copy_body(&mut io, client, out, buf, head_len, framing).await;
         match copied {
@@ -449,7 +457,9 @@ fn write_response_head(
     let mut dated = false;
     for h in response.headers.iter() {
         let name = h.name;
-        if HOP_BY_HOP_NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+        if HOP_BY_HOP_NAMES
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
             || listed.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case("x-request-id")
             || (framing_drops_length(framing) && name.eq_ignore_ascii_case("content-length"))
@@ -594,24 +604,73 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         let table: &[(&[u8], bool, Option<Framing>)] = &[
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false, Some(Framing::Length(5))),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true, Some(Framing::Empty)),
-            (b"HTTP/1.1 204 No Content\r\n\r\n", false, Some(Framing::Empty)),
-            (b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", false, Some(Framing::Empty)),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", false, Some(Framing::Chunked)),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n", false, Some(Framing::Chunked)),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", false, Some(Framing::UntilClose)),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                false,
+                Some(Framing::Length(5)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+                true,
+                Some(Framing::Empty),
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Some(Framing::Empty),
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false,
+                Some(Framing::Empty),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                false,
+                Some(Framing::Chunked),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n",
+                false,
+                Some(Framing::Chunked),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+                false,
+                Some(Framing::UntilClose),
+            ),
             (b"HTTP/1.1 200 OK\r\n\r\n", false, Some(Framing::UntilClose)),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n", false, Some(Framing::Length(5))),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n", false, None),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n", false, None),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n", false, None),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n",
+                false,
+                Some(Framing::Length(5)),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
+                false,
+                None,
+            ),
             (b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n", false, None),
         ];
         for (raw, head, expected) in table {
             let mut h = [httparse::EMPTY_HEADER; 8];
             let r = parsed(raw, &mut h);
-            assert_eq!(framing_of(&r, *head), *expected, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                framing_of(&r, *head),
+                *expected,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
@@ -637,7 +696,13 @@ mod tests {
         let mut out = Vec::new();
         write_response_head(&mut out, &r, Framing::Length(0), "r", true);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\ndate: "), "{text}");
-        assert!(text.ends_with(" GMT\r\nx-request-id: r\r\nconnection: close\r\n\r\n"), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\ndate: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(" GMT\r\nx-request-id: r\r\nconnection: close\r\n\r\n"),
+            "{text}"
+        );
     }
 }

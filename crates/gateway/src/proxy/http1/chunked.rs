@@ -170,11 +170,16 @@ mod tests {
 
     #[test]
     fn chunked_bodies_end_where_the_syntax_says() {
-        let table: &[(&[u8], Result<Option<usize>, ()>)] = &[
+        // (body, where it ends: none while incomplete, an error when malformed)
+        type Case = (&'static [u8], Result<Option<usize>, ()>);
+        let table: &[Case] = &[
             (b"5\r\nhello\r\n0\r\n\r\n", Ok(Some(15))),
             (b"5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200", Ok(Some(15))),
             (b"5;name=value\r\nhello\r\n0\r\n\r\n", Ok(Some(26))),
-            (b"A\r\n0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n", Ok(Some(38))),
+            (
+                b"A\r\n0123456789\r\n0\r\nx-sum: 1\r\nx-b: 2\r\n\r\n",
+                Ok(Some(38)),
+            ),
             (b"5\r\nhello\r\n", Ok(None)),
             (b"5\r\nhello\r\n0\r\n", Ok(None)),
             (b"0\r\n\r\n", Ok(Some(5))),

@@ -1,0 +1,493 @@
+//! The raw HTTP/1.1 lane, byte for byte: requests without a body are read and forwarded by
+//! Portcullis itself, so these tests speak HTTP/1.1 over plain sockets on both sides — a
+//! scripted backend that answers each path with exact bytes (every framing a backend may use,
+//! sent in pieces), and a client that reads each answer by its framing on one kept-alive
+//! connection. A client connection that turns unusual (a body) must carry on through hyper
+//! with nothing lost.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::{Env, Options};
+
+/// The answers of the scripted backend, by path: each a list of pieces written with a pause
+/// between them, and whether the connection is closed afterwards.
+fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
+    match path {
+        "/length" => (
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kind: length\r\n\r\nhello"],
+            false,
+        ),
+        "/chunked" => (
+            vec![
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n5\r",
+                b"\nhello\r\n6;ext=1\r\n wor",
+                b"ld\r\n0\r\nx-sum: 11\r\n",
+                b"\r\n",
+            ],
+            false,
+        ),
+        // The answer to a HEAD: the length of a body it does not carry.
+        "/length-head" => (vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"], false),
+        "/nocontent" => (vec![b"HTTP/1.1 204 No Content\r\nX-Kind: none\r\n\r\n"], false),
+        "/early" => (
+            vec![
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            ],
+            false,
+        ),
+        "/hop" => (
+            vec![b"HTTP/1.1 200 OK\r\nConnection: x-secret\r\nx-secret: 1\r\nKeep-Alive: timeout=5\r\nX-Request-Id: from-backend\r\nContent-Length: 3\r\n\r\nhop"],
+            false,
+        ),
+        "/close" => (
+            vec![b"HTTP/1.1 200 OK\r\n\r\nuntil ", b"the end"],
+            true,
+        ),
+        // Closed right after a complete answer, without saying so: the connection looks
+        // reusable and is not.
+        "/once" => (vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce"], true),
+        "/contradiction" => (
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"],
+            false,
+        ),
+        "/cut" => (
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"],
+            true,
+        ),
+        "/unauthorized" => (
+            vec![b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"],
+            false,
+        ),
+        _ => (vec![b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"], false),
+    }
+}
+
+/// A backend answering from [`script`]; counts connections and records request heads.
+#[derive(Clone)]
+struct Scripted {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let me = Self {
+            addr: listener.local_addr().unwrap(),
+            connections: Arc::new(AtomicUsize::new(0)),
+            heads: Arc::new(Mutex::new(Vec::new())),
+        };
+        let state = me.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(state.clone().serve(conn));
+            }
+        });
+        me
+    }
+
+    async fn serve(self, mut conn: TcpStream) {
+        let mut buf = Vec::new();
+        loop {
+            let head = loop {
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    break head;
+                }
+                let mut chunk = [0u8; 4096];
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches("/raw")
+                .to_owned();
+            self.heads.lock().unwrap().push(head);
+            let (pieces, close) = script(&path);
+            for (i, piece) in pieces.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if conn.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            if close {
+                return;
+            }
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.heads.lock().unwrap().len()
+    }
+}
+
+/// An answer as the client read it.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    trailers: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One kept-alive client connection.
+struct Client {
+    io: TcpStream,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            io: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+            closed: false,
+        }
+    }
+
+    async fn send(&mut self, bytes: &str) {
+        self.io.write_all(bytes.as_bytes()).await.unwrap();
+    }
+
+    /// Reads more; false at the end of the connection.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = tokio::time::timeout(Duration::from_secs(10), self.io.read(&mut chunk))
+            .await
+            .expect("the server answers within 10 s");
+        match read {
+            Ok(0) | Err(_) => {
+                self.closed = true;
+                false
+            }
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return line;
+            }
+            assert!(self.fill().await, "connection closed inside a line");
+        }
+    }
+
+    async fn exactly(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await, "connection closed inside a body");
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Reads one answer by its framing (`head_request`: the answer to a HEAD has no body).
+    async fn answer(&mut self, head_request: bool) -> Answer {
+        let status_line = self.line().await;
+        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
+        let status: u16 = status_line[9..12].parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').expect("a header line");
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let mut answer = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+            trailers: String::new(),
+        };
+        if head_request || status == 204 || status == 304 || status < 200 {
+            return answer;
+        }
+        if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = self.line().await;
+                let size = usize::from_str_radix(size.split(';').next().unwrap(), 16).unwrap();
+                if size == 0 {
+                    loop {
+                        let t = self.line().await;
+                        if t.is_empty() {
+                            return answer;
+                        }
+                        answer.trailers.push_str(&t);
+                    }
+                }
+                let data = self.exactly(size).await;
+                answer.body.extend_from_slice(&data);
+                assert_eq!(self.exactly(2).await, b"\r\n");
+            }
+        }
+        if let Some(n) = answer.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            answer.body = self.exactly(n).await;
+            return answer;
+        }
+        while self.fill().await {}
+        answer.body = std::mem::take(&mut self.buf);
+        answer
+    }
+
+    /// Whether the server closed the connection (nothing more arrives).
+    async fn is_closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.fill().await
+    }
+}
+
+async fn setup() -> (Env, Scripted) {
+    let backend = Scripted::start().await;
+    let env = Env::start(Options {
+        scripted_backend: Some(backend.addr),
+        ..Options::default()
+    })
+    .await;
+    (env, backend)
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: portal.example\r\n\r\n")
+}
+
+#[tokio::test]
+async fn every_framing_passes_through_on_one_kept_alive_connection() {
+    let (env, backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+
+    c.send(&get("/raw/length")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hello"));
+    assert_eq!(a.header("x-kind"), Some("length"));
+    assert!(a.header("date").is_some(), "a Date is added: {a:?}");
+    assert!(a.header("x-request-id").is_some_and(|v| v.len() == 36));
+
+    c.send(&get("/raw/chunked")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hello world"));
+    assert_eq!(a.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(a.trailers, "x-sum: 11", "trailers pass through");
+
+    c.send(&get("/raw/nocontent")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.header("x-kind")), (204, Some("none")));
+
+    // A HEAD answer names the length of a body it does not carry; the next answer must still
+    // be read from the right place.
+    c.send("HEAD /raw/length-head HTTP/1.1\r\nHost: portal.example\r\n\r\n")
+        .await;
+    let a = c.answer(true).await;
+    assert_eq!((a.status, a.header("content-length")), (200, Some("5")));
+
+    c.send(&get("/raw/early")).await;
+    let a = c.answer(false).await;
+    assert_eq!(
+        (a.status, a.text().as_str()),
+        (200, "ok"),
+        "the 103 is not passed on"
+    );
+
+    c.send(&get("/raw/hop")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hop"));
+    for hop in ["connection", "x-secret", "keep-alive"] {
+        assert_eq!(a.header(hop), None, "{hop} must not pass: {a:?}");
+    }
+    assert_ne!(a.header("x-request-id"), Some("from-backend"));
+
+    // Every answer so far came over one kept-alive backend connection.
+    assert_eq!(backend.connections(), 1);
+    assert_eq!(backend.requests(), 6);
+
+    // An answer that ends when the backend closes: the client's connection closes after it.
+    c.send(&get("/raw/close")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "until the end"));
+    assert_eq!(a.header("connection"), Some("close"));
+    assert!(c.closed);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (env, _backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send(&format!(
+        "{}{}GET /raw/length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        get("/raw/chunked"),
+        get("/raw/hop")
+    ))
+    .await;
+    assert_eq!(c.answer(false).await.text(), "hello world");
+    assert_eq!(c.answer(false).await.text(), "hop");
+    let last = c.answer(false).await;
+    assert_eq!(
+        (last.text().as_str(), last.header("connection")),
+        ("hello", Some("close"))
+    );
+    assert!(
+        c.is_closed().await,
+        "closed after the answer it was asked to close on"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_connection_closed_while_idle_is_replaced_not_a_502() {
+    let (env, backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    for (i, method) in ["GET", "GET", "POST", "DELETE"].iter().enumerate() {
+        c.send(&format!(
+            "{method} /raw/once HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        ))
+        .await;
+        let a = c.answer(false).await;
+        assert_eq!((a.status, a.text().as_str()), (200, "once"), "request {i}");
+        // Let the backend's close arrive before the next request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        backend.requests(),
+        4,
+        "each request reached the backend once"
+    );
+    assert_eq!(backend.connections(), 4);
+}
+
+#[tokio::test]
+async fn a_connection_carries_on_through_hyper_after_a_request_with_a_body() {
+    let (env, _backend) = setup().await;
+    let key = env.dev.key.clone();
+    let mut c = Client::connect(env.addr).await;
+    c.send(&format!(
+        "GET /api/first HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n"
+    ))
+    .await;
+    let first = c.answer(false).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    // A body: hyper takes the connection from here, and must read this request from its
+    // first byte.
+    c.send(&format!(
+        "POST /api/second HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: 3\r\n\r\nabc"
+    ))
+    .await;
+    let second = c.answer(false).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let echo: serde_json::Value = serde_json::from_slice(&second.body).unwrap();
+    assert_eq!(echo["path"], "/api/second");
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["bodyBytes"], 3, "{echo}");
+    c.send(&format!(
+        "GET /api/third HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    let third = c.answer(false).await;
+    assert_eq!(third.status, 200);
+    let echo: serde_json::Value = serde_json::from_slice(&third.body).unwrap();
+    assert_eq!(echo["path"], "/api/third");
+    assert!(c.is_closed().await);
+}
+
+#[tokio::test]
+async fn a_body_framed_two_ways_never_reaches_the_backend_as_two_requests() {
+    let (env, backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    // Content-Length and Transfer-Encoding together: a smuggling attempt. Whatever the answer,
+    // the bytes after the chunked body must not be served as a second request.
+    c.send(
+        "GET /raw/length HTTP/1.1\r\nHost: x\r\nContent-Length: 36\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /raw/hop HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let a = c.answer(false).await;
+    assert!(a.status == 400 || a.status == 200, "{a:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let heads = backend.heads.lock().unwrap().clone();
+    assert!(
+        heads.iter().all(|h| !h.starts_with("GET /raw/hop")),
+        "a smuggled request reached the backend: {heads:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_backend_answer_that_breaks_its_framing_is_a_502_or_a_cut_connection() {
+    let (env, _backend) = setup().await;
+    // Two lengths: nothing is sent on, the client gets a JSON 502.
+    let mut c = Client::connect(env.addr).await;
+    c.send(&get("/raw/contradiction")).await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("scripted")),
+        "{body}"
+    );
+
+    // Fewer bytes than announced: the head is out already, so the client's connection is
+    // closed before the length is reached.
+    let mut c = Client::connect(env.addr).await;
+    c.send(&get("/raw/cut")).await;
+    let status = c.line().await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    while c.fill().await {}
+    let text = String::from_utf8_lossy(&c.buf).into_owned();
+    assert!(text.contains("content-length: 100") || text.contains("Content-Length: 100"));
+    assert!(text.ends_with("only this"), "{text:?}");
+}
+
+#[tokio::test]
+async fn a_browser_meeting_a_backend_401_is_sent_to_the_login_page() {
+    let (env, _backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send("GET /raw/unauthorized HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n")
+        .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 302);
+    assert_eq!(
+        a.header("location"),
+        Some("/web-login?redirect=/raw/unauthorized")
+    );
+    // An API client keeps the backend's own 401, on the same connection.
+    c.send(&get("/raw/unauthorized")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (401, "nope"));
+}
