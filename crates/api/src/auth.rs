@@ -135,6 +135,17 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The counter of successful authentications, looked up once (every authenticated request
+/// counts; a lookup hashes the name and labels under the registry's lock).
+fn authenticated_counter() -> &'static metrics::Counter {
+    static OK: std::sync::LazyLock<metrics::Counter> = std::sync::LazyLock::new(|| {
+        // The recorder is in place before the first request; this makes sure of it.
+        let _ = crate::observability::recorder();
+        metrics::counter!("portcullis_authentications_total", "result" => "ok")
+    });
+    &OK
+}
+
 fn refused(result: &'static str, message: &str) -> ApiError {
     metrics::counter!("portcullis_authentications_total", "result" => result).increment(1);
     ApiError::Unauthenticated(message.to_owned())
@@ -205,7 +216,7 @@ pub(crate) async fn authenticate(
             "cross-site request refused: a request authenticated by cookie must come from this site".into(),
         ));
     }
-    metrics::counter!("portcullis_authentications_total", "result" => "ok").increment(1);
+    authenticated_counter().increment(1);
     let request_id = parts
         .extensions
         .get::<RequestId>()

@@ -683,7 +683,7 @@ fn admit(
 pub(crate) async fn serve_bodiless<W>(
     state: &AppState,
     proxy: Option<&portcullis_gateway::Proxy>,
-    parts: axum::http::request::Parts,
+    mut parts: axum::http::request::Parts,
     peer: SocketAddr,
     client: &mut W,
     out: &mut Vec<u8>,
@@ -694,6 +694,10 @@ where
 {
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(&parts.headers);
+    // The audit trail reads the id where the control plane's layer leaves it.
+    parts
+        .extensions
+        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
     let wants_login =
         crate::routes::login::wants_login_page_of(&parts.method, &parts.uri, &parts.headers);
     let head_request = parts.method == axum::http::Method::HEAD;

@@ -80,6 +80,27 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// An address as a header value. A connection's requests all come from one address: the last
+/// one is kept per thread, so it is formatted once per connection rather than per request.
+fn address_value(ip: IpAddr) -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((cached, value)) = last.as_ref()
+            && *cached == ip
+        {
+            return value.clone();
+        }
+        let value = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        *last = Some((ip, value.clone()));
+        value
+    })
+}
+
 /// Sets `X-Forwarded-For`, `-Proto` and `-Host` for the backend. A client's own values are kept
 /// (and appended to) only when `peer_trusted`; otherwise they are replaced, so a client cannot
 /// pose as another address.
@@ -103,15 +124,19 @@ pub fn set_forwarded(
         String::new()
     };
     let value = if chain.is_empty() {
-        client.to_string()
+        None
     } else {
-        format!("{chain}, {client}")
+        Some(format!("{chain}, {client}"))
     };
     let keep_proto_host = peer_trusted
         && headers.contains_key(&X_FORWARDED_PROTO)
         && headers.contains_key(&X_FORWARDED_HOST);
     // `insert` replaces every value a client sent under the name.
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    let value = match value {
+        None => Some(address_value(client)),
+        Some(v) => HeaderValue::from_str(&v).ok(),
+    };
+    if let Some(v) = value {
         headers.insert(X_FORWARDED_FOR, v);
     } else {
         headers.remove(X_FORWARDED_FOR);

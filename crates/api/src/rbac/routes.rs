@@ -205,9 +205,13 @@ impl Rbac {
             None => std::borrow::Cow::Borrowed(&[]),
         };
         let rond = self.rond();
+        // Bindings and roles are looked up only for the checks that read them.
+        let needs_user = rule.groups().is_some() || rule.policy().is_some() || explain;
         let user = match caller {
-            Some(c) => rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups),
-            None => super::rond::UserRond::default(),
+            Some(c) if needs_user => {
+                rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups)
+            }
+            _ => super::rond::UserRond::default(),
         };
         // Only the work the rule needs: the roles' permissions for a groups expression, the
         // Rego input for a policy, the documents for an explanation.

@@ -491,3 +491,52 @@ async fn a_browser_meeting_a_backend_401_is_sent_to_the_login_page() {
     let a = c.answer(false).await;
     assert_eq!((a.status, a.text().as_str()), (401, "nope"));
 }
+
+#[tokio::test]
+async fn refusals_reach_the_audit_trail_with_their_request_id() {
+    let (env, _backend) = setup().await;
+    let key = env.dev.key.clone();
+    let mut c = Client::connect(env.addr).await;
+    // dev is not in `admins`: refused by the gateway and by forward-auth alike.
+    for (path, id) in [
+        ("/admin/panel", "lane-denial-0001"),
+        ("/auth/admin/panel", "lane-denial-0002"),
+    ] {
+        c.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nX-Request-Id: {id}\r\n\r\n"
+        ))
+        .await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, 403, "{path}: {}", a.text());
+        assert_eq!(a.header("x-request-id"), Some(id));
+    }
+    // Written in the background: wait for both.
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        let page: serde_json::Value = env
+            .http
+            .get(format!(
+                "{}/api/v1/audit?action=gateway.request&limit=10",
+                env.base
+            ))
+            .header("x-api-key", crate::support::ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|r| r["requestId"].as_str().map(str::to_owned))
+            .collect();
+        if ids.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ids.sort();
+    assert_eq!(ids, ["lane-denial-0001", "lane-denial-0002"]);
+}
