@@ -369,7 +369,7 @@ fn decide(
     path_and_query: &str,
     headers: &HeaderMap,
     body: Option<Value>,
-) -> Result<RouteVerdict, ApiError> {
+) -> Result<(RouteVerdict, bool), ApiError> {
     let Some(rules) = state.rbac.routes() else {
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
@@ -400,6 +400,110 @@ fn decide(
     };
     let verdict = state.rbac.evaluate_route(rules, caller, &spec, false);
     crate::observability::gateway_decision(verdict.result);
+    Ok((verdict, !for_policy))
+}
+
+/// Verdicts a worker thread made, by prepared caller and request: a route decision without a
+/// Rego policy depends on nothing else (the caller's groups and permissions are fixed for the
+/// life of their prepared context, which a change to users or RBAC data replaces). Per thread,
+/// so no request waits on another for it.
+struct VerdictCache {
+    entries: HashMap<u64, CachedVerdict>,
+}
+
+struct CachedVerdict {
+    rbac: Arc<crate::rbac::Rbac>,
+    context: Arc<CallerContext>,
+    method: axum::http::Method,
+    path: Box<str>,
+    verdict: Arc<RouteVerdict>,
+}
+
+/// Verdicts kept per thread before the cache starts over.
+const VERDICTS_PER_THREAD: usize = 4096;
+
+thread_local! {
+    static VERDICTS: std::cell::RefCell<VerdictCache> = std::cell::RefCell::new(VerdictCache {
+        entries: HashMap::new(),
+    });
+}
+
+/// [`decide`], reusing this thread's verdict for the same prepared caller, method and path.
+fn decide_cached(
+    state: &AppState,
+    context: Option<&Arc<CallerContext>>,
+    method: &axum::http::Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) -> Result<Arc<RouteVerdict>, ApiError> {
+    let caller = context.map(|c| &c.caller);
+    let Some(context) = context else {
+        return Ok(Arc::new(
+            decide(
+                state,
+                caller,
+                method.as_str(),
+                path_and_query,
+                headers,
+                body,
+            )?
+            .0,
+        ));
+    };
+    let path = path_and_query
+        .split_once('?')
+        .map_or(path_and_query, |(p, _)| p);
+    let key = {
+        use std::hash::{BuildHasher, RandomState};
+        static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+        SEED.hash_one((
+            Arc::as_ptr(&state.rbac) as usize,
+            Arc::as_ptr(context) as usize,
+            method.as_str(),
+            path,
+        ))
+    };
+    let hit = VERDICTS.with(|cache| {
+        cache.borrow().entries.get(&key).and_then(|e| {
+            (Arc::ptr_eq(&e.rbac, &state.rbac)
+                && Arc::ptr_eq(&e.context, context)
+                && e.method == *method
+                && *e.path == *path)
+                .then(|| e.verdict.clone())
+        })
+    });
+    if let Some(verdict) = hit {
+        crate::observability::gateway_decision(verdict.result);
+        return Ok(verdict);
+    }
+    let (verdict, cacheable) = decide(
+        state,
+        caller,
+        method.as_str(),
+        path_and_query,
+        headers,
+        body,
+    )?;
+    let verdict = Arc::new(verdict);
+    if cacheable {
+        VERDICTS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.entries.len() >= VERDICTS_PER_THREAD {
+                cache.entries.clear();
+            }
+            cache.entries.insert(
+                key,
+                CachedVerdict {
+                    rbac: state.rbac.clone(),
+                    context: context.clone(),
+                    method: method.clone(),
+                    path: path.into(),
+                    verdict: verdict.clone(),
+                },
+            );
+        });
+    }
     Ok(verdict)
 }
 
@@ -569,7 +673,7 @@ async fn proxy_inner(
 /// A request the route rules let through, with what forwarding it needs.
 struct Admitted {
     auth: Option<Authenticated>,
-    verdict: RouteVerdict,
+    verdict: Arc<RouteVerdict>,
     identity: Option<Identity>,
 }
 
@@ -630,10 +734,10 @@ fn admit(
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     let caller = context.as_ref().map(|c| &c.caller);
-    let verdict = decide(
+    let verdict = decide_cached(
         state,
-        caller,
-        method,
+        context.as_ref(),
+        &parts.method,
         path_and_query,
         &parts.headers,
         json_body,
@@ -655,7 +759,7 @@ fn admit(
             status: 404,
             result: "NOT_FOUND",
             body: Some(route_rules::not_found_body(method, path_and_query)),
-            ..verdict
+            ..RouteVerdict::clone(&verdict)
         })));
     };
     seen.backend = Some(backend.to_owned());
@@ -900,16 +1004,29 @@ async fn forward_auth_inner(
         Err(e) => return Err(e),
     };
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
-    let caller = context.as_ref().map(|c| &c.caller);
     if state.rbac.routes().is_some() {
-        let verdict = decide(
-            state,
-            caller,
-            &original.method,
-            &original.uri,
-            &parts.headers,
-            None,
-        )?;
+        let verdict = match axum::http::Method::from_bytes(original.method.as_bytes()) {
+            Ok(method) => decide_cached(
+                state,
+                context.as_ref(),
+                &method,
+                &original.uri,
+                &parts.headers,
+                None,
+            )?,
+            // Not a method token: decided as it is, without the cache.
+            Err(_) => Arc::new(
+                decide(
+                    state,
+                    context.as_ref().map(|c| &c.caller),
+                    &original.method,
+                    &original.uri,
+                    &parts.headers,
+                    None,
+                )?
+                .0,
+            ),
+        };
         audit_decision(
             state,
             auth.as_ref(),

@@ -72,10 +72,20 @@ where
     let peer = front.peer();
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
+    if *stop.borrow() {
+        return Ended::Closed;
+    }
+    // One timer and one stop watch for the connection's life, re-armed per request rather than
+    // made anew (each would be registered and removed again on every request).
+    let stopping = stop.changed();
+    tokio::pin!(stopping);
+    let deadline = tokio::time::sleep(head_timeout);
+    tokio::pin!(deadline);
     loop {
         // Read until a whole head is in: the client has `head_timeout` for it.
-        let deadline = tokio::time::sleep(head_timeout);
-        tokio::pin!(deadline);
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + head_timeout);
         let (plain, len) = loop {
             if !buf.is_empty() {
                 match read_head(&buf) {
@@ -87,14 +97,13 @@ where
                     }
                     Head::Partial => {}
                 }
-            } else if *stop.borrow() {
-                return Ended::Closed;
             }
             buf.reserve(4096);
             let idle = buf.is_empty();
             let read = tokio::select! {
+                biased;
                 r = io.read_buf(&mut buf) => r,
-                _ = stop.changed(), if idle => return Ended::Closed,
+                _ = &mut stopping, if idle => return Ended::Closed,
                 () = &mut deadline => return Ended::Closed,
             };
             match read {
@@ -226,7 +235,9 @@ fn header_values(
     head: &Bytes,
     fields: Vec<(HeaderName, std::ops::Range<usize>)>,
 ) -> Option<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(fields.len() + 8);
+    // Room for what the gateway adds (identity, forwarding, host, request id) without a
+    // second allocation.
+    let mut map = HeaderMap::with_capacity(fields.len() + 16);
     for (name, range) in fields {
         if range.end > head.len() {
             return None;

@@ -290,7 +290,7 @@ impl Rbac {
         RouteVerdict {
             status: outcome.status(),
             result,
-            route: Some(rule.source().to_string()),
+            route: Some(rule.source_label().to_owned()),
             template: Some(rule.path().to_owned()),
             backend: rule.backend().map(str::to_owned),
             path: Some(matched.path),

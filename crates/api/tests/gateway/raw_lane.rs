@@ -540,3 +540,20 @@ async fn refusals_reach_the_audit_trail_with_their_request_id() {
     ids.sort();
     assert_eq!(ids, ["lane-denial-0001", "lane-denial-0002"]);
 }
+
+#[tokio::test]
+async fn a_route_decided_by_rego_is_decided_on_every_request() {
+    let (env, _backend) = setup().await;
+    let key = env.dev.key.clone();
+    let mut c = Client::connect(env.addr).await;
+    // The same caller, method and path: only the header the policy reads differs, so no
+    // earlier verdict may stand in for the next one.
+    for (tenant, status) in [("acme", 200), ("other", 403), ("acme", 200), ("other", 403)] {
+        c.send(&format!(
+            "GET /tenant/jobs HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nX-Tenant: {tenant}\r\n\r\n"
+        ))
+        .await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, status, "X-Tenant {tenant}: {}", a.text());
+    }
+}

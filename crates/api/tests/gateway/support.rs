@@ -51,7 +51,13 @@ const ROUTES: &str = r#"
 - path: /raw/*
   auth: none
   backend: scripted
+- path: /tenant/*
+  policy: tenant_acme
+  backend: echo
 "#;
+
+/// The Rego policy of `/tenant/*`: decided on a request header, so on every request.
+const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\n";
 
 /// How a test server is set up.
 #[derive(Debug, Clone, Copy)]
@@ -166,6 +172,9 @@ impl Env {
                 http2: name.ends_with("-h2"),
                 tls: Default::default(),
             };
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(policies.join("tenant.rego"), POLICIES).unwrap();
         let config = portcullis_api::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}/p.db", dir.path().display()),
@@ -175,6 +184,7 @@ impl Env {
             tls: None,
             rbac: portcullis_api::RbacSettings {
                 routes: yaml_serde::from_str(ROUTES).unwrap(),
+                rego_policies_dir: Some(policies),
                 ..Default::default()
             },
             auth: portcullis_api::AuthSettings {

@@ -229,13 +229,15 @@ pub(super) fn rules_from_openapi(
                 }
                 None => (None, false, None),
             };
+            let source = RuleSource::OpenApi {
+                document,
+                backend: backend.map(str::to_owned),
+                path: written.clone(),
+                verb: verb.to_owned(),
+            };
             rules.push(Rule {
-                source: RuleSource::OpenApi {
-                    document,
-                    backend: backend.map(str::to_owned),
-                    path: written.clone(),
-                    verb: verb.to_owned(),
-                },
+                label: source.to_string(),
+                source,
                 path: template_text(written),
                 methods,
                 // Rönd trusts the authentication in front of it; Portcullis is that front, and it

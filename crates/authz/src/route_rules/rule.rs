@@ -67,6 +67,8 @@ pub struct RondFlow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub(super) source: RuleSource,
+    /// `source` as text, made once (every decision names it).
+    pub(super) label: String,
     pub(super) path: String,
     pub(super) methods: Methods,
     pub(super) auth: Auth,
@@ -196,6 +198,11 @@ impl Rule {
         &self.source
     }
 
+    /// Where the rule was defined, as text (`routes[2]`, `openapi[0].paths["/x"].get`).
+    pub fn source_label(&self) -> &str {
+        &self.label
+    }
+
     /// The path template (`:p` segments written as `{p}`).
     pub fn path(&self) -> &str {
         &self.path
@@ -267,6 +274,7 @@ mod tests {
 
     fn rule(auth: Auth) -> Rule {
         Rule {
+            label: "routes[0]".into(),
             source: RuleSource::Config { index: 0 },
             path: "/a".into(),
             methods: Methods::All,

@@ -243,6 +243,7 @@ pub(super) fn compile_spec(index: usize, spec: &RouteSpec) -> Result<Rule, Route
         return Err(fail("backend", "the backend name is empty".into()));
     }
     Ok(Rule {
+        label: RuleSource::Config { index }.to_string(),
         source: RuleSource::Config { index },
         path,
         methods,
