@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -91,30 +91,19 @@ struct CallerContext {
     headers: Arc<CallerHeaders>,
 }
 
-const CONTEXT_SHARDS: usize = 32;
-/// Callers kept per shard before a shard starts over.
-const CONTEXT_SHARD_CAPACITY: usize = 4096;
+/// A caller: the user, and the org their credential is bound to.
+type CallerKey = (UserId, Option<OrgId>);
 
-type ContextShard = RwLock<HashMap<(UserId, Option<OrgId>), Arc<CallerContext>>>;
+/// Callers kept per thread before the cache starts over.
+const CONTEXTS_PER_THREAD: usize = 16 * 1024;
 
-/// Prepared callers, sharded so that concurrent requests never wait on one lock.
-struct CallerContexts {
-    shards: Vec<ContextShard>,
+thread_local! {
+    /// Prepared callers, per thread: each worker prepares its own (a signature per caller and
+    /// half assertion life), so that serving a caller never touches memory another worker is
+    /// writing — no lock, and no reference count shared between threads.
+    static CONTEXTS: std::cell::RefCell<HashMap<CallerKey, Arc<CallerContext>>> =
+        std::cell::RefCell::new(HashMap::new());
 }
-
-impl CallerContexts {
-    fn shard(&self, key: &(UserId, Option<OrgId>)) -> &ContextShard {
-        use std::hash::{BuildHasher, RandomState};
-        static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::new);
-        &self.shards[(SEED.hash_one(key) as usize) % CONTEXT_SHARDS]
-    }
-}
-
-static CONTEXTS: LazyLock<CallerContexts> = LazyLock::new(|| CallerContexts {
-    shards: (0..CONTEXT_SHARDS)
-        .map(|_| RwLock::new(HashMap::new()))
-        .collect(),
-});
 
 /// The caller's groups in their org (names).
 fn groups_of(state: &AppState, user_ref: &str, org: Option<&str>) -> Vec<String> {
@@ -135,22 +124,27 @@ fn caller_context(state: &AppState, auth: &Authenticated) -> Option<Arc<CallerCo
     let key = (principal.user.id, principal.credential_org);
     let generation = state.rbac.generation();
     let now = state.clock.now_millis();
-    let shard = CONTEXTS.shard(&key);
-    if let Ok(map) = shard.read()
-        && let Some(ctx) = map.get(&key)
-        && Arc::ptr_eq(&ctx.user, &principal.user)
-        && ctx.generation == generation
-        && now < ctx.refresh_after
-    {
-        return Some(ctx.clone());
+    let cached = CONTEXTS.with(|map| {
+        map.borrow()
+            .get(&key)
+            .filter(|ctx| {
+                Arc::ptr_eq(&ctx.user, &principal.user)
+                    && ctx.generation == generation
+                    && now < ctx.refresh_after
+            })
+            .cloned()
+    });
+    if cached.is_some() {
+        return cached;
     }
     let ctx = Arc::new(build_context(state, auth, generation, now)?);
-    if let Ok(mut map) = shard.write() {
-        if map.len() >= CONTEXT_SHARD_CAPACITY {
+    CONTEXTS.with(|map| {
+        let mut map = map.borrow_mut();
+        if map.len() >= CONTEXTS_PER_THREAD {
             map.clear();
         }
         map.insert(key, ctx.clone());
-    }
+    });
     Some(ctx)
 }
 

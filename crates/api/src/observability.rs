@@ -72,7 +72,7 @@ pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_stat
 /// counter, so that no request pays for a random-number syscall.
 pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static THREADS: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
         portcullis_authn::random::random_bytes::<8>()
             .map(u64::from_le_bytes)
@@ -84,7 +84,18 @@ pub fn new_request_id() -> HeaderValue {
                     .map_or(0, |d| d.as_nanos() as u64)
             })
     });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // A counter per thread, numbered from the thread's own range (bits 46 to 61; the top two
+    // carry the UUID variant), so that threads never write one shared counter.
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = std::cell::Cell::new(
+            THREADS.fetch_add(1, Ordering::Relaxed) << 46,
+        );
+    }
+    let n = NEXT.with(|next| {
+        let n = next.get();
+        next.set(n.wrapping_add(1));
+        n
+    });
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&prefix.to_be_bytes());
     bytes[8..].copy_from_slice(&n.to_be_bytes());

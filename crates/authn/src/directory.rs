@@ -328,12 +328,19 @@ impl Directory {
 
     /// Records use of a credential in memory; the flusher writes it to the store in batches.
     fn touch(&self, user: &UserEntry, key: &KeyEntry, now: i64) {
-        user.last_access.fetch_max(now, Ordering::Relaxed);
-        key.last_used.fetch_max(now, Ordering::Relaxed);
-        if !user.dirty.swap(true, Ordering::AcqRel) {
+        // Read before writing: a hot credential is used by every worker thread many times a
+        // millisecond, and a write (even of the same value) takes its cache line from the
+        // others each time.
+        if user.last_access.load(Ordering::Relaxed) < now {
+            user.last_access.fetch_max(now, Ordering::Relaxed);
+        }
+        if key.last_used.load(Ordering::Relaxed) < now {
+            key.last_used.fetch_max(now, Ordering::Relaxed);
+        }
+        if !user.dirty.load(Ordering::Acquire) && !user.dirty.swap(true, Ordering::AcqRel) {
             let _ = self.activity.send(Touched::User(user.id));
         }
-        if !key.dirty.swap(true, Ordering::AcqRel) {
+        if !key.dirty.load(Ordering::Acquire) && !key.dirty.swap(true, Ordering::AcqRel) {
             let _ = self.activity.send(Touched::Key(key.lookup));
         }
     }

@@ -119,33 +119,42 @@ pub fn strip(headers: &mut HeaderMap) {
     headers.remove(ROND_PROPERTIES);
 }
 
-fn put(headers: &mut HeaderMap, name: HeaderName, value: &Option<HeaderValue>) {
-    if let Some(v) = value {
-        headers.insert(name, v.clone());
+/// Calls `f` with each identity header of the caller (none for an anonymous one), the ones
+/// [`apply`] sets, without copying a value.
+pub fn each(
+    identity: Option<&Identity>,
+    aliases: IdentityHeaders,
+    mut f: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    let Some(id) = identity else { return };
+    let c = &id.caller;
+    let mut put = |name: &HeaderName, value: &Option<HeaderValue>| {
+        if let Some(v) = value {
+            f(name, v);
+        }
+    };
+    put(&USER, &c.user);
+    put(&USER_ID, &c.user_id);
+    put(&GROUPS, &c.groups);
+    put(&ORG, &c.org);
+    put(&ASSERTION, &c.assertion);
+    if aliases.toolforge {
+        put(&TOOLFORGE_USER, &c.user);
+        put(&TOOLFORGE_TOOL, &id.tool.as_deref().and_then(value));
+    }
+    if aliases.rond {
+        put(&ROND_USER, &c.user_id);
+        put(&ROND_GROUPS, &c.groups);
+        put(&ROND_PROPS, &c.properties);
     }
 }
 
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
 pub fn apply(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
     strip(headers);
-    let Some(id) = identity else { return };
-    let c = &id.caller;
-    put(headers, USER, &c.user);
-    put(headers, USER_ID, &c.user_id);
-    put(headers, GROUPS, &c.groups);
-    put(headers, ORG, &c.org);
-    put(headers, ASSERTION, &c.assertion);
-    if aliases.toolforge {
-        put(headers, TOOLFORGE_USER, &c.user);
-        if let Some(tool) = id.tool.as_deref().and_then(value) {
-            headers.insert(TOOLFORGE_TOOL, tool);
-        }
-    }
-    if aliases.rond {
-        put(headers, ROND_USER, &c.user_id);
-        put(headers, ROND_GROUPS, &c.groups);
-        put(headers, ROND_PROPS, &c.properties);
-    }
+    each(identity, aliases, |name, value| {
+        headers.insert(name.clone(), value.clone());
+    });
 }
 
 #[cfg(test)]

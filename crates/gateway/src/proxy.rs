@@ -301,7 +301,7 @@ impl Proxy {
         } else {
             http::Version::HTTP_11
         };
-        rewrite_request_headers(&mut parts.headers, client_authority.as_ref(), &f);
+        rewrite_request_headers(&mut parts.headers, client_authority.as_ref(), &f, true);
         if use_h2 || over_tls {
             // HTTP/2 carries the authority in the URI; a Host header is not sent. Over TLS the
             // version is only known once connected: the client adds Host if it is HTTP/1.1.
@@ -362,17 +362,24 @@ impl Proxy {
 /// client's hop-by-hop and identity headers removed, the caller's identity headers set,
 /// `X-Forwarded-*` set (the client's `Host`, or an HTTP/2 client's authority, becomes
 /// `X-Forwarded-Host`) and the request id passed on. `Host` itself is left out: each way sets
-/// the backend's.
+/// the backend's. Identity headers are set here unless `set_identity` is false (the raw
+/// exchange writes them straight from the caller's prepared values).
 fn rewrite_request_headers(
     headers: &mut http::HeaderMap,
     client_authority: Option<&http::uri::Authority>,
     f: &Forward<'_>,
+    set_identity: bool,
 ) {
     let host = headers.remove(header::HOST);
     let host =
         host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_hop_by_hop(headers);
-    identity::apply(headers, f.identity, f.aliases);
+    if set_identity {
+        identity::apply(headers, f.identity, f.aliases);
+    } else {
+        // The caller writes them (identity::each).
+        identity::strip(headers);
+    }
     set_forwarded(headers, f.client_ip, f.peer_trusted, f.proto, host.as_ref());
     if let Ok(id) = HeaderValue::from_str(f.request_id) {
         headers.insert("x-request-id", id);

@@ -193,7 +193,7 @@ impl Proxy {
         };
         let backend = &target.backend;
         let mut parts = req.parts;
-        rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f);
+        rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f, false);
         if let Some(authority) = backend.url.authority()
             && let Ok(h) = HeaderValue::from_str(authority.as_str())
         {
@@ -325,12 +325,18 @@ fn write_request_head(
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    let mut put = |name: &http::HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in headers {
+        put(name, value);
     }
+    // The caller's identity headers, from the values prepared for them (the client's own
+    // were stripped from `headers`).
+    crate::identity::each(f.identity, f.aliases, &mut put);
     out.extend_from_slice(b"\r\n");
 }
 
