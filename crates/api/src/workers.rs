@@ -3,7 +3,8 @@
 //! of its own (the model of Envoy's worker threads and nginx's worker processes). A gateway
 //! request, its decision, and the backend connection it travels on never change threads; only
 //! control-plane requests (and the rare store read) cross over to the shared runtime that owns
-//! the database pool.
+//! the database pool. Each connection starts on the raw HTTP/1.1 lane ([`crate::http1`]) and is
+//! handed to hyper's server at its first request the lane does not serve.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
