@@ -275,8 +275,10 @@ where
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
+        // A bodiless answer keeps the length it names (a HEAD's is the GET's); any other gets
+        // the length of the body it carries, below.
         if portcullis_gateway::headers::HOP_BY_HOP_NAMES.contains(&name.as_str())
-            || name == header::CONTENT_LENGTH
+            || (name == header::CONTENT_LENGTH && !bodiless)
         {
             continue;
         }
@@ -292,7 +294,7 @@ where
     let chunked = !bodiless && exact.is_none();
     if chunked {
         put(out, b"transfer-encoding", b"chunked");
-    } else if status != 204 && !(100..200).contains(&status) && status != 304 {
+    } else if !bodiless {
         let n = exact.unwrap_or(0).to_string();
         put(out, b"content-length", n.as_bytes());
     }

@@ -557,3 +557,40 @@ async fn a_route_decided_by_rego_is_decided_on_every_request() {
         assert_eq!(a.status, status, "X-Tenant {tenant}: {}", a.text());
     }
 }
+
+#[tokio::test]
+async fn a_head_answer_through_hypers_client_keeps_the_length_it_names() {
+    let (env, _backend) = setup().await;
+    let key = env.dev.key.clone();
+    let mut c = Client::connect(env.addr).await;
+    // `/h2/*` goes to a backend spoken to in h2c: hyper's client carries it, the lane writes
+    // the answer.
+    c.send(&format!(
+        "GET /h2/jobs HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n"
+    ))
+    .await;
+    let get = c.answer(false).await;
+    assert_eq!(get.status, 200, "{}", get.text());
+    let length = get.body.len();
+    c.send(&format!(
+        "HEAD /h2/jobs HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n"
+    ))
+    .await;
+    let head = c.answer(true).await;
+    assert_eq!(head.status, 200);
+    // The backend describes its HEAD answer ("HEAD" is one letter longer than "GET").
+    let named: usize = head
+        .header("content-length")
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    assert_eq!(named, length + 1, "{head:?}");
+    // And the connection is still in step.
+    c.send(&format!(
+        "GET /h2/again HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n"
+    ))
+    .await;
+    let again = c.answer(false).await;
+    let echo: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!(echo["path"], "/h2/again");
+}
