@@ -168,12 +168,10 @@ async fn run(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        for n in 0u64.. {
+        loop {
             tick.tick().await;
-            if n % 10 == 0
-                && let Some(p) = &ticking
-            {
-                p.sweep_idle();
+            if let Some(p) = &ticking {
+                p.tick();
             }
         }
     });

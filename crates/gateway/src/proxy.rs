@@ -173,6 +173,8 @@ struct Target {
 pub struct Proxy {
     backends: HashMap<String, Target>,
     max_body: u64,
+    /// Seconds counted by the owning worker (idle times of raw connections).
+    ticks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -237,6 +239,7 @@ impl Proxy {
         Ok(Self {
             backends: by_name,
             max_body,
+            ticks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

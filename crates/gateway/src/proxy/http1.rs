@@ -5,7 +5,7 @@
 //! sockets, which is where a general-purpose client spends most of a small request's time.
 //! Everything else (request bodies, upgrades, h2c, TLS backends) takes hyper's client.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use http::header::{self, HeaderValue};
@@ -24,8 +24,8 @@ use chunked::Chunked;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most response headers a backend may send.
 const MAX_RESPONSE_HEADERS: usize = 128;
-/// A kept-alive connection unused this long is closed, not reused.
-const IDLE_FOR: Duration = Duration::from_secs(60);
+/// A kept-alive connection unused this many ticks (seconds) is closed, not reused.
+const IDLE_TICKS: u64 = 60;
 /// Kept-alive connections per backend (per worker).
 const MAX_IDLE: usize = 256;
 /// How long connecting to a backend may take.
@@ -38,7 +38,8 @@ const COALESCE: usize = 64 * 1024;
 /// A connection kept alive for the next request.
 struct Idle {
     io: TcpStream,
-    since: Instant,
+    /// The tick it was returned at.
+    since: u64,
 }
 
 /// The kept-alive connections to one plain HTTP/1.1 backend (one worker's), most recent last.
@@ -58,24 +59,21 @@ impl Pool {
         }
     }
 
-    fn checkout(&self) -> Option<TcpStream> {
+    fn checkout(&self, now: u64) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(c) = idle.pop() {
-            if c.since.elapsed() < IDLE_FOR {
+            if now.saturating_sub(c.since) < IDLE_TICKS {
                 return Some(c.io);
             }
         }
         None
     }
 
-    fn checkin(&self, io: TcpStream) {
+    fn checkin(&self, io: TcpStream, now: u64) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(Idle {
-                io,
-                since: Instant::now(),
-            });
+            idle.push(Idle { io, since: now });
         }
     }
 
@@ -88,9 +86,9 @@ impl Pool {
     }
 
     /// Closes connections idle for too long.
-    pub(super) fn sweep(&self) {
+    pub(super) fn sweep(&self, now: u64) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| c.since.elapsed() < IDLE_FOR);
+            idle.retain(|c| now.saturating_sub(c.since) < IDLE_TICKS);
         }
     }
 
@@ -162,11 +160,17 @@ impl Proxy {
         self.backends.get(backend).is_some_and(|t| t.raw.is_some())
     }
 
-    /// Closes kept-alive raw connections idle for too long (called now and then by a worker).
-    pub fn sweep_idle(&self) {
-        for t in self.backends.values() {
-            if let Some(pool) = &t.raw {
-                pool.sweep();
+    /// Counts a second (called every second by the worker that owns this proxy) and closes
+    /// kept-alive raw connections idle for too long. Idle times are counted in these ticks,
+    /// so that returning a connection does not read the clock.
+    pub fn tick(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        if now.is_multiple_of(10) {
+            for t in self.backends.values() {
+                if let Some(pool) = &t.raw {
+                    pool.sweep(now);
+                }
             }
         }
     }
@@ -222,7 +226,11 @@ impl Proxy {
         let exchange = async {
             let mut fresh_only = false;
             loop {
-                let reused = if fresh_only { None } else { pool.checkout() };
+                let reused = if fresh_only {
+                    None
+                } else {
+                    pool.checkout(self.now())
+                };
                 let (mut io, was_reused) = match reused {
                     Some(io) if idempotent || still_open(&io) => (io, true),
                     Some(_) => continue,
@@ -281,7 +289,7 @@ impl Proxy {
         match copied {
             Ok(clean) => {
                 if clean && keep_backend && framing != Framing::UntilClose {
-                    pool.checkin(io);
+                    pool.checkin(io, self.now());
                 }
                 Ok(Answered::Sent {
                     status,
@@ -298,6 +306,13 @@ impl Proxy {
                 })
             }
         }
+    }
+}
+
+impl Proxy {
+    /// The current tick (see [`Proxy::tick`]).
+    fn now(&self) -> u64 {
+        self.ticks.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -352,24 +367,23 @@ async fn send_and_read_head(
     }
     let mut received = false;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => match response.code {
-                Some(101) => return Err(Failure::Broken("unasked protocol switch".into())),
+        // Only the end of the head and the status are looked at here; the head is parsed once,
+        // by the caller.
+        if let Some(len) = head_end(buf) {
+            match buf.get(..12) {
+                Some(line) if line.starts_with(b"HTTP/1.") && &line[9..12] == b"101" => {
+                    return Err(Failure::Broken("unasked protocol switch".into()));
+                }
                 // An interim answer (100 Continue, 103 Early Hints): the final one follows.
-                Some(100..=199) => {
+                Some(line) if line.starts_with(b"HTTP/1.") && line[9] == b'1' => {
                     let _ = buf.split_to(len);
                     continue;
                 }
                 _ => return Ok(len),
-            },
-            Ok(httparse::Status::Partial) => {
-                if buf.len() >= MAX_RESPONSE_HEAD {
-                    return Err(Failure::Broken("response head too large".into()));
-                }
             }
-            Err(e) => return Err(Failure::Broken(format!("invalid response head: {e}"))),
+        }
+        if buf.len() >= MAX_RESPONSE_HEAD {
+            return Err(Failure::Broken("response head too large".into()));
         }
         buf.reserve(READ_SIZE);
         match io.read_buf(buf).await {
@@ -382,6 +396,22 @@ async fn send_and_read_head(
             Err(e) => return Err(Failure::Broken(e.to_string())),
         }
     }
+}
+
+/// Where a message head ends in `buf` (after the empty line; a bare LF ends a line as well as
+/// CRLF, as httparse reads it), if it is complete.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|&b| b == b'\n') {
+        let at = from + i;
+        match (buf.get(at + 1), buf.get(at + 2)) {
+            (Some(b'\n'), _) => return Some(at + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(at + 3),
+            (None, _) | (Some(b'\r'), None) => return None,
+            _ => from = at + 1,
+        }
+    }
+    None
 }
 
 /// Whether a header's comma-separated value names `token`.
@@ -605,6 +635,21 @@ mod tests {
         let mut r = httparse::Response::new(headers);
         assert!(matches!(r.parse(raw), Ok(httparse::Status::Complete(_))));
         r
+    }
+
+    #[test]
+    fn a_head_ends_at_its_empty_line() {
+        let table: &[(&[u8], Option<usize>)] = &[
+            (b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody", Some(25)),
+            (b"HTTP/1.1 200 OK\nA: b\n\nbody", Some(22)),
+            (b"HTTP/1.1 200 OK\r\nA: b\r\n\r", None),
+            (b"HTTP/1.1 200 OK\r\nA: b\r\n", None),
+            (b"HTTP/1.1 200 OK\r\n", None),
+            (b"", None),
+        ];
+        for (raw, end) in table {
+            assert_eq!(head_end(raw), *end, "{}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]
