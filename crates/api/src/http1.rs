@@ -89,12 +89,18 @@ where
         let (plain, len) = loop {
             if !buf.is_empty() {
                 match read_head(&buf) {
+                    // A head over the limit is refused to the byte, however it arrived (whole
+                    // in one read, or still coming).
+                    Head::Plain(_, len) if len > max_head => {
+                        refuse_large_head(&mut io, max_head, &mut out).await;
+                        return Ended::Closed;
+                    }
+                    Head::Partial if buf.len() > max_head => {
+                        refuse_large_head(&mut io, max_head, &mut out).await;
+                        return Ended::Closed;
+                    }
                     Head::Plain(p, len) => break (p, len),
                     Head::Other => return Ended::Handoff(io, buf.freeze()),
-                    Head::Partial if buf.len() >= max_head => {
-                        // hyper answers it (431) by its own limit.
-                        return Ended::Handoff(io, buf.freeze());
-                    }
                     Head::Partial => {}
                 }
             }
@@ -150,6 +156,30 @@ where
             return Ended::Closed;
         }
     }
+}
+
+/// Answers 431 to a request head over `max_head` bytes (the connection is closed after it).
+async fn refuse_large_head<S>(io: &mut S, max_head: usize, out: &mut Vec<u8>)
+where
+    S: AsyncWrite + Unpin + Send,
+{
+    let body = serde_json::json!({
+        "error": {
+            "code": "request_header_fields_too_large",
+            "message": format!("the request head is larger than {max_head} bytes"),
+        }
+    });
+    let mut response = (
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        axum::Json(body),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        crate::observability::REQUEST_ID,
+        crate::observability::new_request_id(),
+    );
+    let _ = write_response(io, response, false, true, out).await;
+    let _ = io.shutdown().await;
 }
 
 /// Reads a request head from the start of `buf`. Header values are left for

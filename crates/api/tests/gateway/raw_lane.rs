@@ -594,3 +594,30 @@ async fn a_head_answer_through_hypers_client_keeps_the_length_it_names() {
     let echo: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
     assert_eq!(echo["path"], "/h2/again");
 }
+
+#[tokio::test]
+async fn a_head_just_over_the_limit_is_a_431_however_it_arrives() {
+    let backend = Scripted::start().await;
+    // A limit that is not a power of two: the read that crosses it can bring the head's end.
+    let limit = 60 * 1024;
+    let env = Env::start(Options {
+        scripted_backend: Some(backend.addr),
+        max_header_bytes: limit,
+        ..Options::default()
+    })
+    .await;
+    for over in [1usize, 100, 2000, 4000, 6000] {
+        let mut c = Client::connect(env.addr).await;
+        let start = "GET /raw/length HTTP/1.1\r\nHost: x\r\nx-big: ";
+        // The whole head (the limit plus `over` bytes) in one write.
+        let filler = "a".repeat(limit + over - start.len() - 4);
+        c.send(&format!("{start}{filler}\r\n\r\n")).await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, 431, "{over} bytes over");
+    }
+    assert_eq!(
+        backend.requests(),
+        0,
+        "no head over the limit reached the backend"
+    );
+}

@@ -68,6 +68,8 @@ pub struct Options {
     pub max_body_bytes: u64,
     /// The backend of `/raw/*` (a closed port when none).
     pub scripted_backend: Option<SocketAddr>,
+    /// `gateway.max_header_kb`, in bytes.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             trusted_loopback: true,
             max_body_bytes: 256 * MIB,
             scripted_backend: None,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -211,6 +214,7 @@ impl Env {
                     rond: true,
                 },
                 audit_allowed_every: 0,
+                max_header_bytes: options.max_header_bytes,
                 ..Default::default()
             },
         };
