@@ -61,6 +61,22 @@ fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
             vec![b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"],
             true,
         ),
+        // A HEAD answer whose body-like bytes come late, on a connection kept open: they must
+        // never be read as the next request's answer.
+        "/late-bytes" => (
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+            ],
+            false,
+        ),
+        // An interim answer behind a blank line, then the final one.
+        "/sneaky-interim" => (
+            vec![b"\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+            false,
+        ),
+        // Reads the request, then closes without a word.
+        "/dies" => (vec![], true),
         "/unauthorized" => (
             vec![b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"],
             false,
@@ -619,5 +635,66 @@ async fn a_head_just_over_the_limit_is_a_431_however_it_arrives() {
         backend.requests(),
         0,
         "no head over the limit reached the backend"
+    );
+}
+
+#[tokio::test]
+async fn bytes_a_backend_sends_unasked_never_answer_the_next_request() {
+    let (env, backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send("HEAD /raw/late-bytes HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let a = c.answer(true).await;
+    assert_eq!((a.status, a.header("content-length")), (200, Some("5")));
+    // The backend's late bytes arrive while its connection sits in the pool.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    c.send(&get("/raw/hop")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hop"), "{a:?}");
+    assert_eq!(
+        backend.connections(),
+        2,
+        "the dirty connection was not reused"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_may_not_be_repeated_is_sent_once_even_when_unanswered() {
+    let (env, backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    // A kept-alive backend connection first.
+    c.send(&get("/raw/length")).await;
+    assert_eq!(c.answer(false).await.status, 200);
+    // The backend takes the POST and closes without answering: it may have acted on it, so
+    // it is not sent again.
+    c.send("POST /raw/dies HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 502, "{}", a.text());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let posts = backend
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("POST /raw/dies"))
+        .count();
+    assert_eq!(posts, 1, "the POST reached the backend once");
+}
+
+#[tokio::test]
+async fn an_interim_answer_is_never_passed_on_as_the_final_one() {
+    let (env, _backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send(&get("/raw/sneaky-interim")).await;
+    let a = c.answer(false).await;
+    // Either the final answer or a refusal, never the 100 as if it were final.
+    assert!(a.status == 200 || a.status == 502, "{a:?}");
+    c.send(&get("/raw/hop")).await;
+    let next = c.answer(false).await;
+    assert_eq!(
+        (next.status, next.text().as_str()),
+        (200, "hop"),
+        "still in step"
     );
 }

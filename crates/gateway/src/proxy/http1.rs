@@ -147,8 +147,11 @@ enum Framing {
 
 /// Why an exchange failed before anything reached the client.
 enum Failure {
-    /// Nothing came back on a kept-alive connection: it may have been closed while idle.
-    Stale(std::io::Error),
+    /// The request could not be written: the backend cannot have acted on it.
+    Unsent(std::io::Error),
+    /// The request was written and the connection ended before any byte of an answer: a
+    /// kept-alive connection closed while idle, or a backend that failed while handling it.
+    Unanswered(std::io::Error),
     /// The backend failed.
     Broken(String),
 }
@@ -212,8 +215,8 @@ impl Proxy {
         };
 
         // A kept-alive connection the backend closed while it sat idle fails before any byte
-        // comes back; the request then goes again on a new connection. Only requests that may
-        // be repeated are sent on a connection that is not known to be open.
+        // comes back; the request then goes again on a new connection if it could not be
+        // written, or if acting on it twice is harmless (an idempotent method).
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -231,8 +234,11 @@ impl Proxy {
                 } else {
                     pool.checkout(self.now())
                 };
+                // A kept-alive connection with bytes waiting (a late part of an earlier answer,
+                // a 408 before closing) or already closed is not used: its next bytes would be
+                // read as this request's answer.
                 let (mut io, was_reused) = match reused {
-                    Some(io) if idempotent || still_open(&io) => (io, true),
+                    Some(io) if still_open(&io) => (io, true),
                     Some(_) => continue,
                     None => (
                         pool.connect()
@@ -244,12 +250,21 @@ impl Proxy {
                 let mut buf = BytesMut::with_capacity(READ_SIZE);
                 match send_and_read_head(&mut io, out, &mut buf).await {
                     Ok(len) => return Ok((io, buf, len)),
-                    Err(Failure::Stale(e)) if was_reused => {
+                    // Sent again on a new connection only when the backend cannot have acted on
+                    // it, or acting twice is harmless (an idempotent method).
+                    Err(Failure::Unsent(e)) if was_reused => {
                         tracing::debug!(error = %e, backend = %backend.name, "kept-alive connection was closed; sending again");
                         pool.clear();
                         fresh_only = true;
                     }
-                    Err(Failure::Stale(e)) => return Err(unreachable(e.to_string())),
+                    Err(Failure::Unanswered(e)) if was_reused && idempotent => {
+                        tracing::debug!(error = %e, backend = %backend.name, "kept-alive connection closed unanswered; sending again");
+                        pool.clear();
+                        fresh_only = true;
+                    }
+                    Err(Failure::Unsent(e) | Failure::Unanswered(e)) => {
+                        return Err(unreachable(e.to_string()));
+                    }
                     Err(Failure::Broken(detail)) => return Err(unreachable(detail)),
                 }
             }
@@ -274,6 +289,13 @@ impl Proxy {
             return Err(unreachable("unreadable response head".into()));
         }
         let status = response.code.unwrap_or(502);
+        if status < 200 {
+            // Interim answers were skipped while reading; one that got past (a head the
+            // status check read differently) is never passed on as the final answer.
+            return Err(unreachable(
+                "an interim answer where the final one belongs".into(),
+            ));
+        }
         if status == 401 && req.intercept_unauthorized {
             return Ok(Answered::Unauthorized);
         }
@@ -363,7 +385,7 @@ async fn send_and_read_head(
     buf: &mut BytesMut,
 ) -> Result<usize, Failure> {
     if let Err(e) = io.write_all(head).await {
-        return Err(Failure::Stale(e));
+        return Err(Failure::Unsent(e));
     }
     let mut received = false;
     loop {
@@ -388,11 +410,13 @@ async fn send_and_read_head(
         buf.reserve(READ_SIZE);
         match io.read_buf(buf).await {
             Ok(0) if !received => {
-                return Err(Failure::Stale(std::io::ErrorKind::UnexpectedEof.into()));
+                return Err(Failure::Unanswered(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
             }
             Ok(0) => return Err(Failure::Broken("closed in the middle of its answer".into())),
             Ok(_) => received = true,
-            Err(e) if !received => return Err(Failure::Stale(e)),
+            Err(e) if !received => return Err(Failure::Unanswered(e)),
             Err(e) => return Err(Failure::Broken(e.to_string())),
         }
     }
@@ -491,14 +515,20 @@ fn write_response_head(
         .map(str::trim)
         .collect();
     let mut dated = false;
+    // The length goes out once, written here: a backend's repeated (equal) Content-Length
+    // headers are one length, and a chunked or close-delimited answer has none.
+    let mut named_length: Option<&[u8]> = None;
     for h in response.headers.iter() {
         let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            named_length.get_or_insert(h.value);
+            continue;
+        }
         if HOP_BY_HOP_NAMES
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n))
             || listed.iter().any(|n| name.eq_ignore_ascii_case(n))
             || name.eq_ignore_ascii_case("x-request-id")
-            || (framing_drops_length(framing) && name.eq_ignore_ascii_case("content-length"))
         {
             continue;
         }
@@ -519,18 +549,24 @@ fn write_response_head(
     match framing {
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::UntilClose => {}
-        Framing::Empty | Framing::Length(_) => {}
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        // A HEAD (or 304) answer names the length of the body it does not carry.
+        Framing::Empty => {
+            if let Some(v) = named_length {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(v);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// A chunked or close-delimited answer carries no `Content-Length` to the client (a backend
-/// sending both has its length ignored, RFC 9112 §6.3).
-fn framing_drops_length(framing: Framing) -> bool {
-    matches!(framing, Framing::Chunked | Framing::UntilClose)
 }
 
 /// A three-digit status code as text.
@@ -748,12 +784,26 @@ mod tests {
         write_response_head(&mut out, &r, Framing::Length(0), "r", true);
         let text = String::from_utf8(out).unwrap();
         assert!(
-            text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\ndate: "),
+            text.starts_with("HTTP/1.1 404 Not Found\r\ndate: "),
             "{text}"
         );
         assert!(
-            text.ends_with(" GMT\r\nx-request-id: r\r\nconnection: close\r\n\r\n"),
+            text.ends_with(
+                " GMT\r\nx-request-id: r\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_repeated_length_goes_out_once() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 4];
+        let r = parsed(raw, &mut h);
+        let mut out = Vec::new();
+        write_response_head(&mut out, &r, Framing::Length(3), "r", false);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert!(text.contains("content-length: 3\r\n"), "{text}");
     }
 }

@@ -113,12 +113,16 @@ impl Chunked {
                     b'\n' => State::Size,
                     _ => return Err("chunk data not followed by CRLF"),
                 },
+                // A bare LF would end the line for a lenient reader and not for this one:
+                // refused, so both always agree on where the body ends.
                 State::TrailerStart => match b {
                     b'\r' => State::EndLf,
+                    b'\n' => return Err("bare LF in the trailer section"),
                     _ => self.trailer_byte()?,
                 },
                 State::Trailer => match b {
                     b'\r' => State::TrailerLf,
+                    b'\n' => return Err("bare LF in the trailer section"),
                     _ => self.trailer_byte()?,
                 },
                 State::TrailerLf => match b {
@@ -188,6 +192,8 @@ mod tests {
             (b"5\nhello\r\n", Err(())),
             (b"5\r\nhelloXX0\r\n\r\n", Err(())),
             (b"ffffffffffffffffff\r\n", Err(())),
+            (b"0\r\nx: 1\n\r\n", Err(())),
+            (b"0\r\n\n", Err(())),
         ];
         for (body, expected) in table {
             let got = end_of(body).map_err(|_| ());
