@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A request head (request line and headers) over the configured limit.
+    #[error("{0}")]
+    HeadTooLarge(String),
     /// The method is not served on this path.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -98,6 +101,10 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::HeadTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_fields_too_large",
+            ),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),

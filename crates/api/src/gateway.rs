@@ -274,6 +274,7 @@ fn deny_response(verdict: &RouteVerdict) -> Response {
 fn audit_decision(
     state: &AppState,
     auth: Option<&Authenticated>,
+    request_id: &HeaderValue,
     method: &str,
     path: &str,
     verdict: &RouteVerdict,
@@ -290,7 +291,7 @@ fn audit_decision(
         }
     }
     let store = state.store.clone();
-    let actor = auth
+    let mut actor = auth
         .map(Authenticated::actor)
         .unwrap_or_else(|| portcullis_store::Actor {
             user_id: None,
@@ -298,6 +299,9 @@ fn audit_decision(
             impersonator: None,
             request_id: None,
         });
+    // The id is taken here, for the requests that are audited, rather than carried in every
+    // request's extensions (`request_id_of` made it short printable text).
+    actor.request_id = request_id.to_str().ok().map(str::to_owned);
     let target = format!("{method} {path}");
     let details = json!({
         "status": verdict.status,
@@ -431,24 +435,11 @@ fn decide_cached(
     headers: &HeaderMap,
     body: Option<Value>,
 ) -> Result<Arc<RouteVerdict>, ApiError> {
-    let caller = context.map(|c| &c.caller);
-    let Some(context) = context else {
-        return Ok(Arc::new(
-            decide(
-                state,
-                caller,
-                method.as_str(),
-                path_and_query,
-                headers,
-                body,
-            )?
-            .0,
-        ));
-    };
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query, |(p, _)| p);
-    let key = {
+    // Only a prepared caller's verdicts are kept (anonymous requests are decided each time).
+    let key = context.map(|context| {
         use std::hash::{BuildHasher, RandomState};
         static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::new);
         SEED.hash_one((
@@ -457,20 +448,23 @@ fn decide_cached(
             method.as_str(),
             path,
         ))
-    };
-    let hit = VERDICTS.with(|cache| {
-        cache.borrow().entries.get(&key).and_then(|e| {
-            (Arc::ptr_eq(&e.rbac, &state.rbac)
-                && Arc::ptr_eq(&e.context, context)
-                && e.method == *method
-                && *e.path == *path)
-                .then(|| e.verdict.clone())
-        })
     });
-    if let Some(verdict) = hit {
-        crate::observability::gateway_decision(verdict.result);
-        return Ok(verdict);
+    if let (Some(key), Some(context)) = (key, context) {
+        let hit = VERDICTS.with(|cache| {
+            cache.borrow().entries.get(&key).and_then(|e| {
+                (Arc::ptr_eq(&e.rbac, &state.rbac)
+                    && Arc::ptr_eq(&e.context, context)
+                    && e.method == *method
+                    && *e.path == *path)
+                    .then(|| e.verdict.clone())
+            })
+        });
+        if let Some(verdict) = hit {
+            crate::observability::gateway_decision(verdict.result);
+            return Ok(verdict);
+        }
     }
+    let caller = context.map(|c| &c.caller);
     let (verdict, cacheable) = decide(
         state,
         caller,
@@ -480,7 +474,7 @@ fn decide_cached(
         body,
     )?;
     let verdict = Arc::new(verdict);
-    if cacheable {
+    if let (true, Some(key), Some(context)) = (cacheable, key, context) {
         VERDICTS.with(|cache| {
             let mut cache = cache.borrow_mut();
             if cache.entries.len() >= VERDICTS_PER_THREAD {
@@ -520,11 +514,7 @@ pub async fn proxy_request(
     peer: SocketAddr,
 ) -> Response {
     let started = std::time::Instant::now();
-    let mut req = req;
     let request_id = crate::observability::request_id_of(req.headers());
-    // The audit trail reads the id where the control plane's layer leaves it.
-    req.extensions_mut()
-        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
     let wants_login = crate::routes::login::wants_login_page(&req);
     let mut seen = Seen::default();
     if state.gateway.access_log {
@@ -644,7 +634,7 @@ async fn proxy_inner(
     } else {
         (body, None)
     };
-    let admitted = match admit(state, &parts, auth, json_body, seen)? {
+    let admitted = match admit(state, &parts, auth, request_id, json_body, seen)? {
         Ok(a) => a,
         Err(refusal) => return Ok(refusal),
     };
@@ -721,6 +711,7 @@ fn admit(
     state: &AppState,
     parts: &axum::http::request::Parts,
     auth: Option<Authenticated>,
+    request_id: &HeaderValue,
     json_body: Option<Value>,
     seen: &mut Seen,
 ) -> Result<Result<Admitted, Response>, ApiError> {
@@ -736,7 +727,14 @@ fn admit(
         &parts.headers,
         json_body,
     )?;
-    audit_decision(state, auth.as_ref(), method, path_and_query, &verdict);
+    audit_decision(
+        state,
+        auth.as_ref(),
+        request_id,
+        method,
+        path_and_query,
+        &verdict,
+    );
     seen.template = verdict.template.clone();
     if state.gateway.access_log {
         seen.user = caller.map(|c| c.user_ref.clone());
@@ -781,7 +779,7 @@ fn admit(
 pub(crate) async fn serve_bodiless<W>(
     state: &AppState,
     proxy: Option<&portcullis_gateway::Proxy>,
-    mut parts: axum::http::request::Parts,
+    parts: axum::http::request::Parts,
     peer: SocketAddr,
     client: &mut W,
     out: &mut Vec<u8>,
@@ -792,10 +790,6 @@ where
 {
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(&parts.headers);
-    // The audit trail reads the id where the control plane's layer leaves it.
-    parts
-        .extensions
-        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
     let wants_login =
         crate::routes::login::wants_login_page_of(&parts.method, &parts.uri, &parts.headers);
     let head_request = parts.method == axum::http::Method::HEAD;
@@ -873,7 +867,7 @@ where
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
     let auth = optional_auth(&parts, state).await?;
-    let admitted = match admit(state, &parts, auth, None, seen)? {
+    let admitted = match admit(state, &parts, auth, request_id, None, seen)? {
         Ok(a) => a,
         Err(refusal) => return Ok(Either::Response(refusal)),
     };
@@ -937,11 +931,8 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
 
 /// Forward-auth straight from the listener.
 pub async fn forward_auth_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
-    let mut req = req;
     let request_id = crate::observability::request_id_of(req.headers());
-    req.extensions_mut()
-        .insert(tower_http::request_id::RequestId::new(request_id.clone()));
-    let mut response = match forward_auth_inner(state, req, peer.ip()).await {
+    let mut response = match forward_auth_inner(state, req, peer.ip(), &request_id).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -956,6 +947,7 @@ async fn forward_auth_inner(
     state: &AppState,
     req: Request,
     peer: IpAddr,
+    request_id: &HeaderValue,
 ) -> Result<Response, ApiError> {
     let (parts, _body) = req.into_parts();
     let peer_trusted = state.web.trusted_proxies.iter().any(|c| c.contains(peer));
@@ -1024,6 +1016,7 @@ async fn forward_auth_inner(
         audit_decision(
             state,
             auth.as_ref(),
+            request_id,
             &original.method,
             &original.uri,
             &verdict,

@@ -163,17 +163,9 @@ async fn refuse_large_head<S>(io: &mut S, max_head: usize, out: &mut Vec<u8>)
 where
     S: AsyncWrite + Unpin + Send,
 {
-    let body = serde_json::json!({
-        "error": {
-            "code": "request_header_fields_too_large",
-            "message": format!("the request head is larger than {max_head} bytes"),
-        }
-    });
-    let mut response = (
-        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        axum::Json(body),
-    )
-        .into_response();
+    let mut response =
+        crate::ApiError::HeadTooLarge(format!("the request head is larger than {max_head} bytes"))
+            .into_response();
     response.headers_mut().insert(
         crate::observability::REQUEST_ID,
         crate::observability::new_request_id(),

@@ -188,63 +188,19 @@ async fn run(
         tokio::spawn(async move {
             // Held until the connection ends: a stop waits for it (up to the drain time).
             let watcher = watcher;
-            match tls {
-                None => {
-                    let served = crate::http1::serve(
-                        tcp,
-                        front.clone(),
-                        stopped,
-                        limits.max_header_bytes,
-                        HEADER_READ_TIMEOUT,
-                    )
-                    .await;
-                    if let Ended::Handoff(tcp, read) = served {
-                        let conn = builder
-                            .serve_connection_with_upgrades(
-                                TokioIo::new(Prefixed::new(read, tcp)),
-                                hyper_service(front),
-                            )
-                            .into_owned();
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error");
-                        }
-                    }
-                }
-                Some(acceptor) => {
-                    // A handshake gets the time a request head gets; a stop does not wait
-                    // for connections that never finish one.
-                    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
-                    let Ok(Ok(tls)) = handshake.await else {
-                        return;
-                    };
-                    // HTTP/2 (chosen by ALPN) is hyper's from the start.
-                    let (tls, read) = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        (tls, bytes::Bytes::new())
-                    } else {
-                        match crate::http1::serve(
-                            tls,
-                            front.clone(),
-                            stopped,
-                            limits.max_header_bytes,
-                            HEADER_READ_TIMEOUT,
-                        )
-                        .await
-                        {
-                            Ended::Closed => return,
-                            Ended::Handoff(tls, read) => (tls, read),
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(
-                            TokioIo::new(Prefixed::new(read, tls)),
-                            hyper_service(front),
-                        )
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, %peer, "TLS connection ended with an error");
-                    }
-                }
-            }
+            let Some(acceptor) = tls else {
+                serve(tcp, true, front, stopped, limits, &builder, watcher).await;
+                return;
+            };
+            // A handshake gets the time a request head gets; a stop does not wait for
+            // connections that never finish one.
+            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else {
+                return;
+            };
+            // HTTP/2 (chosen by ALPN) is hyper's from the start.
+            let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+            serve(tls, lane, front, stopped, limits, &builder, watcher).await;
         });
     }
     let _ = stop.send(true);
@@ -253,6 +209,44 @@ async fn run(
         () = tokio::time::sleep(DRAIN) => {
             tracing::warn!("requests still in flight after {DRAIN:?}: closed");
         }
+    }
+}
+
+/// Serves one connection: on the raw lane first (when `lane`), then, from the first request the
+/// lane hands over, with hyper's server.
+async fn serve<S>(
+    io: S,
+    lane: bool,
+    front: crate::front::Front,
+    stopped: watch::Receiver<bool>,
+    limits: ConnectionLimits,
+    builder: &Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = front.peer();
+    let (io, read) = if lane {
+        let served = crate::http1::serve(
+            io,
+            front.clone(),
+            stopped,
+            limits.max_header_bytes,
+            HEADER_READ_TIMEOUT,
+        )
+        .await;
+        match served {
+            Ended::Closed => return,
+            Ended::Handoff(io, read) => (io, read),
+        }
+    } else {
+        (io, bytes::Bytes::new())
+    };
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, io)), hyper_service(front))
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
 

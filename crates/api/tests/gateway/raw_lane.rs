@@ -698,3 +698,27 @@ async fn an_interim_answer_is_never_passed_on_as_the_final_one() {
         "still in step"
     );
 }
+
+#[tokio::test]
+async fn a_body_that_looks_like_a_request_stays_a_body() {
+    let (env, _backend) = setup().await;
+    let smuggled = "GET /public/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut c = Client::connect(env.addr).await;
+    // A GET with a body: the lane must not read past its head as if the body were the next
+    // request.
+    c.send(&format!(
+        "GET /public/carrier HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    ))
+    .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let echo: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    assert_eq!(echo["bodyBytes"], smuggled.len());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !env.backend.saw_path("/public/smuggled"),
+        "a body was served as a request: {:?}",
+        env.backend.seen()
+    );
+}

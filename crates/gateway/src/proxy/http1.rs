@@ -156,6 +156,16 @@ enum Failure {
     Broken(String),
 }
 
+impl Failure {
+    /// What went wrong, for the error and the log.
+    fn detail(self) -> String {
+        match self {
+            Self::Unsent(e) | Self::Unanswered(e) => e.to_string(),
+            Self::Broken(detail) => detail,
+        }
+    }
+}
+
 impl Proxy {
     /// Whether requests to `backend` can take the raw HTTP/1.1 exchange (a plain `http://`
     /// backend spoken to in HTTP/1.1).
@@ -252,20 +262,21 @@ impl Proxy {
                     Ok(len) => return Ok((io, buf, len)),
                     // Sent again on a new connection only when the backend cannot have acted on
                     // it, or acting twice is harmless (an idempotent method).
-                    Err(Failure::Unsent(e)) if was_reused => {
-                        tracing::debug!(error = %e, backend = %backend.name, "kept-alive connection was closed; sending again");
+                    Err(failure) => {
+                        let again = was_reused
+                            && match failure {
+                                Failure::Unsent(_) => true,
+                                Failure::Unanswered(_) => idempotent,
+                                Failure::Broken(_) => false,
+                            };
+                        let detail = failure.detail();
+                        if !again {
+                            return Err(unreachable(detail));
+                        }
+                        tracing::debug!(error = %detail, backend = %backend.name, "kept-alive connection was closed; sending again");
                         pool.clear();
                         fresh_only = true;
                     }
-                    Err(Failure::Unanswered(e)) if was_reused && idempotent => {
-                        tracing::debug!(error = %e, backend = %backend.name, "kept-alive connection closed unanswered; sending again");
-                        pool.clear();
-                        fresh_only = true;
-                    }
-                    Err(Failure::Unsent(e) | Failure::Unanswered(e)) => {
-                        return Err(unreachable(e.to_string()));
-                    }
-                    Err(Failure::Broken(detail)) => return Err(unreachable(detail)),
                 }
             }
         };
