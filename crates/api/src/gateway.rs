@@ -812,14 +812,15 @@ where
     )
     .await;
     let (status, reusable) = match outcome {
-        Ok(Either::Sent(portcullis_gateway::proxy::Answered::Sent { status, reusable })) => {
+        Ok(Outcome::Sent(portcullis_gateway::proxy::Answered::Sent { status, reusable })) => {
             (status, reusable)
         }
         other => {
             let mut response = match other {
-                Ok(Either::Response(r)) => r,
+                Ok(Outcome::Response(r)) => r,
                 Err(e) => e.into_response(),
-                Ok(Either::Sent(_)) => StatusCode::UNAUTHORIZED.into_response(),
+                // The backend's 401, left unsent for the login redirect below.
+                Ok(Outcome::Sent(_)) => StatusCode::UNAUTHORIZED.into_response(),
             };
             if response.status() == StatusCode::UNAUTHORIZED
                 && let Some(target) = &wants_login
@@ -841,7 +842,7 @@ where
 }
 
 /// What the raw lane's decision and forwarding came to.
-enum Either {
+enum Outcome {
     /// A response still to be written (a refusal, or an answer by hyper's client).
     Response(Response),
     /// The raw exchange wrote the backend's answer (or left a 401 to the caller).
@@ -859,7 +860,7 @@ async fn bodiless_inner<W>(
     (client, out): (&mut W, &mut Vec<u8>),
     client_close: bool,
     intercept_unauthorized: bool,
-) -> Result<Either, ApiError>
+) -> Result<Outcome, ApiError>
 where
     W: tokio::io::AsyncWrite + Unpin + Send,
 {
@@ -869,7 +870,7 @@ where
     let auth = optional_auth(&parts, state).await?;
     let admitted = match admit(state, &parts, auth, request_id, None, seen)? {
         Ok(a) => a,
-        Err(refusal) => return Ok(Either::Response(refusal)),
+        Err(refusal) => return Ok(Outcome::Response(refusal)),
     };
     let raw = admitted
         .backend(state)
@@ -878,7 +879,7 @@ where
     let forward = admitted.forward(state, &uri, client_ip, request_id);
     if !raw {
         let upstream = axum::http::Request::from_parts(parts, Body::empty());
-        return Ok(Either::Response(proxy.forward(upstream, forward).await?));
+        return Ok(Outcome::Response(proxy.forward(upstream, forward).await?));
     }
     let request = portcullis_gateway::proxy::BodilessRequest {
         parts,
@@ -886,7 +887,7 @@ where
         client_close,
         intercept_unauthorized,
     };
-    Ok(Either::Sent(
+    Ok(Outcome::Sent(
         proxy.forward_bodiless(request, client, out).await?,
     ))
 }
