@@ -101,8 +101,10 @@ thread_local! {
     /// Prepared callers, per thread: each worker prepares its own (a signature per caller and
     /// half assertion life), so that serving a caller never touches memory another worker is
     /// writing — no lock, and no reference count shared between threads.
-    static CONTEXTS: std::cell::RefCell<HashMap<CallerKey, Arc<CallerContext>>> =
-        std::cell::RefCell::new(HashMap::new());
+    // Keyed by server-made ids: a fast hasher will do.
+    static CONTEXTS: std::cell::RefCell<
+        HashMap<CallerKey, Arc<CallerContext>, foldhash::fast::RandomState>,
+    > = std::cell::RefCell::new(HashMap::default());
 }
 
 /// The caller's groups in their org (names).
@@ -406,7 +408,8 @@ fn decide(
 /// life of their prepared context, which a change to users or RBAC data replaces). Per thread,
 /// so no request waits on another for it.
 struct VerdictCache {
-    entries: HashMap<u64, CachedVerdict>,
+    /// By a seeded hash of the key (already well mixed).
+    entries: HashMap<u64, CachedVerdict, foldhash::fast::RandomState>,
 }
 
 struct CachedVerdict {
@@ -422,7 +425,7 @@ const VERDICTS_PER_THREAD: usize = 4096;
 
 thread_local! {
     static VERDICTS: std::cell::RefCell<VerdictCache> = std::cell::RefCell::new(VerdictCache {
-        entries: HashMap::new(),
+        entries: HashMap::default(),
     });
 }
 
@@ -440,8 +443,10 @@ fn decide_cached(
         .map_or(path_and_query, |(p, _)| p);
     // Only a prepared caller's verdicts are kept (anonymous requests are decided each time).
     let key = context.map(|context| {
-        use std::hash::{BuildHasher, RandomState};
-        static SEED: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+        use std::hash::BuildHasher;
+        // Seeded per process (paths are the caller's to choose), and several times faster
+        // than SipHash on a request's few short keys.
+        static SEED: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
         SEED.hash_one((
             Arc::as_ptr(&state.rbac) as usize,
             Arc::as_ptr(context) as usize,
@@ -555,12 +560,7 @@ fn finish(
     peer: SocketAddr,
 ) {
     let elapsed = started.elapsed();
-    crate::observability::gateway_request(
-        seen.template.as_deref(),
-        seen.backend.as_deref(),
-        status,
-        elapsed,
-    );
+    crate::observability::gateway_request(seen.template(), seen.backend(state), status, elapsed);
     if state.gateway.access_log {
         // The access log: one event per request (JSON lines with log.format json).
         tracing::info!(
@@ -569,8 +569,8 @@ fn finish(
             path = %seen.path,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            route = %seen.template.as_deref().unwrap_or("(none)"),
-            backend = %seen.backend.as_deref().unwrap_or("(none)"),
+            route = %seen.template().unwrap_or("(none)"),
+            backend = %seen.backend(state).unwrap_or("(none)"),
             user = %seen.user.as_deref().unwrap_or("-"),
             request_id = %request_id.to_str().unwrap_or(""),
             peer = %peer.ip(),
@@ -584,9 +584,30 @@ fn finish(
 struct Seen {
     method: String,
     path: String,
-    template: Option<String>,
-    backend: Option<String>,
+    /// The decision (its route template names the route in metrics); shared, not copied.
+    verdict: Option<Arc<RouteVerdict>>,
+    /// The request went to a backend: the route's, or the default one.
+    forwarded: bool,
     user: Option<String>,
+}
+
+impl Seen {
+    /// The matched route's template.
+    fn template(&self) -> Option<&str> {
+        self.verdict.as_deref()?.template.as_deref()
+    }
+
+    /// The backend the request went to.
+    fn backend<'a>(&'a self, state: &'a AppState) -> Option<&'a str> {
+        if !self.forwarded {
+            return None;
+        }
+        self.verdict
+            .as_deref()?
+            .backend
+            .as_deref()
+            .or(state.gateway.default_backend.as_deref())
+    }
 }
 
 async fn proxy_inner(
@@ -735,26 +756,22 @@ fn admit(
         path_and_query,
         &verdict,
     );
-    seen.template = verdict.template.clone();
+    seen.verdict = Some(verdict.clone());
     if state.gateway.access_log {
         seen.user = caller.map(|c| c.user_ref.clone());
     }
     if verdict.status != 200 {
         return Ok(Err(deny_response(&verdict)));
     }
-    let Some(backend) = verdict
-        .backend
-        .as_deref()
-        .or(state.gateway.default_backend.as_deref())
-    else {
+    if verdict.backend.is_none() && state.gateway.default_backend.is_none() {
         return Ok(Err(deny_response(&RouteVerdict {
             status: 404,
             result: "NOT_FOUND",
             body: Some(route_rules::not_found_body(method, path_and_query)),
             ..RouteVerdict::clone(&verdict)
         })));
-    };
-    seen.backend = Some(backend.to_owned());
+    }
+    seen.forwarded = true;
     // Toolforge's tool is the project the path names (`{tool}` or `{project}` in the route).
     let tool = verdict
         .params

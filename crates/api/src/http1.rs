@@ -38,7 +38,9 @@ pub enum Ended<S> {
 
 /// A request head the lane serves.
 struct Plain {
-    parts: axum::http::request::Parts,
+    method: Method,
+    /// The place of the request target in the head.
+    target: std::ops::Range<usize>,
     /// Header names with the place of their value in the head.
     fields: Vec<(HeaderName, std::ops::Range<usize>)>,
     way: Way,
@@ -119,17 +121,31 @@ where
         };
         let head = buf.split_to(len).freeze();
         let Plain {
-            mut parts,
+            method,
+            target,
             fields,
             way,
             close,
         } = plain;
-        // Header values share the head's buffer instead of being copied.
+        // The target and the header values share the head's buffer instead of being copied.
+        let Some(uri) = head
+            .get(target.clone())
+            .and_then(|_| Uri::from_maybe_shared(head.slice(target)).ok())
+        else {
+            // A target httparse reads and `Uri` does not: hyper gives the answer.
+            let mut all = BytesMut::with_capacity(head.len() + buf.len());
+            all.extend_from_slice(&head);
+            all.extend_from_slice(&buf);
+            return Ended::Handoff(io, all.freeze());
+        };
         let Some(headers) = header_values(&head, fields) else {
             let refusal = crate::ApiError::BadRequest("a request header is not valid".into());
             let _ = write_response(&mut io, refusal.into_response(), false, true, &mut out).await;
             return Ended::Closed;
         };
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        parts.method = method;
+        parts.uri = uri;
         parts.headers = headers;
         let reusable = match way {
             Way::ForwardAuth => {
@@ -226,7 +242,7 @@ fn read_head(buf: &[u8]) -> Head {
             close |= std::str::from_utf8(h.value)
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
         }
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+        let Some(name) = header_name(name) else {
             return Head::Other;
         };
         // The value's place in the head, to be taken from the frozen buffer (a pointer's
@@ -234,21 +250,43 @@ fn read_head(buf: &[u8]) -> Head {
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start..start + h.value.len()));
     }
-    let Ok(uri) = Uri::from_maybe_shared(Bytes::copy_from_slice(target.as_bytes())) else {
-        return Head::Other;
-    };
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    parts.method = method;
-    parts.uri = uri;
+    let start = target.as_ptr() as usize - base;
     Head::Plain(
         Plain {
-            parts,
+            method,
+            target: start..start + target.len(),
             fields,
             way,
             close,
         },
         len,
     )
+}
+
+/// Names outside the standard set that gateway requests commonly carry: made once, where
+/// `HeaderName::from_bytes` would copy each into a new allocation per request.
+static COMMON_NAMES: [HeaderName; 10] = [
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-real-ip"),
+];
+
+/// A header name from a request head; none when it is not a valid name.
+fn header_name(name: &str) -> Option<HeaderName> {
+    if let Some(known) = COMMON_NAMES
+        .iter()
+        .find(|known| known.as_str().eq_ignore_ascii_case(name))
+    {
+        return Some(known.clone());
+    }
+    HeaderName::from_bytes(name.as_bytes()).ok()
 }
 
 /// The request's headers, their values sharing `head`; none when a value is not a valid header

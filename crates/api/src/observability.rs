@@ -71,19 +71,7 @@ pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_stat
 /// A new request id: a UUID (version 8, RFC 9562) made of a random per-process prefix and a
 /// counter, so that no request pays for a random-number syscall.
 pub fn new_request_id() -> HeaderValue {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
     static THREADS: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        portcullis_authn::random::random_bytes::<8>()
-            .map(u64::from_le_bytes)
-            .unwrap_or_else(|_| {
-                // Without entropy, ids stay unique within the process; the time keeps them
-                // apart across restarts.
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64)
-            })
-    });
     // A counter per thread, numbered from the thread's own range (bits 46 to 61; the top two
     // carry the UUID variant), so that threads never write one shared counter.
     thread_local! {
@@ -96,24 +84,52 @@ pub fn new_request_id() -> HeaderValue {
         next.set(n.wrapping_add(1));
         n
     });
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
-    bytes[8..].copy_from_slice(&n.to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
-    bytes[8] = (bytes[8] & 0x3f) | 0x80; // variant RFC 9562
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut at = 0;
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[at] = b'-';
-            at += 1;
+    // The first half (with the version) is the same for every id of the process: formatted
+    // once. The second half is the counter, with the variant bits.
+    static HEAD: OnceLock<[u8; 19]> = OnceLock::new();
+    let head = HEAD.get_or_init(|| {
+        let prefix = portcullis_authn::random::random_bytes::<8>()
+            .map(u64::from_le_bytes)
+            .unwrap_or_else(|_| {
+                // Without entropy, ids stay unique within the process; the time keeps them
+                // apart across restarts.
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            });
+        let mut bytes = prefix.to_be_bytes();
+        bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8
+        let mut text = [b'-'; 19];
+        for (i, at) in [0, 2, 4, 6, 9, 11, 14, 16].into_iter().enumerate() {
+            text[at] = HEX[(bytes[i] >> 4) as usize];
+            text[at + 1] = HEX[(bytes[i] & 15) as usize];
         }
-        out[at] = HEX[(byte >> 4) as usize];
-        out[at + 1] = HEX[(byte & 15) as usize];
-        at += 2;
+        text
+    });
+    let mut tail = n.to_be_bytes();
+    tail[0] = (tail[0] & 0x3f) | 0x80; // variant RFC 9562
+    let mut out = [b'-'; 36];
+    out[..19].copy_from_slice(head);
+    for (i, at) in [19, 21, 24, 26, 28, 30, 32, 34].into_iter().enumerate() {
+        out[at] = HEX[(tail[i] >> 4) as usize];
+        out[at + 1] = HEX[(tail[i] & 15) as usize];
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    // Ids are cut from a per-thread buffer: a reference count instead of an allocation each.
+    thread_local! {
+        static ARENA: std::cell::RefCell<bytes::BytesMut> =
+            std::cell::RefCell::new(bytes::BytesMut::new());
+    }
+    ARENA
+        .with(|arena| {
+            let mut arena = arena.borrow_mut();
+            if arena.capacity() - arena.len() < out.len() {
+                *arena = bytes::BytesMut::with_capacity(out.len() * 128);
+            }
+            arena.extend_from_slice(&out);
+            HeaderValue::from_maybe_shared(arena.split().freeze())
+        })
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 /// The request's own id when it is usable (printable, at most 128 bytes), else a new one.
@@ -145,8 +161,8 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 pub fn gateway_decision(result: &'static str) {
     // Results are a handful of constants: the handles are registered once each, and read
     // without a lock.
-    static HANDLES: LazyLock<ArcSwap<HashMap<&'static str, metrics::Counter>>> =
-        LazyLock::new(Default::default);
+    type Handles = HashMap<&'static str, metrics::Counter, foldhash::fast::RandomState>;
+    static HANDLES: LazyLock<ArcSwap<Handles>> = LazyLock::new(Default::default);
     if let Some(c) = HANDLES.load().get(result) {
         c.increment(1);
         return;
@@ -154,7 +170,7 @@ pub fn gateway_decision(result: &'static str) {
     let counter = metrics::counter!("portcullis_gateway_decisions_total", "result" => result);
     counter.increment(1);
     HANDLES.rcu(|map| {
-        let mut map = HashMap::clone(map);
+        let mut map = Handles::clone(map);
         map.insert(result, counter.clone());
         map
     });
@@ -179,10 +195,33 @@ const MAX_HANDLE_SETS: usize = 4096;
 /// Combinations cached so far.
 static HANDLE_SETS: AtomicU64 = AtomicU64::new(0);
 
+/// Combinations each thread keeps at hand.
+const RECENT_PER_THREAD: usize = 8;
+
 /// Counts one gateway request and records its latency, by route template and backend.
 pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, elapsed: Duration) {
     let (route, backend) = (route.unwrap_or("(none)"), backend.unwrap_or("(none)"));
     let seconds = elapsed.as_secs_f64();
+    // The few combinations a thread served last, compared by value: cheaper than hashing
+    // three keys into the shared table.
+    thread_local! {
+        static RECENT: std::cell::RefCell<Vec<(Box<str>, Box<str>, u16, RequestHandles)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let recent = RECENT.with(|recent| {
+        recent
+            .borrow()
+            .iter()
+            .find(|(r, b, s, _)| *s == status && **r == *route && **b == *backend)
+            .map(|(.., h)| {
+                h.requests.increment(1);
+                h.duration.record(seconds);
+            })
+            .is_some()
+    });
+    if recent {
+        return;
+    }
     let table = REQUEST_HANDLES.load();
     if let Some(h) = table
         .get(route)
@@ -191,6 +230,13 @@ pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, 
     {
         h.requests.increment(1);
         h.duration.record(seconds);
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if recent.len() >= RECENT_PER_THREAD {
+                recent.remove(0);
+            }
+            recent.push((route.into(), backend.into(), status, h.clone()));
+        });
         return;
     }
     let h = RequestHandles {

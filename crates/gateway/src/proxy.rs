@@ -171,7 +171,8 @@ struct Target {
 
 /// The configured backends, each with the client(s) that reach it.
 pub struct Proxy {
-    backends: HashMap<String, Target>,
+    /// By name (names come from the configuration: a fast hasher will do).
+    backends: HashMap<String, Target, foldhash::fast::RandomState>,
     max_body: u64,
     /// Seconds counted by the owning worker (idle times of raw connections).
     ticks: std::sync::atomic::AtomicU64,
@@ -201,7 +202,7 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .http2_only(true)
             .build(connector.clone());
-        let mut by_name = HashMap::new();
+        let mut by_name = HashMap::default();
         for b in backends {
             let refuse = |message: &str| GatewayError::BadBackend {
                 name: b.name.clone(),
@@ -371,23 +372,28 @@ fn rewrite_request_headers(
     headers: &mut http::HeaderMap,
     client_authority: Option<&http::uri::Authority>,
     f: &Forward<'_>,
-    set_identity: bool,
+    into_map: bool,
 ) {
     let host = headers.remove(header::HOST);
     let host =
         host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_hop_by_hop(headers);
-    if set_identity {
+    if into_map {
         identity::apply(headers, f.identity, f.aliases);
     } else {
-        // The caller writes them (identity::each).
+        // The raw exchange writes them (identity::each), and the request id, itself.
         identity::strip(headers);
+        headers.remove(X_REQUEST_ID);
     }
     set_forwarded(headers, f.client_ip, f.peer_trusted, f.proto, host.as_ref());
-    if let Ok(id) = HeaderValue::from_str(f.request_id) {
-        headers.insert("x-request-id", id);
+    if into_map && let Ok(id) = HeaderValue::from_str(f.request_id) {
+        headers.insert(X_REQUEST_ID, id);
     }
 }
+
+/// The request id header (named once: a name outside the standard set is copied each time
+/// it is made from text).
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// The two clients of an `https://` backend, sharing its trust settings and differing only in
 /// the protocols ALPN offers.

@@ -1,7 +1,7 @@
 //! A map split into shards, each an atomically swapped immutable `HashMap`: readers never lock
 //! and never wait; a writer copies only one shard.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
@@ -33,6 +33,10 @@ impl ShardKey for portcullis_model::SessionId {
     }
 }
 
+/// Keys here are digests and server-made ids, not chosen by callers: a fast hasher is enough
+/// (SipHash was a measurable share of a gateway request's instructions).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
+
 /// One shard: an immutable map, replaced whole on change.
 type Shard<K, V> = ArcSwap<HashMap<K, Arc<V>>>;
 
@@ -44,7 +48,7 @@ impl<K: ShardKey, V> Sharded<K, V> {
     pub(crate) fn new() -> Self {
         Self {
             shards: (0..SHARDS)
-                .map(|_| ArcSwap::from_pointee(HashMap::new()))
+                .map(|_| ArcSwap::from_pointee(HashMap::default()))
                 .collect(),
         }
     }
@@ -64,7 +68,7 @@ impl<K: ShardKey, V> Sharded<K, V> {
 
     /// Builds the whole map at once (at start).
     pub(crate) fn fill(&self, entries: impl IntoIterator<Item = (K, Arc<V>)>) {
-        let mut parts: Vec<HashMap<K, Arc<V>>> = (0..SHARDS).map(|_| HashMap::new()).collect();
+        let mut parts: Vec<HashMap<K, Arc<V>>> = (0..SHARDS).map(|_| HashMap::default()).collect();
         for (k, v) in entries {
             parts[k.shard()].insert(k, v);
         }

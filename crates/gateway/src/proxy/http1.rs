@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Uri};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -211,13 +211,8 @@ impl Proxy {
         let backend = &target.backend;
         let mut parts = req.parts;
         rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f, false);
-        if let Some(authority) = backend.url.authority()
-            && let Ok(h) = HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(header::HOST, h);
-        }
         out.clear();
-        write_request_head(out, &parts.method, backend.url.path(), f, &parts.headers);
+        write_request_head(out, &parts.method, &backend.url, f, &parts.headers);
         let head_request = parts.method == Method::HEAD;
         let unreachable = |detail: String| GatewayError::Unreachable {
             backend: backend.name.clone(),
@@ -356,23 +351,32 @@ fn still_open(io: &TcpStream) -> bool {
     matches!(io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
-/// Writes the request head for the backend.
+/// Writes the request head for the backend at `url`: its `Host` and the request id, the
+/// client's headers (already rewritten, without either), and the caller's identity.
 fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
-    prefix: &str,
+    url: &Uri,
     f: &Forward<'_>,
     headers: &http::HeaderMap,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(prefix.trim_end_matches('/').as_bytes());
+    out.extend_from_slice(url.path().trim_end_matches('/').as_bytes());
     out.extend_from_slice(f.path.as_bytes());
     if let Some(q) = f.query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(authority) = url.authority() {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(authority.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(f.request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
     let mut put = |name: &http::HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -437,7 +441,7 @@ async fn send_and_read_head(
 /// CRLF, as httparse reads it), if it is complete.
 fn head_end(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(i) = buf[from..].iter().position(|&b| b == b'\n') {
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
         let at = from + i;
         match (buf.get(at + 1), buf.get(at + 2)) {
             (Some(b'\n'), _) => return Some(at + 2),
@@ -517,14 +521,21 @@ fn write_response_head(
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let listed: Vec<&str> = response
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    // Headers the `Connection` header names are this hop's too. Most answers name none but
+    // `keep-alive` or `close` (hop-by-hop already): the names are looked up only otherwise.
+    let connection_tokens = || {
+        response
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+    };
+    let names_others = connection_tokens()
+        .any(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"));
+    let listed =
+        |name: &str| names_others && connection_tokens().any(|t| name.eq_ignore_ascii_case(t));
     let mut dated = false;
     // The length goes out once, written here: a backend's repeated (equal) Content-Length
     // headers are one length, and a chunked or close-delimited answer has none.
@@ -538,7 +549,7 @@ fn write_response_head(
         if HOP_BY_HOP_NAMES
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n))
-            || listed.iter().any(|n| name.eq_ignore_ascii_case(n))
+            || listed(name)
             || name.eq_ignore_ascii_case("x-request-id")
         {
             continue;
@@ -561,9 +572,9 @@ fn write_response_head(
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::UntilClose => {}
         Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(n.to_string().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            use std::io::Write as _;
+            // Formatted straight into the head (writing to a Vec cannot fail).
+            let _ = write!(out, "content-length: {n}\r\n");
         }
         // A HEAD (or 304) answer names the length of the body it does not carry.
         Framing::Empty => {
