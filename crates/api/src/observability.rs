@@ -195,6 +195,9 @@ const MAX_HANDLE_SETS: usize = 4096;
 /// Combinations cached so far.
 static HANDLE_SETS: AtomicU64 = AtomicU64::new(0);
 
+/// A route label, backend label and status with their handles, kept at hand by a thread.
+type RecentHandles = (Box<str>, Box<str>, u16, RequestHandles);
+
 /// Combinations each thread keeps at hand.
 const RECENT_PER_THREAD: usize = 8;
 
@@ -205,7 +208,7 @@ pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, 
     // The few combinations a thread served last, compared by value: cheaper than hashing
     // three keys into the shared table.
     thread_local! {
-        static RECENT: std::cell::RefCell<Vec<(Box<str>, Box<str>, u16, RequestHandles)>> =
+        static RECENT: std::cell::RefCell<Vec<RecentHandles>> =
             const { std::cell::RefCell::new(Vec::new()) };
     }
     let recent = RECENT.with(|recent| {
