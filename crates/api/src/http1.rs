@@ -267,7 +267,7 @@ fn read_head(buf: &[u8]) -> Head {
 /// `HeaderName::from_bytes` would copy each into a new allocation per request.
 static COMMON_NAMES: [HeaderName; 10] = [
     HeaderName::from_static("x-api-key"),
-    HeaderName::from_static("x-request-id"),
+    crate::observability::REQUEST_ID,
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-proto"),
     HeaderName::from_static("x-forwarded-host"),

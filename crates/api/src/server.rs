@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::HeaderName;
+use crate::observability::REQUEST_ID;
 use portcullis_authn::login::{GroupsOf, LocalAuth, LoginSettings};
 use portcullis_authn::mail::{MailTransport, Mailer, SmtpSettings};
 use portcullis_authn::{ActivityFlusher, AuthnError, Directory, KeyRing, SecretBox, api_key};
@@ -148,8 +148,6 @@ impl Running {
 
 /// How often a replica reloads every credential, in case it missed an announcement.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Starts the server.
 pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
