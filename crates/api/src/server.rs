@@ -350,7 +350,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         }
     });
     let flusher = ActivityFlusher::new(directory, store.clone(), feed);
-    let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, stopped.clone()));
+    // The flusher's last run waits until every worker has drained: requests still finishing
+    // after the stop (up to the drain time) authenticate, and their activity must be in it.
+    let (drained, until_drained) = watch::channel(false);
+    let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, until_drained));
     let mut until = stopped;
     let serve_task = tokio::spawn(async move {
         let stopping = async move {
@@ -372,9 +375,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         }
         drop(listener);
         workers.stop().await;
+        let _ = drained.send(true);
     });
     tracing::info!(%addr, backend = ?store.backend(), "portcullis is listening");
-    // Serve first, then flush: the flusher's last run sees every request.
     let mut tasks_extra = Vec::new();
     tasks_extra.extend(tls_task);
     Ok(Running {

@@ -506,6 +506,48 @@ async fn users_are_listed_in_pages_and_filtered() {
     s.stop().await;
 }
 
+/// A request whose head is still arriving when the server is told to stop is served while the
+/// workers drain; the last access it records must still reach the database.
+#[tokio::test]
+async fn activity_of_a_request_served_during_the_stop_is_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = Server::start().await;
+    let (bot_id, bot_key) = s.machine("default", "drain@example.com", "member").await;
+    let keys_path = format!("{USERS}/{bot_id}/keys");
+    let keys = s.get(s.admin(), &keys_path).await.json_with(200);
+    assert_eq!(keys[0]["lastUsedAt"], json!(null), "never used yet");
+
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tcp.write_all(b"GET /auth/reports HTTP/1.1\r\nHost: portcullis\r\n")
+        .await
+        .unwrap();
+    // The server reads the first part before it is told to stop (an unread connection counts
+    // as idle and is closed at once).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rest = format!("x-api-key: {bot_key}\r\n\r\n");
+    let client = tokio::spawn(async move {
+        // Sent once the stop has begun (the restart below starts it at once).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tcp.write_all(rest.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    s.restart().await;
+    let answer = client.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the request is answered during the drain: {answer}"
+    );
+    let keys = s.get(s.admin(), &keys_path).await.json_with(200);
+    assert!(
+        is_timestamp(&keys[0]["lastUsedAt"]),
+        "the key's use during the drain was recorded: {keys}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn last_access_appears_after_a_key_is_used() {
     let s = Server::start().await;
