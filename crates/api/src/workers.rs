@@ -192,11 +192,16 @@ async fn run(
                 serve(tcp, true, front, stopped, limits, &builder, watcher).await;
                 return;
             };
-            // A handshake gets the time a request head gets; a stop does not wait for
-            // connections that never finish one.
+            // A handshake gets the time a request head gets, and a stop ends it: no request
+            // has been read on the connection yet, so nothing in flight is lost.
             let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
-            let Ok(Ok(tls)) = handshake.await else {
-                return;
+            let mut stopping = stopped.clone();
+            let tls = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(tls)) => tls,
+                    _ => return,
+                },
+                _ = stopping.wait_for(|&stop| stop) => return,
             };
             // HTTP/2 (chosen by ALPN) is hyper's from the start.
             let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");

@@ -1,6 +1,6 @@
 //! TLS termination: the TLS listener serves with the configured certificate beside the plain
 //! listener, and a certificate replaced on disk is served to the next connection without a
-//! restart.
+//! restart. A stop does not wait for a connection that never finishes its handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,4 +105,44 @@ async fn tls_serves_the_certificate_and_picks_up_a_new_one() {
     }
     assert_eq!(served, second, "the replaced certificate was not picked up");
     running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stop_does_not_wait_for_an_unfinished_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cert(dir.path());
+    let running = portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
+        activity_flush_interval: Duration::from_secs(1),
+        tls: Some(TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.path().join("cert.pem"),
+            key_file: dir.path().join("key.pem"),
+            reload_interval: Duration::from_secs(60),
+        }),
+        gateway: Default::default(),
+        auth: Default::default(),
+        rbac: Default::default(),
+    })
+    .await
+    .unwrap();
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+    // A client that connects and never says hello.
+    let mut silent = TcpStream::connect(tls_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("the stop finished without waiting out the 30 s handshake limit");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The silent connection was closed.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the unfinished connection is closed by the stop"
+    );
 }
