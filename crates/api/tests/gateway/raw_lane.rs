@@ -638,6 +638,31 @@ async fn a_head_just_over_the_limit_is_a_431_however_it_arrives() {
     );
 }
 
+/// httparse reads a request target of any length; `Uri` holds at most 65,534 bytes. A longer
+/// target (only a raised head limit lets one in) goes to hyper with every byte read, and
+/// hyper refuses it.
+#[tokio::test]
+async fn a_target_too_long_for_a_uri_is_refused_not_forwarded() {
+    let backend = Scripted::start().await;
+    let env = Env::start(Options {
+        scripted_backend: Some(backend.addr),
+        max_header_bytes: 128 * 1024,
+        ..Options::default()
+    })
+    .await;
+    let mut c = Client::connect(env.addr).await;
+    let target = format!("/raw/length?q={}", "a".repeat(70_000));
+    c.send(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 414, "{a:?}");
+    assert_eq!(
+        backend.requests(),
+        0,
+        "the request never reached the backend"
+    );
+}
+
 #[tokio::test]
 async fn bytes_a_backend_sends_unasked_never_answer_the_next_request() {
     let (env, backend) = setup().await;
