@@ -524,7 +524,7 @@ async fn activity_of_a_request_served_during_the_stop_is_kept() {
         .unwrap();
     // The server reads the first part before it is told to stop (an unread connection counts
     // as idle and is closed at once).
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let rest = format!("x-api-key: {bot_key}\r\n\r\n");
     let client = tokio::spawn(async move {
         // Sent once the stop has begun (the restart below starts it at once).
