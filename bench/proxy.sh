@@ -11,6 +11,7 @@
 # Prints requests/s, p50 / p99 and the front's own CPU time per request for each, and the ratios
 # the issue sets targets for. Both fronts run FRONT_WORKERS workers (default 1: nginx
 # `worker_processes`, Portcullis `gateway.workers`), as wrk and the backend share the machine.
+# PIN=1 pins the proxies and the backend to one CPU and wrk to the rest (see below).
 # Needs: cargo, nginx, wrk (Debian packages). Run: bash bench/proxy.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +65,10 @@ routes:
     action: read
     backend: backend
 CONF
-PORTCULLIS_ADMIN_API_KEY="$ADMIN_KEY" ./target/release/portcullis serve --config "$WORK/portcullis.yaml" > "$WORK/portcullis.out" 2>&1 &
+# In a session of its own, as the nginx daemons are (they detach) and as a service would be: with
+# the kernel's autogroup scheduling, a server left in this script's session would share one
+# scheduling group with wrk and bench/load.
+PORTCULLIS_ADMIN_API_KEY="$ADMIN_KEY" setsid ./target/release/portcullis serve --config "$WORK/portcullis.yaml" > "$WORK/portcullis.out" 2>&1 &
 PORTCULLIS_PID=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORTCULLIS/healthz" >/dev/null && break; sleep 0.1; done
 api() { curl -fs -H "x-api-key: $ADMIN_KEY" -H 'content-type: application/json' "$@"; }
@@ -88,6 +92,16 @@ nginx_conf front "$FRONT_WORKERS" "server { listen 127.0.0.1:$FRONT;
     add_header X-Request-Id \$request_id; }
   location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
 NGINX_FRONT_PIDS="$(cat "$WORK/front.pid") $(pgrep -P "$(cat "$WORK/front.pid")" | tr '\n' ' ')"
+# PIN=1: the proxies and the backend share the last CPU and wrk gets the others, so that where
+# the scheduler puts each process plays no part and throughput follows CPU time per request.
+LOADGEN=()
+if [ "${PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
+  LAST=$(( $(nproc) - 1 ))
+  BACKEND_PIDS="$(cat "$WORK/backend.pid") $(pgrep -P "$(cat "$WORK/backend.pid")" | tr '\n' ' ')"
+  for p in $NGINX_FRONT_PIDS $BACKEND_PIDS $PORTCULLIS_PID; do taskset -a -c -p "$LAST" "$p" >/dev/null; done
+  LOADGEN=(taskset -c "0-$((LAST - 1))")
+  echo "PIN=1: nginx, the backend and Portcullis on CPU $LAST; wrk and bench/load on CPUs 0-$((LAST - 1))"
+fi
 
 cpu_ticks() { # user and system clock ticks used so far by the given processes (all threads)
   local p u=0 s=0
@@ -102,9 +116,9 @@ run() { # label url header var round front-pids (none for the backend direct)
   local out before after
   before=$(cpu_ticks ${6:-})
   if [ -n "${3:-}" ]; then
-    out=$(wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "$3" "$2")
+    out=$("${LOADGEN[@]}" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -H "$3" "$2")
   else
-    out=$(wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$2")
+    out=$("${LOADGEN[@]}" wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency "$2")
   fi
   after=$(cpu_ticks ${6:-})
   local rps p50 p99 non2xx requests cpu
@@ -157,7 +171,7 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 field() { sed -E "s/.*[ ^]$1=([0-9]+).*/\1/" <<<" $2"; }
 held() { # round label url header var
   local out
-  out=$("$LOAD" "$3" "$RATE" "$SECONDS_PER_RUN" 32 ${4:+"$4"})
+  out=$("${LOADGEN[@]}" "$LOAD" "$3" "$RATE" "$SECONDS_PER_RUN" 32 ${4:+"$4"})
   printf '| %s | %s | %s µs | %s µs | %s µs | %s µs | %s µs | %s µs | %s |\n' "$1" "$2" \
     "$(field p50_us "$out")" "$(field p90_us "$out")" "$(field p99_us "$out")" "$(field p999_us "$out")" \
     "$(field service_p50_us "$out")" "$(field service_p99_us "$out")" "$(field errors "$out")"
