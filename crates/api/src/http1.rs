@@ -226,21 +226,22 @@ fn read_head(buf: &[u8]) -> Head {
     let base = buf.as_ptr() as usize;
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
-        {
-            return Head::Other;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            lengths += 1;
-            if lengths > 1 || h.value != b"0" {
-                return Head::Other;
+        // By length first: most names are none of these and cost one comparison.
+        match name.len() {
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => return Head::Other,
+            7 if name.eq_ignore_ascii_case("upgrade") => return Head::Other,
+            6 if name.eq_ignore_ascii_case("expect") => return Head::Other,
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                lengths += 1;
+                if lengths > 1 || h.value != b"0" {
+                    return Head::Other;
+                }
             }
-        }
-        if name.eq_ignore_ascii_case("connection") {
-            close |= std::str::from_utf8(h.value)
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+            10 if name.eq_ignore_ascii_case("connection") => {
+                close |= std::str::from_utf8(h.value)
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+            }
+            _ => {}
         }
         let Some(name) = header_name(name) else {
             return Head::Other;
@@ -280,9 +281,14 @@ static COMMON_NAMES: [HeaderName; 10] = [
 
 /// A header name from a request head; none when it is not a valid name.
 fn header_name(name: &str) -> Option<HeaderName> {
-    if let Some(known) = COMMON_NAMES
-        .iter()
-        .find(|known| known.as_str().eq_ignore_ascii_case(name))
+    // Every common name starts with `x-`: other names skip the table.
+    if name
+        .as_bytes()
+        .get(..2)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"x-"))
+        && let Some(known) = COMMON_NAMES
+            .iter()
+            .find(|known| known.as_str().eq_ignore_ascii_case(name))
     {
         return Some(known.clone());
     }
@@ -337,7 +343,7 @@ where
     for (name, value) in &parts.headers {
         // A bodiless answer keeps the length it names (a HEAD's is the GET's); any other gets
         // the length of the body it carries, below.
-        if portcullis_gateway::headers::HOP_BY_HOP_NAMES.contains(&name.as_str())
+        if portcullis_gateway::headers::is_hop_by_hop_name(name.as_str())
             || (name == header::CONTENT_LENGTH && !bodiless)
         {
             continue;
@@ -355,8 +361,9 @@ where
     if chunked {
         put(out, b"transfer-encoding", b"chunked");
     } else if !bodiless {
-        let n = exact.unwrap_or(0).to_string();
-        put(out, b"content-length", n.as_bytes());
+        use std::io::Write as _;
+        // Formatted straight into the head (writing to a Vec cannot fail).
+        let _ = write!(out, "content-length: {}\r\n", exact.unwrap_or(0));
     }
     if close {
         put(out, b"connection", b"close");
@@ -492,5 +499,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_names_are_found_in_any_case_and_others_are_parsed() {
+        for known in &COMMON_NAMES {
+            // header_name looks in the table only for names starting with `x-`.
+            assert!(known.as_str().starts_with("x-"), "{known}");
+            let upper = known.as_str().to_ascii_uppercase();
+            assert_eq!(header_name(&upper).as_ref(), Some(known));
+        }
+        assert_eq!(header_name("Host"), Some(header::HOST));
+        assert_eq!(
+            header_name("X-Custom").map(|n| n.as_str().to_owned()),
+            Some("x-custom".to_owned())
+        );
+        assert_eq!(header_name("bad name"), None);
+        assert_eq!(header_name("x"), Some(HeaderName::from_static("x")));
     }
 }

@@ -32,6 +32,22 @@ pub const HOP_BY_HOP_NAMES: [&str; 9] = [
     "proxy-connection",
 ];
 
+/// Whether `name` (any case) is one of [`HOP_BY_HOP_NAMES`]: looked up by length first, as a
+/// head is written header by header.
+pub fn is_hop_by_hop_name(name: &str) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
+
 /// The current time as an HTTP date (`Date` header), formatted at most once a second per
 /// thread.
 pub fn http_date() -> HeaderValue {
@@ -166,6 +182,29 @@ mod tests {
     fn hop_by_hop_names_agree() {
         for (name, text) in HOP_BY_HOP.iter().zip(HOP_BY_HOP_NAMES) {
             assert_eq!(name.as_str(), text);
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_known_in_any_case_and_no_others() {
+        for name in HOP_BY_HOP_NAMES {
+            assert!(is_hop_by_hop_name(name), "{name}");
+            assert!(is_hop_by_hop_name(&name.to_ascii_uppercase()), "{name}");
+        }
+        for name in [
+            "",
+            "t",
+            "tea",
+            "date",
+            "content-length",
+            "x-request-id",
+            "upgrades",
+            "keep-alivE2",
+            "proxy-connections",
+            "transfer-encodinG ",
+            "connectio",
+        ] {
+            assert!(!is_hop_by_hop_name(name), "{name}");
         }
     }
 

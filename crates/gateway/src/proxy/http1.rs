@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Forward, GatewayError, Proxy, rewrite_request_headers};
-use crate::headers::{HOP_BY_HOP_NAMES, http_date};
+use crate::headers::{http_date, is_hop_by_hop_name};
 
 mod chunked;
 
@@ -307,11 +307,11 @@ impl Proxy {
         }
         let framing = framing_of(&response, head_request)
             .ok_or_else(|| unreachable("contradictory response framing".into()))?;
-        let keep_backend =
-            response.version == Some(1) && !has_token(&response, "connection", "close");
         let close_client = req.client_close || framing == Framing::UntilClose;
         out.clear();
-        write_response_head(out, &response, framing, f.request_id, close_client);
+        let backend_closes =
+            write_response_head(out, &response, framing, f.request_id, close_client);
+        let keep_backend = response.version == Some(1) && !backend_closes;
 
         let copied = copy_body(&mut io, client, out, buf, head_len, framing).await;
         match copied {
@@ -453,17 +453,6 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Whether a header's comma-separated value names `token`.
-fn has_token(response: &httparse::Response<'_, '_>, name: &str, token: &str) -> bool {
-    response
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name))
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// How the answer's body is delimited (RFC 9112 §6.3); none for a contradictory answer.
 fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Option<Framing> {
     let status = response.code.unwrap_or(0);
@@ -502,14 +491,14 @@ fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Opti
 
 /// Writes the answer's head for the client: the backend's headers minus the hop-by-hop ones
 /// (and those its `Connection` names), this hop's framing, `Date` when the backend sent none,
-/// and the request id.
+/// and the request id. Returns whether the backend's `Connection` header says `close`.
 fn write_response_head(
     out: &mut Vec<u8>,
     response: &httparse::Response<'_, '_>,
     framing: Framing,
     request_id: &str,
     close: bool,
-) {
+) -> bool {
     let status = response.code.unwrap_or(502);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa3(status).as_slice());
@@ -532,8 +521,15 @@ fn write_response_head(
             .flat_map(|v| v.split(','))
             .map(str::trim)
     };
-    let names_others = connection_tokens()
-        .any(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"));
+    let mut backend_closes = false;
+    let mut names_others = false;
+    for t in connection_tokens() {
+        if t.eq_ignore_ascii_case("close") {
+            backend_closes = true;
+        } else if !t.eq_ignore_ascii_case("keep-alive") {
+            names_others = true;
+        }
+    }
     let listed =
         |name: &str| names_others && connection_tokens().any(|t| name.eq_ignore_ascii_case(t));
     let mut dated = false;
@@ -542,19 +538,17 @@ fn write_response_head(
     let mut named_length: Option<&[u8]> = None;
     for h in response.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            named_length.get_or_insert(h.value);
-            continue;
+        // Sorted by length first: most names are none of these and cost one comparison.
+        match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                named_length.get_or_insert(h.value);
+                continue;
+            }
+            12 if name.eq_ignore_ascii_case("x-request-id") => continue,
+            4 if name.eq_ignore_ascii_case("date") => dated = true,
+            _ if is_hop_by_hop_name(name) || listed(name) => continue,
+            _ => {}
         }
-        if HOP_BY_HOP_NAMES
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-            || listed(name)
-            || name.eq_ignore_ascii_case("x-request-id")
-        {
-            continue;
-        }
-        dated |= name.eq_ignore_ascii_case("date");
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
@@ -572,9 +566,9 @@ fn write_response_head(
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::UntilClose => {}
         Framing::Length(n) => {
-            use std::io::Write as _;
-            // Formatted straight into the head (writing to a Vec cannot fail).
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            put_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         // A HEAD (or 304) answer names the length of the body it does not carry.
         Framing::Empty => {
@@ -589,6 +583,22 @@ fn write_response_head(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    backend_closes
+}
+
+/// Appends `n` in decimal (without the formatting machinery, on every answer's head).
+fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// A three-digit status code as text.
@@ -789,12 +799,43 @@ mod tests {
         let mut h = [httparse::EMPTY_HEADER; 16];
         let r = parsed(raw, &mut h);
         let mut out = Vec::new();
-        write_response_head(&mut out, &r, Framing::Chunked, "rid-1", false);
+        let closes = write_response_head(&mut out, &r, Framing::Chunked, "rid-1", false);
+        assert!(!closes, "keep-alive and a header name are not `close`");
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "HTTP/1.1 200 OK\r\nDate: Thu, 26 Nov 2026 10:00:00 GMT\r\nx-app: yes\r\nx-request-id: rid-1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn response_head_reports_the_backends_close_and_writes_any_length() {
+        let raw = b"HTTP/1.1 200 OK\r\nCONNECTION: Keep-Alive , Close\r\nTE: x\r\nPROXY-Connection: y\r\nx-te: kept\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let r = parsed(raw, &mut h);
+        for (n, text) in [
+            (0u64, "0"),
+            (7, "7"),
+            (10, "10"),
+            (u64::MAX, "18446744073709551615"),
+        ] {
+            let mut out = Vec::new();
+            assert!(write_response_head(
+                &mut out,
+                &r,
+                Framing::Length(n),
+                "r",
+                false
+            ));
+            let head = String::from_utf8(out).unwrap();
+            assert!(
+                head.contains(&format!("\r\ncontent-length: {text}\r\n")),
+                "{head}"
+            );
+            assert!(head.contains("\r\nx-te: kept\r\n"), "{head}");
+            assert!(!head.to_ascii_lowercase().contains("connection:"), "{head}");
+            assert!(!head.contains("TE:"), "{head}");
+        }
     }
 
     #[test]
