@@ -19,6 +19,32 @@ fn write_cert(dir: &std::path::Path) -> Vec<u8> {
     generated.cert.der().to_vec()
 }
 
+/// Starts a server with a TLS listener serving the certificate in `dir`, re-read every
+/// `reload_interval`.
+async fn start_with_tls(
+    dir: &std::path::Path,
+    reload_interval: Duration,
+) -> portcullis_api::Running {
+    portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
+        activity_flush_interval: Duration::from_secs(1),
+        tls: Some(TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.join("cert.pem"),
+            key_file: dir.join("key.pem"),
+            reload_interval,
+        }),
+        gateway: Default::default(),
+        auth: Default::default(),
+        rbac: Default::default(),
+    })
+    .await
+    .unwrap()
+}
+
 /// Fetches `/healthz` over TLS trusting only `trusted`; returns the status line and the
 /// certificate the server presented.
 async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>) {
@@ -51,24 +77,7 @@ async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>
 async fn tls_serves_the_certificate_and_picks_up_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let first = write_cert(dir.path());
-    let running = portcullis_api::start(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
-        admin_email: "admin@localhost".into(),
-        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
-        activity_flush_interval: Duration::from_secs(1),
-        tls: Some(TlsSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            cert_file: dir.path().join("cert.pem"),
-            key_file: dir.path().join("key.pem"),
-            reload_interval: Duration::from_millis(100),
-        }),
-        gateway: Default::default(),
-        auth: Default::default(),
-        rbac: Default::default(),
-    })
-    .await
-    .unwrap();
+    let running = start_with_tls(dir.path(), Duration::from_millis(100)).await;
     let tls_addr = running.tls_addr.expect("a TLS listener");
 
     let (status, presented) = healthz(tls_addr, &first).await;
@@ -111,24 +120,7 @@ async fn tls_serves_the_certificate_and_picks_up_a_new_one() {
 async fn a_stop_does_not_wait_for_an_unfinished_handshake() {
     let dir = tempfile::tempdir().unwrap();
     write_cert(dir.path());
-    let running = portcullis_api::start(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
-        admin_email: "admin@localhost".into(),
-        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
-        activity_flush_interval: Duration::from_secs(1),
-        tls: Some(TlsSettings {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            cert_file: dir.path().join("cert.pem"),
-            key_file: dir.path().join("key.pem"),
-            reload_interval: Duration::from_secs(60),
-        }),
-        gateway: Default::default(),
-        auth: Default::default(),
-        rbac: Default::default(),
-    })
-    .await
-    .unwrap();
+    let running = start_with_tls(dir.path(), Duration::from_secs(60)).await;
     let tls_addr = running.tls_addr.expect("a TLS listener");
     // A client that connects and never says hello.
     let mut silent = TcpStream::connect(tls_addr).await.unwrap();
