@@ -545,7 +545,8 @@ fn write_response_head(
                 continue;
             }
             12 if name.eq_ignore_ascii_case("x-request-id") => continue,
-            4 if name.eq_ignore_ascii_case("date") => dated = true,
+            // A `Date` the `Connection` header names is this hop's: dropped below.
+            4 if name.eq_ignore_ascii_case("date") && !listed(name) => dated = true,
             _ if is_hop_by_hop_name(name) || listed(name) => continue,
             _ => {}
         }
@@ -806,6 +807,19 @@ mod tests {
             text,
             "HTTP/1.1 200 OK\r\nDate: Thu, 26 Nov 2026 10:00:00 GMT\r\nx-app: yes\r\nx-request-id: rid-1\r\ntransfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_date_the_connection_header_names_is_replaced() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nConnection: date\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n";
+        let mut h = [httparse::EMPTY_HEADER; 4];
+        let r = parsed(raw, &mut h);
+        let mut out = Vec::new();
+        write_response_head(&mut out, &r, Framing::Length(0), "r", false);
+        let head = String::from_utf8(out).unwrap();
+        assert!(!head.contains("1970"), "{head}");
+        assert_eq!(head.matches("date: ").count(), 1, "{head}");
     }
 
     #[test]
