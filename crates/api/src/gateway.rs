@@ -602,11 +602,7 @@ impl Seen {
         if !self.forwarded {
             return None;
         }
-        self.verdict
-            .as_deref()?
-            .backend
-            .as_deref()
-            .or(state.gateway.default_backend.as_deref())
+        backend_of(self.verdict.as_deref()?, state)
     }
 }
 
@@ -682,13 +678,18 @@ struct Admitted {
     identity: Option<Identity>,
 }
 
+/// The backend an allowed request goes to: its route's, or the default one.
+fn backend_of<'a>(verdict: &'a RouteVerdict, state: &'a AppState) -> Option<&'a str> {
+    verdict
+        .backend
+        .as_deref()
+        .or(state.gateway.default_backend.as_deref())
+}
+
 impl Admitted {
-    /// The backend it goes to (the route's, or the default).
+    /// The backend it goes to.
     fn backend<'a>(&'a self, state: &'a AppState) -> Option<&'a str> {
-        self.verdict
-            .backend
-            .as_deref()
-            .or(state.gateway.default_backend.as_deref())
+        backend_of(&self.verdict, state)
     }
 
     /// How it is forwarded.
@@ -763,7 +764,7 @@ fn admit(
     if verdict.status != 200 {
         return Ok(Err(deny_response(&verdict)));
     }
-    if verdict.backend.is_none() && state.gateway.default_backend.is_none() {
+    if backend_of(&verdict, state).is_none() {
         return Ok(Err(deny_response(&RouteVerdict {
             status: 404,
             result: "NOT_FOUND",
