@@ -226,7 +226,7 @@ fn read_head(buf: &[u8]) -> Head {
     let base = buf.as_ptr() as usize;
     for h in req.headers.iter() {
         let name = h.name;
-        // By length first: most names are none of these and cost one comparison.
+        // The names that decide whether the lane may serve the request, and how it ends.
         match name.len() {
             17 if name.eq_ignore_ascii_case("transfer-encoding") => return Head::Other,
             7 if name.eq_ignore_ascii_case("upgrade") => return Head::Other,

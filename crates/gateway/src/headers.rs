@@ -32,20 +32,12 @@ pub const HOP_BY_HOP_NAMES: [&str; 9] = [
     "proxy-connection",
 ];
 
-/// Whether `name` (any case) is one of [`HOP_BY_HOP_NAMES`]: looked up by length first, as a
-/// head is written header by header.
+/// Whether `name` (any case) is one of [`HOP_BY_HOP_NAMES`], for heads written without a
+/// header map.
 pub fn is_hop_by_hop_name(name: &str) -> bool {
-    let is = |n: &str| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 => is("te"),
-        7 => is("trailer") || is("upgrade"),
-        10 => is("connection") || is("keep-alive"),
-        16 => is("proxy-connection"),
-        17 => is("transfer-encoding"),
-        18 => is("proxy-authenticate"),
-        19 => is("proxy-authorization"),
-        _ => false,
-    }
+    HOP_BY_HOP_NAMES
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The current time as an HTTP date (`Date` header), formatted at most once a second per

@@ -538,7 +538,7 @@ fn write_response_head(
     let mut named_length: Option<&[u8]> = None;
     for h in response.headers.iter() {
         let name = h.name;
-        // Sorted by length first: most names are none of these and cost one comparison.
+        // The names this hop treats itself; every other header is copied as it came.
         match name.len() {
             14 if name.eq_ignore_ascii_case("content-length") => {
                 named_length.get_or_insert(h.value);
