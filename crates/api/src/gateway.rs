@@ -2,7 +2,8 @@
 //! rules (credentials, route match on the normalised path, auth / groups / permission / policy)
 //! and, when allowed, forwarded to the route's backend with identity headers; the forward-auth
 //! endpoint `/auth` answers the same decision to nginx, Envoy and Traefik. Everything here reads
-//! memory; denials are written to the audit trail by a background task, never waited for.
+//! memory; denials are queued for the audit trail's writer ([`crate::audit_queue`]), never waited
+//! for.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +44,9 @@ pub struct GatewaySettings {
     pub aliases: IdentityHeaders,
     /// Audit one allowed request in this many (0: none); denials are always audited.
     pub audit_allowed_every: u64,
+    /// Gateway audit records that may wait for the database; more are counted, not kept
+    /// (bounds memory under a flood of refusals).
+    pub audit_queue: usize,
     /// Lifetime of the identity assertion JWT, in seconds.
     pub assertion_seconds: u64,
     /// Write an access-log event per gateway request (target `portcullis::access`).
@@ -62,6 +66,7 @@ impl Default for GatewaySettings {
             policy_body_bytes: 1024 * 1024,
             aliases: IdentityHeaders::default(),
             audit_allowed_every: 0,
+            audit_queue: 65_536,
             assertion_seconds: 60,
             access_log: true,
             workers: 0,
@@ -292,7 +297,6 @@ fn audit_decision(
             return;
         }
     }
-    let store = state.store.clone();
     let mut actor = auth
         .map(Authenticated::actor)
         .unwrap_or_else(|| portcullis_store::Actor {
@@ -304,23 +308,20 @@ fn audit_decision(
     // The id is taken here, for the requests that are audited, rather than carried in every
     // request's extensions (`request_id_of` made it short printable text).
     actor.request_id = request_id.to_str().ok().map(str::to_owned);
-    let target = format!("{method} {path}");
-    let details = json!({
-        "status": verdict.status,
-        "result": verdict.result,
-        "route": verdict.route,
-        "deniedBy": verdict.denied_by,
-    });
-    let outcome = if allowed { "success" } else { "denied" };
-    // The request path never waits on the database: the record is written in the background,
-    // on the runtime that owns the pool.
-    state.control.spawn(async move {
-        if let Err(e) = store
-            .record_gateway_decision(&actor, &target, outcome, details)
-            .await
-        {
-            tracing::warn!(error = %e, "could not audit a gateway decision");
-        }
+    // The request path never waits on the database: the record is queued for the writer on
+    // the runtime that owns the pool.
+    state.audit.push(portcullis_store::NewAuditRecord {
+        at: portcullis_model::Timestamp(state.clock.now_millis()),
+        actor,
+        action: "gateway.request",
+        target: format!("{method} {path}"),
+        outcome: if allowed { "success" } else { "denied" },
+        details: Some(json!({
+            "status": verdict.status,
+            "result": verdict.result,
+            "route": verdict.route,
+            "deniedBy": verdict.denied_by,
+        })),
     });
 }
 

@@ -4,6 +4,7 @@
 //! directory of `portcullis-authn` before they answer.
 #![forbid(unsafe_code)]
 
+mod audit_queue;
 mod auth;
 pub mod client_ip;
 mod error;

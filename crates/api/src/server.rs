@@ -259,7 +259,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         }
     }
     let state_web = web.clone();
+    let (audit_queue, audit_writer) = crate::audit_queue::AuditQueue::new(
+        config.gateway.audit_queue,
+        store.clone(),
+        clock.clone(),
+    );
     let state = AppState {
+        audit: Arc::new(audit_queue),
         store: store.clone(),
         directory: directory.clone(),
         metrics,
@@ -353,6 +359,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     // The flusher's last run waits until every worker has drained: requests still finishing
     // after the stop (up to the drain time) authenticate, and their activity must be in it.
     let (drained, until_drained) = watch::channel(false);
+    // The same holds for the gateway decisions queued for the audit trail.
+    let audit_task = tokio::spawn(audit_writer.run(until_drained.clone()));
     let flush_task = tokio::spawn(flusher.run(config.activity_flush_interval, until_drained));
     let mut until = stopped;
     let serve_task = tokio::spawn(async move {
@@ -388,6 +396,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         tasks: vec![
             serve_task,
             flush_task,
+            audit_task,
             follow_task,
             rbac_follow_task,
             files_task,

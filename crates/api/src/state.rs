@@ -36,6 +36,8 @@ pub struct AppState {
     pub proxy: Option<Arc<portcullis_gateway::Proxy>>,
     /// Gateway settings.
     pub gateway: Arc<crate::gateway::GatewaySettings>,
+    /// Gateway decisions on their way to the audit trail.
+    pub audit: Arc<crate::audit_queue::AuditQueue>,
     /// The shared runtime: the control plane and every database call run there, whichever
     /// worker thread a request came in on.
     pub control: tokio::runtime::Handle,

@@ -11,6 +11,8 @@ mod reply;
 #[path = "gateway/support.rs"]
 mod support;
 
+#[path = "gateway/audit.rs"]
+mod audit;
 #[path = "gateway/draining.rs"]
 mod draining;
 #[path = "gateway/forward_auth.rs"]

@@ -65,6 +65,7 @@ struct GatewayConfig {
     max_body_mb: Option<u64>,
     identity_headers: Option<IdentityHeadersConfig>,
     audit_allowed_every: Option<u64>,
+    audit_queue: Option<usize>,
     access_log: Option<bool>,
     workers: Option<usize>,
     max_header_kb: Option<usize>,
@@ -533,6 +534,13 @@ pub fn load(
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
+    let audit_queue = gateway_file.audit_queue.unwrap_or(65_536);
+    if audit_queue == 0 {
+        return Err(ConfigError::new(
+            "gateway.audit_queue",
+            "must be at least 1 (records waiting for the database)",
+        ));
+    }
     let gateway = portcullis_api::gateway::GatewaySettings {
         backends,
         default_backend: gateway_file.default_backend,
@@ -542,6 +550,7 @@ pub fn load(
             rond: aliases.rond.unwrap_or(false),
         },
         audit_allowed_every: gateway_file.audit_allowed_every.unwrap_or(0),
+        audit_queue,
         access_log: gateway_file.access_log.unwrap_or(true),
         workers: gateway_file.workers.unwrap_or(0),
         max_header_bytes: gateway_file.max_header_kb.unwrap_or(64).clamp(8, 1024) * 1024,
@@ -622,6 +631,10 @@ mod tests {
         assert_eq!(c.server.admin_email, "admin@localhost");
         assert!(c.server.admin_api_key.is_none());
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.server.gateway.audit_queue, 65_536);
+        let f = file_with("gateway:\n  audit_queue: 100\n");
+        let c = load(Some(f.path()), &env_of(&[])).unwrap();
+        assert_eq!(c.server.gateway.audit_queue, 100);
     }
 
     #[test]
@@ -664,6 +677,7 @@ mod tests {
                 "PORTCULLIS_ADMIN_EMAIL",
             ),
             ("log:\n  format: xml\n", &[], "log.format"),
+            ("gateway:\n  audit_queue: 0\n", &[], "gateway.audit_queue"),
         ];
         for (text, env, key) in table {
             let f = file_with(text);

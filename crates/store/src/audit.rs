@@ -1,4 +1,5 @@
-//! The audit trail: one append-only record per change, written inside the change's transaction.
+//! The audit trail: one append-only record per change, written inside the change's transaction,
+//! and the gateway's decisions, appended in batches.
 
 use portcullis_model::{OrgId, Timestamp, UserId};
 use sqlx::Transaction;
@@ -127,29 +128,81 @@ pub(crate) async fn record_outcome(
     Ok(())
 }
 
+/// A record that belongs to no change of the store's own: a gateway decision, made in memory
+/// and written later with others ([`Store::append_audit`]).
+#[derive(Debug, Clone)]
+pub struct NewAuditRecord {
+    /// When it happened (not when it is written).
+    pub at: Timestamp,
+    /// Who acted.
+    pub actor: Actor,
+    /// What was done, e.g. `gateway.request`.
+    pub action: &'static str,
+    /// What it was done to, e.g. `GET /admin/panel`.
+    pub target: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: &'static str,
+    /// Extra facts (never secrets).
+    pub details: Option<serde_json::Value>,
+}
+
+/// Columns of one record in [`Store::append_audit`]'s statements.
+const APPENDED_COLUMNS: usize = 9;
+/// Records per statement: far below every backend's limit on bound values (SQLite's 32,766,
+/// PostgreSQL's 65,535), and few enough to keep a statement's text short.
+const RECORDS_PER_STATEMENT: usize = 64;
+
 impl Store {
-    /// Records one gateway decision (denials always, allowed requests when sampled).
-    pub async fn record_gateway_decision(
-        &self,
-        actor: &Actor,
-        target: &str,
-        outcome: &str,
-        details: serde_json::Value,
-    ) -> Result<(), StoreError> {
+    /// Appends records in their order, in one transaction: all of them are written, or none.
+    /// Many records go in a few statements, so that a burst of gateway refusals costs the
+    /// database a few round trips rather than one transaction each.
+    pub async fn append_audit(&self, records: &[NewAuditRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        record_outcome(
-            &mut tx,
-            actor,
-            None,
-            "gateway.request",
-            target,
-            outcome,
-            Some(details),
-        )
-        .await?;
+        for chunk in records.chunks(RECORDS_PER_STATEMENT) {
+            // Only placeholders are made up; every value is bound.
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(append_statement(chunk.len())));
+            for r in chunk {
+                q = q
+                    .bind(r.at.millis())
+                    .bind(r.actor.user_id.map(|u| u.to_string()))
+                    .bind(r.actor.name.as_str())
+                    .bind(r.actor.impersonator.as_deref())
+                    .bind(r.action)
+                    .bind(r.target.as_str())
+                    .bind(r.outcome)
+                    .bind(r.actor.request_id.as_deref())
+                    .bind(r.details.as_ref().map(|d| d.to_string()));
+            }
+            q.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `INSERT … VALUES (…), (…)` for `rows` records of [`APPENDED_COLUMNS`] values each.
+fn append_statement(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO audit_events (at, actor_id, actor, impersonator, action, target, outcome, request_id, details) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..APPENDED_COLUMNS {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * APPENDED_COLUMNS + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 fn audit_row(row: &AnyRow) -> Result<AuditRecord, StoreError> {

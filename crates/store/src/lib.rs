@@ -20,7 +20,7 @@ mod rond;
 mod rows;
 mod users;
 
-pub use audit::{Actor, AuditFilter, AuditRecord};
+pub use audit::{Actor, AuditFilter, AuditRecord, NewAuditRecord};
 pub use changes::{Change, ChangeFeed};
 pub use credentials::{BootstrapAdmin, CredentialMembership, CredentialUser, KeyRecord, NewKey};
 pub use database::{Backend, Store};

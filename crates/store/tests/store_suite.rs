@@ -5,8 +5,8 @@ use std::future::Future;
 
 use portcullis_model::{KeyId, MembershipStatus, OrgId, OrgRole, ProjectRole, UserKind};
 use portcullis_store::{
-    Actor, AuditFilter, BootstrapAdmin, GroupMember, NewKey, NewUser, OrgRecord, Page, Store,
-    StoreError, UserFilter, UserPatch,
+    Actor, AuditFilter, BootstrapAdmin, GroupMember, NewAuditRecord, NewKey, NewUser, OrgRecord,
+    Page, Store, StoreError, UserFilter, UserPatch,
 };
 use sqlx::Connection;
 
@@ -647,6 +647,64 @@ async fn the_audit_trail_is_append_only() {
             .await
             .unwrap();
         assert_eq!(none.total, 0, "a filter naming no org sees nothing");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn gateway_decisions_are_appended_in_batches_in_their_order() {
+    on_every_backend(|store, _url| async move {
+        bootstrapped(&store).await;
+        // More than one statement's worth (64 records each), and a last one part full.
+        let records: Vec<NewAuditRecord> = (0..150)
+            .map(|i| NewAuditRecord {
+                at: portcullis_model::Timestamp(1_700_000_000_000 + i),
+                actor: Actor {
+                    user_id: None,
+                    name: if i % 2 == 0 {
+                        "anonymous"
+                    } else {
+                        "dev@example.com"
+                    }
+                    .into(),
+                    impersonator: None,
+                    request_id: Some(format!("req-{i:03}")),
+                },
+                action: "gateway.request",
+                target: format!("GET /admin/{i}"),
+                outcome: "denied",
+                details: Some(serde_json::json!({ "status": 403, "n": i })),
+            })
+            .collect();
+        store.append_audit(&records).await.unwrap();
+        store.append_audit(&[]).await.unwrap();
+        let page = store
+            .list_audit(
+                &AuditFilter {
+                    include_platform: true,
+                    action: Some("gateway.request".into()),
+                    ..Default::default()
+                },
+                Page {
+                    limit: 500,
+                    offset: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 150);
+        // Newest first: the last appended is the first listed.
+        for (listed, i) in page.items.iter().zip((0..150).rev()) {
+            assert_eq!(listed.target, format!("GET /admin/{i}"));
+            assert_eq!(listed.at.millis(), 1_700_000_000_000 + i);
+            assert_eq!(
+                listed.request_id.as_deref(),
+                Some(format!("req-{i:03}").as_str())
+            );
+            assert_eq!(listed.outcome, "denied");
+            assert_eq!(listed.details.as_ref().unwrap()["n"], i);
+        }
+        assert!(page.items.windows(2).all(|w| w[0].id > w[1].id));
     })
     .await;
 }

@@ -70,6 +70,8 @@ pub struct Options {
     pub scripted_backend: Option<SocketAddr>,
     /// `gateway.max_header_kb`, in bytes.
     pub max_header_bytes: usize,
+    /// `gateway.audit_queue`.
+    pub audit_queue: usize,
 }
 
 impl Default for Options {
@@ -79,6 +81,7 @@ impl Default for Options {
             max_body_bytes: 256 * MIB,
             scripted_backend: None,
             max_header_bytes: 64 * 1024,
+            audit_queue: 65_536,
         }
     }
 }
@@ -214,6 +217,7 @@ impl Env {
                     rond: true,
                 },
                 audit_allowed_every: 0,
+                audit_queue: options.audit_queue,
                 max_header_bytes: options.max_header_bytes,
                 ..Default::default()
             },
@@ -254,6 +258,11 @@ impl Env {
             running: Some(running),
             _dir: dir,
         }
+    }
+
+    /// The server's database (SQLite), to read or lock from outside.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}/p.db", self._dir.path().display())
     }
 
     /// Stops the server as a signal would: lets requests in flight finish.
