@@ -22,7 +22,7 @@ pub struct Authenticated {
 
 /// A credential as presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Presented<'a> {
+pub(crate) enum Presented<'a> {
     /// An API key (`Bearer pcl_…` or `X-API-KEY`).
     ApiKey(&'a str),
     /// A session token in `Authorization: Bearer`.
@@ -50,16 +50,15 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// The credential of a request, in the order DESIGN §3 gives: `Authorization: Bearer`,
-/// `X-API-KEY`, the `sid` cookie.
-fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
-    if let Some(value) = headers
+/// `X-API-KEY`, the `sid` cookie. An `Authorization` header of another scheme (Basic, say) is
+/// a backend's business, not a credential: the others are read as if it were absent.
+pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
+    if let Some((scheme, token)) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        && scheme.eq_ignore_ascii_case("bearer")
     {
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
         let token = token.trim();
         return Some(if looks_like_jwt(token) {
             Presented::Token(token)
@@ -70,7 +69,7 @@ fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(Presented::ApiKey(key.trim()));
     }
-    cookie(headers, "sid").map(Presented::Cookie)
+    cookie(headers, crate::routes::login::SID_COOKIE).map(Presented::Cookie)
 }
 
 /// Whether a request comes from a page of this origin: its `Origin` names this host (or the
@@ -301,9 +300,12 @@ mod tests {
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(
             presented(&h),
-            None,
+            Some(Presented::ApiKey("k1")),
             "a non-bearer Authorization header is no credential"
         );
+        h.remove("x-api-key");
+        h.remove("cookie");
+        assert_eq!(presented(&h), None);
     }
 
     #[test]

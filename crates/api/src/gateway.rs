@@ -254,10 +254,7 @@ async fn optional_auth(
     parts: &axum::http::request::Parts,
     state: &AppState,
 ) -> Result<Option<Authenticated>, ApiError> {
-    let has_credential = parts.headers.contains_key(header::AUTHORIZATION)
-        || parts.headers.contains_key("x-api-key")
-        || crate::auth::cookie(&parts.headers, "sid").is_some();
-    if !has_credential {
+    if crate::auth::presented(&parts.headers).is_none() {
         return Ok(None);
     }
     let auth = crate::auth::authenticate(parts, state).await?;
@@ -339,20 +336,11 @@ fn still_valid(
             std::sync::Arc::new(move || directory.session_still_live(id, clock.now_millis()))
         }
         portcullis_authn::Credential::ApiKey(_) => {
-            // The key came from `Authorization: Bearer` when that header is present, else
-            // from `X-API-KEY` (the order `auth` reads them in).
-            let key = headers
-                .get(header::AUTHORIZATION)
-                .or_else(|| headers.get("x-api-key"))
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                        .unwrap_or(v)
-                        .trim()
-                        .to_owned()
-                })
-                .unwrap_or_default();
+            // The key as `auth` read it.
+            let key = match crate::auth::presented(headers) {
+                Some(crate::auth::Presented::ApiKey(key)) => key.to_owned(),
+                _ => String::new(),
+            };
             std::sync::Arc::new(move || {
                 directory
                     .authenticate_api_key(&key)

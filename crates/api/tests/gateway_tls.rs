@@ -286,6 +286,7 @@ fn backend(name: &str, url: &str, tls: BackendTls) -> portcullis_gateway::Backen
         timeout: Duration::from_millis(1_500),
         http2: false,
         tls,
+        pass_credentials: false,
     }
 }
 

@@ -137,6 +137,7 @@ async fn start() -> Env {
                 timeout: Duration::from_secs(1),
                 http2: false,
                 tls: Default::default(),
+                pass_credentials: false,
             }],
             ..Default::default()
         },
@@ -387,6 +388,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
                 timeout: Duration::from_secs(1),
                 http2: false,
                 tls: Default::default(),
+                pass_credentials: false,
             }],
             ..Default::default()
         },

@@ -88,6 +88,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
                 timeout: Duration::from_secs(5),
                 http2: false,
                 tls: Default::default(),
+                pass_credentials: false,
             }],
             ..Default::default()
         },

@@ -82,6 +82,7 @@ struct BackendConfig {
     client_cert_file: Option<PathBuf>,
     client_key_file: Option<PathBuf>,
     server_name: Option<String>,
+    pass_credentials: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -531,6 +532,7 @@ pub fn load(
             timeout: Duration::from_millis(b.timeout_ms.unwrap_or(30_000).max(1)),
             http2: b.http2.unwrap_or(false),
             tls,
+            pass_credentials: b.pass_credentials.unwrap_or(false),
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
@@ -710,7 +712,7 @@ mod tests {
     #[test]
     fn https_backends_take_trust_settings() {
         let f = file_with(
-            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n    - name: public\n      url: https://api.example.com\n",
+            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n      pass_credentials: true\n    - name: public\n      url: https://api.example.com\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         let jobs = &c.server.gateway.backends[0];
@@ -725,6 +727,11 @@ mod tests {
         );
         assert_eq!(jobs.tls.server_name.as_deref(), Some("jobs.svc"));
         assert!(!c.server.gateway.backends[1].tls.is_set());
+        assert!(jobs.pass_credentials);
+        assert!(
+            !c.server.gateway.backends[1].pass_credentials,
+            "credentials stay with Portcullis unless a backend asks"
+        );
 
         // (backend lines, the key the error must name)
         let table: &[(&str, &str)] = &[

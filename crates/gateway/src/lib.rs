@@ -1,10 +1,11 @@
 //! The data plane of Portcullis: forwarding an allowed request to its backend (pooled
 //! connections, streaming bodies, hop-by-hop headers removed, `X-Forwarded-*` set, timeouts), the
-//! identity headers backends receive (client-sent ones always removed first), and reading the
-//! original request out of a forward-auth call. Decisions are not made here: the control plane
+//! identity headers backends receive (client-sent ones always removed first, with the caller's
+//! Portcullis credential), and reading the original request out of a forward-auth call. Decisions are not made here: the control plane
 //! decides and hands over what to forward.
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod forward_auth;
 pub mod headers;
 pub mod identity;

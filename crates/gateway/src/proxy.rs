@@ -41,6 +41,9 @@ pub struct Backend {
     pub http2: bool,
     /// Trust and client certificate for an `https://` backend (none may be set for `http://`).
     pub tls: BackendTls,
+    /// Pass the caller's Portcullis credential (API key, bearer token, session cookie) on to
+    /// the backend; by default it is removed ([`crate::credentials`]).
+    pub pass_credentials: bool,
 }
 
 /// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.
@@ -305,7 +308,13 @@ impl Proxy {
         } else {
             http::Version::HTTP_11
         };
-        rewrite_request_headers(&mut parts.headers, client_authority.as_ref(), &f, true);
+        rewrite_request_headers(
+            &mut parts.headers,
+            client_authority.as_ref(),
+            &f,
+            backend,
+            true,
+        );
         if use_h2 || over_tls {
             // HTTP/2 carries the authority in the URI; a Host header is not sent. Over TLS the
             // version is only known once connected: the client adds Host if it is HTTP/1.1.
@@ -363,7 +372,8 @@ impl Proxy {
 }
 
 /// The headers a request carries to its backend, the same on every way it travels: the
-/// client's hop-by-hop and identity headers removed, the caller's identity headers set,
+/// client's hop-by-hop and identity headers removed, and its Portcullis credential unless the
+/// backend takes it, the caller's identity headers set,
 /// `X-Forwarded-*` set (the client's `Host`, or an HTTP/2 client's authority, becomes
 /// `X-Forwarded-Host`) and the request id passed on. `Host` itself is left out: each way sets
 /// the backend's. Identity headers are set here unless `set_identity` is false (the raw
@@ -372,12 +382,16 @@ fn rewrite_request_headers(
     headers: &mut http::HeaderMap,
     client_authority: Option<&http::uri::Authority>,
     f: &Forward<'_>,
+    backend: &Backend,
     into_map: bool,
 ) {
     let host = headers.remove(header::HOST);
     let host =
         host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_hop_by_hop(headers);
+    if !backend.pass_credentials {
+        crate::credentials::strip(headers);
+    }
     if into_map {
         identity::apply(headers, f.identity, f.aliases);
     } else {

@@ -17,7 +17,7 @@ use crate::ApiError;
 use crate::state::AppState;
 
 /// Name of the session cookie (seed 003).
-pub(crate) const SID_COOKIE: &str = "sid";
+pub(crate) const SID_COOKIE: &str = portcullis_gateway::credentials::SESSION_COOKIE;
 /// Name of the refresh-token cookie.
 pub(crate) const REFRESH_COOKIE: &str = "refresh_token";
 

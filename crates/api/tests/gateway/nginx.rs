@@ -54,6 +54,8 @@ http {
             proxy_set_header X-Portcullis-Org $pc_org;
             proxy_set_header X-Portcullis-Assertion $pc_assertion;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # The caller's API key is for Portcullis, not for the backend.
+            proxy_set_header X-API-Key "";
             proxy_pass http://127.0.0.1:{BACKEND};
         }
 
@@ -199,6 +201,7 @@ async fn nginx_auth_request_allows_refuses_and_passes_the_identity_on() {
     assert_eq!(echo.path(), "/api/jobs");
     assert_eq!(echo.0["query"], "x=1");
     assert_eq!(echo.all("x-portcullis-user"), [dev.username.as_str()]);
+    assert!(echo.all("x-api-key").is_empty(), "{:?}", echo.0);
     assert_eq!(echo.all("x-portcullis-user-id"), [dev.id.as_str()]);
     assert_eq!(echo.all("x-portcullis-org"), ["default"]);
     let groups = echo.one("x-portcullis-groups").unwrap();

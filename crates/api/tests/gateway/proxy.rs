@@ -489,3 +489,132 @@ async fn a_request_head_over_the_limit_is_a_431() {
     assert_eq!(reply.status, 431, "{reply:?}");
     assert_eq!(env.backend.seen(), ["GET /api/jobs"]);
 }
+
+/// A local user's browser session: the `sid` cookie's value.
+async fn session_cookie(env: &Env) -> String {
+    let admin = |path: &str, body: Value| {
+        env.http
+            .post(format!("{}{path}", env.base))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let created: Value = admin(
+        "/api/v1/orgs/default/users",
+        json!({ "email": "carol@example.com" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let temporary = created["temporaryPassword"].as_str().expect("a password");
+    let token = |password: &str, cookies: bool| {
+        env.http
+            .post(format!("{}/oauth/token", env.base))
+            .json(&json!({ "email": "carol@example.com", "password": password, "setCookies": cookies }))
+            .send()
+    };
+    let first: Value = token(temporary, false).await.unwrap().json().await.unwrap();
+    let access = first["accessToken"].as_str().expect("a token");
+    let changed = env
+        .http
+        .post(format!("{}/api/v1/me/password", env.base))
+        .bearer_auth(access)
+        .json(
+            &json!({ "currentPassword": temporary, "newPassword": "correct horse battery staple" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let signed_in = token("correct horse battery staple", true).await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("sid="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .next()
+        .expect("a sid cookie")
+}
+
+#[tokio::test]
+async fn the_callers_credential_stays_with_portcullis() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    let bearer = format!("Bearer {}", dev.key);
+    // Every way a request travels: the raw lane (no body), HTTP/2 to the backend, hyper with
+    // a body. The backend learns who calls from the identity headers, never the key.
+    let raw = env
+        .echo("/api/jobs", Some(&dev.key), &[("cookie", "theme=dark")])
+        .await;
+    let raw_bearer = env
+        .echo("/api/jobs", None, &[("authorization", &bearer)])
+        .await;
+    let h2 = env
+        .echo("/h2/jobs", None, &[("authorization", &bearer)])
+        .await;
+    assert_eq!(h2.0["version"], "HTTP/2.0");
+    let with_body = Echo(
+        env.send(
+            env.request(Method::POST, "/upload")
+                .header("x-api-key", &dev.key)
+                .header("authorization", &bearer)
+                .body(vec![7u8; 1000]),
+        )
+        .await
+        .json_with(200),
+    );
+    assert_eq!(with_body.0["bodyBytes"], 1000);
+    for echo in [&raw, &raw_bearer, &h2, &with_body] {
+        assert!(echo.all("x-api-key").is_empty(), "{:?}", echo.0);
+        assert!(echo.all("authorization").is_empty(), "{:?}", echo.0);
+        assert_eq!(
+            echo.one("x-portcullis-user").as_deref(),
+            Some(dev.username.as_str())
+        );
+    }
+    assert_eq!(raw.all("cookie"), ["theme=dark"], "other cookies pass");
+    // Another scheme is the backend's own business.
+    let basic = env
+        .echo(
+            "/api/jobs",
+            Some(&dev.key),
+            &[("authorization", "Basic YmFja2VuZDpwdw==")],
+        )
+        .await;
+    assert_eq!(basic.all("authorization"), ["Basic YmFja2VuZDpwdw=="]);
+    assert_eq!(basic.one("x-portcullis-user").as_deref(), Some("dev"));
+    // ... and no Portcullis credential: on an open route the caller is anonymous.
+    let open = env
+        .echo(
+            "/public/logo.png",
+            None,
+            &[("authorization", "Basic YmFja2VuZDpwdw==")],
+        )
+        .await;
+    assert_eq!(open.all("authorization"), ["Basic YmFja2VuZDpwdw=="]);
+    assert!(open.all("x-portcullis-user").is_empty(), "{:?}", open.0);
+
+    // A browser session: the sid cookie is removed, the page's other cookies stay.
+    let sid = session_cookie(&env).await;
+    let cookies = format!("theme=dark; sid={sid}; lang=en");
+    let echo = env
+        .echo("/draining/page", None, &[("cookie", &cookies)])
+        .await;
+    assert_eq!(echo.one("x-portcullis-user").as_deref(), Some("carol"));
+    assert_eq!(echo.all("cookie"), ["theme=dark; lang=en"]);
+
+    // A backend configured with `pass_credentials` gets them as sent.
+    let echo = env
+        .echo("/trusting/x", Some(&dev.key), &[("authorization", &bearer)])
+        .await;
+    assert_eq!(echo.all("x-api-key"), [dev.key.as_str()]);
+    assert_eq!(echo.all("authorization"), [bearer.as_str()]);
+    let echo = env
+        .echo("/trusting/page", None, &[("cookie", &cookies)])
+        .await;
+    assert_eq!(echo.all("cookie"), [cookies.as_str()]);
+}

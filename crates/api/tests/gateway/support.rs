@@ -17,7 +17,8 @@ pub use crate::reply::Reply;
 pub const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
 
 /// The route rules of every test server. `echo` is the test backend; `impatient` is the same
-/// backend with a 500 ms timeout; `down` is a closed port.
+/// backend with a 500 ms timeout; `down` is a closed port; `trusting` is the test backend
+/// configured to receive the caller's credential.
 const ROUTES: &str = r#"
 - path: /api/*
   groups: groups.devs
@@ -54,6 +55,9 @@ const ROUTES: &str = r#"
 - path: /tenant/*
   policy: tenant_acme
   backend: echo
+- path: /trusting/*
+  groups: "true"
+  backend: trusting
 "#;
 
 /// The Rego policy of `/tenant/*`: decided on a request header, so on every request.
@@ -177,6 +181,7 @@ impl Env {
                 timeout: Duration::from_millis(timeout_ms),
                 http2: name.ends_with("-h2"),
                 tls: Default::default(),
+                pass_credentials: name == "trusting",
             };
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
@@ -209,6 +214,7 @@ impl Env {
                     gateway_backend("impatient", &backend_url, 500),
                     gateway_backend("down", &closed, 2_000),
                     gateway_backend("scripted", &scripted, 2_000),
+                    gateway_backend("trusting", &backend_url, 10_000),
                 ],
                 default_backend: None,
                 max_body_bytes: options.max_body_bytes,

@@ -210,7 +210,7 @@ impl Proxy {
         };
         let backend = &target.backend;
         let mut parts = req.parts;
-        rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f, false);
+        rewrite_request_headers(&mut parts.headers, parts.uri.authority(), f, backend, false);
         out.clear();
         write_request_head(out, &parts.method, &backend.url, f, &parts.headers);
         let head_request = parts.method == Method::HEAD;

@@ -148,6 +148,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             http2: false,
             tls,
+            pass_credentials: false,
         }
     }
 

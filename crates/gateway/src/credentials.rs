@@ -1,0 +1,174 @@
+//! The caller's Portcullis credential stays with Portcullis. A backend learns who is calling
+//! from the identity headers and the signed assertion; the API key, bearer token or session
+//! cookie that proved it would let the backend (or whoever reads its logs) act as the caller
+//! on every other route, so they are removed from a forwarded request unless the backend is
+//! configured to receive them (`pass_credentials`).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The session cookie Portcullis sets at sign-in and reads as a credential.
+pub const SESSION_COOKIE: &str = "sid";
+
+/// The header that carries an API key.
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Removes the credentials Portcullis reads from a request bound for a backend: `X-API-Key`,
+/// `Authorization` when it carries a bearer token (another scheme is the backend's own and
+/// stays), and the session cookie (other cookies stay, in their order).
+pub fn strip(headers: &mut HeaderMap) {
+    headers.remove(API_KEY);
+    if headers.get_all(header::AUTHORIZATION).iter().any(is_bearer) {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if headers.contains_key(header::COOKIE) {
+        strip_session_cookie(headers);
+    }
+}
+
+/// Whether an `Authorization` value uses the bearer scheme (any case), as Portcullis reads it.
+fn is_bearer(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    let scheme = bytes.split(|b| *b == b' ').next().unwrap_or_default();
+    scheme.eq_ignore_ascii_case(b"bearer")
+}
+
+/// Rewrites every `Cookie` header without the session cookie's pairs; a header left empty is
+/// dropped.
+fn strip_session_cookie(headers: &mut HeaderMap) {
+    let is_session = |pair: &[u8]| {
+        let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        name.trim_ascii() == SESSION_COOKIE.as_bytes()
+    };
+    let carries_session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().split(|b| *b == b';').any(is_session));
+    if !carries_session {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let pairs: Vec<&[u8]> = value
+                .as_bytes()
+                .split(|b| *b == b';')
+                .map(<[u8]>::trim_ascii)
+                .filter(|pair| !pair.is_empty() && !is_session(pair))
+                .collect();
+            if pairs.is_empty() {
+                return None;
+            }
+            // Made of parts of a valid value joined by "; ": valid as well.
+            HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok()
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        headers.append(header::COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    fn all(h: &HeaderMap, name: &str) -> Vec<String> {
+        h.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn credentials_are_removed_and_everything_else_stays() {
+        // (request headers, what reaches the backend under authorization, cookie, x-api-key)
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+            &'static [&'static str],
+            bool,
+        );
+        let table: &[Case] = &[
+            (&[("x-api-key", "pcl_secret")], &[], &[], false),
+            (&[("authorization", "Bearer pcl_secret")], &[], &[], false),
+            (&[("authorization", "bearer eyJa.b.c")], &[], &[], false),
+            (&[("authorization", "BEARER x")], &[], &[], false),
+            // Another scheme is the backend's business.
+            (
+                &[("authorization", "Basic YWxpY2U6cHc=")],
+                &["Basic YWxpY2U6cHc="],
+                &[],
+                false,
+            ),
+            (
+                &[("authorization", "Bearerish x")],
+                &["Bearerish x"],
+                &[],
+                false,
+            ),
+            (&[("cookie", "sid=eyJa.b.c")], &[], &[], false),
+            (
+                &[("cookie", "theme=dark; sid=eyJa.b.c; lang=en")],
+                &[],
+                &["theme=dark; lang=en"],
+                false,
+            ),
+            (
+                &[
+                    ("cookie", "sid=1"),
+                    ("cookie", "theme=dark"),
+                    ("cookie", " sid =2;a=b"),
+                ],
+                &[],
+                &["theme=dark", "a=b"],
+                false,
+            ),
+            // Names are exact: other cookies that merely look alike stay untouched.
+            (
+                &[("cookie", "sidebar=open; SID=x; xsid=y")],
+                &[],
+                &["sidebar=open; SID=x; xsid=y"],
+                false,
+            ),
+            (
+                &[
+                    ("x-api-key", "pcl_a"),
+                    ("authorization", "Bearer pcl_b"),
+                    ("cookie", "sid=c"),
+                    ("accept", "*/*"),
+                ],
+                &[],
+                &[],
+                true,
+            ),
+        ];
+        for (request, authorization, cookie, accept) in table {
+            let mut h = map(request);
+            strip(&mut h);
+            assert!(!h.contains_key("x-api-key"), "{request:?}");
+            assert_eq!(all(&h, "authorization"), *authorization, "{request:?}");
+            assert_eq!(all(&h, "cookie"), *cookie, "{request:?}");
+            assert_eq!(h.contains_key("accept"), *accept, "{request:?}");
+        }
+    }
+
+    #[test]
+    fn a_cookie_that_is_not_text_keeps_its_other_pairs_byte_for_byte() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "cookie",
+            HeaderValue::from_bytes(b"sid=x; data=\xe2\x9c\x93").unwrap(),
+        );
+        strip(&mut h);
+        assert_eq!(h["cookie"].as_bytes(), b"data=\xe2\x9c\x93");
+    }
+}
