@@ -3,8 +3,9 @@
 #   1. the backend direct (nginx `return 200` on its own port)
 #   2. nginx `proxy_pass` to that backend (no auth)
 #   3. nginx `proxy_pass` setting the headers Portcullis sets (the caller's identity headers with
-#      the values Portcullis gives the bench caller, X-Forwarded-*, X-Request-Id): the same bytes
-#      on the wire, without authenticating or deciding anything
+#      the values Portcullis gives the bench caller, X-Forwarded-*, X-Request-Id) and removing the
+#      caller's API key as Portcullis does: the same bytes on the wire, without authenticating or
+#      deciding anything
 #   4. Portcullis forwarding to it, with an API key and an RBAC route rule
 #   5. Portcullis `/auth` alone (forward-auth answer, no backend)
 #   6. nginx `return 200` (the front nginx itself)
@@ -88,7 +89,7 @@ nginx_conf front "$FRONT_WORKERS" "server { listen 127.0.0.1:$FRONT;
   location /same-headers/ { proxy_pass http://backend/bench/; proxy_http_version 1.1; proxy_set_header Connection '';
     proxy_set_header Host 127.0.0.1:$BACKEND; proxy_set_header X-Request-Id \$request_id;
     proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Forwarded-Proto \$scheme;
-    proxy_set_header X-Forwarded-Host \$http_host; $IDENTITY
+    proxy_set_header X-Forwarded-Host \$http_host; proxy_set_header X-API-Key ''; $IDENTITY
     add_header X-Request-Id \$request_id; }
   location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ''; } }"
 NGINX_FRONT_PIDS="$(cat "$WORK/front.pid") $(pgrep -P "$(cat "$WORK/front.pid")" | tr '\n' ' ')"
