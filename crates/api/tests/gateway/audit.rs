@@ -33,6 +33,18 @@ async fn refusals(env: &Env, count: usize, connections: usize) {
     }
 }
 
+/// A connection holding the server's database's write lock until it rolls back.
+async fn write_lock(env: &Env) -> sqlx::sqlite::SqliteConnection {
+    let mut lock = sqlx::sqlite::SqliteConnection::connect(&env.database_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
 /// A page of the trail for one action: its total and its records.
 async fn trail(env: &Env, action: &str) -> (i64, Vec<Value>) {
     let page: Value = env
@@ -101,13 +113,7 @@ async fn refusals_beyond_the_queue_are_counted_in_the_trail() {
     .await;
     // Another connection holds the database's write lock: the writer waits for it (up to the
     // busy timeout) while the refusals keep coming.
-    let mut lock = sqlx::sqlite::SqliteConnection::connect(&env.database_url())
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = write_lock(&env).await;
     let started = std::time::Instant::now();
     refusals(&env, 500, 8).await;
     assert!(
@@ -153,13 +159,7 @@ async fn refusals_made_just_before_a_stop_are_in_the_trail() {
     let mut env = Env::start(Options::default()).await;
     // The database is locked while the refusals come and the stop begins: they are still
     // waiting to be written when the workers have finished.
-    let mut lock = sqlx::sqlite::SqliteConnection::connect(&env.database_url())
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = write_lock(&env).await;
     refusals(&env, 1000, 8).await;
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
