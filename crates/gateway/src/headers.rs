@@ -1,6 +1,7 @@
 //! Header rules of a proxy: hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions,
 //! with every header the `Connection` header names; `X-Forwarded-For` is appended to only when
-//! the previous hop is a trusted proxy, and replaced otherwise.
+//! the previous hop is a trusted proxy, and replaced otherwise; cookies an HTTP/2 client split
+//! into several fields travel on as one header.
 
 use std::net::IpAddr;
 
@@ -85,6 +86,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+/// Joins several `Cookie` fields into one, in their order, separated by `"; "`. An HTTP/2
+/// client may send each cookie as a field of its own (RFC 9113 §8.2.3); an HTTP/1.1 backend must
+/// get them as one header (RFC 6265 §5.4), and either version accepts that.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    // Valid values joined by "; " make a valid value.
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -220,6 +241,21 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_in_order() {
+        let mut h = HeaderMap::new();
+        join_cookies(&mut h);
+        assert!(!h.contains_key("cookie"));
+        h.append("cookie", "a=1".parse().unwrap());
+        join_cookies(&mut h);
+        assert_eq!(h["cookie"], "a=1");
+        h.append("cookie", "b=2; c=3".parse().unwrap());
+        h.append("cookie", "d=4".parse().unwrap());
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3; d=4"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
-use crate::headers::{remove_hop_by_hop, set_forwarded};
+use crate::headers::{join_cookies, remove_hop_by_hop, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
 pub use tls::BackendTls;
 
@@ -392,6 +392,7 @@ fn rewrite_request_headers(
     if !backend.pass_credentials {
         crate::credentials::strip(headers);
     }
+    join_cookies(headers);
     if into_map {
         identity::apply(headers, f.identity, f.aliases);
     } else {

@@ -618,3 +618,29 @@ async fn the_callers_credential_stays_with_portcullis() {
         .await;
     assert_eq!(echo.all("cookie"), [cookies.as_str()]);
 }
+
+#[tokio::test]
+async fn cookies_an_http2_client_splits_reach_an_http1_backend_as_one_header() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let env = Env::start(Options::default()).await;
+    // HTTP/2 by prior knowledge (h2c); RFC 9113 lets the client send each cookie as a field.
+    let tcp = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("an h2c handshake");
+    tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{}/api/jobs", env.addr))
+        .header("x-api-key", &env.dev.key)
+        .header("cookie", "theme=dark")
+        .header("cookie", "lang=en")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let echo = Echo(serde_json::from_slice(&body).unwrap());
+    assert_eq!(echo.0["version"], "HTTP/1.1");
+    assert_eq!(echo.all("cookie"), ["theme=dark; lang=en"]);
+}
