@@ -35,6 +35,11 @@ async fn echo_backend() -> std::net::SocketAddr {
                     text.contains("x-portcullis-user: ws-bot"),
                     "identity reaches the backend: {text}"
                 );
+                // A failed check here drops the connection: the client sees a 502, not a 101.
+                assert!(
+                    !text.contains("x-api-key"),
+                    "the caller's key stays with Portcullis: {text}"
+                );
                 conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
                     .await
                     .unwrap();
