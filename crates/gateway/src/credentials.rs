@@ -2,12 +2,20 @@
 //! from the identity headers and the signed assertion; the API key, bearer token or session
 //! cookie that proved it would let the backend (or whoever reads its logs) act as the caller
 //! on every other route, so they are removed from a forwarded request unless the backend is
-//! configured to receive them (`pass_credentials`).
+//! configured to receive them (`pass_credentials`). The other way, a backend never sets
+//! Portcullis's own cookies: a backend on the same origin that could would choose the session
+//! of everyone who visits it (session fixation).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The session cookie Portcullis sets at sign-in and reads as a credential.
 pub const SESSION_COOKIE: &str = "sid";
+/// The cookie of the login form's CSRF token.
+pub const CSRF_COOKIE: &str = "pcl_csrf";
+/// The cookie of a browser session's refresh token.
+pub const REFRESH_COOKIE: &str = "refresh_token";
+/// Every cookie Portcullis sets; no backend may set one of them.
+pub const PORTCULLIS_COOKIES: [&str; 3] = [SESSION_COOKIE, CSRF_COOKIE, REFRESH_COOKIE];
 
 /// The header that carries an API key.
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -22,6 +30,39 @@ pub fn strip(headers: &mut HeaderMap) {
     }
     if headers.contains_key(header::COOKIE) {
         strip_session_cookie(headers);
+    }
+}
+
+/// Whether a `Set-Cookie` value sets one of [`PORTCULLIS_COOKIES`] (names are exact, as
+/// browsers compare them).
+pub fn sets_portcullis_cookie(value: &[u8]) -> bool {
+    let name = value
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    PORTCULLIS_COOKIES.iter().any(|c| c.as_bytes() == name)
+}
+
+/// Removes from a backend's answer every `Set-Cookie` that sets one of Portcullis's cookies;
+/// the backend's other cookies stay, in their order.
+pub fn drop_portcullis_set_cookies(headers: &mut HeaderMap) {
+    if !headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| sets_portcullis_cookie(v.as_bytes()))
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !sets_portcullis_cookie(v.as_bytes()))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for value in kept {
+        headers.append(header::SET_COOKIE, value);
     }
 }
 
@@ -159,6 +200,28 @@ mod tests {
             assert_eq!(all(&h, "cookie"), *cookie, "{request:?}");
             assert_eq!(h.contains_key("accept"), *accept, "{request:?}");
         }
+    }
+
+    #[test]
+    fn a_backend_cannot_set_portcullis_cookies() {
+        let mut h = map(&[
+            ("set-cookie", "theme=dark; Path=/"),
+            ("set-cookie", "sid=chosen-by-the-backend; Path=/; HttpOnly"),
+            ("set-cookie", " pcl_csrf =x"),
+            ("set-cookie", "refresh_token=y; Path=/oauth"),
+            ("set-cookie", "sidebar=open"),
+            ("set-cookie", "SID=other-case"),
+            ("content-type", "text/html"),
+        ]);
+        drop_portcullis_set_cookies(&mut h);
+        assert_eq!(
+            all(&h, "set-cookie"),
+            ["theme=dark; Path=/", "sidebar=open", "SID=other-case"]
+        );
+        assert!(h.contains_key("content-type"));
+        let mut none = map(&[("set-cookie", "a=1"), ("set-cookie", "b=2")]);
+        drop_portcullis_set_cookies(&mut none);
+        assert_eq!(all(&none, "set-cookie"), ["a=1", "b=2"]);
     }
 
     #[test]

@@ -367,6 +367,7 @@ impl Proxy {
         }
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        crate::credentials::drop_portcullis_set_cookies(&mut parts.headers);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 }

@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// Name of the session cookie (seed 003).
 pub(crate) const SID_COOKIE: &str = portcullis_gateway::credentials::SESSION_COOKIE;
 /// Name of the refresh-token cookie.
-pub(crate) const REFRESH_COOKIE: &str = "refresh_token";
+pub(crate) const REFRESH_COOKIE: &str = portcullis_gateway::credentials::REFRESH_COOKIE;
 
 /// The client address of a request (for rate limits and the audit trail).
 pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {

@@ -1,5 +1,6 @@
 //! The backend behind the gateway: an axum server on `127.0.0.1:0` that answers every path with
 //! what it received (method, path, query, every header with all its values, the body length),
+//! (`?set-cookies` adds two `Set-Cookie` headers, one of them Portcullis's session cookie),
 //! plus `/slow` (answers after 3 s), `/big?mb=N` (streams N MiB) and `/upload` (counts a streamed
 //! request body without keeping it). It records the path of every request it serves, so a test
 //! can tell that a refused request never reached it.
@@ -123,11 +124,21 @@ fn describe(req: &Request) -> Value {
 async fn echo(State(state): State<BackendState>, req: Request) -> Response {
     record(&state, &req);
     let mut answer = describe(&req);
+    // `?set-cookies`: the answer also tries to set Portcullis's session cookie.
+    let set_cookies = req.uri().query() == Some("set-cookies");
     match count_body(req.into_body()).await {
         Ok(n) => answer["bodyBytes"] = json!(n),
         Err(e) => answer["bodyError"] = json!(e.to_string()),
     }
-    Json(answer).into_response()
+    let mut response = Json(answer).into_response();
+    if set_cookies {
+        for cookie in ["sid=chosen-by-the-backend; Path=/", "theme=dark"] {
+            response
+                .headers_mut()
+                .append("set-cookie", cookie.parse().unwrap());
+        }
+    }
+    response
 }
 
 async fn slow(State(state): State<BackendState>, req: Request) -> Response {

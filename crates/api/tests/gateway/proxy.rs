@@ -620,6 +620,23 @@ async fn the_callers_credential_stays_with_portcullis() {
 }
 
 #[tokio::test]
+async fn a_backend_cannot_set_the_session_cookie() {
+    let env = Env::start(Options::default()).await;
+    // Through hyper's client (an h2c backend) and through the raw exchange (HTTP/1.1).
+    for path in ["/h2/jobs?set-cookies", "/api/jobs?set-cookies"] {
+        let reply = env.get(path, Some(&env.dev.key), &[]).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        let set: Vec<String> = reply
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(set, ["theme=dark"], "{path}");
+    }
+}
+
+#[tokio::test]
 async fn cookies_an_http2_client_splits_reach_an_http1_backend_as_one_header() {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};

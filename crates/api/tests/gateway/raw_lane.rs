@@ -77,6 +77,10 @@ fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
         ),
         // Reads the request, then closes without a word.
         "/dies" => (vec![], true),
+        "/set-cookies" => (
+            vec![b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=chosen-by-the-backend; Path=/\r\nSet-Cookie: theme=dark\r\nSet-Cookie: pcl_csrf=x\r\nSet-Cookie: refresh_token=y\r\nContent-Length: 2\r\n\r\nok"],
+            false,
+        ),
         "/unauthorized" => (
             vec![b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"],
             false,
@@ -506,6 +510,22 @@ async fn a_browser_meeting_a_backend_401_is_sent_to_the_login_page() {
     c.send(&get("/raw/unauthorized")).await;
     let a = c.answer(false).await;
     assert_eq!((a.status, a.text().as_str()), (401, "nope"));
+}
+
+#[tokio::test]
+async fn a_backend_cannot_set_portcullis_cookies() {
+    let (env, _backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send(&get("/raw/set-cookies")).await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+    let set: Vec<&str> = a
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(set, ["theme=dark"], "{:?}", a.headers);
 }
 
 #[tokio::test]

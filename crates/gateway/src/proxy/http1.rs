@@ -490,7 +490,8 @@ fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Opti
 }
 
 /// Writes the answer's head for the client: the backend's headers minus the hop-by-hop ones
-/// (and those its `Connection` names), this hop's framing, `Date` when the backend sent none,
+/// (and those its `Connection` names) and any `Set-Cookie` of Portcullis's cookies, this hop's
+/// framing, `Date` when the backend sent none,
 /// and the request id. Returns whether the backend's `Connection` header says `close`.
 fn write_response_head(
     out: &mut Vec<u8>,
@@ -545,6 +546,12 @@ fn write_response_head(
                 continue;
             }
             12 if name.eq_ignore_ascii_case("x-request-id") => continue,
+            // Portcullis's own cookies are set by Portcullis alone.
+            10 if name.eq_ignore_ascii_case("set-cookie")
+                && crate::credentials::sets_portcullis_cookie(h.value) =>
+            {
+                continue;
+            }
             // A `Date` the `Connection` header names is this hop's: dropped below.
             4 if name.eq_ignore_ascii_case("date") && !listed(name) => dated = true,
             _ if is_hop_by_hop_name(name) || listed(name) => continue,

@@ -18,7 +18,7 @@ use crate::ApiError;
 use crate::auth::{AnyStage, cookie};
 use crate::state::AppState;
 
-const CSRF_COOKIE: &str = "pcl_csrf";
+const CSRF_COOKIE: &str = portcullis_gateway::credentials::CSRF_COOKIE;
 
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
