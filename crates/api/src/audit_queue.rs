@@ -93,9 +93,6 @@ impl AuditWriter {
     /// Appends `batch` (emptying it), trying again a few times; a batch that still fails is
     /// counted as unrecorded.
     async fn write(&self, batch: &mut Vec<NewAuditRecord>) {
-        if batch.is_empty() {
-            return;
-        }
         let mut waits = RETRY_AFTER.iter();
         loop {
             match self.store.append_audit(batch).await {

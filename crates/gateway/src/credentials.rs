@@ -8,6 +8,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::headers::{cookie_name, rewrite_cookies};
+
 /// The session cookie Portcullis sets at sign-in and reads as a credential.
 pub const SESSION_COOKIE: &str = "sid";
 /// The cookie of the login form's CSRF token.
@@ -22,25 +24,19 @@ pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Removes the credentials Portcullis reads from a request bound for a backend: `X-API-Key`,
 /// `Authorization` when it carries a bearer token (another scheme is the backend's own and
-/// stays), and the session cookie (other cookies stay, in their order).
+/// stays), and the session cookie (other cookies stay, in their order, as one header).
 pub fn strip(headers: &mut HeaderMap) {
     headers.remove(API_KEY);
     if headers.get_all(header::AUTHORIZATION).iter().any(is_bearer) {
         headers.remove(header::AUTHORIZATION);
     }
-    if headers.contains_key(header::COOKIE) {
-        strip_session_cookie(headers);
-    }
+    rewrite_cookies(headers, |name| name == SESSION_COOKIE.as_bytes());
 }
 
 /// Whether a `Set-Cookie` value sets one of [`PORTCULLIS_COOKIES`] (names are exact, as
 /// browsers compare them).
 pub fn sets_portcullis_cookie(value: &[u8]) -> bool {
-    let name = value
-        .split(|b| *b == b'=')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+    let name = cookie_name(value);
     PORTCULLIS_COOKIES.iter().any(|c| c.as_bytes() == name)
 }
 
@@ -71,43 +67,6 @@ fn is_bearer(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     let scheme = bytes.split(|b| *b == b' ').next().unwrap_or_default();
     scheme.eq_ignore_ascii_case(b"bearer")
-}
-
-/// Rewrites every `Cookie` header without the session cookie's pairs; a header left empty is
-/// dropped.
-fn strip_session_cookie(headers: &mut HeaderMap) {
-    let is_session = |pair: &[u8]| {
-        let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
-        name.trim_ascii() == SESSION_COOKIE.as_bytes()
-    };
-    let carries_session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| v.as_bytes().split(|b| *b == b';').any(is_session));
-    if !carries_session {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| {
-            let pairs: Vec<&[u8]> = value
-                .as_bytes()
-                .split(|b| *b == b';')
-                .map(<[u8]>::trim_ascii)
-                .filter(|pair| !pair.is_empty() && !is_session(pair))
-                .collect();
-            if pairs.is_empty() {
-                return None;
-            }
-            // Made of parts of a valid value joined by "; ": valid as well.
-            HeaderValue::from_bytes(&pairs.join(&b"; "[..])).ok()
-        })
-        .collect();
-    headers.remove(header::COOKIE);
-    for value in kept {
-        headers.append(header::COOKIE, value);
-    }
 }
 
 #[cfg(test)]
@@ -170,7 +129,7 @@ mod tests {
                     ("cookie", " sid =2;a=b"),
                 ],
                 &[],
-                &["theme=dark", "a=b"],
+                &["theme=dark; a=b"],
                 false,
             ),
             // Names are exact: other cookies that merely look alike stay untouched.

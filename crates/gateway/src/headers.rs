@@ -1,7 +1,7 @@
 //! Header rules of a proxy: hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions,
 //! with every header the `Connection` header names; `X-Forwarded-For` is appended to only when
-//! the previous hop is a trusted proxy, and replaced otherwise; cookies an HTTP/2 client split
-//! into several fields travel on as one header.
+//! the previous hop is a trusted proxy, and replaced otherwise; cookies travel on as one header
+//! (an HTTP/2 client may split them into several fields).
 
 use std::net::IpAddr;
 
@@ -89,24 +89,48 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Joins several `Cookie` fields into one, in their order, separated by `"; "`. An HTTP/2
-/// client may send each cookie as a field of its own (RFC 9113 §8.2.3); an HTTP/1.1 backend must
-/// get them as one header (RFC 6265 §5.4), and either version accepts that.
-pub fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    if values.next().is_none() || values.next().is_none() {
+/// Rewrites the request's cookies as one `Cookie` header, in their order, without the pairs
+/// whose name `drop` matches (none left: no header). An HTTP/2 client may send each cookie as a
+/// field of its own (RFC 9113 §8.2.3); an HTTP/1.1 backend must get one header (RFC 6265
+/// §5.4), and either version accepts that. A single header with nothing to drop is left as it
+/// came.
+pub fn rewrite_cookies(headers: &mut HeaderMap, drop: impl Fn(&[u8]) -> bool) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    let Some(first) = fields.next() else {
+        return;
+    };
+    if fields.next().is_none() && !cookie_pairs(first.as_bytes()).any(|p| drop(cookie_name(p))) {
         return;
     }
-    let joined = headers
+    let kept: Vec<&[u8]> = headers
         .get_all(header::COOKIE)
         .iter()
-        .map(HeaderValue::as_bytes)
-        .collect::<Vec<_>>()
-        .join(&b"; "[..]);
-    // Valid values joined by "; " make a valid value.
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        .flat_map(|v| cookie_pairs(v.as_bytes()))
+        .filter(|p| !drop(cookie_name(p)))
+        .collect();
+    let joined = kept.join(&b"; "[..]);
+    if joined.is_empty() {
+        headers.remove(header::COOKIE);
+    } else if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        // Parts of valid values joined by "; " make a valid value: this always holds.
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// The `name=value` pairs of a `Cookie` value, trimmed, empty ones skipped.
+fn cookie_pairs(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+}
+
+/// The name of a cookie pair (or of the cookie a `Set-Cookie` value sets), trimmed.
+pub fn cookie_name(pair: &[u8]) -> &[u8] {
+    pair.split(|b| *b == b'=')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
 }
 
 /// An address as a header value. A connection's requests all come from one address: the last
@@ -245,15 +269,16 @@ mod tests {
 
     #[test]
     fn cookie_fields_are_joined_in_order() {
+        let keep_all = |_: &[u8]| false;
         let mut h = HeaderMap::new();
-        join_cookies(&mut h);
+        rewrite_cookies(&mut h, keep_all);
         assert!(!h.contains_key("cookie"));
         h.append("cookie", "a=1".parse().unwrap());
-        join_cookies(&mut h);
+        rewrite_cookies(&mut h, keep_all);
         assert_eq!(h["cookie"], "a=1");
         h.append("cookie", "b=2; c=3".parse().unwrap());
         h.append("cookie", "d=4".parse().unwrap());
-        join_cookies(&mut h);
+        rewrite_cookies(&mut h, keep_all);
         let all: Vec<_> = h.get_all("cookie").iter().collect();
         assert_eq!(all, ["a=1; b=2; c=3; d=4"]);
     }

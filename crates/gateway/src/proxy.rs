@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
-use crate::headers::{join_cookies, remove_hop_by_hop, set_forwarded};
+use crate::headers::{remove_hop_by_hop, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
 pub use tls::BackendTls;
 
@@ -373,11 +373,11 @@ impl Proxy {
 }
 
 /// The headers a request carries to its backend, the same on every way it travels: the
-/// client's hop-by-hop and identity headers removed, and its Portcullis credential unless the
-/// backend takes it, the caller's identity headers set,
+/// client's hop-by-hop and identity headers removed (and its Portcullis credential, unless the
+/// backend takes it), its cookies as one header, the caller's identity headers set,
 /// `X-Forwarded-*` set (the client's `Host`, or an HTTP/2 client's authority, becomes
 /// `X-Forwarded-Host`) and the request id passed on. `Host` itself is left out: each way sets
-/// the backend's. Identity headers are set here unless `set_identity` is false (the raw
+/// the backend's. Identity headers are set here unless `into_map` is false (the raw
 /// exchange writes them straight from the caller's prepared values).
 fn rewrite_request_headers(
     headers: &mut http::HeaderMap,
@@ -390,10 +390,11 @@ fn rewrite_request_headers(
     let host =
         host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_hop_by_hop(headers);
-    if !backend.pass_credentials {
+    if backend.pass_credentials {
+        rewrite_cookies(headers, |_| false);
+    } else {
         crate::credentials::strip(headers);
     }
-    join_cookies(headers);
     if into_map {
         identity::apply(headers, f.identity, f.aliases);
     } else {

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
 use sqlx::Connection;
 
 use crate::support::{ADMIN_KEY, Env, Options};
@@ -45,34 +44,13 @@ async fn write_lock(env: &Env) -> sqlx::sqlite::SqliteConnection {
     lock
 }
 
-/// A page of the trail for one action: its total and its records.
-async fn trail(env: &Env, action: &str) -> (i64, Vec<Value>) {
-    let page: Value = env
-        .http
-        .get(format!(
-            "{}/api/v1/audit?action={action}&limit=500",
-            env.base
-        ))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        page["total"].as_i64().expect("total"),
-        page["items"].as_array().expect("items").clone(),
-    )
-}
-
 /// Waits until the refusals in the trail plus those counted as unrecorded reach `expected`;
 /// returns both.
 async fn accounted(env: &Env, expected: i64) -> (i64, i64) {
     let mut seen = (0, 0);
     for _ in 0..200 {
-        let (recorded, _) = trail(env, "gateway.request").await;
-        let (_, unrecorded) = trail(env, "audit.unrecorded").await;
+        let (recorded, _) = env.trail("gateway.request").await;
+        let (_, unrecorded) = env.trail("audit.unrecorded").await;
         let counted = unrecorded
             .iter()
             .map(|r| r["details"]["count"].as_i64().expect("count"))
@@ -96,7 +74,7 @@ async fn a_flood_of_refusals_is_written_whole() {
         (3000, 0),
         "every refusal written, none lost"
     );
-    let (_, records) = trail(&env, "gateway.request").await;
+    let (_, records) = env.trail("gateway.request").await;
     let record = &records[0];
     assert_eq!(record["actor"], "anonymous");
     assert_eq!(record["target"], "GET /admin/panel");
@@ -133,7 +111,7 @@ async fn refusals_beyond_the_queue_are_counted_in_the_trail() {
         (16..=32).contains(&recorded),
         "written: {recorded}, counted: {unrecorded}"
     );
-    let (_, notes) = trail(&env, "audit.unrecorded").await;
+    let (_, notes) = env.trail("audit.unrecorded").await;
     assert_eq!(notes[0]["actor"], "system");
     assert_eq!(notes[0]["outcome"], "failure");
     let metrics = env

@@ -549,22 +549,10 @@ async fn refusals_reach_the_audit_trail_with_their_request_id() {
     // Written in the background: wait for both.
     let mut ids = Vec::new();
     for _ in 0..50 {
-        let page: serde_json::Value = env
-            .http
-            .get(format!(
-                "{}/api/v1/audit?action=gateway.request&limit=10",
-                env.base
-            ))
-            .header("x-api-key", crate::support::ADMIN_KEY)
-            .send()
+        ids = env
+            .trail("gateway.request")
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids = page["items"]
-            .as_array()
-            .expect("items")
+            .1
             .iter()
             .filter_map(|r| r["requestId"].as_str().map(str::to_owned))
             .collect();

@@ -266,6 +266,27 @@ impl Env {
         }
     }
 
+    /// The newest records (up to 500) of the audit trail with `action`, and how many it holds.
+    pub async fn trail(&self, action: &str) -> (i64, Vec<Value>) {
+        let page: Value = self
+            .http
+            .get(format!(
+                "{}/api/v1/audit?action={action}&limit=500",
+                self.base
+            ))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            page["total"].as_i64().expect("total"),
+            page["items"].as_array().expect("items").clone(),
+        )
+    }
+
     /// The server's database (SQLite), to read or lock from outside.
     pub fn database_url(&self) -> String {
         format!("sqlite://{}/p.db", self._dir.path().display())

@@ -491,8 +491,8 @@ fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Opti
 
 /// Writes the answer's head for the client: the backend's headers minus the hop-by-hop ones
 /// (and those its `Connection` names) and any `Set-Cookie` of Portcullis's cookies, this hop's
-/// framing, `Date` when the backend sent none,
-/// and the request id. Returns whether the backend's `Connection` header says `close`.
+/// framing, `Date` when the backend sent none, and the request id. Returns whether the
+/// backend's `Connection` header says `close`.
 fn write_response_head(
     out: &mut Vec<u8>,
     response: &httparse::Response<'_, '_>,
