@@ -24,20 +24,34 @@ pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// Removes the credentials Portcullis reads from a request bound for a backend: `X-API-Key`,
 /// `Authorization` when it carries a bearer token (another scheme is the backend's own and
-/// stays), and the session cookie (other cookies stay, in their order, as one header).
+/// stays), and Portcullis's cookies (other cookies stay, in their order, as one header). The
+/// refresh token's cookie is scoped to `/refreshtoken`, but a browser also sends it to any
+/// path below that a route may forward; it mints sessions, so it goes too.
 pub fn strip(headers: &mut HeaderMap) {
     headers.remove(API_KEY);
     if headers.get_all(header::AUTHORIZATION).iter().any(is_bearer) {
         headers.remove(header::AUTHORIZATION);
     }
-    rewrite_cookies(headers, |name| name == SESSION_COOKIE.as_bytes());
+    rewrite_cookies(headers, is_portcullis_cookie);
 }
 
-/// Whether a `Set-Cookie` value sets one of [`PORTCULLIS_COOKIES`] (names are exact, as
-/// browsers compare them).
-pub fn sets_portcullis_cookie(value: &[u8]) -> bool {
-    let name = cookie_name(value);
+/// Whether a cookie name is one of [`PORTCULLIS_COOKIES`] (names are exact, as browsers
+/// compare them).
+fn is_portcullis_cookie(name: &[u8]) -> bool {
     PORTCULLIS_COOKIES.iter().any(|c| c.as_bytes() == name)
+}
+
+/// Whether a `Set-Cookie` value sets one of [`PORTCULLIS_COOKIES`]. A nameless cookie
+/// (`=sid=x`) counts by its value: browsers store it with an empty name and send it back as
+/// the value alone (`Cookie: sid=x`, RFC 6265bis §5.6), which reads as the cookie it spells.
+pub fn sets_portcullis_cookie(value: &[u8]) -> bool {
+    let pair = value.split(|b| *b == b';').next().unwrap_or_default();
+    let name = cookie_name(pair);
+    if !name.is_empty() {
+        return is_portcullis_cookie(name);
+    }
+    let spelled = pair.splitn(2, |b| *b == b'=').nth(1).unwrap_or_default();
+    is_portcullis_cookie(cookie_name(spelled))
 }
 
 /// Removes from a backend's answer every `Set-Cookie` that sets one of Portcullis's cookies;
@@ -132,6 +146,17 @@ mod tests {
                 &["theme=dark; a=b"],
                 false,
             ),
+            // Every Portcullis cookie goes: the refresh token mints sessions, the CSRF
+            // token guards Portcullis's own forms.
+            (
+                &[(
+                    "cookie",
+                    "refresh_token=r; theme=dark; pcl_csrf=c; sid=s; lang=en",
+                )],
+                &[],
+                &["theme=dark; lang=en"],
+                false,
+            ),
             // Names are exact: other cookies that merely look alike stay untouched.
             (
                 &[("cookie", "sidebar=open; SID=x; xsid=y")],
@@ -170,12 +195,23 @@ mod tests {
             ("set-cookie", "refresh_token=y; Path=/oauth"),
             ("set-cookie", "sidebar=open"),
             ("set-cookie", "SID=other-case"),
+            // Nameless cookies come back as their value alone (`sid=fixed`).
+            ("set-cookie", "=sid=fixed; Path=/app"),
+            ("set-cookie", " = refresh_token=z"),
+            ("set-cookie", "=sidebar=closed"),
+            ("set-cookie", "=plain"),
             ("content-type", "text/html"),
         ]);
         drop_portcullis_set_cookies(&mut h);
         assert_eq!(
             all(&h, "set-cookie"),
-            ["theme=dark; Path=/", "sidebar=open", "SID=other-case"]
+            [
+                "theme=dark; Path=/",
+                "sidebar=open",
+                "SID=other-case",
+                "=sidebar=closed",
+                "=plain"
+            ]
         );
         assert!(h.contains_key("content-type"));
         let mut none = map(&[("set-cookie", "a=1"), ("set-cookie", "b=2")]);

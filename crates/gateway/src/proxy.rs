@@ -354,15 +354,31 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // A switch the client did not ask for leaves it waiting for an HTTP answer.
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(GatewayError::Unreachable {
+                    backend: backend.name.clone(),
+                    detail: "the backend switched protocols unasked".into(),
+                });
+            };
             let mut response = response;
             let backend_upgrade = hyper::upgrade::on(&mut response);
             let still_valid = f.still_valid.clone();
             let name = backend.name.clone();
             tokio::spawn(splice(client_upgrade, backend_upgrade, still_valid, name));
-            let (parts, _) = response.into_parts();
+            let (mut parts, _) = response.into_parts();
+            // The switch's answer is filtered like any other (hop-by-hop headers, Portcullis's
+            // cookies), keeping the two headers that name the switch.
+            let switched_to = parts.headers.get(header::UPGRADE).cloned();
+            remove_hop_by_hop(&mut parts.headers);
+            crate::credentials::drop_portcullis_set_cookies(&mut parts.headers);
+            if let Some(protocol) = switched_to {
+                parts.headers.insert(header::UPGRADE, protocol);
+                parts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
             return Ok(Response::from_parts(parts, Body::empty()));
         }
         let (mut parts, body) = response.into_parts();

@@ -598,9 +598,10 @@ async fn the_callers_credential_stays_with_portcullis() {
     assert_eq!(open.all("authorization"), ["Basic YmFja2VuZDpwdw=="]);
     assert!(open.all("x-portcullis-user").is_empty(), "{:?}", open.0);
 
-    // A browser session: the sid cookie is removed, the page's other cookies stay.
+    // A browser session: the sid cookie is removed, and so are the refresh token and the CSRF
+    // cookie a browser may send along; the page's other cookies stay.
     let sid = session_cookie(&env).await;
-    let cookies = format!("theme=dark; sid={sid}; lang=en");
+    let cookies = format!("theme=dark; sid={sid}; refresh_token=r1; pcl_csrf=c1; lang=en");
     let echo = env
         .echo("/draining/page", None, &[("cookie", &cookies)])
         .await;

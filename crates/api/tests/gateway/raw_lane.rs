@@ -78,7 +78,12 @@ fn script(path: &str) -> (Vec<&'static [u8]>, bool) {
         // Reads the request, then closes without a word.
         "/dies" => (vec![], true),
         "/set-cookies" => (
-            vec![b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=chosen-by-the-backend; Path=/\r\nSet-Cookie: theme=dark\r\nSet-Cookie: pcl_csrf=x\r\nSet-Cookie: refresh_token=y\r\nContent-Length: 2\r\n\r\nok"],
+            vec![b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=chosen-by-the-backend; Path=/\r\nSet-Cookie: theme=dark\r\nSet-Cookie: pcl_csrf=x\r\nSet-Cookie: refresh_token=y\r\nSet-Cookie: =sid=nameless; Path=/raw\r\nContent-Length: 2\r\n\r\nok"],
+            false,
+        ),
+        // A protocol switch that also tries to set the session cookie; asked for or not.
+        "/switch" => (
+            vec![b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSet-Cookie: sid=chosen-by-the-backend; Path=/\r\nSet-Cookie: theme=dark\r\nX-Kind: switch\r\n\r\n"],
             false,
         ),
         "/unauthorized" => (
@@ -526,6 +531,45 @@ async fn a_backend_cannot_set_portcullis_cookies() {
         .map(|(_, v)| v.as_str())
         .collect();
     assert_eq!(set, ["theme=dark"], "{:?}", a.headers);
+}
+
+#[tokio::test]
+async fn a_protocol_switch_cannot_set_portcullis_cookies_and_an_unasked_one_is_refused() {
+    let (env, _backend) = setup().await;
+    let mut c = Client::connect(env.addr).await;
+    c.send(
+        "GET /raw/switch HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 101, "{a:?}");
+    assert_eq!(a.header("upgrade"), Some("websocket"), "{a:?}");
+    assert_eq!(a.header("x-kind"), Some("switch"), "{a:?}");
+    let set: Vec<&str> = a
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(set, ["theme=dark"], "{:?}", a.headers);
+
+    // Unasked, a switch leaves the client nothing to read: 502, on the raw lane (no body) and
+    // through hyper (a body).
+    for request in [
+        get("/raw/switch"),
+        "POST /raw/switch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi".to_owned(),
+    ] {
+        let mut c = Client::connect(env.addr).await;
+        c.send(&request).await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, 502, "{request:?}: {a:?}");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&a.body).unwrap()["error"]["code"],
+            "bad_gateway",
+            "{request:?}"
+        );
+    }
 }
 
 #[tokio::test]
