@@ -76,6 +76,12 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
 /// configured public URL), or, without `Origin`, `Sec-Fetch-Site` says same-origin. Requests
 /// that carry a cookie credential and change something must pass this (CSRF).
 pub(crate) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    same_origin_at(headers, None, public_url)
+}
+
+/// [`same_origin`] for a request whose host is `host` when given (forward-auth: the host the
+/// proxy says the client asked for) rather than the `Host` header.
+pub(crate) fn same_origin_at(headers: &HeaderMap, host: Option<&str>, public_url: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("origin") {
         Some(origin) => {
@@ -83,7 +89,8 @@ pub(crate) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
                 .strip_prefix("https://")
                 .or_else(|| origin.strip_prefix("http://"));
             let public = public_url.trim_end_matches('/');
-            authority.is_some_and(|a| header("host").is_some_and(|h| h.eq_ignore_ascii_case(a)))
+            let host = host.or_else(|| header("host"));
+            authority.is_some_and(|a| host.is_some_and(|h| h.eq_ignore_ascii_case(a)))
                 || (!public.is_empty() && origin.eq_ignore_ascii_case(public))
         }
         None => matches!(header("sec-fetch-site"), Some("same-origin" | "none")),

@@ -55,6 +55,9 @@ pub struct GatewaySettings {
     pub workers: usize,
     /// Largest request head (request line and headers) a client may send; more is a 431.
     pub max_header_bytes: usize,
+    /// Forward client headers whose names contain `_` (nginx's `underscores_in_headers`);
+    /// by default they are removed, as many backends read `_` as `-`.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for GatewaySettings {
@@ -71,6 +74,7 @@ impl Default for GatewaySettings {
             access_log: true,
             workers: 0,
             max_header_bytes: 64 * 1024,
+            underscores_in_headers: false,
         }
     }
 }
@@ -235,15 +239,18 @@ fn header_map(headers: &HeaderMap) -> Map<String, Value> {
     out
 }
 
+/// The query as Rönd hands it to a policy (Go's `URL.Query()`): names and values form-decoded
+/// (`+` is a space, `%XX` a byte), as the backend will read them; `?%66orce=1` is `force`.
 fn query_map(query: Option<&str>) -> Map<String, Value> {
+    let decode = |s: &str| portcullis_authz::route_match::percent_decode(&s.replace('+', " "));
     let mut out: Map<String, Value> = Map::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if let Value::Array(list) = out
-            .entry(k.to_owned())
+            .entry(decode(k))
             .or_insert_with(|| Value::Array(Vec::new()))
         {
-            list.push(Value::String(v.to_owned()));
+            list.push(Value::String(decode(v)));
         }
     }
     out
@@ -311,7 +318,9 @@ fn audit_decision(
         at: portcullis_model::Timestamp(state.clock.now_millis()),
         actor,
         action: "gateway.request",
-        target: format!("{method} {path}"),
+        // Without the query: query strings carry tokens (`?access_token=`), and the trail
+        // keeps what it is given for good.
+        target: format!("{method} {}", path.split_once('?').map_or(path, |(p, _)| p)),
         outcome: if allowed { "success" } else { "denied" },
         details: Some(json!({
             "status": verdict.status,
@@ -323,31 +332,61 @@ fn audit_decision(
 }
 
 /// The check that keeps an upgraded connection (websocket) open: the same credential must still
-/// authenticate an active user, from memory.
+/// authenticate an active user, and the route rules must still let that user make the upgrade
+/// request (a caller removed from the group a route needs loses the connection too); from
+/// memory.
 fn still_valid(
     state: &AppState,
     auth: &Authenticated,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
 ) -> portcullis_gateway::proxy::StillValid {
-    let directory = state.directory.clone();
-    match &auth.principal.credential {
-        portcullis_authn::Credential::Session(session) => {
-            let (id, clock) = (session.id, state.clock.clone());
-            std::sync::Arc::new(move || directory.session_still_live(id, clock.now_millis()))
-        }
+    enum Held {
+        Session(portcullis_model::SessionId),
+        Key(String),
+    }
+    let held = match &auth.principal.credential {
+        portcullis_authn::Credential::Session(session) => Held::Session(session.id),
+        // The key as `auth` read it.
         portcullis_authn::Credential::ApiKey(_) => {
-            // The key as `auth` read it.
-            let key = match crate::auth::presented(headers) {
+            Held::Key(match crate::auth::presented(&parts.headers) {
                 Some(crate::auth::Presented::ApiKey(key)) => key.to_owned(),
                 _ => String::new(),
-            };
-            std::sync::Arc::new(move || {
-                directory
-                    .authenticate_api_key(&key)
-                    .is_some_and(|p| crate::rbac::user_ref(&p).is_some())
             })
         }
-    }
+    };
+    let state = state.clone();
+    let method = parts.method.clone();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let headers = parts.headers.clone();
+    std::sync::Arc::new(move || {
+        let principal = match &held {
+            Held::Session(id) => state
+                .directory
+                .session_principal(*id, state.clock.now_millis()),
+            Held::Key(key) => state
+                .directory
+                .authenticate_api_key(key)
+                .filter(|p| crate::rbac::user_ref(p).is_some()),
+        };
+        let Some(principal) = principal else {
+            return false;
+        };
+        if state.rbac.routes().is_none() {
+            return true;
+        }
+        let auth = Authenticated {
+            principal,
+            request_id: None,
+        };
+        let Some(context) = caller_context(&state, &auth) else {
+            return false;
+        };
+        decide_cached(&state, Some(&context), &method, &target, &headers, None)
+            .is_ok_and(|verdict| verdict.status == 200)
+    })
 }
 
 /// Decides one request against the route rules.
@@ -366,15 +405,19 @@ fn decide(
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    // Headers and query are copied only for a Rego policy, the one check that reads them.
-    let for_policy = rules.any_policy()
-        && rules
-            .find(method, path)
-            .is_ok_and(|m| m.rule.policy().is_some());
+    // Headers are copied only for the checks that read them: a Rego policy (with the query
+    // and body too) and a `groups` expression comparing the client type.
+    let (for_policy, for_client_type) = if rules.any_policy() || rules.any_client_type() {
+        rules.find(method, path).map_or((false, false), |m| {
+            (m.rule.policy().is_some(), m.rule.reads_client_type())
+        })
+    } else {
+        (false, false)
+    };
     let spec = RequestSpec {
         method: method.to_owned(),
         path: path.to_owned(),
-        headers: if for_policy {
+        headers: if for_policy || for_client_type {
             header_map(headers)
         } else {
             Map::new()
@@ -389,7 +432,8 @@ fn decide(
     };
     let verdict = state.rbac.evaluate_route(rules, caller, &spec, false);
     crate::observability::gateway_decision(verdict.result);
-    Ok((verdict, !for_policy))
+    // A verdict that read the request's headers is not the caller's alone: not cached.
+    Ok((verdict, !(for_policy || for_client_type)))
 }
 
 /// Verdicts a worker thread made, by prepared caller and request: a route decision without a
@@ -606,6 +650,12 @@ async fn proxy_inner(
     let Some(proxy) = proxy else {
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
+    // A tunnel names a host, not a path a route could decide on.
+    if req.method() == axum::http::Method::CONNECT {
+        return Err(ApiError::MethodNotAllowed(
+            "CONNECT is not forwarded: the gateway proxies requests, not tunnels".into(),
+        ));
+    }
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -620,13 +670,31 @@ async fn proxy_inner(
         .into());
     }
     let auth = optional_auth(&parts, state).await?;
+    // A websocket handshake is a GET, so the cross-site check of changes does not see it; yet
+    // the connection acts as the cookie's owner (cross-site websocket hijacking). Browsers
+    // always send `Origin` with one.
+    if auth.is_some()
+        && portcullis_gateway::proxy::is_upgrade(&parts.headers)
+        && matches!(
+            crate::auth::presented(&parts.headers),
+            Some(crate::auth::Presented::Cookie(_))
+        )
+        && !crate::auth::same_origin(&parts.headers, &state.web.public_url)
+    {
+        return Err(ApiError::Forbidden(
+            "cross-site websocket refused: a connection authenticated by cookie must be opened from this site".into(),
+        ));
+    }
     // A JSON body is read for the policy only when it is small and the method carries one.
     let wants_body = matches!(parts.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
         && parts
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("application/json"))
+            .is_some_and(|c| {
+                c.get(..16)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+            })
         && declared.is_some_and(|n| n <= state.gateway.policy_body_bytes)
         && state.rbac.routes().is_some_and(|r| r.any_policy());
     let (body, json_body) = if wants_body {
@@ -648,7 +716,7 @@ async fn proxy_inner(
         admitted
             .auth
             .as_ref()
-            .map(|a| still_valid(state, a, &parts.headers))
+            .map(|a| still_valid(state, a, &parts))
     } else {
         None
     };
@@ -712,6 +780,7 @@ impl Admitted {
             aliases: state.gateway.aliases,
             request_id: request_id.to_str().unwrap_or(""),
             still_valid: None,
+            underscores_in_headers: state.gateway.underscores_in_headers,
         }
     }
 }
@@ -939,15 +1008,27 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
 
 /// Forward-auth straight from the listener.
 pub async fn forward_auth_request(state: &AppState, req: Request, peer: SocketAddr) -> Response {
+    let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(req.headers());
-    let mut response = match forward_auth_inner(state, req, peer.ip(), &request_id).await {
+    let mut seen = Seen::default();
+    let mut response = match forward_auth_inner(state, req, peer.ip(), &request_id, &mut seen).await
+    {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     response.extensions_mut().insert(KeepStatus);
     response
         .headers_mut()
-        .insert(crate::observability::REQUEST_ID, request_id);
+        .insert(crate::observability::REQUEST_ID, request_id.clone());
+    // Counted and logged like a gateway request (no backend), under the request asked about.
+    finish(
+        state,
+        &seen,
+        response.status().as_u16(),
+        started,
+        &request_id,
+        peer,
+    );
     response
 }
 
@@ -956,6 +1037,7 @@ async fn forward_auth_inner(
     req: Request,
     peer: IpAddr,
     request_id: &HeaderValue,
+    seen: &mut Seen,
 ) -> Result<Response, ApiError> {
     let (parts, _body) = req.into_parts();
     let peer_trusted = state.web.trusted_proxies.iter().any(|c| c.contains(peer));
@@ -964,14 +1046,35 @@ async fn forward_auth_inner(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/auth");
+    if state.gateway.access_log {
+        seen.method = parts.method.as_str().to_owned();
+        seen.path = parts.uri.path().to_owned();
+    }
     let original =
-        forward_auth::original_request(&parts.method, own, "/auth", &parts.headers, peer_trusted);
-    let wants_html = parts
-        .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+        forward_auth::original_request(&parts.method, own, "/auth", &parts.headers, peer_trusted)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if state.gateway.access_log {
+        seen.method.clone_from(&original.method);
+        seen.path = original
+            .uri
+            .split_once('?')
+            .map_or(original.uri.as_str(), |(p, _)| p)
+            .to_owned();
+    }
+    let original_method = axum::http::Method::from_bytes(original.method.as_bytes()).ok();
+    // A browser is sent to the login page only from a page load, as on the gateway.
+    let wants_html = original_method
+        .as_ref()
+        .is_some_and(|m| *m == axum::http::Method::GET || *m == axum::http::Method::HEAD)
+        && parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
     let unauthenticated = |message: &str| -> Response {
+        if wants_html && original.flavour != Flavour::Nginx {
+            return crate::routes::login::login_page_redirect(&original.uri);
+        }
         let login = format!(
             "/web-login?redirect={}",
             crate::routes::login::encode_param(&crate::routes::login::checked_redirect(
@@ -979,13 +1082,6 @@ async fn forward_auth_inner(
                 "/"
             ))
         );
-        if wants_html && original.flavour != Flavour::Nginx {
-            let mut r = StatusCode::FOUND.into_response();
-            if let Ok(v) = HeaderValue::from_str(&login) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            return r;
-        }
         let mut r = ApiError::Unauthenticated(message.to_owned()).into_response();
         if let Ok(v) = HeaderValue::from_str(&login) {
             r.headers_mut().insert("x-portcullis-login", v);
@@ -997,6 +1093,27 @@ async fn forward_auth_inner(
         Err(ApiError::Unauthenticated(m)) => return Ok(unauthenticated(&m)),
         Err(e) => return Err(e),
     };
+    // The call itself is a GET whatever the client did: the cross-site check a cookie-borne
+    // request that changes something must pass is made on the original method, at the host
+    // the client asked for.
+    if auth.is_some()
+        && !original_method
+            .as_ref()
+            .is_some_and(axum::http::Method::is_safe)
+        && matches!(
+            crate::auth::presented(&parts.headers),
+            Some(crate::auth::Presented::Cookie(_))
+        )
+        && !crate::auth::same_origin_at(
+            &parts.headers,
+            original.host.as_deref(),
+            &state.web.public_url,
+        )
+    {
+        return Err(ApiError::Forbidden(
+            "cross-site request refused: a request authenticated by cookie must come from this site".into(),
+        ));
+    }
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     if state.rbac.routes().is_some() {
         let verdict = match axum::http::Method::from_bytes(original.method.as_bytes()) {
@@ -1029,6 +1146,10 @@ async fn forward_auth_inner(
             &original.uri,
             &verdict,
         );
+        seen.verdict = Some(verdict.clone());
+        if state.gateway.access_log {
+            seen.user = context.as_ref().map(|c| c.caller.user_ref.clone());
+        }
         match verdict.status {
             200 => {}
             401 => return Ok(unauthenticated("this route needs a signed-in caller")),
@@ -1050,16 +1171,35 @@ async fn forward_auth_inner(
         ));
     }
     let mut response = StatusCode::OK.into_response();
-    if let Some(c) = &context {
-        let identity = Identity {
-            caller: c.headers.clone(),
-            tool: None,
-        };
-        portcullis_gateway::identity::apply(
-            response.headers_mut(),
-            Some(&identity),
-            state.gateway.aliases,
-        );
+    match &context {
+        Some(c) => {
+            let identity = Identity {
+                caller: c.headers.clone(),
+                tool: None,
+            };
+            portcullis_gateway::identity::apply(
+                response.headers_mut(),
+                Some(&identity),
+                state.gateway.aliases,
+            );
+        }
+        None => portcullis_gateway::identity::blank(response.headers_mut(), state.gateway.aliases),
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_reads_the_query_as_the_backend_will() {
+        let q = query_map(Some("%66orce=true&tag=a+b&tag=c%26d&empty&x=%2B1&bad=%zz"));
+        assert_eq!(q["force"], json!(["true"]));
+        assert_eq!(q["tag"], json!(["a b", "c&d"]));
+        assert_eq!(q["empty"], json!([""]));
+        assert_eq!(q["x"], json!(["+1"]));
+        assert_eq!(q["bad"], json!(["%zz"]));
+        assert!(query_map(None).is_empty());
+    }
 }

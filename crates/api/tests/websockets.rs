@@ -74,11 +74,23 @@ async fn read_head(conn: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
-#[tokio::test]
-async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted() {
+/// A server with the echo backend behind `routes`, and a machine user `ws-bot` with a key.
+struct Setup {
+    running: portcullis_api::Running,
+    base: String,
+    http: reqwest::Client,
+    /// The bot's user id.
+    id: String,
+    /// The key as created (`key`, `id`).
+    key: Value,
+    /// Holds the database for the server's life.
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(routes: &str) -> Setup {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
-    let routes = yaml_serde::from_str("[{path: /ws/*, backend: echo}]").unwrap();
+    let routes = yaml_serde::from_str(routes).unwrap();
     let running = portcullis_api::start(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}/p.db", dir.path().display()),
@@ -128,24 +140,61 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
         .json()
         .await
         .unwrap();
+    Setup {
+        running,
+        base,
+        http,
+        id,
+        key,
+        _dir: dir,
+    }
+}
+
+/// A websocket handshake for `path` with extra header lines.
+fn handshake(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: portcullis\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// Waits up to 5 s for the server to close `conn`; whether it did.
+async fn closed_within_5s(conn: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted() {
+    let Setup {
+        running,
+        base,
+        http,
+        id,
+        key,
+        _dir,
+    } = setup("[{path: /ws/*, backend: echo}]").await;
     let secret = key["key"].as_str().unwrap().to_owned();
 
-    let handshake = |credential: String| {
-        format!(
-            "GET /ws/echo HTTP/1.1\r\nHost: portcullis\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{credential}\r\n"
-        )
-    };
     // Without a credential the upgrade is refused like any request.
     let mut anonymous = TcpStream::connect(running.addr).await.unwrap();
     anonymous
-        .write_all(handshake(String::new()).as_bytes())
+        .write_all(handshake("/ws/echo", "").as_bytes())
         .await
         .unwrap();
     let head = read_head(&mut anonymous).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 
     let mut conn = TcpStream::connect(running.addr).await.unwrap();
-    conn.write_all(handshake(format!("X-API-KEY: {secret}\r\n")).as_bytes())
+    conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
         .await
         .unwrap();
     let head = read_head(&mut conn).await;
@@ -169,18 +218,8 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
         .unwrap();
     assert_eq!(deleted.status(), 204);
     let started = Instant::now();
-    let mut buf = [0u8; 16];
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
     assert!(
-        closed.is_ok(),
+        closed_within_5s(&mut conn).await,
         "the connection stayed open after the key was deleted"
     );
     eprintln!(
@@ -208,5 +247,70 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
     assert!(counted("101", "echo"), "{metrics}");
     assert!(counted("401", "(none)"), "{metrics}");
     assert!(metrics.contains("portcullis_gateway_request_duration_seconds"));
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_is_cut_off_when_its_caller_loses_the_route() {
+    let Setup {
+        running,
+        base,
+        http,
+        id,
+        key,
+        _dir,
+    } = setup("[{path: /team/*, groups: groups.team, backend: echo}]").await;
+    let admin = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(ADMIN_KEY);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send()
+    };
+    let status = admin(
+        reqwest::Method::POST,
+        "/api/v1/orgs/default/groups".into(),
+        Some(json!({"name": "team"})),
+    )
+    .await
+    .unwrap()
+    .status();
+    assert!(status.is_success(), "{status}");
+    let status = admin(
+        reqwest::Method::POST,
+        "/api/v1/orgs/default/groups/team/members".into(),
+        Some(json!({"userId": id})),
+    )
+    .await
+    .unwrap()
+    .status();
+    assert!(status.is_success(), "{status}");
+    let secret = key["key"].as_str().unwrap();
+    let mut conn = TcpStream::connect(running.addr).await.unwrap();
+    conn.write_all(handshake("/team/chat", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping");
+    // The key stays valid; the caller leaves the group the route needs.
+    let removed = admin(
+        reqwest::Method::DELETE,
+        format!("/api/v1/orgs/default/groups/team/members/users/{id}"),
+        None,
+    )
+    .await
+    .unwrap()
+    .status();
+    assert_eq!(removed, 204);
+    assert!(
+        closed_within_5s(&mut conn).await,
+        "the connection stayed open after its caller lost the route"
+    );
     running.shutdown().await;
 }

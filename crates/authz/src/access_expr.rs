@@ -375,6 +375,17 @@ impl AccessExpr {
         Ok(expr)
     }
 
+    /// Whether the expression compares the request's client type (so the request's headers
+    /// matter to the decision, not only the caller).
+    pub fn reads_client_type(&self) -> bool {
+        match self {
+            Self::ClientType { .. } => true,
+            Self::Const(_) | Self::InGroup(_) | Self::AnyGroup(_) | Self::Permission(_) => false,
+            Self::Not(e) => e.reads_client_type(),
+            Self::And(a, b) | Self::Or(a, b) => a.reads_client_type() || b.reads_client_type(),
+        }
+    }
+
     /// Evaluates the expression for a caller.
     pub fn allows(&self, ctx: &AccessContext<'_>) -> bool {
         match self {
@@ -395,6 +406,23 @@ impl AccessExpr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_type_is_found_anywhere_in_an_expression() {
+        for (text, reads) in [
+            ("groups.admin", false),
+            ("true || permissions[\"x\"]", false),
+            ("clientType == \"cms\"", true),
+            ("groups.a && !(clientType != \"cms\")", true),
+            ("groups.a || (groups.b && clientType == \"x\")", true),
+        ] {
+            assert_eq!(
+                AccessExpr::parse(text).unwrap().reads_client_type(),
+                reads,
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn evaluation_table() {

@@ -2,7 +2,8 @@
 //! characters are percent-decoded (`%2e` becomes `.`), other escapes are kept in upper case, dot
 //! segments are resolved and repeated slashes collapse. An encoded slash or backslash (`%2F`,
 //! `%5C`) is refused: a backend that decodes it would see a different path than the one decided
-//! on. Every rule then sees the same spelling, so no spelling of a path can reach a
+//! on; so are a raw backslash and a raw `;` (path parameters), which some backends read as a
+//! separator or cut off. Every rule then sees the same spelling, so no spelling of a path can reach a
 //! rule meant for another. Templates use `{param}` segments and a trailing `*`.
 
 use std::collections::HashMap;
@@ -22,6 +23,13 @@ pub enum PathError {
     /// `%2F` or `%5C`: a separator in disguise.
     #[error("encoded slashes and backslashes (%2F, %5C) are not allowed in paths")]
     EncodedSeparator,
+    /// A raw `\`: Windows and IIS backends read it as `/`.
+    #[error("backslashes are not allowed in paths")]
+    Backslash,
+    /// A raw `;`: servlet containers (Tomcat, Jetty, Spring) cut `;params` off each segment,
+    /// so `/public/..;/admin` reaches `/admin` there and `/admin;x` is `/admin`.
+    #[error("';' (path parameters) is not allowed in paths; encode it as %3B")]
+    Semicolon,
 }
 
 fn unreserved(b: u8) -> bool {
@@ -45,6 +53,12 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         let b = bytes[i];
         if b < 0x20 || b == 0x7f {
             return Err(PathError::Control);
+        }
+        if b == b'\\' {
+            return Err(PathError::Backslash);
+        }
+        if b == b';' {
+            return Err(PathError::Semicolon);
         }
         if b == b'%' {
             let (Some(h), Some(l)) = (
@@ -201,8 +215,9 @@ impl Template {
     }
 }
 
-/// Decodes the remaining escapes of a path parameter's value.
-fn percent_decode(seg: &str) -> String {
+/// Decodes every `%XX` escape (a path parameter's value, a query string's part); a `%` not
+/// followed by two hex digits stays as it is, bytes that are not UTF-8 become U+FFFD.
+pub fn percent_decode(seg: &str) -> String {
     let bytes = seg.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -312,6 +327,10 @@ mod tests {
             ("/a%2Fb", Err(PathError::EncodedSeparator)),
             ("/a%2fb", Err(PathError::EncodedSeparator)),
             ("/a%5cb", Err(PathError::EncodedSeparator)),
+            ("/public/..\\admin", Err(PathError::Backslash)),
+            ("/public/..;/admin", Err(PathError::Semicolon)),
+            ("/admin;x=1", Err(PathError::Semicolon)),
+            ("/a%3Bb", Ok("/a%3Bb")),
             ("/a%3fb", Ok("/a%3Fb")),
             ("/%61dmin", Ok("/admin")),
             ("/Admin", Ok("/Admin")),

@@ -115,6 +115,8 @@ pub struct RouteRules {
     without_slash: RouteTable<usize>,
     /// Some rule names a Rego policy (only then does a request's input need its headers).
     any_policy: bool,
+    /// Some rule's `groups` expression compares the client type (a request header).
+    any_client_type: bool,
 }
 
 impl Default for RouteRules {
@@ -124,6 +126,7 @@ impl Default for RouteRules {
             with_slash: RouteTable::new(true),
             without_slash: RouteTable::new(true),
             any_policy: false,
+            any_client_type: false,
         }
     }
 }
@@ -320,6 +323,7 @@ impl RouteRules {
             }
         }
         out.any_policy = rules.iter().any(|r| r.policy().is_some());
+        out.any_client_type = rules.iter().any(Rule::reads_client_type);
         out.rules = rules;
         Ok(out)
     }
@@ -327,6 +331,11 @@ impl RouteRules {
     /// Whether some rule names a Rego policy.
     pub fn any_policy(&self) -> bool {
         self.any_policy
+    }
+
+    /// Whether some rule's `groups` expression compares the client type.
+    pub fn any_client_type(&self) -> bool {
+        self.any_client_type
     }
 
     /// The rule for a request: `raw_path` is the request target's path (a query string is cut

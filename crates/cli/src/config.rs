@@ -69,6 +69,7 @@ struct GatewayConfig {
     access_log: Option<bool>,
     workers: Option<usize>,
     max_header_kb: Option<usize>,
+    underscores_in_headers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,6 +557,7 @@ pub fn load(
         access_log: gateway_file.access_log.unwrap_or(true),
         workers: gateway_file.workers.unwrap_or(0),
         max_header_bytes: gateway_file.max_header_kb.unwrap_or(64).clamp(8, 1024) * 1024,
+        underscores_in_headers: gateway_file.underscores_in_headers.unwrap_or(false),
         ..Default::default()
     };
     let tls = match file.tls {

@@ -292,10 +292,26 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
             .unwrap();
         assert_eq!(response.status(), 502);
         assert_eq!(response.headers()["x-request-id"], "trace-me-1");
+        // Forward-auth is logged too, under the request it was asked about.
+        let response = http
+            .get(format!("http://{addr}/auth/app/x?token=t"))
+            .header("x-request-id", "trace-me-2")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
         assert!(terminate(&mut child).success());
         let lines = access_lines(&log);
         if access {
-            assert_eq!(lines.len(), 1, "one access line per request: {lines:?}");
+            assert_eq!(lines.len(), 2, "one access line per request: {lines:?}");
+            let fields = &lines[1]["fields"];
+            assert_eq!(
+                (&fields["method"], &fields["path"], &fields["status"]),
+                (&"GET".into(), &"/app/x".into(), &200.into())
+            );
+            assert_eq!(fields["route"], "/app/*");
+            assert_eq!(fields["backend"], "(none)");
+            assert_eq!(fields["request_id"], "trace-me-2");
             let fields = &lines[0]["fields"];
             assert_eq!(fields["method"], "GET");
             assert_eq!(fields["path"], "/app/reports");

@@ -133,6 +133,78 @@ pub fn cookie_name(pair: &[u8]) -> &[u8] {
         .trim_ascii()
 }
 
+/// What a client's request header is, to a backend that believes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    /// Nothing Portcullis decides on.
+    Nothing,
+    /// Another method than the request's (`X-HTTP-Method-Override`) or another path
+    /// (`X-Original-URL`): frameworks that honour them would serve what was not decided.
+    Override,
+    /// Where the request came from or what the client asked for, as a proxy reports it: only
+    /// a trusted proxy's are kept.
+    ProxyReport,
+}
+
+fn told_by(name: &str) -> Told {
+    match name {
+        "x-http-method-override"
+        | "x-http-method"
+        | "x-method-override"
+        | "x-original-url"
+        | "x-rewrite-url" => Told::Override,
+        "forwarded" | "x-real-ip" | "x-client-ip" | "true-client-ip" | "x-forwarded-port"
+        | "x-forwarded-prefix" | "x-forwarded-server" | "x-forwarded-ssl"
+        | "x-forwarded-scheme" | "x-forwarded-uri" | "x-forwarded-method" | "x-original-uri"
+        | "x-original-method" | "x-original-host" => Told::ProxyReport,
+        _ => Told::Nothing,
+    }
+}
+
+/// Whether a name, read with `-` for `_` as CGI, WSGI, PHP and Rack backends read it, is one
+/// Portcullis sets, reads or rules on.
+fn protected_as_dashed(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with("x-portcullis-")
+        || dashed.starts_with("x-toolforge-")
+        || dashed.starts_with("miau")
+        || dashed.starts_with("x-forwarded-")
+        || dashed == "x-api-key"
+        || dashed == "x-request-id"
+        || told_by(&dashed) != Told::Nothing
+        || is_hop_by_hop_name(&dashed)
+        || dashed == "content-length"
+        || dashed == "host"
+}
+
+/// Removes the client headers a backend could be misled by: method and path overrides always;
+/// proxy reports (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`, …) unless the peer is a
+/// trusted proxy; and names with `_`, which many backends read as `-` (so
+/// `X_Portcullis_User` would pose as `X-Portcullis-User`): all of them, as nginx does by
+/// default, or with `underscores` only those that would read as a header Portcullis sets or
+/// rules on. (`X-Forwarded-For`, `-Proto` and `-Host` are set by [`set_forwarded`].)
+pub fn remove_misleading(headers: &mut HeaderMap, peer_trusted: bool, underscores: bool) {
+    let misleading = |name: &HeaderName| {
+        let n = name.as_str();
+        if n.contains('_') {
+            return !underscores || protected_as_dashed(n);
+        }
+        match told_by(n) {
+            Told::Nothing => false,
+            Told::Override => true,
+            Told::ProxyReport => !peer_trusted,
+        }
+    };
+    // Most requests carry none: one pass over their few names settles it.
+    if !headers.keys().any(misleading) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| misleading(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// An address as a header value. A connection's requests all come from one address: the last
 /// one is kept per thread, so it is formatted once per connection rather than per request.
 fn address_value(ip: IpAddr) -> HeaderValue {
@@ -214,6 +286,58 @@ pub fn set_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misleading_client_headers_are_removed() {
+        // (header name, kept from an untrusted peer, from a trusted proxy, from an untrusted
+        // peer with underscores allowed)
+        let table: &[(&str, bool, bool, bool)] = &[
+            ("accept", true, true, true),
+            ("x-custom", true, true, true),
+            ("x-api-key", true, true, true),
+            ("x-http-method-override", false, false, false),
+            ("x-method-override", false, false, false),
+            ("x-original-url", false, false, false),
+            ("x-rewrite-url", false, false, false),
+            ("forwarded", false, true, false),
+            ("x-real-ip", false, true, false),
+            ("true-client-ip", false, true, false),
+            ("x-forwarded-port", false, true, false),
+            ("x-forwarded-prefix", false, true, false),
+            ("x-original-uri", false, true, false),
+            // set_forwarded's business.
+            ("x-forwarded-for", true, true, true),
+            // Underscores: gone by default; allowed, gone only where they read as ours.
+            ("x_portcullis_user", false, false, false),
+            ("x_toolforge_user", false, false, false),
+            ("x_api_key", false, false, false),
+            ("x_forwarded_for", false, false, false),
+            ("x_http_method_override", false, false, false),
+            ("transfer_encoding", false, false, false),
+            ("x_custom_thing", false, false, true),
+        ];
+        for &(name, untrusted, trusted, allowed) in table {
+            for (peer_trusted, underscores, kept) in [
+                (false, false, untrusted),
+                (true, false, trusted),
+                (false, true, allowed),
+            ] {
+                let mut h = HeaderMap::new();
+                h.insert("accept", HeaderValue::from_static("*/*"));
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_static("v"),
+                );
+                remove_misleading(&mut h, peer_trusted, underscores);
+                assert_eq!(
+                    h.contains_key(name),
+                    kept,
+                    "{name} trusted={peer_trusted} underscores={underscores}"
+                );
+                assert!(h.contains_key("accept"));
+            }
+        }
+    }
 
     #[test]
     fn hop_by_hop_names_agree() {

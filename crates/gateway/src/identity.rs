@@ -149,6 +149,26 @@ pub fn each(
     }
 }
 
+/// Sets every identity header [`each`] may set to an empty value: a forward-auth 200 for an
+/// anonymous caller. A proxy that copies the answer's identity headers onto the request
+/// (Envoy's `allowed_upstream_headers`) replaces only those present, so a client's own would
+/// otherwise reach the backend; an empty value replaces them (nginx drops a header set empty).
+pub fn blank(headers: &mut HeaderMap, aliases: IdentityHeaders) {
+    let empty = HeaderValue::from_static("");
+    for name in [&USER, &USER_ID, &GROUPS, &ORG, &ASSERTION] {
+        headers.insert(name.clone(), empty.clone());
+    }
+    if aliases.toolforge {
+        headers.insert(TOOLFORGE_USER, empty.clone());
+        headers.insert(TOOLFORGE_TOOL, empty.clone());
+    }
+    if aliases.rond {
+        headers.insert(ROND_USER, empty.clone());
+        headers.insert(ROND_GROUPS, empty.clone());
+        headers.insert(ROND_PROPS, empty);
+    }
+}
+
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
 pub fn apply(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
     strip(headers);

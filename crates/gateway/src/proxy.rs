@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
-use crate::headers::{remove_hop_by_hop, rewrite_cookies, set_forwarded};
+use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
 pub use tls::BackendTls;
 
@@ -114,6 +114,9 @@ pub struct Forward<'a> {
     pub request_id: &'a str,
     /// For an upgrade (websocket): the credential check that keeps the spliced connection open.
     pub still_valid: Option<StillValid>,
+    /// Pass client headers whose names contain `_` (except those that read as Portcullis's
+    /// with `-`); by default they are removed ([`crate::headers::remove_misleading`]).
+    pub underscores_in_headers: bool,
 }
 
 /// Whether a request asks to switch protocols (a websocket handshake).
@@ -406,6 +409,7 @@ fn rewrite_request_headers(
     let host =
         host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_hop_by_hop(headers);
+    remove_misleading(headers, f.peer_trusted, f.underscores_in_headers);
     if backend.pass_credentials {
         rewrite_cookies(headers, |_| false);
     } else {

@@ -101,7 +101,7 @@ pub(crate) fn checked_redirect(raw: Option<&str>, fallback: &str) -> String {
     let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
         return fallback.to_owned();
     };
-    let decoded = percent_decode(raw);
+    let decoded = portcullis_authz::route_match::percent_decode(raw);
     let safe = |p: &str| {
         p.starts_with('/')
             && !p.starts_with("//")
@@ -113,27 +113,6 @@ pub(crate) fn checked_redirect(raw: Option<&str>, fallback: &str) -> String {
     } else {
         fallback.to_owned()
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16)),
-                bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16)),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Percent-encodes a path for a query parameter.

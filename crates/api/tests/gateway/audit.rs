@@ -155,3 +155,43 @@ async fn refusals_made_just_before_a_stop_are_in_the_trail() {
             .unwrap();
     assert_eq!(written, 1000, "the stop waited for the trail");
 }
+
+#[tokio::test]
+async fn query_strings_stay_out_of_the_trail() {
+    let env = Env::start(Options::default()).await;
+    // Refused on the gateway and by forward-auth, each with a token in its query string.
+    let reply = env
+        .get("/admin/panel?access_token=s3cret-gw&tab=1", None, &[])
+        .await;
+    assert_eq!(reply.status, 401);
+    let reply = env
+        .get(
+            "/auth",
+            None,
+            &[
+                ("x-original-uri", "/admin/panel?token=s3cret-fa"),
+                ("x-original-method", "GET"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    let (_, records) = accounted_records(&env, 2).await;
+    for record in &records {
+        assert_eq!(record["target"], "GET /admin/panel", "{record}");
+        assert!(!record.to_string().contains("s3cret"), "{record}");
+    }
+}
+
+/// Waits until the trail holds `count` gateway records; returns them.
+async fn accounted_records(env: &Env, count: i64) -> (i64, Vec<serde_json::Value>) {
+    let mut seen = (0, Vec::new());
+    for _ in 0..100 {
+        seen = env.trail("gateway.request").await;
+        if seen.0 >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.0, count, "{:?}", seen.1);
+    seen
+}

@@ -239,6 +239,31 @@ async fn nginx_auth_request_allows_refuses_and_passes_the_identity_on() {
     assert_eq!(reply.status, 401, "{reply:?}");
     let reply = get("/nowhere", Some(&dev.key), &[]).await;
     assert!(reply.status >= 400, "{reply:?}");
+    // nginx passes the client's own headers to the check: one naming another request the
+    // Traefik way is a conflict Portcullis refuses, never the request checked.
+    let reply = get(
+        "/admin/panel",
+        None,
+        &[
+            ("x-forwarded-uri", "/public/logo.png"),
+            ("x-forwarded-method", "GET"),
+        ],
+    )
+    .await;
+    assert!(reply.status >= 400, "{reply:?}");
+    // A target that is not ASCII is checked as nginx saw it, not skipped.
+    let reply = raw_request(
+        front.trim_start_matches("http://").parse().unwrap(),
+        "GET",
+        "/admin/panel/\u{e9}",
+        &[],
+    )
+    .await;
+    assert!(
+        reply.status == 401 || reply.status == 403,
+        "{reply:?}\n{}",
+        nginx.error_log()
+    );
 
     // Anonymous on an open route: the forged identity never reaches the backend.
     let echo = Echo(

@@ -101,6 +101,29 @@ async fn no_spelling_of_a_path_reaches_the_rule_of_another() {
             "statusCode": 400,
         })
     );
+    // Spellings other servers read as separators or cut off: a backslash (IIS, Windows) and
+    // path parameters (`..;` is `..` to Tomcat, Jetty and Spring; `/admin;x` is `/admin`).
+    for (target, error) in [
+        (
+            "/public/..\\admin/panel",
+            "backslashes are not allowed in paths",
+        ),
+        (
+            "/public/..;/admin/panel",
+            "';' (path parameters) is not allowed in paths; encode it as %3B",
+        ),
+        (
+            "/admin/panel;x=1",
+            "';' (path parameters) is not allowed in paths; encode it as %3B",
+        ),
+    ] {
+        let reply = raw_request(env.addr, "GET", target, &[]).await;
+        assert_eq!(reply.status, 400, "{target}: {reply:?}");
+        assert_eq!(reply.json()["error"], error, "{target}");
+    }
+    // A tunnel is not a request a route decides on.
+    let reply = raw_request(env.addr, "CONNECT", "10.0.0.1:22", &[]).await;
+    assert_eq!(reply.status, 405, "{reply:?}");
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
 }
 
@@ -490,56 +513,6 @@ async fn a_request_head_over_the_limit_is_a_431() {
     assert_eq!(env.backend.seen(), ["GET /api/jobs"]);
 }
 
-/// A local user's browser session: the `sid` cookie's value.
-async fn session_cookie(env: &Env) -> String {
-    let admin = |path: &str, body: Value| {
-        env.http
-            .post(format!("{}{path}", env.base))
-            .header("x-api-key", ADMIN_KEY)
-            .json(&body)
-            .send()
-    };
-    let created: Value = admin(
-        "/api/v1/orgs/default/users",
-        json!({ "email": "carol@example.com" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let temporary = created["temporaryPassword"].as_str().expect("a password");
-    let token = |password: &str, cookies: bool| {
-        env.http
-            .post(format!("{}/oauth/token", env.base))
-            .json(&json!({ "email": "carol@example.com", "password": password, "setCookies": cookies }))
-            .send()
-    };
-    let first: Value = token(temporary, false).await.unwrap().json().await.unwrap();
-    let access = first["accessToken"].as_str().expect("a token");
-    let changed = env
-        .http
-        .post(format!("{}/api/v1/me/password", env.base))
-        .bearer_auth(access)
-        .json(
-            &json!({ "currentPassword": temporary, "newPassword": "correct horse battery staple" }),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(changed.status(), 204);
-    let signed_in = token("correct horse battery staple", true).await.unwrap();
-    assert_eq!(signed_in.status(), 200);
-    signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.strip_prefix("sid="))
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .next()
-        .expect("a sid cookie")
-}
-
 #[tokio::test]
 async fn the_callers_credential_stays_with_portcullis() {
     let env = Env::start(Options::default()).await;
@@ -661,4 +634,159 @@ async fn cookies_an_http2_client_splits_reach_an_http1_backend_as_one_header() {
     let echo = Echo(serde_json::from_slice(&body).unwrap());
     assert_eq!(echo.0["version"], "HTTP/1.1");
     assert_eq!(echo.all("cookie"), ["theme=dark; lang=en"]);
+}
+
+/// Client headers a backend could be misled by, sent on the raw lane (a GET) and through
+/// hyper (a POST with a body); returns what the backend received of each.
+async fn misleading_headers_as_received(env: &Env) -> Vec<Echo> {
+    const SENT: [(&str, &str); 9] = [
+        ("x_portcullis_user", "mallory"),
+        ("X_Toolforge_User", "mallory"),
+        ("x-http-method-override", "DELETE"),
+        ("x-original-url", "/admin/panel"),
+        ("forwarded", "for=6.6.6.6;proto=https"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x-forwarded-prefix", "/evil"),
+        ("x_custom", "1"),
+        ("x-custom", "2"),
+    ];
+    let key = env.dev.key.clone();
+    let get = env.echo("/api/jobs", Some(&key), &SENT).await;
+    let mut post = env.request(reqwest::Method::POST, "/upload").body("hi");
+    post = post.header("x-api-key", &key);
+    for (name, value) in SENT {
+        post = post.header(name, value);
+    }
+    let post = Echo(env.send(post).await.json_with(200));
+    assert_eq!(post.0["method"], "POST");
+    vec![get, post]
+}
+
+#[tokio::test]
+async fn misleading_client_headers_never_reach_the_backend() {
+    let untrusted = Env::start(Options {
+        trusted_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    for echo in misleading_headers_as_received(&untrusted).await {
+        for name in [
+            "x_portcullis_user",
+            "x_toolforge_user",
+            "x-http-method-override",
+            "x-original-url",
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-prefix",
+            "x_custom",
+        ] {
+            assert!(
+                echo.all(name).is_empty(),
+                "{name} reached the backend: {:?}",
+                echo.0
+            );
+        }
+        assert_eq!(
+            echo.all("x-portcullis-user"),
+            [untrusted.dev.username.as_str()]
+        );
+        assert_eq!(echo.all("x-custom"), ["2"]);
+    }
+    // A trusted proxy's reports pass; overrides and underscores still do not.
+    let trusted = Env::start(Options::default()).await;
+    for echo in misleading_headers_as_received(&trusted).await {
+        assert_eq!(echo.all("forwarded"), ["for=6.6.6.6;proto=https"]);
+        assert_eq!(echo.all("x-real-ip"), ["6.6.6.6"]);
+        assert_eq!(echo.all("x-forwarded-prefix"), ["/evil"]);
+        for name in [
+            "x_portcullis_user",
+            "x-http-method-override",
+            "x-original-url",
+            "x_custom",
+        ] {
+            assert!(
+                echo.all(name).is_empty(),
+                "{name} reached the backend: {:?}",
+                echo.0
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cookie_borne_websocket_must_be_opened_from_this_site() {
+    let env = Env::start(Options::default()).await;
+    let sid = session_cookie(&env).await;
+    let host = env.base.trim_start_matches("http://").to_owned();
+    let upgrade = |origin: String| {
+        let cookie = format!("sid={sid}");
+        let env = &env;
+        async move {
+            env.get(
+                "/draining/socket",
+                None,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("sec-websocket-version", "13"),
+                    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                    ("cookie", &cookie),
+                    ("origin", &origin),
+                ],
+            )
+            .await
+        }
+    };
+    // Another site's page opening a socket with the visitor's cookie: refused before the
+    // backend hears of it.
+    let reply = upgrade("https://evil.example".into()).await;
+    let body = reply.json_with(403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cross-site websocket")),
+        "{body}"
+    );
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+    // This site's page: the handshake reaches the backend (which answers it as a plain GET).
+    let reply = upgrade(format!("http://{host}")).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(env.backend.seen(), ["GET /draining/socket"]);
+}
+
+#[tokio::test]
+async fn a_client_type_rule_is_decided_on_each_request_header() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    // The same caller, method and path: only the Client-Type header differs, so no earlier
+    // verdict may stand in for the next one.
+    for (client_type, status) in [
+        (Some("cms"), 200),
+        (None, 403),
+        (Some("cms"), 200),
+        (Some("backoffice"), 403),
+    ] {
+        let headers: Vec<(&str, &str)> = client_type
+            .map(|c| ("client-type", c))
+            .into_iter()
+            .collect();
+        let reply = env.get("/cms/pages", Some(&key), &headers).await;
+        assert_eq!(reply.status, status, "{client_type:?}: {reply:?}");
+    }
+    // Forward-auth reads it from the proxy's call the same way.
+    let ask = |client_type: &'static str| {
+        let key = key.clone();
+        let env = &env;
+        async move {
+            env.get(
+                "/auth/cms/pages",
+                Some(&key),
+                &[("client-type", client_type)],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(ask("cms").await, 200);
+    assert_eq!(ask("other").await, 403);
 }

@@ -58,6 +58,9 @@ const ROUTES: &str = r#"
 - path: /trusting/*
   groups: "true"
   backend: trusting
+- path: /cms/*
+  groups: 'clientType == "cms"'
+  backend: echo
 "#;
 
 /// The Rego policy of `/tenant/*`: decided on a request header, so on every request.
@@ -569,3 +572,53 @@ pub const FORGED: [(&str, &str); 11] = [
     ("miausergroups", "admins"),
     ("miauserproperties", "{\"email\":\"mallory@evil.example\"}"),
 ];
+
+/// A local user's browser session: the `sid` cookie's value.
+pub async fn session_cookie(env: &Env) -> String {
+    let admin = |path: &str, body: Value| {
+        env.http
+            .post(format!("{}{path}", env.base))
+            .header("x-api-key", ADMIN_KEY)
+            .json(&body)
+            .send()
+    };
+    let created: Value = admin(
+        "/api/v1/orgs/default/users",
+        json!({ "email": "carol@example.com" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let temporary = created["temporaryPassword"].as_str().expect("a password");
+    let token = |password: &str, cookies: bool| {
+        env.http
+            .post(format!("{}/oauth/token", env.base))
+            .json(&json!({ "email": "carol@example.com", "password": password, "setCookies": cookies }))
+            .send()
+    };
+    let first: Value = token(temporary, false).await.unwrap().json().await.unwrap();
+    let access = first["accessToken"].as_str().expect("a token");
+    let changed = env
+        .http
+        .post(format!("{}/api/v1/me/password", env.base))
+        .bearer_auth(access)
+        .json(
+            &json!({ "currentPassword": temporary, "newPassword": "correct horse battery staple" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let signed_in = token("correct horse battery staple", true).await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("sid="))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .next()
+        .expect("a sid cookie")
+}

@@ -225,6 +225,22 @@ impl Directory {
             })
     }
 
+    /// The caller behind session `id` as this replica knows them right now, when
+    /// [`Directory::session_still_live`] holds: for connections that outlive their request,
+    /// whose route decision is made again with the caller's current groups.
+    pub fn session_principal(&self, id: SessionId, now: i64) -> Option<Principal> {
+        if !self.session_still_live(id, now) {
+            return None;
+        }
+        let entry = self.sessions.get(&id)?;
+        let user = self.users.get(&entry.user_id)?;
+        Some(Principal {
+            user,
+            credential: Credential::Session(entry),
+            credential_org: None,
+        })
+    }
+
     /// Sessions in memory.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

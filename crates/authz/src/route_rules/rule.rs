@@ -223,6 +223,13 @@ impl Rule {
         self.groups.as_ref().map(|(text, _)| text.as_str())
     }
 
+    /// Whether the `groups` expression compares the request's client type.
+    pub fn reads_client_type(&self) -> bool {
+        self.groups
+            .as_ref()
+            .is_some_and(|(_, expr)| expr.reads_client_type())
+    }
+
     /// The Rego rule that must be true (already with `.` rewritten to `_`).
     pub fn policy(&self) -> Option<&str> {
         self.policy.as_deref()
