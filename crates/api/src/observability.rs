@@ -51,7 +51,7 @@ pub fn recorder() -> PrometheusHandle {
 /// Counts requests and their latency by method, route template and status.
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -63,6 +63,24 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("portcullis_http_request_duration_seconds", &labels[..2])
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The metrics label of a request method: the standard methods by name, any other `OTHER`.
+/// A client may send any token as its method; labelling by it would let anyone create new
+/// series (memory in the server and in Prometheus) without limit.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// The request-id header, kept from the client when usable or generated.
@@ -265,6 +283,22 @@ pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_label() {
+        use axum::http::Method;
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+        ] {
+            assert_eq!(method_label(&Method::from_bytes(m.as_bytes()).unwrap()), m);
+        }
+        for m in ["get", "PROPFIND", "XQZ1", "BREW"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "OTHER"
+            );
+        }
+    }
 
     #[test]
     fn request_ids_are_distinct_version_8_uuids() {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject;
+use rustls::InconsistentKeys;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -28,19 +29,62 @@ pub struct TlsSettings {
     pub reload_interval: Duration,
 }
 
-/// Reads a certificate chain and key into what rustls serves.
+/// Reads a certificate chain and key into what rustls serves, refusing a key that is not the
+/// certificate's (every handshake would then fail with a bad signature).
 fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .map_err(|e| format!("{}: {}", cert.display(), pem_error(&e)))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+        .map_err(|e| format!("{}: {}", cert.display(), pem_error(&e)))?;
     if chain.is_empty() {
         return Err(format!("{}: no certificate in the file", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("the private key is not usable: {e}"))?;
-    Ok(CertifiedKey::new(chain, signing))
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        pem::Error::NoItemsFound => format!("{}: no private key in the file", key.display()),
+        e => format!("{}: {}", key.display(), pem_error(&e)),
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|e| format!("{}: the private key is not usable: {e}", key.display()))?;
+    let pair = CertifiedKey::new(chain, signing);
+    match pair.keys_match() {
+        Ok(()) => Ok(pair),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => Err(format!(
+            "the certificate in {} is not for the private key in {}",
+            cert.display(),
+            key.display()
+        )),
+        // ring's keys always know their public half; a key that did not could not be
+        // checked, and is refused rather than risk serving a pair that cannot sign.
+        Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
+            "the private key in {} cannot be checked against the certificate in {}",
+            key.display(),
+            cert.display()
+        )),
+        Err(e) => Err(format!(
+            "{}: the certificate cannot be read: {e}",
+            cert.display()
+        )),
+    }
+}
+
+/// A PEM reading error in words (the library's own text shows markers as byte arrays).
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "the file ends before the line -----END {}-----: is it still being written?",
+            String::from_utf8_lossy(end_marker).trim()
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            let line = String::from_utf8_lossy(line);
+            format!(
+                "a PEM section starts with a line that is not valid: {}",
+                line.chars().take(80).collect::<String>().trim()
+            )
+        }
+        pem::Error::NoItemsFound => "no PEM section of the expected kind in the file".to_owned(),
+        pem::Error::Io(e) => e.to_string(),
+        e => e.to_string(),
+    }
 }
 
 /// Serves whatever certificate was loaded last.
@@ -55,18 +99,84 @@ impl ResolvesServerCert for Reloading {
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What a file looked like when last checked: its modification time and length (a length
+/// change catches a rewrite within the file system's time granularity).
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// The certificate and key files, and what was last seen of them.
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The files as they were when the pair in use was loaded.
+    loaded: (Stamp, Stamp),
+    /// The files and the reason of the last failed load, so that a failure is reported once.
+    reported: Option<((Stamp, Stamp), String)>,
+}
+
+/// What a check of the files found.
+enum Checked {
+    /// Nothing changed since the pair in use was loaded.
+    Unchanged,
+    /// A new pair, to be served from now on.
+    Reloaded(CertifiedKey),
+    /// The files changed and cannot be used; `first` when this failure is new.
+    Failed { error: String, first: bool },
+}
+
+impl Files {
+    /// Loads the pair to start with.
+    fn open(cert: &Path, key: &Path) -> Result<(Self, CertifiedKey), String> {
+        // Read before the files, so that a change during the load is seen by the next check.
+        let loaded = (stamp(cert), stamp(key));
+        let pair = load(cert, key)?;
+        let files = Self {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            loaded,
+            reported: None,
+        };
+        Ok((files, pair))
+    }
+
+    /// Loads the pair again if a file changed. A pair that fails keeps being tried at each
+    /// check (a half-written file may be complete by the next one, with the same stamp).
+    fn check(&mut self) -> Checked {
+        let now = (stamp(&self.cert), stamp(&self.key));
+        if now == self.loaded {
+            return Checked::Unchanged;
+        }
+        match load(&self.cert, &self.key) {
+            Ok(pair) => {
+                self.loaded = now;
+                self.reported = None;
+                Checked::Reloaded(pair)
+            }
+            Err(error) => {
+                let failure = (now, error);
+                let first = self.reported.as_ref() != Some(&failure);
+                let error = failure.1.clone();
+                self.reported = Some(failure);
+                Checked::Failed { error, first }
+            }
+        }
+    }
 }
 
 /// Binds the TLS listener and serves `app` on it until `stop`; the files are re-read when their
-/// modification time changes (a failed read keeps the certificate in use, and is logged).
+/// modification time or length changes. A pair that cannot be loaded (a file half written, a
+/// certificate whose key is not written yet) keeps the pair in use; it is tried again at every
+/// check, and logged once per change of the files and the reason.
 pub async fn serve(
     settings: TlsSettings,
     workers: Arc<crate::workers::Workers>,
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
-    let first = load(&settings.cert_file, &settings.key_file)?;
+    let (mut files, first) = Files::open(&settings.cert_file, &settings.key_file)?;
     let resolver = Arc::new(Reloading {
         current: ArcSwap::from_pointee(first),
     });
@@ -85,23 +195,18 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         let mut stop = stop;
         let mut ticker = tokio::time::interval(settings.reload_interval);
-        let mut stamps = (modified(&settings.cert_file), modified(&settings.key_file));
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = ticker.tick() => {
-                    let now = (modified(&settings.cert_file), modified(&settings.key_file));
-                    if now != stamps {
-                        match load(&settings.cert_file, &settings.key_file) {
-                            Ok(key) => {
-                                resolver.current.store(Arc::new(key));
-                                stamps = now;
-                                tracing::info!(cert = %settings.cert_file.display(), "TLS certificate reloaded");
-                            }
-                            Err(e) => tracing::warn!(error = %e, "TLS certificate changed but cannot be loaded; the previous one stays in use"),
-                        }
+                _ = ticker.tick() => match files.check() {
+                    Checked::Unchanged => {}
+                    Checked::Reloaded(pair) => {
+                        resolver.current.store(Arc::new(pair));
+                        tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded");
                     }
-                }
+                    Checked::Failed { error, first: true } => tracing::warn!(%error, "TLS certificate or key changed but cannot be used; the previous pair stays in use"),
+                    Checked::Failed { first: false, .. } => {}
+                },
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };
                     workers.dispatch(tcp, peer, Some(acceptor.clone()));
@@ -110,4 +215,66 @@ pub async fn serve(
         }
     });
     Ok((addr, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new self-signed certificate and its key, in PEM.
+    fn pair() -> (String, String) {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        (generated.cert.pem(), generated.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_that_is_not_the_certificates_is_refused_naming_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, pair().0).unwrap();
+        std::fs::write(&key, pair().1).unwrap();
+        let error = load(&cert, &key).expect_err("a mismatched pair is refused");
+        assert!(error.contains("is not for the private key"), "{error}");
+        assert!(error.contains(&*cert.to_string_lossy()), "{error}");
+        assert!(error.contains(&*key.to_string_lossy()), "{error}");
+    }
+
+    #[test]
+    fn a_failed_reload_is_reported_once_per_change_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (first_cert, first_key) = pair();
+        std::fs::write(&cert, &first_cert).unwrap();
+        std::fs::write(&key, &first_key).unwrap();
+        let (mut files, _) = Files::open(&cert, &key).unwrap();
+        assert!(matches!(files.check(), Checked::Unchanged));
+
+        // A certificate whose key is not written yet: reported once, not at every check.
+        let (new_cert, new_key) = pair();
+        std::fs::write(&cert, &new_cert).unwrap();
+        let Checked::Failed { error, first } = files.check() else {
+            panic!("a certificate without its key was loaded");
+        };
+        assert!(first);
+        assert!(error.contains("is not for the private key"), "{error}");
+        assert!(matches!(
+            files.check(),
+            Checked::Failed { first: false, .. }
+        ));
+
+        // A key half written: a new failure (reported, in words, not byte arrays).
+        std::fs::write(&key, &new_key[..new_key.len() / 2]).unwrap();
+        let Checked::Failed { error, first } = files.check() else {
+            panic!("a half-written key was loaded");
+        };
+        assert!(first);
+        assert!(error.contains("-----END PRIVATE KEY-----"), "{error}");
+        assert!(!error.contains('['), "{error}");
+
+        // The key complete: the new pair is loaded, then nothing changes.
+        std::fs::write(&key, &new_key).unwrap();
+        assert!(matches!(files.check(), Checked::Reloaded(_)));
+        assert!(matches!(files.check(), Checked::Unchanged));
+    }
 }

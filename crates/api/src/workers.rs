@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,19 +24,31 @@ use crate::http1::{Ended, Prefixed};
 
 /// How long a stopping worker lets requests in flight finish.
 const DRAIN: Duration = Duration::from_secs(30);
-/// How long a client may take to send a request's head (a slow-headers attack holds a
-/// connection open for nothing otherwise).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection closed for idleness may take to finish its graceful close (HTTP/2
+/// waits for the client to acknowledge a ping) before it is dropped: a client that never
+/// answers would otherwise keep it open.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How often HTTP/2 pings its peer, so that a peer that vanished does not hold its streams
+/// (and the connection) forever.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long HTTP/2 waits for the answer to a ping before it closes the connection.
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Limits every connection is served with.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     /// Largest request head (request line and headers), HTTP/1.1 and HTTP/2 alike.
     pub max_header_bytes: usize,
+    /// How long a connection may do nothing: a client's time to send a request's head (a
+    /// slow-headers attack holds a connection open for nothing otherwise), an idle HTTP/1.1
+    /// connection's wait for its next request, an HTTP/2 connection's time without an open
+    /// stream, and a TLS handshake's time.
+    pub idle_timeout: Duration,
 }
 
 /// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
-/// upgrades allowed, request heads bounded in size and in time.
+/// upgrades allowed, request heads bounded in size and in time, HTTP/2 peers pinged. (Idle
+/// HTTP/2 connections are closed by [`serve`]: hyper has no such timer.)
 fn connection_builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     // hyper refuses a read buffer under 8 KiB; the head limit is its read buffer.
@@ -45,11 +57,13 @@ fn connection_builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
         .http1()
         .max_buf_size(head)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.idle_timeout);
     builder
         .http2()
         .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
-        .timer(TokioTimer::new());
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
 }
 
@@ -194,7 +208,7 @@ async fn run(
             };
             // A handshake gets the time a request head gets, and a stop ends it: no request
             // has been read on the connection yet, so nothing in flight is lost.
-            let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp));
+            let handshake = tokio::time::timeout(limits.idle_timeout, acceptor.accept(tcp));
             let mut stopping = stopped.clone();
             let tls = tokio::select! {
                 done = handshake => match done {
@@ -218,7 +232,8 @@ async fn run(
 }
 
 /// Serves one connection: on the raw lane first (when `lane`), then, from the first request the
-/// lane hands over, with hyper's server.
+/// lane hands over, with hyper's server. hyper's connection is closed gracefully when the server
+/// stops, or when it has had no open request for the idle time.
 async fn serve<S>(
     io: S,
     lane: bool,
@@ -230,14 +245,16 @@ async fn serve<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Held to the end of the connection (its graceful close is started by `drive`).
+    let _watcher = watcher;
     let peer = front.peer();
     let (io, read) = if lane {
         let served = crate::http1::serve(
             io,
             front.clone(),
-            stopped,
+            stopped.clone(),
             limits.max_header_bytes,
-            HEADER_READ_TIMEOUT,
+            limits.idle_timeout,
         )
         .await;
         match served {
@@ -247,28 +264,292 @@ async fn serve<S>(
     } else {
         (io, bytes::Bytes::new())
     };
+    let activity = Arc::new(Activity::new());
     let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(Prefixed::new(read, io)), hyper_service(front))
+        .serve_connection_with_upgrades(
+            TokioIo::new(Prefixed::new(read, io)),
+            hyper_service(front, activity.clone()),
+        )
         .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
+    let ended = drive(
+        conn,
+        |conn| conn.graceful_shutdown(),
+        &activity,
+        stopped,
+        (limits.idle_timeout, CLOSE_GRACE),
+    )
+    .await;
+    if let Some(Err(e)) = ended {
         tracing::debug!(error = %e, %peer, "connection ended with an error");
     }
 }
 
-/// A connection's service for hyper's server.
+/// Drives hyper's connection to its end, starting its graceful close when the server stops or
+/// when no request has been open on it for `idle` (hyper's HTTP/1.1 closes an idle connection
+/// itself, at its header read timeout; HTTP/2 has no such timer). A close for idleness that the
+/// client does not let finish within `grace` drops the connection (`None`).
+async fn drive<C: std::future::Future>(
+    conn: C,
+    close_gracefully: impl Fn(std::pin::Pin<&mut C>),
+    activity: &Activity,
+    mut stopped: watch::Receiver<bool>,
+    (idle, grace): (Duration, Duration),
+) -> Option<C::Output> {
+    tokio::pin!(conn);
+    // Whether the graceful close was started, and whether for idleness.
+    let (mut closing, mut idled) = (false, false);
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => return Some(done),
+            _ = stopped.wait_for(|&stop| stop), if !closing => {
+                close_gracefully(conn.as_mut());
+                closing = true;
+            }
+            () = activity.idle_for(idle), if !closing => {
+                close_gracefully(conn.as_mut());
+                (closing, idled) = (true, true);
+            }
+            () = tokio::time::sleep(grace), if idled => {
+                // A request that came in meanwhile is let finish; the check comes again.
+                if activity.open.load(Ordering::Acquire) == 0 {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Requests open on one of hyper's connections (HTTP/2 streams, or HTTP/1.1's one at a time),
+/// and when the last one ended.
+#[derive(Debug)]
+struct Activity {
+    /// Requests whose answer is not yet wholly sent.
+    open: AtomicUsize,
+    /// When a request last ended, in microseconds from `start`.
+    ended: AtomicU64,
+    start: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            ended: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Counts a request open until the returned guard is dropped.
+    fn open(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Open(self.clone())
+    }
+
+    /// Returns once no request has been open for `idle`. It wakes once per `idle` while
+    /// requests come and go (no wake-up per request).
+    async fn idle_for(&self, idle: Duration) {
+        let mut wait = idle;
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = idle;
+            // Read before the time it ended: an ending request writes the time first.
+            if self.open.load(Ordering::Acquire) == 0 {
+                let ended = Duration::from_micros(self.ended.load(Ordering::Relaxed));
+                let quiet = self.start.elapsed().saturating_sub(ended);
+                if quiet >= idle {
+                    return;
+                }
+                wait = idle - quiet;
+            }
+        }
+    }
+}
+
+/// One open request of an [`Activity`].
+#[derive(Debug)]
+struct Open(Arc<Activity>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = u64::try_from(a.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        a.ended.fetch_max(now, Ordering::Relaxed);
+        a.open.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// A response body that keeps its request counted as open until it is wholly sent (or the
+/// client gives up on it), when hyper drops it.
+#[derive(Debug)]
+struct Tracked<B> {
+    body: B,
+    _open: Open,
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's service for hyper's server; each request counts in `activity` from its
+/// arrival until its answer is sent.
 fn hyper_service(
     front: crate::front::Front,
+    activity: Arc<Activity>,
 ) -> TowerToHyperService<
     impl tower::Service<
         axum::http::Request<hyper::body::Incoming>,
-        Response = axum::response::Response,
+        Response = axum::http::Response<Tracked<axum::body::Body>>,
         Error = std::convert::Infallible,
         Future = impl Send,
     > + Clone,
 > {
     TowerToHyperService::new(tower::service_fn(
         move |req: axum::http::Request<hyper::body::Incoming>| {
-            front.clone().oneshot(req.map(axum::body::Body::new))
+            let open = activity.open();
+            let answer = front.clone().oneshot(req.map(axum::body::Body::new));
+            async move {
+                let response = answer.await?;
+                Ok(response.map(|body| Tracked { body, _open: open }))
+            }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll};
+
+    /// A connection that never ends by itself; once asked to close, it ends if `answers`
+    /// (a client that answers the closing handshake), or stays pending (one that does not).
+    struct Conn {
+        asked: Arc<AtomicBool>,
+        answers: bool,
+    }
+
+    impl std::future::Future for Conn {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            // `drive` polls the connection again after asking it to close.
+            if self.answers && self.asked.load(Ordering::Relaxed) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    const IDLE: Duration = Duration::from_millis(300);
+    const GRACE: Duration = Duration::from_millis(200);
+
+    /// Drives `conn` with [`IDLE`] and [`GRACE`]; returns whether it ended by itself, whether
+    /// it was asked to close, and when it ended.
+    async fn run(
+        activity: &Activity,
+        answers: bool,
+        stopped: watch::Receiver<bool>,
+    ) -> (bool, bool, Duration) {
+        let asked = Arc::new(AtomicBool::new(false));
+        let conn = Conn {
+            asked: asked.clone(),
+            answers,
+        };
+        let started = std::time::Instant::now();
+        let ended = drive(
+            conn,
+            |c| c.asked.store(true, Ordering::Relaxed),
+            activity,
+            stopped,
+            (IDLE, GRACE),
+        )
+        .await;
+        (
+            ended.is_some(),
+            asked.load(Ordering::Relaxed),
+            started.elapsed(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_connection_without_requests_is_closed_after_the_idle_time() {
+        let (_stop, stopped) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        let (ended, asked, after) = run(&activity, true, stopped).await;
+        assert!(ended && asked);
+        assert!(after >= IDLE && after < IDLE + GRACE, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_answer_the_close_is_dropped_after_the_grace() {
+        let (_stop, stopped) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        let (ended, asked, after) = run(&activity, false, stopped).await;
+        assert!(!ended && asked);
+        assert!(after >= IDLE + GRACE, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn an_open_request_keeps_the_connection_and_its_end_starts_the_idle_time() {
+        let (_stop, stopped) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        let open = activity.open();
+        let released = tokio::spawn(async move {
+            tokio::time::sleep(IDLE * 3).await;
+            drop(open);
+        });
+        let (ended, asked, after) = run(&activity, true, stopped).await;
+        released.await.unwrap();
+        assert!(ended && asked);
+        assert!(
+            after >= IDLE * 4,
+            "closed while a request was open: {after:?}"
+        );
+        assert!(after < IDLE * 4 + GRACE, "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn requests_that_come_and_go_restart_the_idle_time() {
+        let (_stop, stopped) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        let busy = activity.clone();
+        tokio::spawn(async move {
+            for _ in 0..6 {
+                tokio::time::sleep(IDLE / 3).await;
+                drop(busy.open());
+            }
+        });
+        let (ended, _, after) = run(&activity, true, stopped).await;
+        assert!(ended);
+        assert!(after >= IDLE * 3, "closed while in use: {after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stop_closes_gracefully_and_is_not_cut_short() {
+        let (stop, stopped) = watch::channel(false);
+        let activity = Arc::new(Activity::new());
+        let _open = activity.open();
+        stop.send(true).unwrap();
+        // A request is open and the client does not end: the stop waits (the worker's drain
+        // time bounds it), it does not drop the connection after the idle grace.
+        let waited = tokio::time::timeout(IDLE * 3, run(&activity, false, stopped)).await;
+        assert!(waited.is_err());
+    }
 }

@@ -1,6 +1,8 @@
 //! TLS termination: the TLS listener serves with the configured certificate beside the plain
 //! listener, and a certificate replaced on disk is served to the next connection without a
-//! restart. A stop does not wait for a connection that never finishes its handshake.
+//! restart. A certificate that is not for the key is refused: at the start, by not starting;
+//! on a reload, by serving the previous pair until the matching key is written. A stop does
+//! not wait for a connection that never finishes its handshake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +21,33 @@ fn write_cert(dir: &std::path::Path) -> Vec<u8> {
     generated.cert.der().to_vec()
 }
 
+/// A new certificate and its key, in PEM (not written), and the certificate in DER.
+fn new_pair() -> (String, String, Vec<u8>) {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    (
+        generated.cert.pem(),
+        generated.signing_key.serialize_pem(),
+        generated.cert.der().to_vec(),
+    )
+}
+
 /// Starts a server with a TLS listener serving the certificate in `dir`, re-read every
 /// `reload_interval`.
 async fn start_with_tls(
     dir: &std::path::Path,
     reload_interval: Duration,
 ) -> portcullis_api::Running {
+    try_start_with_tls(dir, reload_interval)
+        .await
+        .map_err(|e| e.to_string())
+        .unwrap()
+}
+
+async fn try_start_with_tls(
+    dir: &std::path::Path,
+    reload_interval: Duration,
+) -> Result<portcullis_api::Running, portcullis_api::ServerError> {
     portcullis_api::start(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: format!("sqlite://{}/p.db", dir.display()),
@@ -42,12 +65,21 @@ async fn start_with_tls(
         rbac: Default::default(),
     })
     .await
-    .unwrap()
 }
 
 /// Fetches `/healthz` over TLS trusting only `trusted`; returns the status line and the
 /// certificate the server presented.
 async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>) {
+    try_healthz(addr, trusted)
+        .await
+        .expect("TLS handshake with the trusted certificate")
+}
+
+/// [`healthz`], with a failed handshake as an error.
+async fn try_healthz(
+    addr: std::net::SocketAddr,
+    trusted: &[u8],
+) -> Result<(String, Vec<u8>), std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -61,8 +93,7 @@ async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>
     let tcp = TcpStream::connect(addr).await.unwrap();
     let mut tls = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("TLS handshake with the trusted certificate");
+        .await?;
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -70,7 +101,7 @@ async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).await.ok();
     let text = String::from_utf8_lossy(&answer).into_owned();
-    (text.lines().next().unwrap_or("").to_owned(), presented)
+    Ok((text.lines().next().unwrap_or("").to_owned(), presented))
 }
 
 #[tokio::test]
@@ -113,6 +144,64 @@ async fn tls_serves_the_certificate_and_picks_up_a_new_one() {
         }
     }
     assert_eq!(served, second, "the replaced certificate was not picked up");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_that_is_not_for_the_key_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _, _) = new_pair();
+    let (_, key, _) = new_pair();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let error = match try_start_with_tls(dir.path(), Duration::from_secs(60)).await {
+        Ok(running) => {
+            running.shutdown().await;
+            panic!("the server started with a certificate that is not for its key");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("is not for the private key"), "{error}");
+    for file in ["cert.pem", "key.pem"] {
+        let path = dir.path().join(file);
+        assert!(error.contains(&*path.to_string_lossy()), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_new_certificate_is_served_only_once_its_key_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let running = start_with_tls(dir.path(), Duration::from_millis(100)).await;
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+    assert_eq!(healthz(tls_addr, &first).await.1, first);
+
+    // The certificate is replaced, its key not yet: the previous pair stays in use, and every
+    // handshake works (a mismatched pair fails each one with a bad signature).
+    let (cert, key, second) = new_pair();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let answer = try_healthz(tls_addr, &first).await;
+        let (status, presented) = answer.expect("a handshake while the key is not written yet");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(presented, first, "the previous certificate stays in use");
+    }
+
+    // The key is written: the new certificate is served.
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    let mut served = first.clone();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Until the reload, the server presents the first certificate, which this client
+        // does not trust.
+        if let Ok((status, presented)) = try_healthz(tls_addr, &second).await {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            served = presented;
+            break;
+        }
+    }
+    assert_eq!(served, second, "the new pair was not picked up");
     running.shutdown().await;
 }
 

@@ -1,0 +1,190 @@
+//! What a client can make the server keep without limit. An HTTP/2 connection with no open
+//! stream is closed after the idle time an HTTP/1.1 connection gets (`idle_timeout`, 3 s
+//! here), over h2c and over TLS, whether or not the client answers the closing handshake. A request method outside the
+//! standard ones is counted in the metrics as `OTHER`, not under a series of its own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis_api::ServerConfig;
+use portcullis_api::tls::TlsSettings;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The idle time of HTTP/1.1 connections (the server's head read time), which HTTP/2 gets too.
+const IDLE: Duration = Duration::from_secs(3);
+/// Longest the close may take after the idle time: the close handshake's grace (5 s) and
+/// leeway for a loaded machine.
+const LEEWAY: Duration = Duration::from_secs(12);
+
+/// Starts a server with a TLS listener serving a new self-signed certificate; returns the
+/// server and the certificate (DER) to trust.
+async fn start(dir: &std::path::Path) -> (portcullis_api::Running, Vec<u8>) {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    let running = portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some("connections-test-admin-key-0123456789abcdef".into()),
+        activity_flush_interval: Duration::from_secs(1),
+        tls: Some(TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.join("cert.pem"),
+            key_file: dir.join("key.pem"),
+            reload_interval: Duration::from_secs(60),
+        }),
+        gateway: portcullis_api::gateway::GatewaySettings {
+            idle_timeout: IDLE,
+            ..Default::default()
+        },
+        auth: Default::default(),
+        rbac: Default::default(),
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .unwrap();
+    (running, generated.cert.der().to_vec())
+}
+
+/// Asserts that a connection idle since `idle_since` was closed at `closed_after` of it: not
+/// before the idle time, and not much after it.
+fn assert_closed_for_idleness(what: &str, closed_after: Option<Duration>) {
+    let Some(after) = closed_after else {
+        panic!(
+            "{what}: still open {:?} after its last request",
+            IDLE + LEEWAY
+        );
+    };
+    eprintln!("{what}: closed {after:?} after its last request");
+    assert!(
+        after >= IDLE - Duration::from_secs(1),
+        "{what}: closed after {after:?}, before the idle time"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_h2c_connection_is_closed_after_the_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(dir.path()).await;
+    let tcp = TcpStream::connect(running.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("an h2c handshake");
+    // Ends when the server closes the connection (the client answers its GOAWAY and ping).
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{}/healthz", running.addr))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("a request");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("the body");
+    let idle_since = Instant::now();
+
+    // The client keeps its end (dropping `sender` would close the connection from here).
+    let closed = tokio::time::timeout(IDLE + LEEWAY, conn).await;
+    let closed_after = closed.is_ok().then(|| idle_since.elapsed());
+    assert_closed_for_idleness("h2c", closed_after);
+    assert!(sender.is_closed());
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_over_tls_that_sends_only_its_preface_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, cert) = start(dir.path()).await;
+    let tls_addr: SocketAddr = running.tls_addr.expect("a TLS listener");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(cert)).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // The client preface and an empty SETTINGS frame, then nothing: not even an answer to
+    // the server's SETTINGS or to the ping of its graceful close.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let idle_since = Instant::now();
+    let read_to_close = async {
+        let mut buf = [0u8; 4096];
+        // The server's frames are read and ignored; the end (or a reset) is the close.
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let closed = tokio::time::timeout(IDLE + LEEWAY, read_to_close).await;
+    let closed_after = closed.is_ok().then(|| idle_since.elapsed());
+    assert_closed_for_idleness("h2 over TLS", closed_after);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn made_up_methods_are_counted_as_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let made_up = ["PCLMADEUPONE", "PCLMADEUPTWO", "PCL-MADE-UP_3"];
+    for method in made_up {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let answer = http
+            .request(method, format!("http://{}/healthz", running.addr))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), 405);
+    }
+    // A standard method keeps its name.
+    let answer = http
+        .get(format!("http://{}/healthz", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let metrics = http
+        .get(format!("http://{}/metrics", running.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |method: &str, status: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("portcullis_http_requests_total")
+                && l.contains(&format!(r#"method="{method}""#))
+                && l.contains(r#"route="/healthz""#)
+                && l.contains(&format!(r#"status="{status}""#))
+        })
+    };
+    assert!(counted("OTHER", "405"), "{metrics}");
+    assert!(counted("GET", "200"), "{metrics}");
+    for method in made_up {
+        assert!(
+            !metrics.contains(method),
+            "{method} has a series: {metrics}"
+        );
+    }
+    running.shutdown().await;
+}
