@@ -129,6 +129,23 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): without one, or with
+        // two, which host a backend or a proxy behind it would serve is anyone's guess.
+        if req.version() == axum::http::Version::HTTP_11
+            && req
+                .headers()
+                .get_all(axum::http::header::HOST)
+                .iter()
+                .count()
+                != 1
+        {
+            return Box::pin(async {
+                Ok(crate::ApiError::BadRequest(
+                    "an HTTP/1.1 request must carry exactly one Host header".into(),
+                )
+                .into_response())
+            });
+        }
         let (shared, peer, proxy) = (self.shared.clone(), self.peer, self.proxy.clone());
         match way_of(req.uri().path()) {
             Way::ForwardAuth => Box::pin(async move {

@@ -58,6 +58,9 @@ pub struct GatewaySettings {
     /// Forward client headers whose names contain `_` (nginx's `underscores_in_headers`);
     /// by default they are removed, as many backends read `_` as `-`.
     pub underscores_in_headers: bool,
+    /// How long a client connection may do nothing (send no request head, hold no open
+    /// HTTP/2 stream, not finish its TLS handshake) before it is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for GatewaySettings {
@@ -75,6 +78,7 @@ impl Default for GatewaySettings {
             workers: 0,
             max_header_bytes: 64 * 1024,
             underscores_in_headers: false,
+            idle_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -222,6 +222,7 @@ fn read_head(buf: &[u8]) -> Head {
     }
     let mut close = false;
     let mut lengths = 0;
+    let mut hosts = 0;
     let mut fields = Vec::with_capacity(req.headers.len());
     let base = buf.as_ptr() as usize;
     for h in req.headers.iter() {
@@ -231,6 +232,7 @@ fn read_head(buf: &[u8]) -> Head {
             17 if name.eq_ignore_ascii_case("transfer-encoding") => return Head::Other,
             7 if name.eq_ignore_ascii_case("upgrade") => return Head::Other,
             6 if name.eq_ignore_ascii_case("expect") => return Head::Other,
+            4 if name.eq_ignore_ascii_case("host") => hosts += 1,
             14 if name.eq_ignore_ascii_case("content-length") => {
                 lengths += 1;
                 if lengths > 1 || h.value != b"0" {
@@ -250,6 +252,10 @@ fn read_head(buf: &[u8]) -> Head {
         // address as a number: no unsafe code, and the slice is from `buf`).
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start..start + h.value.len()));
+    }
+    // Not exactly one Host: the front door refuses it (RFC 9112 §3.2).
+    if hosts != 1 {
+        return Head::Other;
     }
     let start = target.as_ptr() as usize - base;
     Head::Plain(

@@ -317,6 +317,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             proxies,
             crate::workers::ConnectionLimits {
                 max_header_bytes: config.gateway.max_header_bytes,
+                idle_timeout: config.gateway.idle_timeout,
             },
         )
         .map_err(|e| ServerError::Bind(config.listen, e))?,

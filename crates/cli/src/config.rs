@@ -70,6 +70,7 @@ struct GatewayConfig {
     workers: Option<usize>,
     max_header_kb: Option<usize>,
     underscores_in_headers: Option<bool>,
+    idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -544,6 +545,13 @@ pub fn load(
             "must be at least 1 (records waiting for the database)",
         ));
     }
+    let idle_timeout = gateway_file.idle_timeout_seconds.unwrap_or(30);
+    if !(1..=3600).contains(&idle_timeout) {
+        return Err(ConfigError::new(
+            "gateway.idle_timeout_seconds",
+            format!("{idle_timeout} is out of range: 1 to 3600 seconds"),
+        ));
+    }
     let gateway = portcullis_api::gateway::GatewaySettings {
         backends,
         default_backend: gateway_file.default_backend,
@@ -558,6 +566,7 @@ pub fn load(
         workers: gateway_file.workers.unwrap_or(0),
         max_header_bytes: gateway_file.max_header_kb.unwrap_or(64).clamp(8, 1024) * 1024,
         underscores_in_headers: gateway_file.underscores_in_headers.unwrap_or(false),
+        idle_timeout: Duration::from_secs(idle_timeout),
         ..Default::default()
     };
     let tls = match file.tls {
@@ -636,9 +645,15 @@ mod tests {
         assert!(c.server.admin_api_key.is_none());
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.server.gateway.audit_queue, 65_536);
-        let f = file_with("gateway:\n  audit_queue: 100\n");
+        assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(30));
+        assert!(!c.server.gateway.underscores_in_headers);
+        let f = file_with(
+            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n",
+        );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
+        assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(5));
+        assert!(c.server.gateway.underscores_in_headers);
     }
 
     #[test]
@@ -682,6 +697,11 @@ mod tests {
             ),
             ("log:\n  format: xml\n", &[], "log.format"),
             ("gateway:\n  audit_queue: 0\n", &[], "gateway.audit_queue"),
+            (
+                "gateway:\n  idle_timeout_seconds: 0\n",
+                &[],
+                "gateway.idle_timeout_seconds",
+            ),
         ];
         for (text, env, key) in table {
             let f = file_with(text);
