@@ -1,10 +1,13 @@
 //! The raw HTTP/1.1 exchange with plain `http://` backends, for requests without a body: the
 //! request head is written straight to a kept-alive connection and the backend's answer is
-//! copied to the client as it arrives, its framing passed through (`Content-Length`, chunked,
-//! or until close). No connection task, channel or second header map sits between the two
-//! sockets, which is where a general-purpose client spends most of a small request's time.
-//! Everything else (request bodies, upgrades, h2c, TLS backends) takes hyper's client.
+//! copied to the client as it arrives, with its framing (`Content-Length` as it is, chunked
+//! without extensions or trailers, and a close-delimited body re-framed as chunked so that the
+//! client can tell a cut from the end). No connection task, channel or second header map sits
+//! between the two sockets, which is where a general-purpose client spends most of a small
+//! request's time. Everything else (request bodies, upgrades, h2c, TLS backends) takes
+//! hyper's client.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -42,10 +45,35 @@ struct Idle {
     since: u64,
 }
 
+/// Where a backend's connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Address {
+    /// An IP literal: connected to as it is, with no lookup.
+    Ip(SocketAddr),
+    /// A name, looked up at every connect.
+    Name(String, u16),
+}
+
+impl Address {
+    /// The address of the backend at `url`. `Uri::host` keeps an IPv6 literal's brackets
+    /// (`[::1]`), which no resolver reads: they are taken off here.
+    fn of(url: &Uri) -> Self {
+        let host = url.host().unwrap_or("localhost");
+        let port = url.port_u16().unwrap_or(80);
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => Self::Ip(SocketAddr::new(ip, port)),
+            Err(_) => Self::Name(bare.to_owned(), port),
+        }
+    }
+}
+
 /// The kept-alive connections to one plain HTTP/1.1 backend (one worker's), most recent last.
 pub(super) struct Pool {
-    host: String,
-    port: u16,
+    address: Address,
     idle: std::sync::Mutex<Vec<Idle>>,
 }
 
@@ -53,8 +81,7 @@ impl Pool {
     /// An empty pool for the backend at `url`.
     pub(super) fn new(url: &Uri) -> Self {
         Self {
-            host: url.host().unwrap_or("localhost").to_owned(),
-            port: url.port_u16().unwrap_or(80),
+            address: Address::of(url),
             idle: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -93,12 +120,17 @@ impl Pool {
     }
 
     async fn connect(&self) -> std::io::Result<TcpStream> {
-        let io = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        let connecting = async {
+            match &self.address {
+                Address::Ip(addr) => TcpStream::connect(*addr).await,
+                Address::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+        };
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         io.set_nodelay(true)?;
         Ok(io)
     }
@@ -139,10 +171,24 @@ enum Framing {
     Empty,
     /// `Content-Length` bytes.
     Length(u64),
-    /// Chunked transfer coding, passed through as it is.
+    /// Chunked transfer coding: the chunks passed on, without extensions or trailers.
     Chunked,
-    /// Until the backend closes.
+    /// Until the backend closes; re-framed as chunked for the client.
     UntilClose,
+}
+
+/// Why copying an answer's body stopped before its end.
+enum Cut {
+    /// Nothing reached the client yet: the answer can still become a 502.
+    Unsent(&'static str),
+    /// Part of the answer is out: the client learns by its connection closing early.
+    Sent(std::io::Error),
+}
+
+impl From<std::io::Error> for Cut {
+    fn from(e: std::io::Error) -> Self {
+        Self::Sent(e)
+    }
 }
 
 /// Why an exchange failed before anything reached the client.
@@ -190,7 +236,8 @@ impl Proxy {
 
     /// Forwards a request without a body to a backend [`Proxy::forwards_raw`] accepts and
     /// copies its answer to `client` (`out` is a scratch buffer, kept between requests). An
-    /// error means nothing was written to the client.
+    /// error means nothing was written to the client. The client must be an HTTP/1.1 one: a
+    /// close-delimited answer reaches it chunked.
     pub async fn forward_bodiless<W: AsyncWrite + Unpin>(
         &self,
         req: BodilessRequest<'_>,
@@ -306,14 +353,24 @@ impl Proxy {
             return Ok(Answered::Unauthorized);
         }
         let framing = framing_of(&response, head_request)
-            .ok_or_else(|| unreachable("contradictory response framing".into()))?;
-        let close_client = req.client_close || framing == Framing::UntilClose;
+            .ok_or_else(|| unreachable("unusable response framing".into()))?;
+        // A close-delimited answer goes out chunked: the client's connection outlives it.
+        let close_client = req.client_close;
         out.clear();
         let backend_closes =
             write_response_head(out, &response, framing, f.request_id, close_client);
         let keep_backend = response.version == Some(1) && !backend_closes;
 
-        let copied = copy_body(&mut io, client, out, buf, head_len, framing).await;
+        let copied = copy_body(
+            &mut io,
+            client,
+            out,
+            buf,
+            head_len,
+            framing,
+            backend.timeout,
+        )
+        .await;
         match copied {
             Ok(clean) => {
                 if clean && keep_backend && framing != Framing::UntilClose {
@@ -324,7 +381,10 @@ impl Proxy {
                     reusable: !close_client,
                 })
             }
-            Err(e) => {
+            Err(Cut::Unsent(detail)) => {
+                Err(unreachable(format!("unreadable chunked body: {detail}")))
+            }
+            Err(Cut::Sent(e)) => {
                 // The head may be out already: the client learns of the failure by the
                 // connection closing before the answer is complete.
                 tracing::debug!(error = %e, backend = %backend.name, "answer cut short");
@@ -453,40 +513,57 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// How the answer's body is delimited (RFC 9112 §6.3); none for a contradictory answer.
+/// How the answer's body is delimited (RFC 9112 §6.3); none for a contradictory answer (two
+/// lengths, or a length beside chunked) or a transfer coding other than chunked (which this hop would pass on undecoded, as nginx
+/// refuses it too).
 fn framing_of(response: &httparse::Response<'_, '_>, head_request: bool) -> Option<Framing> {
     let status = response.code.unwrap_or(0);
     if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
         return Some(Framing::Empty);
     }
-    let mut coding = None;
+    let mut chunked = false;
     let mut length: Option<u64> = None;
     for h in response.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            coding = std::str::from_utf8(h.value).ok().map(|v| {
-                v.rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-            });
-            coding.get_or_insert(false);
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value).ok()?.trim();
-            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            // Every coding must be `chunked` (a repeated one changes nothing here); empty list
+            // elements are allowed (RFC 9110 §5.6.1), an empty field is not.
+            let mut codings = 0;
+            for coding in std::str::from_utf8(h.value).ok()?.split(',') {
+                match coding.trim_matches([' ', '\t']) {
+                    "" => {}
+                    c if c.eq_ignore_ascii_case("chunked") => codings += 1,
+                    _ => return None,
+                }
+            }
+            if codings == 0 {
                 return None;
             }
-            let n = v.parse::<u64>().ok()?;
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n = decimal(h.value)?;
             if length.is_some_and(|l| l != n) {
                 return None;
             }
             length = Some(n);
         }
     }
-    Some(match (coding, length) {
-        (Some(true), _) => Framing::Chunked,
-        (Some(false), _) => Framing::UntilClose,
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::UntilClose,
+    Some(match (chunked, length) {
+        // Both framings at once: one of them is a lie (RFC 9112 §6.3 calls it a possible
+        // attempt at splitting), and the connection cannot be trusted for the next answer.
+        (true, Some(_)) => return None,
+        (true, None) => Framing::Chunked,
+        (false, Some(n)) => Framing::Length(n),
+        (false, None) => Framing::UntilClose,
     })
+}
+
+/// A `Content-Length` value: one decimal number, with optional whitespace around it.
+fn decimal(value: &[u8]) -> Option<u64> {
+    let v = std::str::from_utf8(value).ok()?.trim_matches([' ', '\t']);
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse::<u64>().ok()
 }
 
 /// Writes the answer's head for the client: the backend's headers minus the hop-by-hop ones
@@ -535,14 +612,22 @@ fn write_response_head(
         |name: &str| names_others && connection_tokens().any(|t| name.eq_ignore_ascii_case(t));
     let mut dated = false;
     // The length goes out once, written here: a backend's repeated (equal) Content-Length
-    // headers are one length, and a chunked or close-delimited answer has none.
-    let mut named_length: Option<&[u8]> = None;
+    // headers are one length, and a chunked or close-delimited answer has none. The length a
+    // HEAD or 304 answer names (of a body it does not carry) is read only for those.
+    let bodiless = framing == Framing::Empty;
+    let mut named_length: Option<Option<u64>> = None;
     for h in response.headers.iter() {
         let name = h.name;
         // The names this hop treats itself; every other header is copied as it came.
         match name.len() {
             14 if name.eq_ignore_ascii_case("content-length") => {
-                named_length.get_or_insert(h.value);
+                if bodiless {
+                    let n = decimal(h.value);
+                    named_length = Some(match named_length {
+                        Some(seen) if seen != n => None,
+                        _ => n,
+                    });
+                }
                 continue;
             }
             12 if name.eq_ignore_ascii_case("x-request-id") => continue,
@@ -571,18 +656,22 @@ fn write_response_head(
     out.extend_from_slice(request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
     match framing {
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::UntilClose => {}
+        Framing::Chunked | Framing::UntilClose => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             put_decimal(out, n);
             out.extend_from_slice(b"\r\n");
         }
-        // A HEAD (or 304) answer names the length of the body it does not carry.
+        // A HEAD (or 304) answer names the length of the body it does not carry, when it is
+        // one number; a 204 never has one (RFC 9110 §8.6).
         Framing::Empty => {
-            if let Some(v) = named_length {
+            if status != 204
+                && let Some(Some(n)) = named_length
+            {
                 out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(v);
+                put_decimal(out, n);
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -619,6 +708,44 @@ fn itoa3(status: u16) -> [u8; 3] {
     ]
 }
 
+/// Reads the next part of a body into the emptied `buf`, waiting at most `idle` (the
+/// backend's timeout, per read as nginx's `proxy_read_timeout`): a backend that stops
+/// sending mid-body does not hold the client forever.
+async fn read_body(
+    io: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> std::io::Result<usize> {
+    buf.clear();
+    buf.reserve(READ_SIZE);
+    match tokio::time::timeout(idle, io.read_buf(buf)).await {
+        Ok(read) => read,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the backend sent nothing more for its timeout",
+        )),
+    }
+}
+
+/// Appends one chunk holding `data` (the re-framing of a close-delimited body).
+fn put_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = data.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Copies the answer's body from the backend to the client after the head in `out`. Returns
 /// whether the backend connection ended exactly at the answer's end (and may be reused).
 async fn copy_body<W: AsyncWrite + Unpin>(
@@ -628,7 +755,8 @@ async fn copy_body<W: AsyncWrite + Unpin>(
     mut buf: BytesMut,
     head_len: usize,
     framing: Framing,
-) -> std::io::Result<bool> {
+    idle: Duration,
+) -> Result<bool, Cut> {
     let _ = buf.split_to(head_len);
     match framing {
         Framing::Empty => {
@@ -653,10 +781,8 @@ async fn copy_body<W: AsyncWrite + Unpin>(
                 if left == 0 {
                     return Ok(!extra);
                 }
-                buf.clear();
-                buf.reserve(READ_SIZE);
-                if io.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                if read_body(io, &mut buf, idle).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
             }
         }
@@ -664,37 +790,45 @@ async fn copy_body<W: AsyncWrite + Unpin>(
             let mut chunked = Chunked::default();
             let mut first = true;
             loop {
-                let (used, done) = chunked
-                    .scan(&buf)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let scanned = match chunked.scan(&mut buf) {
+                    Ok(s) => s,
+                    // The head still waits in `out`: the client can get a 502 instead.
+                    Err(e) if first => return Err(Cut::Unsent(e)),
+                    Err(e) => {
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e).into());
+                    }
+                };
                 if first {
-                    out.extend_from_slice(&buf[..used]);
+                    out.extend_from_slice(&buf[..scanned.keep]);
                     client.write_all(out).await?;
                     first = false;
                 } else {
-                    client.write_all(&buf[..used]).await?;
+                    client.write_all(&buf[..scanned.keep]).await?;
                 }
-                if done {
-                    return Ok(used == buf.len());
+                if scanned.done {
+                    return Ok(scanned.used == buf.len());
                 }
-                buf.clear();
-                buf.reserve(READ_SIZE);
-                if io.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                if read_body(io, &mut buf, idle).await? == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
             }
         }
+        // Re-framed as chunked: a backend that fails mid-body leaves the client without the
+        // last chunk, which it can tell from the end of the answer.
         Framing::UntilClose => {
-            out.extend_from_slice(&buf);
+            if !buf.is_empty() {
+                put_chunk(out, &buf);
+            }
             client.write_all(out).await?;
             loop {
-                buf.clear();
-                buf.reserve(READ_SIZE);
-                if io.read_buf(&mut buf).await? == 0 {
+                if read_body(io, &mut buf, idle).await? == 0 {
+                    client.write_all(b"0\r\n\r\n").await?;
                     client.flush().await?;
                     return Ok(false);
                 }
-                client.write_all(&buf).await?;
+                out.clear();
+                put_chunk(out, &buf);
+                client.write_all(out).await?;
             }
         }
     }
@@ -756,15 +890,68 @@ mod tests {
                 false,
                 Some(Framing::Chunked),
             ),
+            // Both: a sign of response splitting (RFC 9112 §6.3); refused, as nginx does.
             (
-                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding:  Chunked \t\r\n\r\n",
                 false,
                 Some(Framing::Chunked),
             ),
             (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n",
+                false,
+                Some(Framing::Chunked),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: ,chunked\r\n\r\n",
+                false,
+                Some(Framing::Chunked),
+            ),
+            // Any other transfer coding would reach the client undecoded: refused.
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n\r\n",
+                false,
+                None,
+            ),
+            (
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
                 false,
-                Some(Framing::UntilClose),
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: identity\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunkedx\r\n\r\n",
+                false,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: \r\n\r\n",
+                false,
+                None,
+            ),
+            // A bodiless answer's codings do not matter (the header is this hop's).
+            (
+                b"HTTP/1.1 304 Not Modified\r\ntransfer-encoding: gzip\r\n\r\n",
+                false,
+                Some(Framing::Empty),
             ),
             (b"HTTP/1.1 200 OK\r\n\r\n", false, Some(Framing::UntilClose)),
             (
@@ -889,5 +1076,141 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("content-length").count(), 1, "{text}");
         assert!(text.contains("content-length: 3\r\n"), "{text}");
+    }
+
+    #[test]
+    fn an_ip_literal_is_connected_to_without_its_brackets() {
+        let table: &[(&str, Address)] = &[
+            (
+                "http://[::1]:8080/base",
+                Address::Ip("[::1]:8080".parse().unwrap()),
+            ),
+            (
+                "http://[fd00::2]",
+                Address::Ip("[fd00::2]:80".parse().unwrap()),
+            ),
+            (
+                "http://127.0.0.1:9000",
+                Address::Ip("127.0.0.1:9000".parse().unwrap()),
+            ),
+            (
+                "http://backend.internal:81",
+                Address::Name("backend.internal".into(), 81),
+            ),
+            ("http://svc", Address::Name("svc".into(), 80)),
+        ];
+        for (url, expected) in table {
+            let url: Uri = url.parse().unwrap();
+            assert_eq!(&Pool::new(&url).address, expected, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pool_connects_to_an_ipv6_literal() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("skipped: no IPv6 loopback to bind here");
+            return;
+        };
+        let at = listener.local_addr().unwrap();
+        let accepting = tokio::spawn(async move { listener.accept().await.map(|(_, peer)| peer) });
+        let pool = Pool::new(&format!("http://{at}").parse().unwrap());
+        let io = pool.connect().await.expect("connected to [::1]");
+        assert_eq!(io.peer_addr().unwrap(), at);
+        assert_eq!(accepting.await.unwrap().unwrap(), io.local_addr().unwrap());
+    }
+
+    /// The head written for `raw` answering a request of `method`.
+    fn head_for(raw: &[u8], head_request: bool) -> String {
+        let mut h = [httparse::EMPTY_HEADER; 8];
+        let r = parsed(raw, &mut h);
+        let framing = framing_of(&r, head_request).unwrap();
+        let mut out = Vec::new();
+        write_response_head(&mut out, &r, framing, "r", false);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_bodiless_answer_names_a_length_only_when_it_is_one_number() {
+        // (answer, to a HEAD, the content-length the client gets)
+        let table: &[(&[u8], bool, Option<&str>)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true, Some("7")),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length:  07 \r\n\r\n",
+                true,
+                Some("7"),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n",
+                true,
+                Some("7"),
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: abc, 7\r\n\r\n", true, None),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", true, None),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: -7\r\n\r\n", true, None),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n", true, None),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
+                true,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: x\r\nContent-Length: 7\r\n\r\n",
+                true,
+                None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                true,
+                None,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\n", true, None),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                Some("9"),
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9;x\r\n\r\n",
+                false,
+                None,
+            ),
+            // A 204 has no length, whatever the backend says.
+            (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, None),
+            (b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", true, None),
+        ];
+        for (raw, head_request, expected) in table {
+            let head = head_for(raw, *head_request);
+            let lengths: Vec<&str> = head
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix("content-length: "))
+                .collect();
+            assert_eq!(
+                lengths,
+                expected.iter().copied().collect::<Vec<_>>(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+            assert!(
+                !head
+                    .to_ascii_lowercase()
+                    .contains("\r\ncontent-length: 7, 7")
+            );
+        }
+    }
+
+    #[test]
+    fn a_close_delimited_answer_goes_out_chunked() {
+        let head = head_for(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n", false);
+        assert!(
+            head.ends_with("\r\ntransfer-encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("connection: close"), "{head}");
+        let mut out = Vec::new();
+        put_chunk(&mut out, b"partial-");
+        put_chunk(&mut out, &[b'x'; 0x1a2]);
+        assert!(out.starts_with(b"8\r\npartial-\r\n1a2\r\nxxx"));
+        assert!(out.ends_with(b"xx\r\n"));
+        assert_eq!(out.len(), 13 + 5 + 0x1a2 + 2);
     }
 }
