@@ -74,6 +74,8 @@ struct Shared {
 pub struct Front {
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The connection came over TLS (this listener's own).
+    secure: bool,
     /// The serving worker's forwarding client.
     proxy: Option<Arc<Proxy>>,
 }
@@ -92,11 +94,13 @@ impl FrontDoor {
         }
     }
 
-    /// The service for a connection from `peer`, forwarding through `proxy`.
-    pub fn connection(&self, peer: SocketAddr, proxy: Option<Arc<Proxy>>) -> Front {
+    /// The service for a connection from `peer` (over TLS when `secure`), forwarding through
+    /// `proxy`.
+    pub fn connection(&self, peer: SocketAddr, proxy: Option<Arc<Proxy>>, secure: bool) -> Front {
         Front {
             shared: self.shared.clone(),
             peer,
+            secure,
             proxy,
         }
     }
@@ -106,6 +110,11 @@ impl Front {
     /// The peer this connection comes from.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Whether the connection came over TLS.
+    pub(crate) fn secure(&self) -> bool {
+        self.secure
     }
 
     /// The server's state.
@@ -146,13 +155,25 @@ impl Service<Request<Body>> for Front {
                 .into_response())
             });
         }
-        let (shared, peer, proxy) = (self.shared.clone(), self.peer, self.proxy.clone());
+        let (shared, peer, proxy, secure) = (
+            self.shared.clone(),
+            self.peer,
+            self.proxy.clone(),
+            self.secure,
+        );
         match way_of(req.uri().path()) {
             Way::ForwardAuth => Box::pin(async move {
                 Ok(crate::gateway::forward_auth_request(&shared.state, req, peer).await)
             }),
             Way::Gateway => Box::pin(async move {
-                Ok(crate::gateway::proxy_request(&shared.state, proxy.as_deref(), req, peer).await)
+                Ok(crate::gateway::proxy_request(
+                    &shared.state,
+                    proxy.as_deref(),
+                    req,
+                    peer,
+                    secure,
+                )
+                .await)
             }),
             Way::ControlPlane => {
                 req.extensions_mut().insert(ConnectInfo(peer));

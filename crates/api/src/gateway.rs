@@ -545,7 +545,9 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    proxy_request(&state, state.proxy.as_deref(), req, peer).await
+    // Through the control plane's router the connection's scheme is not known here:
+    // `public_url` says it.
+    proxy_request(&state, state.proxy.as_deref(), req, peer, false).await
 }
 
 /// The gateway: every request no control-plane route serves, straight from the listener.
@@ -554,6 +556,7 @@ pub async fn proxy_request(
     proxy: Option<&portcullis_gateway::Proxy>,
     req: Request,
     peer: SocketAddr,
+    secure: bool,
 ) -> Response {
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(req.headers());
@@ -563,8 +566,11 @@ pub async fn proxy_request(
         seen.method = req.method().as_str().to_owned();
         seen.path = req.uri().path().to_owned();
     }
-    let mut response = match proxy_inner(state, proxy, req, peer.ip(), &request_id, &mut seen).await
-    {
+    let hop = Hop {
+        ip: peer.ip(),
+        secure,
+    };
+    let mut response = match proxy_inner(state, proxy, req, hop, &request_id, &mut seen).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -647,7 +653,7 @@ async fn proxy_inner(
     state: &AppState,
     proxy: Option<&portcullis_gateway::Proxy>,
     req: Request,
-    client_ip: IpAddr,
+    hop: Hop,
     request_id: &HeaderValue,
     seen: &mut Seen,
 ) -> Result<Response, ApiError> {
@@ -726,10 +732,17 @@ async fn proxy_inner(
     };
     // The URI is shared (reference counts), so the request can move on without a copy.
     let uri = parts.uri.clone();
-    let mut forward = admitted.forward(state, &uri, client_ip, request_id);
+    let mut forward = admitted.forward(state, &uri, hop, request_id);
     forward.still_valid = still_valid;
     let upstream = axum::http::Request::from_parts(parts, body);
     Ok(proxy.forward(upstream, forward).await?)
+}
+
+/// The hop a request came over: the peer's address and whether the connection was TLS.
+#[derive(Debug, Clone, Copy)]
+struct Hop {
+    ip: IpAddr,
+    secure: bool,
 }
 
 /// A request the route rules let through, with what forwarding it needs.
@@ -758,24 +771,22 @@ impl Admitted {
         &'a self,
         state: &'a AppState,
         uri: &'a axum::http::Uri,
-        client_ip: IpAddr,
+        hop: Hop,
         request_id: &'a HeaderValue,
     ) -> Forward<'a> {
         // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or
         // the whole of it otherwise.
-        let peer_trusted = state
-            .web
-            .trusted_proxies
-            .iter()
-            .any(|c| c.contains(client_ip));
+        let peer_trusted = state.web.trusted_proxies.iter().any(|c| c.contains(hop.ip));
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         Forward {
             backend: self.backend(state).unwrap_or_default(),
             path: self.verdict.path.as_deref().unwrap_or("/"),
             query: path_and_query.split_once('?').map(|(_, q)| q),
-            client_ip,
+            client_ip: hop.ip,
             peer_trusted,
-            proto: if state.web.cookie_secure {
+            // The client's scheme: its connection's, or the public URL's when Portcullis sits
+            // behind something that terminates TLS.
+            proto: if hop.secure || state.web.cookie_secure {
                 "https"
             } else {
                 "http"
@@ -857,10 +868,8 @@ fn admit(
 /// otherwise); the answer is written to `client`. Returns whether the client's connection may
 /// carry another request.
 pub(crate) async fn serve_bodiless<W>(
-    state: &AppState,
-    proxy: Option<&portcullis_gateway::Proxy>,
+    front: &crate::front::Front,
     parts: axum::http::request::Parts,
-    peer: SocketAddr,
     client: &mut W,
     out: &mut Vec<u8>,
     client_close: bool,
@@ -868,6 +877,7 @@ pub(crate) async fn serve_bodiless<W>(
 where
     W: tokio::io::AsyncWrite + Unpin + Send,
 {
+    let (state, proxy, peer) = (front.state(), front.proxy(), front.peer());
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(&parts.headers);
     let wants_login =
@@ -883,7 +893,10 @@ where
         state,
         proxy,
         parts,
-        peer.ip(),
+        Hop {
+            ip: peer.ip(),
+            secure: front.secure(),
+        },
         &request_id,
         &mut seen,
         (client, out),
@@ -934,7 +947,7 @@ async fn bodiless_inner<W>(
     state: &AppState,
     proxy: Option<&portcullis_gateway::Proxy>,
     parts: axum::http::request::Parts,
-    client_ip: IpAddr,
+    hop: Hop,
     request_id: &HeaderValue,
     seen: &mut Seen,
     (client, out): (&mut W, &mut Vec<u8>),
@@ -956,7 +969,7 @@ where
         .backend(state)
         .is_some_and(|b| proxy.forwards_raw(b));
     let uri = parts.uri.clone();
-    let forward = admitted.forward(state, &uri, client_ip, request_id);
+    let forward = admitted.forward(state, &uri, hop, request_id);
     if !raw {
         let upstream = axum::http::Request::from_parts(parts, Body::empty());
         return Ok(Outcome::Response(proxy.forward(upstream, forward).await?));

@@ -154,18 +154,7 @@ where
                 let response = crate::gateway::forward_auth_request(front.state(), req, peer).await;
                 write_response(&mut io, response, head_request, close, &mut out).await
             }
-            _ => {
-                crate::gateway::serve_bodiless(
-                    front.state(),
-                    front.proxy(),
-                    parts,
-                    peer,
-                    &mut io,
-                    &mut out,
-                    close,
-                )
-                .await
-            }
+            _ => crate::gateway::serve_bodiless(&front, parts, &mut io, &mut out, close).await,
         };
         if !reusable || close {
             let _ = io.shutdown().await;

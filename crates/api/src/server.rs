@@ -229,6 +229,13 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
     );
     let per_minute =
         NonZeroU32::new(settings.login_attempts_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    if config.tls.is_some() && !public_url.starts_with("https://") {
+        // Cookies follow the public URL, whichever listener a browser signs in on.
+        tracing::warn!(
+            public_url = %public_url,
+            "a TLS listener is configured but auth.public_url is not https: session cookies are set without the Secure flag"
+        );
+    }
     let web = Arc::new(WebSettings {
         cookie_secure: public_url.starts_with("https://"),
         public_url,

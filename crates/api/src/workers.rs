@@ -197,7 +197,7 @@ async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let front = door.connection(peer, proxy.clone());
+        let front = door.connection(peer, proxy.clone(), tls.is_some());
         let (watcher, builder, stopped) = (graceful.watcher(), builder.clone(), stopped.clone());
         tokio::spawn(async move {
             // Held until the connection ends: a stop waits for it (up to the drain time).

@@ -2,7 +2,8 @@
 //! listener, and a certificate replaced on disk is served to the next connection without a
 //! restart. A certificate that is not for the key is refused: at the start, by not starting;
 //! on a reload, by serving the previous pair until the matching key is written. A stop does
-//! not wait for a connection that never finishes its handshake.
+//! not wait for a connection that never finishes its handshake. Backends learn the client's
+//! scheme from the connection: `X-Forwarded-Proto: https` over the TLS listener.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,4 +227,124 @@ async fn a_stop_does_not_wait_for_an_unfinished_handshake() {
         read.is_ok(),
         "the unfinished connection is closed by the stop"
     );
+}
+
+/// A backend that answers every request with the head it received, as its body.
+async fn head_echo_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let request: Vec<u8> = head.drain(..end + 4).collect();
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                            request.len()
+                        );
+                        if conn.write_all(answer.as_bytes()).await.is_err()
+                            || conn.write_all(&request).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backends_learn_the_scheme_of_the_clients_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let backend = head_echo_backend().await;
+    let running = portcullis_api::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        admin_email: "admin@localhost".into(),
+        admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
+        activity_flush_interval: Duration::from_secs(1),
+        tls: Some(TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.path().join("cert.pem"),
+            key_file: dir.path().join("key.pem"),
+            reload_interval: Duration::from_secs(60),
+        }),
+        gateway: portcullis_api::gateway::GatewaySettings {
+            backends: vec![portcullis_gateway::Backend {
+                name: "echo".into(),
+                url: format!("http://{backend}").parse().unwrap(),
+                timeout: Duration::from_secs(5),
+                http2: false,
+                tls: Default::default(),
+                pass_credentials: false,
+            }],
+            ..Default::default()
+        },
+        auth: Default::default(),
+        rbac: portcullis_api::RbacSettings {
+            routes: yaml_serde::from_str("[{path: /open/*, auth: none, backend: echo}]").unwrap(),
+            ..Default::default()
+        },
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .unwrap();
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+    let proto = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("x-forwarded-proto: "))
+            .map(str::to_owned)
+    };
+    // Over TLS: the raw lane (no body) and hyper (a body) alike.
+    for request in [
+        "GET /open/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    ] {
+        let answer = tls_exchange(tls_addr, &cert, request).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(proto(&answer).as_deref(), Some("https"), "{answer}");
+    }
+    // The plain listener (no https public URL): http.
+    let mut plain = TcpStream::connect(running.addr).await.unwrap();
+    plain
+        .write_all(b"GET /open/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    plain.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(proto(&answer).as_deref(), Some("http"), "{answer}");
+    running.shutdown().await;
+}
+
+/// Sends `request` over TLS trusting only `trusted`; returns the whole answer as text.
+async fn tls_exchange(addr: std::net::SocketAddr, trusted: &[u8], request: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.ok();
+    String::from_utf8_lossy(&answer).into_owned()
 }
