@@ -79,6 +79,39 @@ pub(crate) fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
     same_origin_at(headers, None, public_url)
 }
 
+/// What a request authenticated by cookie does that only a page of this site may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieUse {
+    /// A change (an unsafe method): cross-site request forgery otherwise.
+    Change,
+    /// Opening a websocket, whose handshake is a GET: cross-site websocket hijacking otherwise.
+    Websocket,
+}
+
+/// Refuses a request authenticated by cookie that does `what` unless it comes from a page of
+/// this site ([`same_origin_at`], at `host` when given).
+pub(crate) fn require_same_site(
+    headers: &HeaderMap,
+    host: Option<&str>,
+    public_url: &str,
+    what: CookieUse,
+) -> Result<(), ApiError> {
+    if same_origin_at(headers, host, public_url) {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(
+        match what {
+            CookieUse::Change => {
+                "cross-site request refused: a request authenticated by cookie must come from this site"
+            }
+            CookieUse::Websocket => {
+                "cross-site websocket refused: a connection authenticated by cookie must be opened from this site"
+            }
+        }
+        .into(),
+    ))
+}
+
 /// [`same_origin`] for a request whose host is `host` when given (forward-auth: the host the
 /// proxy says the client asked for) rather than the `Host` header.
 pub(crate) fn same_origin_at(headers: &HeaderMap, host: Option<&str>, public_url: &str) -> bool {
@@ -214,13 +247,13 @@ pub(crate) async fn authenticate(
             }
         }
     };
-    if matches!(credential, Presented::Cookie(_))
-        && !parts.method.is_safe()
-        && !same_origin(&parts.headers, &state.web.public_url)
-    {
-        return Err(ApiError::Forbidden(
-            "cross-site request refused: a request authenticated by cookie must come from this site".into(),
-        ));
+    if matches!(credential, Presented::Cookie(_)) && !parts.method.is_safe() {
+        require_same_site(
+            &parts.headers,
+            None,
+            &state.web.public_url,
+            CookieUse::Change,
+        )?;
     }
     authenticated_counter().increment(1);
     let request_id = parts

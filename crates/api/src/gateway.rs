@@ -689,11 +689,13 @@ async fn proxy_inner(
             crate::auth::presented(&parts.headers),
             Some(crate::auth::Presented::Cookie(_))
         )
-        && !crate::auth::same_origin(&parts.headers, &state.web.public_url)
     {
-        return Err(ApiError::Forbidden(
-            "cross-site websocket refused: a connection authenticated by cookie must be opened from this site".into(),
-        ));
+        crate::auth::require_same_site(
+            &parts.headers,
+            None,
+            &state.web.public_url,
+            crate::auth::CookieUse::Websocket,
+        )?;
     }
     // A JSON body is read for the policy only when it is small and the method carries one.
     let wants_body = matches!(parts.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
@@ -1121,15 +1123,13 @@ async fn forward_auth_inner(
             crate::auth::presented(&parts.headers),
             Some(crate::auth::Presented::Cookie(_))
         )
-        && !crate::auth::same_origin_at(
+    {
+        crate::auth::require_same_site(
             &parts.headers,
             original.host.as_deref(),
             &state.web.public_url,
-        )
-    {
-        return Err(ApiError::Forbidden(
-            "cross-site request refused: a request authenticated by cookie must come from this site".into(),
-        ));
+            crate::auth::CookieUse::Change,
+        )?;
     }
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     if state.rbac.routes().is_some() {

@@ -76,11 +76,11 @@ async fn healthz(addr: std::net::SocketAddr, trusted: &[u8]) -> (String, Vec<u8>
         .expect("TLS handshake with the trusted certificate")
 }
 
-/// [`healthz`], with a failed handshake as an error.
-async fn try_healthz(
+/// A TLS connection to `addr` (as `localhost`) trusting only the certificate `trusted`.
+async fn tls_connect(
     addr: std::net::SocketAddr,
     trusted: &[u8],
-) -> Result<(String, Vec<u8>), std::io::Error> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -92,9 +92,17 @@ async fn try_healthz(
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector
+    connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await?;
+        .await
+}
+
+/// [`healthz`], with a failed handshake as an error.
+async fn try_healthz(
+    addr: std::net::SocketAddr,
+    trusted: &[u8],
+) -> Result<(String, Vec<u8>), std::io::Error> {
+    let mut tls = tls_connect(addr, trusted).await?;
     let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
@@ -328,21 +336,7 @@ async fn backends_learn_the_scheme_of_the_clients_connection() {
 
 /// Sends `request` over TLS trusting only `trusted`; returns the whole answer as text.
 async fn tls_exchange(addr: std::net::SocketAddr, trusted: &[u8], request: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_connect(addr, trusted).await.unwrap();
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).await.ok();

@@ -99,12 +99,14 @@ pub fn original_request(
     let rest = own_path_and_query
         .strip_prefix(prefix)
         .unwrap_or(own_path_and_query);
+    // Envoy's form: a path under the prefix (`/auth` and `/auth?x` name the root).
+    let in_path = !(rest.is_empty() || rest.starts_with('?'));
     let direct = || OriginalRequest {
         method: method.as_str().to_owned(),
-        uri: if rest.is_empty() || rest.starts_with('?') {
-            format!("/{rest}")
-        } else {
+        uri: if in_path {
             rest.to_owned()
+        } else {
+            format!("/{rest}")
         },
         flavour: Flavour::Direct,
         host: None,
@@ -117,7 +119,6 @@ pub fn original_request(
     };
     let nginx = named(NGINX_URI, NGINX_METHOD);
     let traefik = named(TRAEFIK_URI, TRAEFIK_METHOD);
-    let in_path = !(rest.is_empty() || rest.starts_with('?'));
     match (nginx, traefik, in_path) {
         (true, true, _) => Err(ForwardAuthError::Conflict(NGINX_URI, TRAEFIK_URI)),
         (true, _, true) => Err(ForwardAuthError::Conflict(NGINX_URI, "the path")),

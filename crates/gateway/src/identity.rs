@@ -154,19 +154,22 @@ pub fn each(
 /// (Envoy's `allowed_upstream_headers`) replaces only those present, so a client's own would
 /// otherwise reach the backend; an empty value replaces them (nginx drops a header set empty).
 pub fn blank(headers: &mut HeaderMap, aliases: IdentityHeaders) {
-    let empty = HeaderValue::from_static("");
-    for name in [&USER, &USER_ID, &GROUPS, &ORG, &ASSERTION] {
-        headers.insert(name.clone(), empty.clone());
-    }
-    if aliases.toolforge {
-        headers.insert(TOOLFORGE_USER, empty.clone());
-        headers.insert(TOOLFORGE_TOOL, empty.clone());
-    }
-    if aliases.rond {
-        headers.insert(ROND_USER, empty.clone());
-        headers.insert(ROND_GROUPS, empty.clone());
-        headers.insert(ROND_PROPS, empty);
-    }
+    // A caller whose every value is empty: `each` names the headers, so the two cannot drift.
+    let empty = Some(HeaderValue::from_static(""));
+    let nobody = Identity {
+        caller: Arc::new(CallerHeaders {
+            user: empty.clone(),
+            user_id: empty.clone(),
+            groups: empty.clone(),
+            org: empty.clone(),
+            assertion: empty.clone(),
+            properties: empty,
+        }),
+        tool: Some(String::new()),
+    };
+    each(Some(&nobody), aliases, |name, value| {
+        headers.insert(name.clone(), value.clone());
+    });
 }
 
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
@@ -232,5 +235,28 @@ mod tests {
         let mut h = HeaderMap::new();
         apply(&mut h, Some(&id), IdentityHeaders::default());
         assert!(!h.contains_key("x-toolforge-user") && !h.contains_key("miauserid"));
+    }
+
+    #[test]
+    fn a_blank_identity_names_every_header_a_caller_gets() {
+        let all = IdentityHeaders {
+            toolforge: true,
+            rond: true,
+        };
+        let mut h = HeaderMap::new();
+        blank(&mut h, all);
+        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        let mut expected: Vec<&str> = ALL_NAMES
+            .into_iter()
+            .chain([ROND_PROPERTIES])
+            .filter(|n| *n != "x-portcullis-impersonated-by")
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        assert!(h.values().all(|v| v.is_empty()));
+        let mut h = HeaderMap::new();
+        blank(&mut h, IdentityHeaders::default());
+        assert_eq!(h.len(), 5);
     }
 }

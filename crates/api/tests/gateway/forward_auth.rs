@@ -322,13 +322,7 @@ async fn a_request_named_two_ways_or_half_named_is_refused() {
             &[("x-original-uri", "/public/logo.png")],
         )
         .await;
-        let body = reply.json_with(400);
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("x-original-uri") && m.contains("x-forwarded-uri")),
-            "{body}"
-        );
+        assert_error_mentions(&reply, 400, &["x-original-uri", "x-forwarded-uri"]);
     }
     // Behind nginx, the other way round.
     let reply = ask(
@@ -371,13 +365,7 @@ async fn a_request_named_two_ways_or_half_named_is_refused() {
     let reply = env
         .get("/auth", Some(&dev.key), &[("x-original-uri", "/upload")])
         .await;
-    let body = reply.json_with(400);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("x-original-method")),
-        "{body}"
-    );
+    assert_error_mentions(&reply, 400, &["x-original-method"]);
     // From an untrusted peer none of this counts: the call itself is checked.
     let untrusted = Env::start(Options {
         trusted_loopback: false,
@@ -423,13 +411,7 @@ async fn a_cookie_borne_change_must_come_from_this_site_behind_a_proxy_too() {
         }
     };
     let reply = traefik("https://evil.example").await;
-    let body = reply.json_with(403);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cross-site")),
-        "{body}"
-    );
+    assert_error_mentions(&reply, 403, &["cross-site"]);
     // From the host the client asked for (Traefik's X-Forwarded-Host), it passes.
     let reply = traefik("https://portal.example").await;
     assert_eq!(reply.status, 200, "{reply:?}");

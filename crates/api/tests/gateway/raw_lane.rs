@@ -349,24 +349,8 @@ impl Client {
 
     /// Reads one answer by its framing (`head_request`: the answer to a HEAD has no body).
     async fn answer(&mut self, head_request: bool) -> Answer {
-        let status_line = self.line().await;
-        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
-        let status: u16 = status_line[9..12].parse().unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let line = self.line().await;
-            if line.is_empty() {
-                break;
-            }
-            let (n, v) = line.split_once(':').expect("a header line");
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-        let mut answer = Answer {
-            status,
-            headers,
-            body: Vec::new(),
-            trailers: String::new(),
-        };
+        let mut answer = self.head().await;
+        let status = answer.status;
         if head_request || status == 204 || status == 304 || status < 200 {
             return answer;
         }
@@ -707,12 +691,7 @@ async fn a_protocol_switch_cannot_set_portcullis_cookies_and_an_unasked_one_is_r
         let mut c = Client::connect(env.addr).await;
         c.send(&request).await;
         let a = c.answer(false).await;
-        assert_eq!(a.status, 502, "{request:?}: {a:?}");
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&a.body).unwrap()["error"]["code"],
-            "bad_gateway",
-            "{request:?}"
-        );
+        assert!(is_bad_gateway(&a), "{request:?}: {a:?}");
     }
 }
 

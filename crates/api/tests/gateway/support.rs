@@ -536,6 +536,16 @@ pub fn reset_peak_rss() -> bool {
 }
 
 /// The 401 of a route that needs a signed-in caller.
+/// Asserts that `reply` is our JSON error with `status` and a message naming each of `parts`.
+#[track_caller]
+pub fn assert_error_mentions(reply: &Reply, status: u16, parts: &[&str]) {
+    let body = reply.json_with(status);
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    for part in parts {
+        assert!(message.contains(part), "{part:?} not in {body}");
+    }
+}
+
 pub fn unauthenticated_body() -> Value {
     json!({"error": {"code": "unauthenticated", "message": "this route needs a signed-in caller"}})
 }

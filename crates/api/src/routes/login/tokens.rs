@@ -197,11 +197,12 @@ pub async fn refresh(
         Some(t) => (t, false),
         None => match cookie(&headers, REFRESH_COOKIE) {
             Some(t) => {
-                if !crate::auth::same_origin(&headers, &state.web.public_url) {
-                    return Err(ApiError::Forbidden(
-                        "cross-site request refused: a request authenticated by cookie must come from this site".into(),
-                    ));
-                }
+                crate::auth::require_same_site(
+                    &headers,
+                    None,
+                    &state.web.public_url,
+                    crate::auth::CookieUse::Change,
+                )?;
                 (t.to_owned(), true)
             }
             None => {
