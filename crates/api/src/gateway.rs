@@ -38,7 +38,7 @@ pub struct GatewaySettings {
     pub default_backend: Option<String>,
     /// Largest request body forwarded.
     pub max_body_bytes: u64,
-    /// Largest JSON body read for a Rego policy (larger bodies are forwarded without it).
+    /// Largest JSON body a Rego policy reads; on a route with a policy, a larger one is a 413.
     pub policy_body_bytes: u64,
     /// Alias identity headers.
     pub aliases: IdentityHeaders,
@@ -697,29 +697,7 @@ async fn proxy_inner(
             crate::auth::CookieUse::Websocket,
         )?;
     }
-    // A JSON body is read for the policy only when it is small and the method carries one.
-    let wants_body = matches!(parts.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
-        && parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| {
-                c.get(..16)
-                    .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
-            })
-        && declared.is_some_and(|n| n <= state.gateway.policy_body_bytes)
-        && state.rbac.routes().is_some_and(|r| r.any_policy());
-    let (body, json_body) = if wants_body {
-        let bytes = axum::body::to_bytes(body, state.gateway.policy_body_bytes as usize)
-            .await
-            .map_err(|_| {
-                ApiError::PayloadTooLarge("the request body is larger than it said".into())
-            })?;
-        let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-        (Body::from(bytes), parsed)
-    } else {
-        (body, None)
-    };
+    let (body, json_body) = policy_body(state, &parts, body, declared).await?;
     let admitted = match admit(state, &parts, auth, request_id, json_body, seen)? {
         Ok(a) => a,
         Err(refusal) => return Ok(refusal),
@@ -738,6 +716,90 @@ async fn proxy_inner(
     forward.still_valid = still_valid;
     let upstream = axum::http::Request::from_parts(parts, body);
     Ok(proxy.forward(upstream, forward).await?)
+}
+
+/// Whether a `Content-Type` names JSON: `application/json`, or a structured `+json` type
+/// (`application/merge-patch+json`, ...), which backends read as JSON too.
+fn is_json_media_type(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype
+                .len()
+                .checked_sub(5)
+                .and_then(|at| subtype.get(at..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case("+json")))
+}
+
+/// The JSON body a Rego policy decides on, read (and kept for the backend) when the request's
+/// route has a policy, its method carries a body (POST, PUT, PATCH, DELETE, as Rönd) and it
+/// says it is JSON. A policy must see the body the backend will read, so such a body is never
+/// forwarded unseen: one that is larger than `policy_body_bytes` (declared, or met while
+/// reading a chunked one) is a 413, and one that does not parse is a 400.
+async fn policy_body(
+    state: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    declared: Option<u64>,
+) -> Result<(Body, Option<Value>), ApiError> {
+    let method = parts.method.as_str();
+    let carries_json = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+        && parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type)
+        && declared != Some(0);
+    let policy_route = carries_json
+        && state.rbac.routes().is_some_and(|rules| {
+            rules.any_policy()
+                && rules
+                    .find(method, parts.uri.path())
+                    .is_ok_and(|m| m.rule.policy().is_some())
+        });
+    if !policy_route {
+        return Ok((body, None));
+    }
+    let limit = state.gateway.policy_body_bytes;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "a JSON body on a route with a policy is read by the policy, up to {limit} bytes \
+             (gateway.policy_body_kb); this one is larger"
+        ))
+    };
+    if declared.is_some_and(|n| n > limit) {
+        discard_in_background(body);
+        return Err(too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
+    {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let over = std::iter::successors(Some(&e as &dyn std::error::Error), |e| {
+                let e: &dyn std::error::Error = *e;
+                e.source()
+            })
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+            return Err(if over {
+                too_large()
+            } else {
+                ApiError::BadRequest("the request body could not be read to its end".into())
+            });
+        }
+    };
+    // A chunked request that sent no data has no body, as one saying `Content-Length: 0`.
+    if bytes.is_empty() {
+        return Ok((Body::from(bytes), None));
+    }
+    let parsed = serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the request body says it is JSON but is not ({e}): a route with a policy decides on it"
+        ))
+    })?;
+    Ok((Body::from(bytes), Some(parsed)))
 }
 
 /// The hop a request came over: the peer's address and whether the connection was TLS.

@@ -19,6 +19,8 @@ mod draining;
 mod forward_auth;
 #[path = "gateway/nginx.rs"]
 mod nginx;
+#[path = "gateway/policy_body.rs"]
+mod policy_body;
 #[path = "gateway/proxy.rs"]
 mod proxy;
 #[path = "gateway/raw_lane.rs"]

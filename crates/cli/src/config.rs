@@ -63,6 +63,7 @@ struct GatewayConfig {
     backends: Option<Vec<BackendConfig>>,
     default_backend: Option<String>,
     max_body_mb: Option<u64>,
+    policy_body_kb: Option<u64>,
     identity_headers: Option<IdentityHeadersConfig>,
     audit_allowed_every: Option<u64>,
     audit_queue: Option<usize>,
@@ -552,10 +553,26 @@ pub fn load(
             format!("{idle_timeout} is out of range: 1 to 3600 seconds"),
         ));
     }
+    let max_body_bytes = gateway_file.max_body_mb.unwrap_or(64).max(1) * 1024 * 1024;
+    let policy_body_bytes = gateway_file
+        .policy_body_kb
+        .unwrap_or(1024)
+        .saturating_mul(1024);
+    if policy_body_bytes == 0 || policy_body_bytes > max_body_bytes {
+        return Err(ConfigError::new(
+            "gateway.policy_body_kb",
+            format!(
+                "{} is out of range: 1 to gateway.max_body_mb ({} KiB)",
+                policy_body_bytes / 1024,
+                max_body_bytes / 1024
+            ),
+        ));
+    }
     let gateway = portcullis_api::gateway::GatewaySettings {
         backends,
         default_backend: gateway_file.default_backend,
-        max_body_bytes: gateway_file.max_body_mb.unwrap_or(64).max(1) * 1024 * 1024,
+        max_body_bytes,
+        policy_body_bytes,
         aliases: portcullis_gateway::IdentityHeaders {
             toolforge: aliases.toolforge.unwrap_or(false),
             rond: aliases.rond.unwrap_or(false),
@@ -646,14 +663,16 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.server.gateway.audit_queue, 65_536);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.gateway.policy_body_bytes, 1024 * 1024);
         assert!(!c.server.gateway.underscores_in_headers);
         let f = file_with(
-            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n",
+            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(5));
         assert!(c.server.gateway.underscores_in_headers);
+        assert_eq!(c.server.gateway.policy_body_bytes, 64 * 1024);
     }
 
     #[test]
@@ -701,6 +720,16 @@ mod tests {
                 "gateway:\n  idle_timeout_seconds: 0\n",
                 &[],
                 "gateway.idle_timeout_seconds",
+            ),
+            (
+                "gateway:\n  policy_body_kb: 0\n",
+                &[],
+                "gateway.policy_body_kb",
+            ),
+            (
+                "gateway:\n  max_body_mb: 1\n  policy_body_kb: 2048\n",
+                &[],
+                "gateway.policy_body_kb",
             ),
         ];
         for (text, env, key) in table {

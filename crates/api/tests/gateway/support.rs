@@ -61,10 +61,16 @@ const ROUTES: &str = r#"
 - path: /cms/*
   groups: 'clientType == "cms"'
   backend: echo
+- path: /orders/*
+  methods: [POST, PUT, PATCH, DELETE]
+  policy: orders_within_limit
+  backend: echo
 "#;
 
-/// The Rego policy of `/tenant/*`: decided on a request header, so on every request.
-const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\n";
+/// The Rego policies of `/tenant/*` (decided on a request header, so on every request) and of
+/// `/orders/*` (refuses an order over 100 in the JSON body: allowed when the body says nothing,
+/// so a body the policy does not see would pass).
+const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  not input.request.body.amount > 100\n}\n";
 
 /// How a test server is set up.
 #[derive(Debug, Clone, Copy)]
@@ -456,6 +462,46 @@ pub async fn raw_upload(
         left -= n as u64;
     }
     let _ = conn.write_all(b"0\r\n\r\n").await;
+    read_reply(&mut conn).await
+}
+
+/// Sends `method target` with `body` after a `Content-Length`.
+pub async fn raw_with_body(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> RawReply {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut request = head(addr, method, target, headers);
+    request.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    let _ = conn.write_all(&request).await;
+    read_reply(&mut conn).await
+}
+
+/// Sends `method target` with `body` in chunked encoding, `piece` bytes a chunk.
+pub async fn raw_chunked(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    piece: usize,
+) -> RawReply {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let mut request = head(addr, method, target, headers).into_bytes();
+    request.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    for chunk in body.chunks(piece) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // A server that answers early may close before the body is written: read its answer then.
+    let _ = conn.write_all(&request).await;
     read_reply(&mut conn).await
 }
 

@@ -1,0 +1,139 @@
+//! A Rego policy decides on the JSON body the backend will read: whatever its framing
+//! (`Content-Length` or chunked) and whatever JSON media type it is sent as. A body the policy
+//! cannot read (too large for it, or not the JSON it says it is) is refused, never forwarded
+//! unseen. `/orders/*` refuses an order over 100 and allows a body that says nothing.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn the_policy_reads_the_body_however_it_is_framed_or_typed() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    let small = json!({"amount": 50}).to_string();
+    let large = json!({"amount": 500}).to_string();
+    // Input -> expected status, for each way of sending the same JSON.
+    let table: &[(&str, &str, &str, u16)] = &[
+        ("content-length", "application/json", &small, 200),
+        ("content-length", "application/json", &large, 403),
+        (
+            "content-length",
+            "Application/JSON; charset=utf-8",
+            &large,
+            403,
+        ),
+        (
+            "content-length",
+            "application/merge-patch+json",
+            &large,
+            403,
+        ),
+        ("chunked", "application/json", &small, 200),
+        ("chunked", "application/json", &large, 403),
+        ("chunked", "application/vnd.api+json", &large, 403),
+        // Not JSON by its type: the policy decides without a body (and allows).
+        ("content-length", "text/plain", &large, 200),
+    ];
+    for &(framing, content_type, body, expected) in table {
+        let headers = [("x-api-key", key.as_str()), ("content-type", content_type)];
+        let reply = if framing == "chunked" {
+            // A chunk a byte long: the body arrives in pieces.
+            raw_chunked(
+                env.addr,
+                "POST",
+                "/orders/new",
+                &headers,
+                body.as_bytes(),
+                1,
+            )
+            .await
+        } else {
+            raw_with_body(env.addr, "POST", "/orders/new", &headers, body.as_bytes()).await
+        };
+        assert_eq!(
+            reply.status,
+            expected,
+            "{framing} {content_type} {body}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        if expected == 200 {
+            // Forwarded whole after the policy read it.
+            assert_eq!(
+                reply.json()["bodyBytes"],
+                body.len(),
+                "{framing} {content_type}"
+            );
+        }
+    }
+    // Only the allowed requests reached the backend.
+    assert_eq!(env.backend.seen().len(), 3, "{:?}", env.backend.seen());
+}
+
+#[tokio::test]
+async fn a_body_that_says_json_but_is_not_is_a_400() {
+    let env = Env::start(Options::default()).await;
+    for body in [
+        r#"{"amount": 500,}"#,
+        r#"{"amount": 500} trailing"#,
+        "\u{1}",
+    ] {
+        let reply = env
+            .send(
+                env.request(Method::PUT, "/orders/1")
+                    .header("x-api-key", &env.dev.key)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_error_mentions(&reply, 400, &["JSON", "policy"]);
+    }
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+}
+
+#[tokio::test]
+async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only() {
+    let env = Env::start(Options::default()).await;
+    // `gateway.policy_body_kb` is 1024 by default: this body is half as large again.
+    let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
+    let declared = env
+        .send(
+            env.request(Method::POST, "/orders/new")
+                .header("x-api-key", &env.dev.key)
+                .header("content-type", "application/json")
+                .body(big.clone()),
+        )
+        .await;
+    assert_error_mentions(&declared, 413, &["policy_body_kb", "1048576 bytes"]);
+    let chunked = raw_chunked(
+        env.addr,
+        "POST",
+        "/orders/new",
+        &[
+            ("x-api-key", &env.dev.key),
+            ("content-type", "application/json"),
+        ],
+        big.as_bytes(),
+        64 * 1024,
+    )
+    .await;
+    assert_eq!(
+        chunked.status,
+        413,
+        "{}",
+        String::from_utf8_lossy(&chunked.body)
+    );
+    assert_eq!(chunked.json()["error"]["code"], "payload_too_large");
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+    // A route without a policy forwards the same body as it streams (up to max_body_mb).
+    let forwarded = env
+        .send(
+            env.request(Method::POST, "/upload")
+                .header("x-api-key", &env.dev.key)
+                .header("content-type", "application/json")
+                .body(big.clone()),
+        )
+        .await;
+    assert_eq!(forwarded.json_with(200)["bodyBytes"], big.len());
+}
