@@ -226,6 +226,9 @@ async fn refusals_answer_with_their_exact_bodies_and_never_reach_the_backend() {
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
 }
 
+/// What installs PyJWT.
+const PYJWT: &str = "pip install 'pyjwt[crypto]'";
+
 /// Verifies an assertion with PyJWT against a JWKS; prints the claims.
 const VERIFY: &str = r#"
 import json, sys, jwt
@@ -240,6 +243,9 @@ print(json.dumps(claims))
 
 #[tokio::test]
 async fn the_identity_assertion_verifies_against_the_jwks() {
+    if !crate::python::python_has(&["jwt", "cryptography"], PYJWT) {
+        return;
+    }
     let env = Env::start(Options::default()).await;
     let dev_token = env
         .echo("/api/whoami", Some(&env.dev.key), &[])

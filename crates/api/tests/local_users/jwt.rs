@@ -55,6 +55,9 @@ print(json.dumps({
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_tokens_verify_against_the_jwks_with_pyjwt() {
+    if !crate::python::python_has(&["jwt", "cryptography"], "pip install 'pyjwt[crypto]'") {
+        return;
+    }
     let s = Server::start().await;
     let id = s.active_user("ana@example.com").await;
     let tokens = s.login_ok("ana@example.com", PASSWORD).await;
@@ -113,6 +116,9 @@ async fn access_tokens_verify_against_the_jwks_with_pyjwt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_expired_tokens_are_refused() {
+    if !crate::python::python_has(&["jwt", "cryptography"], "pip install 'pyjwt[crypto]'") {
+        return;
+    }
     let s = Server::start().await;
     s.active_user("ana@example.com").await;
     let admin_id = s.me(ADMIN_KEY).await.json_with(200)["id"]
