@@ -90,18 +90,19 @@ pub struct KeepStatus;
 /// Counts allowed requests for sampled auditing.
 static ALLOWED: AtomicU64 = AtomicU64::new(0);
 
-/// What the gateway prepares once per caller: who they are to the route rules, their groups,
-/// and their identity headers with a signed assertion. Reused while the user's directory entry
-/// and the RBAC snapshot are the ones it was made from and the assertion has more than half of
-/// its life left (signing costs tens of microseconds; a backend accepts it until `exp`).
+/// What the gateway prepares once per caller: who they are to the route rules and their groups.
+/// Reused while the user's directory entry and the RBAC snapshot are the ones it was made from,
+/// and for at most half an assertion's life, so that an assertion signed from it
+/// ([`caller_headers`]) never outlives it by more than that.
 struct CallerContext {
     /// The directory entry it was made from (a changed user is a new entry).
     user: Arc<UserEntry>,
     generation: u64,
-    /// Milliseconds after which the assertion is signed again.
+    /// Milliseconds after which the context is made again.
     refresh_after: i64,
     caller: RouteCaller,
-    headers: Arc<CallerHeaders>,
+    /// The org (slug) the caller acts in.
+    org: Option<String>,
 }
 
 /// A caller: the user, and the org their credential is bound to.
@@ -111,9 +112,9 @@ type CallerKey = (UserId, Option<OrgId>);
 const CONTEXTS_PER_THREAD: usize = 16 * 1024;
 
 thread_local! {
-    /// Prepared callers, per thread: each worker prepares its own (a signature per caller and
-    /// half assertion life), so that serving a caller never touches memory another worker is
-    /// writing — no lock, and no reference count shared between threads.
+    /// Prepared callers, per thread: each worker prepares its own, so that serving a caller
+    /// never touches memory another worker is writing — no lock, and no reference count shared
+    /// between threads.
     // Keyed by server-made ids: a fast hasher will do.
     static CONTEXTS: std::cell::RefCell<
         HashMap<CallerKey, Arc<CallerContext>, foldhash::fast::RandomState>,
@@ -177,15 +178,121 @@ fn build_context(
         .map(|(o, _)| o.to_owned());
     let groups = groups_of(state, &user_ref, org.as_deref());
     let lifetime = state.gateway.assertion_seconds as i64;
+    Some(CallerContext {
+        user: user.clone(),
+        generation,
+        refresh_after: now + lifetime * 1000 / 2,
+        caller: RouteCaller {
+            user_ref,
+            user_id: user.id.to_string(),
+            username: user.username.clone(),
+            properties: json!({ "email": user.email, "username": user.username }),
+            groups: Some(groups),
+        },
+        org,
+    })
+}
+
+/// Who receives a caller's identity headers, which names the `aud` of their assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Recipient<'a> {
+    /// A configured backend (by name): its `audience`, or its name.
+    Backend(&'a str),
+    /// An application behind a proxy asking forward-auth, by the host the request was for.
+    Host(&'a str),
+}
+
+impl Recipient<'_> {
+    /// The assertion's `aud` for this recipient.
+    fn audience(self, state: &AppState) -> String {
+        match self {
+            Recipient::Backend(name) => state
+                .gateway
+                .backends
+                .iter()
+                .find(|b| b.name == name)
+                .map_or(name, |b| b.audience())
+                .to_owned(),
+            Recipient::Host(host) => host.to_ascii_lowercase(),
+        }
+    }
+
+    fn to_owned(self) -> OwnedRecipient {
+        match self {
+            Recipient::Backend(name) => OwnedRecipient::Backend(name.into()),
+            Recipient::Host(host) => OwnedRecipient::Host(host.into()),
+        }
+    }
+}
+
+/// A [`Recipient`] kept in the cache.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnedRecipient {
+    Backend(Box<str>),
+    Host(Box<str>),
+}
+
+impl OwnedRecipient {
+    fn as_ref(&self) -> Recipient<'_> {
+        match self {
+            OwnedRecipient::Backend(name) => Recipient::Backend(name),
+            OwnedRecipient::Host(host) => Recipient::Host(host),
+        }
+    }
+}
+
+/// A caller's identity headers for one recipient, signed once per prepared caller.
+struct SignedHeaders {
+    context: Arc<CallerContext>,
+    recipient: OwnedRecipient,
+    headers: Arc<CallerHeaders>,
+}
+
+/// Signed headers kept per thread before the cache starts over.
+const SIGNED_PER_THREAD: usize = 16 * 1024;
+
+thread_local! {
+    /// By a seeded hash of (prepared caller, audience), per thread as the callers are.
+    static SIGNED: std::cell::RefCell<HashMap<u64, SignedHeaders, foldhash::fast::RandomState>> =
+        std::cell::RefCell::new(HashMap::default());
+}
+
+/// Seeded per process: recipients can be hosts a client names.
+static AUDIENCE_SEED: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+
+/// The identity headers of `context`'s caller with an assertion for `recipient` (its `aud`
+/// claim), so that an assertion one backend received is refused by another. Signing costs
+/// tens of microseconds: once per prepared caller and audience.
+fn caller_headers(
+    state: &AppState,
+    context: &Arc<CallerContext>,
+    recipient: Recipient<'_>,
+) -> Arc<CallerHeaders> {
+    use std::hash::BuildHasher;
+    let key = AUDIENCE_SEED.hash_one((Arc::as_ptr(context) as usize, recipient));
+    let hit = SIGNED.with(|cache| {
+        cache.borrow().get(&key).and_then(|e| {
+            (Arc::ptr_eq(&e.context, context) && e.recipient.as_ref() == recipient)
+                .then(|| e.headers.clone())
+        })
+    });
+    if let Some(headers) = hit {
+        return headers;
+    }
+    let audience = recipient.audience(state);
+    let now = state.clock.now_millis();
+    let caller = &context.caller;
+    let user = &context.user;
+    let groups = caller.groups.clone().unwrap_or_default();
     let claims = json!({
         "iss": state.keys.issuer(),
-        "aud": "portcullis-backends",
-        "sub": user.id.to_string(),
+        "aud": audience,
+        "sub": caller.user_id,
         "iat": now / 1000,
-        "exp": now / 1000 + lifetime,
-        "org": org,
+        "exp": now / 1000 + state.gateway.assertion_seconds as i64,
+        "org": context.org,
         "user": {
-            "userId": user.id.to_string(),
+            "userId": caller.user_id,
             "username": user.username,
             "email": user.email,
             "groups": groups,
@@ -198,34 +305,33 @@ fn build_context(
             None
         }
     };
-    let headers_signed = assertion.is_some();
-    let properties = json!({ "email": user.email, "username": user.username });
-    let headers = CallerHeaders::new(&IdentityFields {
-        user: user.username.clone(),
-        user_id: user.id.to_string(),
-        groups: groups.clone(),
-        org,
-        properties: properties.clone(),
+    let signed = assertion.is_some();
+    let headers = Arc::new(CallerHeaders::new(&IdentityFields {
+        user: caller.username.clone(),
+        user_id: caller.user_id.clone(),
+        groups,
+        org: context.org.clone(),
+        properties: caller.properties.clone(),
         assertion,
-    });
-    Some(CallerContext {
-        user: user.clone(),
-        generation,
-        // An assertion that could not be signed is tried again on the next request.
-        refresh_after: if headers_signed {
-            now + lifetime * 1000 / 2
-        } else {
-            now
-        },
-        caller: RouteCaller {
-            user_ref,
-            user_id: user.id.to_string(),
-            username: user.username.clone(),
-            properties,
-            groups: Some(groups),
-        },
-        headers: Arc::new(headers),
-    })
+    }));
+    // Headers without an assertion are not kept: the next request tries to sign again.
+    if signed {
+        SIGNED.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() >= SIGNED_PER_THREAD {
+                cache.clear();
+            }
+            cache.insert(
+                key,
+                SignedHeaders {
+                    context: context.clone(),
+                    recipient: recipient.to_owned(),
+                    headers: headers.clone(),
+                },
+            );
+        });
+    }
+    headers
 }
 
 /// Headers as Rönd hands them to a policy (lower-case names, lists of values).
@@ -901,14 +1007,14 @@ fn admit(
     if verdict.status != 200 {
         return Ok(Err(deny_response(&verdict)));
     }
-    if backend_of(&verdict, state).is_none() {
+    let Some(backend) = backend_of(&verdict, state) else {
         return Ok(Err(deny_response(&RouteVerdict {
             status: 404,
             result: "NOT_FOUND",
             body: Some(route_rules::not_found_body(method, path_and_query)),
             ..RouteVerdict::clone(&verdict)
         })));
-    }
+    };
     seen.forwarded = true;
     // Toolforge's tool is the project the path names (`{tool}` or `{project}` in the route).
     let tool = verdict
@@ -917,7 +1023,7 @@ fn admit(
         .or_else(|| verdict.params.get("project"))
         .cloned();
     let identity = context.as_ref().map(|c| Identity {
-        caller: c.headers.clone(),
+        caller: caller_headers(state, c, Recipient::Backend(backend)),
         tool,
     });
     Ok(Ok(Admitted {
@@ -1252,8 +1358,25 @@ async fn forward_auth_inner(
     let mut response = StatusCode::OK.into_response();
     match &context {
         Some(c) => {
+            // The route's backend when it names one; otherwise the application the proxy
+            // serves at the host the request was for.
+            let recipient = match seen.verdict.as_ref().and_then(|v| v.backend.as_deref()) {
+                Some(backend) => Recipient::Backend(backend),
+                None => Recipient::Host(
+                    original
+                        .host
+                        .as_deref()
+                        .or_else(|| {
+                            parts
+                                .headers
+                                .get(header::HOST)
+                                .and_then(|h| h.to_str().ok())
+                        })
+                        .unwrap_or(""),
+                ),
+            };
             let identity = Identity {
-                caller: c.headers.clone(),
+                caller: caller_headers(state, c, recipient),
                 tool: None,
             };
             portcullis_gateway::identity::apply(

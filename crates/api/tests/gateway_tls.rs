@@ -287,6 +287,7 @@ fn backend(name: &str, url: &str, tls: BackendTls) -> portcullis_gateway::Backen
         http2: false,
         tls,
         pass_credentials: false,
+        audience: None,
     }
 }
 

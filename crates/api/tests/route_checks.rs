@@ -138,6 +138,7 @@ async fn start() -> Env {
                 http2: false,
                 tls: Default::default(),
                 pass_credentials: false,
+                audience: None,
             }],
             ..Default::default()
         },
@@ -389,6 +390,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
                 http2: false,
                 tls: Default::default(),
                 pass_credentials: false,
+                audience: None,
             }],
             ..Default::default()
         },

@@ -295,6 +295,7 @@ async fn backends_learn_the_scheme_of_the_clients_connection() {
                 http2: false,
                 tls: Default::default(),
                 pass_credentials: false,
+                audience: None,
             }],
             ..Default::default()
         },

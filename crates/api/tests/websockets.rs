@@ -106,6 +106,7 @@ async fn setup(routes: &str) -> Setup {
                 http2: false,
                 tls: Default::default(),
                 pass_credentials: false,
+                audience: None,
             }],
             ..Default::default()
         },

@@ -86,6 +86,7 @@ struct BackendConfig {
     client_key_file: Option<PathBuf>,
     server_name: Option<String>,
     pass_credentials: Option<bool>,
+    audience: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -529,6 +530,12 @@ pub fn load(
                 format!("'{name}' is not a host name or IP address"),
             ));
         }
+        if b.audience.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(ConfigError::new(
+                format!("gateway.backends[{i}].audience"),
+                "must not be empty (leave it out for the backend's name)",
+            ));
+        }
         backends.push(portcullis_gateway::Backend {
             name: b.name,
             url,
@@ -536,6 +543,7 @@ pub fn load(
             http2: b.http2.unwrap_or(false),
             tls,
             pass_credentials: b.pass_credentials.unwrap_or(false),
+            audience: b.audience,
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
@@ -722,6 +730,11 @@ mod tests {
                 "gateway.idle_timeout_seconds",
             ),
             (
+                "gateway:\n  backends:\n    - { name: a, url: \"http://a\", audience: \" \" }\n",
+                &[],
+                "gateway.backends[0].audience",
+            ),
+            (
                 "gateway:\n  policy_body_kb: 0\n",
                 &[],
                 "gateway.policy_body_kb",
@@ -763,7 +776,7 @@ mod tests {
     #[test]
     fn https_backends_take_trust_settings() {
         let f = file_with(
-            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n      pass_credentials: true\n    - name: public\n      url: https://api.example.com\n",
+            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n      pass_credentials: true\n      audience: https://jobs.example.com\n    - name: public\n      url: https://api.example.com\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         let jobs = &c.server.gateway.backends[0];
@@ -779,6 +792,8 @@ mod tests {
         assert_eq!(jobs.tls.server_name.as_deref(), Some("jobs.svc"));
         assert!(!c.server.gateway.backends[1].tls.is_set());
         assert!(jobs.pass_credentials);
+        assert_eq!(jobs.audience(), "https://jobs.example.com");
+        assert_eq!(c.server.gateway.backends[1].audience(), "public");
         assert!(
             !c.server.gateway.backends[1].pass_credentials,
             "credentials stay with Portcullis unless a backend asks"

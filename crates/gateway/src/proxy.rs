@@ -44,6 +44,16 @@ pub struct Backend {
     /// Pass the caller's Portcullis credential (API key, bearer token, session cookie) on to
     /// the backend; by default it is removed ([`crate::credentials`]).
     pub pass_credentials: bool,
+    /// The `aud` of the identity assertions this backend receives (its name when unset), so
+    /// that an assertion one backend received is refused by another.
+    pub audience: Option<String>,
+}
+
+impl Backend {
+    /// The `aud` claim of the identity assertions sent to this backend.
+    pub fn audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.

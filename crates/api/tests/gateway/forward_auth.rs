@@ -488,3 +488,44 @@ async fn only_a_page_load_is_sent_to_the_login_page_with_a_stale_session_cleared
     let reply = env.get("/auth/public/logo.png", None, &FORGED).await;
     assert_anonymous_ok(&reply);
 }
+
+/// The assertion in a forward-auth answer is for the application the proxy will call: the
+/// route's backend when the route names one, otherwise the host the request was for.
+#[tokio::test]
+async fn the_assertion_names_the_application_it_is_for() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    let audience_of = |reply: &Reply| {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        jwt_claims(reply.header("x-portcullis-assertion").unwrap())["aud"].clone()
+    };
+    // `/api/*` names the backend `echo`.
+    let reply = ask(&env, "", NGINX, "GET", "/api/jobs", Some(&key), &[]).await;
+    assert_eq!(audience_of(&reply), "echo");
+    // `/sites/*` names none: Traefik's X-Forwarded-Host, in lower case.
+    let reply = ask(
+        &env,
+        "",
+        TRAEFIK,
+        "GET",
+        "/sites/wiki",
+        Some(&key),
+        &[("x-forwarded-host", "Wiki.Example.com")],
+    )
+    .await;
+    assert_eq!(audience_of(&reply), "wiki.example.com");
+    let other = ask(
+        &env,
+        "",
+        TRAEFIK,
+        "GET",
+        "/sites/wiki",
+        Some(&key),
+        &[("x-forwarded-host", "grafana.example.com")],
+    )
+    .await;
+    assert_eq!(audience_of(&other), "grafana.example.com");
+    // nginx's call carries the host as its own Host (the example sets `Host $host`).
+    let reply = ask(&env, "", NGINX, "GET", "/sites/wiki", Some(&key), &[]).await;
+    assert_eq!(audience_of(&reply), env.addr.to_string());
+}

@@ -229,14 +229,14 @@ async fn refusals_answer_with_their_exact_bodies_and_never_reach_the_backend() {
 /// What installs PyJWT.
 const PYJWT: &str = "pip install 'pyjwt[crypto]'";
 
-/// Verifies an assertion with PyJWT against a JWKS; prints the claims.
+/// Verifies an assertion with PyJWT against a JWKS, for an audience; prints the claims.
 const VERIFY: &str = r#"
 import json, sys, jwt
 jwks, token, issuer = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 kid = jwt.get_unverified_header(token)["kid"]
 keys = [k for k in jwt.PyJWKSet.from_dict(jwks).keys if k.key_id == kid]
 assert len(keys) == 1, "the assertion's kid is not in the JWKS"
-claims = jwt.decode(token, keys[0].key, algorithms=["EdDSA"], audience="portcullis-backends",
+claims = jwt.decode(token, keys[0].key, algorithms=["EdDSA"], audience=sys.argv[4],
                     issuer=issuer, options={"require": ["exp", "iat", "sub", "iss", "aud"]})
 print(json.dumps(claims))
 "#;
@@ -254,10 +254,11 @@ async fn the_identity_assertion_verifies_against_the_jwks() {
         .unwrap();
     let jwks = env.get("/.well-known/jwks.json", None, &[]).await;
     assert_eq!(jwks.status, 200, "{jwks:?}");
-    let (ok, out, err) = python(VERIFY, &[&jwks.text, &dev_token, &env.base]);
+    // The backend `echo` has no audience set: its name is the assertion's audience.
+    let (ok, out, err) = python(VERIFY, &[&jwks.text, &dev_token, &env.base, "echo"]);
     assert!(ok, "PyJWT refused the assertion: {err}");
     let claims: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(claims["aud"], "portcullis-backends");
+    assert_eq!(claims["aud"], "echo");
     assert_eq!(claims["sub"], env.dev.id.as_str());
     assert_eq!(claims["org"], "default");
     assert_eq!(claims["user"]["userId"], env.dev.id.as_str());
@@ -827,4 +828,51 @@ async fn an_http_1_1_request_names_its_host_exactly_once() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+}
+
+/// An assertion names the backend it was sent to (`aud`): one backend cannot replay a caller's
+/// assertion to another that checks its audience.
+#[tokio::test]
+async fn each_backend_gets_an_assertion_for_its_own_audience() {
+    if !crate::python::python_has(&["jwt", "cryptography"], PYJWT) {
+        return;
+    }
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    let to_echo = env
+        .echo("/api/whoami", Some(&key), &[])
+        .await
+        .one("x-portcullis-assertion")
+        .unwrap();
+    let to_trusting = env
+        .echo("/trusting/whoami", Some(&key), &[])
+        .await
+        .one("x-portcullis-assertion")
+        .unwrap();
+    assert_eq!(jwt_claims(&to_echo)["aud"], "echo");
+    // `trusting` is configured with `audience: https://trusting.example`.
+    assert_eq!(jwt_claims(&to_trusting)["aud"], "https://trusting.example");
+    // The same caller and claims otherwise.
+    for claim in ["sub", "iss", "org", "user"] {
+        assert_eq!(
+            jwt_claims(&to_echo)[claim],
+            jwt_claims(&to_trusting)[claim],
+            "{claim}"
+        );
+    }
+    // Signed once per caller and backend: the next request carries the same assertion.
+    let again = env
+        .echo("/api/whoami", Some(&key), &[])
+        .await
+        .one("x-portcullis-assertion");
+    assert_eq!(again.as_deref(), Some(to_echo.as_str()));
+    let jwks = env.get("/.well-known/jwks.json", None, &[]).await;
+    let verify =
+        |token: &str, audience: &str| python(VERIFY, &[&jwks.text, token, &env.base, audience]);
+    assert!(verify(&to_trusting, "https://trusting.example").0);
+    let (ok, _, err) = verify(&to_echo, "https://trusting.example");
+    assert!(!ok, "echo's assertion must not pass at trusting");
+    assert!(err.contains("InvalidAudience"), "{err}");
+    let (ok, _, err) = verify(&to_trusting, "echo");
+    assert!(!ok && err.contains("InvalidAudience"), "{err}");
 }

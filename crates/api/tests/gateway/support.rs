@@ -18,7 +18,8 @@ pub const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
 
 /// The route rules of every test server. `echo` is the test backend; `impatient` is the same
 /// backend with a 500 ms timeout; `down` is a closed port; `trusting` is the test backend
-/// configured to receive the caller's credential.
+/// configured to receive the caller's credential, with an assertion audience of its own.
+/// `/sites/*` names no backend (forward-auth asks about it).
 const ROUTES: &str = r#"
 - path: /api/*
   groups: groups.devs
@@ -61,6 +62,8 @@ const ROUTES: &str = r#"
 - path: /cms/*
   groups: 'clientType == "cms"'
   backend: echo
+- path: /sites/*
+  groups: "true"
 - path: /orders/*
   methods: [POST, PUT, PATCH, DELETE]
   policy: orders_within_limit
@@ -191,6 +194,8 @@ impl Env {
                 http2: name.ends_with("-h2"),
                 tls: Default::default(),
                 pass_credentials: name == "trusting",
+                // One backend with an audience of its own; the others go by their names.
+                audience: (name == "trusting").then(|| "https://trusting.example".into()),
             };
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
@@ -463,6 +468,16 @@ pub async fn raw_upload(
     }
     let _ = conn.write_all(b"0\r\n\r\n").await;
     read_reply(&mut conn).await
+}
+
+/// The claims of a JWT (not verified: the suites that verify use PyJWT).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 /// Sends `method target` with `body` after a `Content-Length`.

@@ -149,6 +149,7 @@ mod tests {
             http2: false,
             tls,
             pass_credentials: false,
+            audience: None,
         }
     }
 
