@@ -207,7 +207,7 @@ pub(crate) async fn authenticate(
     let principal = match credential {
         Presented::ApiKey(key) => state
             .directory
-            .authenticate_api_key(key)
+            .authenticate_api_key(key, state.clock.now_millis())
             .ok_or_else(|| refused("invalid", "invalid, expired or revoked API key"))?,
         Presented::Token(token) | Presented::Cookie(token) => {
             let sid = state

@@ -478,7 +478,7 @@ fn still_valid(
                 .session_principal(*id, state.clock.now_millis()),
             Held::Key(key) => state
                 .directory
-                .authenticate_api_key(key)
+                .authenticate_api_key(key, state.clock.now_millis())
                 .filter(|p| crate::rbac::user_ref(p).is_some()),
         };
         let Some(principal) = principal else {

@@ -71,22 +71,31 @@ fn bench(c: &mut Criterion) {
     let (small_dir, _feed_small) = Directory::from_credentials(&small);
     let wrong = format!("{}x", &big_key[..big_key.len() - 1]);
 
+    let now = portcullis_store::now_millis();
     let mut group = c.benchmark_group("api_key_auth");
     group.bench_function("digests_only_reference", |b| {
         b.iter(|| KeyDigest::of(black_box(big_key.as_bytes())))
     });
     group.bench_function("valid_key_100k_keys", |b| {
-        b.iter(|| big_dir.authenticate_api_key(black_box(&big_key)).is_some())
+        b.iter(|| {
+            big_dir
+                .authenticate_api_key(black_box(&big_key), now)
+                .is_some()
+        })
     });
     group.bench_function("valid_key_1k_keys", |b| {
         b.iter(|| {
             small_dir
-                .authenticate_api_key(black_box(&small_key))
+                .authenticate_api_key(black_box(&small_key), now)
                 .is_some()
         })
     });
     group.bench_function("unknown_key_100k_keys", |b| {
-        b.iter(|| big_dir.authenticate_api_key(black_box(&wrong)).is_none())
+        b.iter(|| {
+            big_dir
+                .authenticate_api_key(black_box(&wrong), now)
+                .is_none()
+        })
     });
     group.finish();
 }

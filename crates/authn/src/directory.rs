@@ -118,10 +118,6 @@ pub struct Directory {
     origin: String,
 }
 
-fn now_millis() -> i64 {
-    portcullis_store::now_millis()
-}
-
 fn user_entry(c: &CredentialUser, carried: Option<&UserEntry>) -> UserEntry {
     let memberships = c
         .memberships
@@ -305,20 +301,19 @@ impl Directory {
         }
     }
 
-    /// Checks a presented API key: no lock, no I/O, no allocation. `None` for an unknown,
-    /// wrong or expired key, or one whose user is gone.
-    pub fn authenticate_api_key(&self, presented: &str) -> Option<Principal> {
+    /// Checks a presented API key at `now_ms` (the server's clock): no lock, no I/O, no
+    /// allocation. `None` for an unknown, wrong or expired key, or one whose user is gone.
+    pub fn authenticate_api_key(&self, presented: &str, now_ms: i64) -> Option<Principal> {
         let digest = KeyDigest::of(presented.as_bytes());
         let key = self.keys.get(&digest.lookup)?;
         if !digest.verifies(&key.verifier) {
             return None;
         }
-        let now = now_millis();
-        if key.expires_at.is_some_and(|at| at <= now) {
+        if key.expires_at.is_some_and(|at| at <= now_ms) {
             return None;
         }
         let user = self.users.get(&key.user_id)?;
-        self.touch(&user, &key, now);
+        self.touch(&user, &key, now_ms);
         Some(Principal {
             user,
             credential: Credential::ApiKey(key.id),

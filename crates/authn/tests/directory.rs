@@ -5,6 +5,11 @@ use portcullis_authn::{ActivityFlusher, Directory, api_key};
 use portcullis_model::{MembershipStatus, OrgRole, UserKind};
 use portcullis_store::{Actor, BootstrapAdmin, NewUser, Store};
 
+/// The wall clock, in milliseconds.
+fn now() -> i64 {
+    portcullis_store::now_millis()
+}
+
 #[tokio::test]
 async fn keys_and_memberships_follow_the_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,11 +26,15 @@ async fn keys_and_memberships_follow_the_store() {
     let (directory, feed) = Directory::load(&store).await.unwrap();
 
     let principal = directory
-        .authenticate_api_key(&boot.secret)
+        .authenticate_api_key(&boot.secret, now())
         .expect("bootstrap key works");
     assert_eq!(principal.user.email, "admin@localhost");
-    assert!(directory.authenticate_api_key("pcl_not-a-key").is_none());
-    assert!(directory.authenticate_api_key("").is_none());
+    assert!(
+        directory
+            .authenticate_api_key("pcl_not-a-key", now())
+            .is_none()
+    );
+    assert!(directory.authenticate_api_key("", now()).is_none());
 
     let new = NewUser {
         email: "bot@example.com".into(),
@@ -44,12 +53,12 @@ async fn keys_and_memberships_follow_the_store() {
         .await
         .unwrap();
     assert!(
-        directory.authenticate_api_key(&key.secret).is_none(),
+        directory.authenticate_api_key(&key.secret, now()).is_none(),
         "not refreshed yet"
     );
     directory.refresh_user(&store, bot.user.id).await.unwrap();
     let p = directory
-        .authenticate_api_key(&key.secret)
+        .authenticate_api_key(&key.secret, now())
         .expect("refreshed");
     assert_eq!(p.credential_org, Some(org.id));
     assert_eq!(
@@ -62,7 +71,7 @@ async fn keys_and_memberships_follow_the_store() {
         .await
         .unwrap();
     directory.refresh_user(&store, bot.user.id).await.unwrap();
-    let p = directory.authenticate_api_key(&key.secret).unwrap();
+    let p = directory.authenticate_api_key(&key.secret, now()).unwrap();
     assert_eq!(
         p.user.memberships["default"].status,
         MembershipStatus::Deactivated
@@ -75,7 +84,7 @@ async fn keys_and_memberships_follow_the_store() {
         .unwrap();
     directory.refresh_user(&store, bot.user.id).await.unwrap();
     assert!(
-        directory.authenticate_api_key(&key.secret).is_none(),
+        directory.authenticate_api_key(&key.secret, now()).is_none(),
         "deleted key refused at once"
     );
 
@@ -92,13 +101,15 @@ async fn keys_and_memberships_follow_the_store() {
 }
 
 #[tokio::test]
-async fn expired_keys_are_refused() {
+async fn keys_expire_by_the_clock_they_are_checked_with() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
         .await
         .unwrap();
-    let past = portcullis_model::Timestamp(portcullis_store::now_millis() - 1);
-    let boot = api_key::generate("bootstrap", None, Some(past)).unwrap();
+    // An hour from now, by the clock the server is given (not the machine's).
+    let expiry = now() + 3_600_000;
+    let boot =
+        api_key::generate("bootstrap", None, Some(portcullis_model::Timestamp(expiry))).unwrap();
     let admin = BootstrapAdmin {
         email: "admin@localhost".into(),
         username: "admin".into(),
@@ -106,5 +117,16 @@ async fn expired_keys_are_refused() {
     };
     store.bootstrap(&admin).await.unwrap().unwrap();
     let (directory, _feed) = Directory::load(&store).await.unwrap();
-    assert!(directory.authenticate_api_key(&boot.secret).is_none());
+    for (at, works) in [
+        (now(), true),
+        (expiry - 1, true),
+        (expiry, false),
+        (expiry + 86_400_000, false),
+    ] {
+        assert_eq!(
+            directory.authenticate_api_key(&boot.secret, at).is_some(),
+            works,
+            "at {at} (expiry {expiry})"
+        );
+    }
 }

@@ -107,3 +107,50 @@ async fn machine_users_use_api_keys_only() {
     assert_contains(&outbox[0].1, "To: ana@example.com");
     s.stop().await;
 }
+
+/// An API key stops working at its expiry by the server's clock (the one sessions and tokens
+/// follow), not the machine's: here the server's clock is moved, not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_expires_by_the_servers_clock() {
+    let s = Server::start().await;
+    let machine = s
+        .post(
+            ADMIN_KEY,
+            "/api/v1/orgs/default/users",
+            json!({ "email": "bot@example.com", "kind": "machine" }),
+        )
+        .await
+        .json_with(201);
+    let id = machine["id"].as_str().unwrap();
+    // Whole seconds, as the API takes them.
+    let expiry = (s.now_ms() / 1000 + 3600) * 1000;
+    let until = rfc3339(expiry);
+    let key = s
+        .post(
+            ADMIN_KEY,
+            &format!("/api/v1/orgs/default/users/{id}/keys"),
+            json!({ "name": "hourly", "expiresAt": until }),
+        )
+        .await
+        .json_with(201);
+    let key = key["key"].as_str().unwrap().to_owned();
+    assert_eq!(s.me(&key).await.json_with(200)["id"], id);
+    s.advance_to_before(expiry - 1000);
+    assert_eq!(s.me(&key).await.json_with(200)["id"], id);
+    s.advance_to(expiry);
+    let refused = s.me(&key).await.json_with(401);
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
+        "{refused}"
+    );
+}
+
+/// `at` (milliseconds since the epoch) in RFC 3339, seconds precision.
+fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at / 1000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
