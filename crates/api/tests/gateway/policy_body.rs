@@ -97,14 +97,15 @@ async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only
     let env = Env::start(Options::default()).await;
     // `gateway.policy_body_kb` is 1024 by default: this body is half as large again.
     let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
-    let declared = env
-        .send(
-            env.request(Method::POST, "/orders/new")
+    let post_json = |path: &str| {
+        env.send(
+            env.request(Method::POST, path)
                 .header("x-api-key", &env.dev.key)
                 .header("content-type", "application/json")
                 .body(big.clone()),
         )
-        .await;
+    };
+    let declared = post_json("/orders/new").await;
     assert_error_mentions(&declared, 413, &["policy_body_kb", "1048576 bytes"]);
     let chunked = raw_chunked(
         env.addr,
@@ -127,13 +128,6 @@ async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only
     assert_eq!(chunked.json()["error"]["code"], "payload_too_large");
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
     // A route without a policy forwards the same body as it streams (up to max_body_mb).
-    let forwarded = env
-        .send(
-            env.request(Method::POST, "/upload")
-                .header("x-api-key", &env.dev.key)
-                .header("content-type", "application/json")
-                .body(big.clone()),
-        )
-        .await;
+    let forwarded = post_json("/upload").await;
     assert_eq!(forwarded.json_with(200)["bodyBytes"], big.len());
 }
