@@ -72,6 +72,7 @@ struct GatewayConfig {
     max_header_kb: Option<usize>,
     underscores_in_headers: Option<bool>,
     idle_timeout_seconds: Option<u64>,
+    assertion_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,6 +555,13 @@ pub fn load(
             "must be at least 1 (records waiting for the database)",
         ));
     }
+    let assertion_seconds = gateway_file.assertion_seconds.unwrap_or(60);
+    if !(10..=3600).contains(&assertion_seconds) {
+        return Err(ConfigError::new(
+            "gateway.assertion_seconds",
+            format!("{assertion_seconds} is out of range: 10 to 3600 seconds"),
+        ));
+    }
     let idle_timeout = gateway_file.idle_timeout_seconds.unwrap_or(30);
     if !(1..=3600).contains(&idle_timeout) {
         return Err(ConfigError::new(
@@ -592,6 +600,7 @@ pub fn load(
         max_header_bytes: gateway_file.max_header_kb.unwrap_or(64).clamp(8, 1024) * 1024,
         underscores_in_headers: gateway_file.underscores_in_headers.unwrap_or(false),
         idle_timeout: Duration::from_secs(idle_timeout),
+        assertion_seconds,
         ..Default::default()
     };
     let tls = match file.tls {
@@ -672,15 +681,17 @@ mod tests {
         assert_eq!(c.server.gateway.audit_queue, 65_536);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.server.gateway.policy_body_bytes, 1024 * 1024);
+        assert_eq!(c.server.gateway.assertion_seconds, 60);
         assert!(!c.server.gateway.underscores_in_headers);
         let f = file_with(
-            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n",
+            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(5));
         assert!(c.server.gateway.underscores_in_headers);
         assert_eq!(c.server.gateway.policy_body_bytes, 64 * 1024);
+        assert_eq!(c.server.gateway.assertion_seconds, 300);
     }
 
     #[test]
@@ -733,6 +744,11 @@ mod tests {
                 "gateway:\n  backends:\n    - { name: a, url: \"http://a\", audience: \" \" }\n",
                 &[],
                 "gateway.backends[0].audience",
+            ),
+            (
+                "gateway:\n  assertion_seconds: 5\n",
+                &[],
+                "gateway.assertion_seconds",
             ),
             (
                 "gateway:\n  policy_body_kb: 0\n",
