@@ -601,7 +601,6 @@ pub fn load(
         underscores_in_headers: gateway_file.underscores_in_headers.unwrap_or(false),
         idle_timeout: Duration::from_secs(idle_timeout),
         assertion_seconds,
-        ..Default::default()
     };
     let tls = match file.tls {
         None => None,
