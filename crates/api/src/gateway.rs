@@ -884,12 +884,7 @@ async fn policy_body(
     {
         Ok(bytes) => bytes,
         Err(e) => {
-            let over = std::iter::successors(Some(&e as &dyn std::error::Error), |e| {
-                let e: &dyn std::error::Error = *e;
-                e.source()
-            })
-            .any(|e| e.is::<http_body_util::LengthLimitError>());
-            return Err(if over {
+            return Err(if portcullis_gateway::proxy::over_limit(&e) {
                 too_large()
             } else {
                 ApiError::BadRequest("the request body could not be read to its end".into())

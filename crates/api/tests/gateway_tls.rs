@@ -281,13 +281,8 @@ async fn answer(
 /// A gateway backend named `name` at `url` with `tls`.
 fn backend(name: &str, url: &str, tls: BackendTls) -> portcullis_gateway::Backend {
     portcullis_gateway::Backend {
-        name: name.into(),
-        url: url.parse().unwrap(),
-        timeout: Duration::from_millis(1_500),
-        http2: false,
         tls,
-        pass_credentials: false,
-        audience: None,
+        ..portcullis_gateway::Backend::new(name, url.parse().unwrap(), Duration::from_millis(1_500))
     }
 }
 

@@ -131,15 +131,11 @@ async fn start() -> Env {
         tls: None,
         // The OpenAPI document's routes forward to this backend (never contacted here).
         gateway: portcullis_api::gateway::GatewaySettings {
-            backends: vec![portcullis_gateway::Backend {
-                name: "runtime".into(),
-                url: "http://127.0.0.1:9".parse().unwrap(),
-                timeout: Duration::from_secs(1),
-                http2: false,
-                tls: Default::default(),
-                pass_credentials: false,
-                audience: None,
-            }],
+            backends: vec![portcullis_gateway::Backend::new(
+                "runtime",
+                "http://127.0.0.1:9".parse().unwrap(),
+                Duration::from_secs(1),
+            )],
             ..Default::default()
         },
         auth: Default::default(),
@@ -383,15 +379,11 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
         tls: None,
         // The OpenAPI document's routes forward to this backend (never contacted here).
         gateway: portcullis_api::gateway::GatewaySettings {
-            backends: vec![portcullis_gateway::Backend {
-                name: "runtime".into(),
-                url: "http://127.0.0.1:9".parse().unwrap(),
-                timeout: Duration::from_secs(1),
-                http2: false,
-                tls: Default::default(),
-                pass_credentials: false,
-                audience: None,
-            }],
+            backends: vec![portcullis_gateway::Backend::new(
+                "runtime",
+                "http://127.0.0.1:9".parse().unwrap(),
+                Duration::from_secs(1),
+            )],
             ..Default::default()
         },
         auth: Default::default(),

@@ -288,15 +288,11 @@ async fn backends_learn_the_scheme_of_the_clients_connection() {
             reload_interval: Duration::from_secs(60),
         }),
         gateway: portcullis_api::gateway::GatewaySettings {
-            backends: vec![portcullis_gateway::Backend {
-                name: "echo".into(),
-                url: format!("http://{backend}").parse().unwrap(),
-                timeout: Duration::from_secs(5),
-                http2: false,
-                tls: Default::default(),
-                pass_credentials: false,
-                audience: None,
-            }],
+            backends: vec![portcullis_gateway::Backend::new(
+                "echo",
+                format!("http://{backend}").parse().unwrap(),
+                Duration::from_secs(5),
+            )],
             ..Default::default()
         },
         auth: Default::default(),

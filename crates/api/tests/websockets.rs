@@ -99,15 +99,11 @@ async fn setup(routes: &str) -> Setup {
         activity_flush_interval: Duration::from_secs(1),
         tls: None,
         gateway: portcullis_api::gateway::GatewaySettings {
-            backends: vec![portcullis_gateway::Backend {
-                name: "echo".into(),
-                url: format!("http://{backend}").parse().unwrap(),
-                timeout: Duration::from_secs(5),
-                http2: false,
-                tls: Default::default(),
-                pass_credentials: false,
-                audience: None,
-            }],
+            backends: vec![portcullis_gateway::Backend::new(
+                "echo",
+                format!("http://{backend}").parse().unwrap(),
+                Duration::from_secs(5),
+            )],
             ..Default::default()
         },
         auth: Default::default(),

@@ -50,6 +50,20 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// A backend at `url` with nothing else set: HTTP/1.1 to an `http://` URL (ALPN for
+    /// `https://`), the default trust, credentials removed, its name as audience.
+    pub fn new(name: &str, url: Uri, timeout: Duration) -> Self {
+        Self {
+            name: name.into(),
+            url,
+            timeout,
+            http2: false,
+            tls: BackendTls::default(),
+            pass_credentials: false,
+            audience: None,
+        }
+    }
+
     /// The `aud` claim of the identity assertions sent to this backend.
     pub fn audience(&self) -> &str {
         self.audience.as_deref().unwrap_or(&self.name)
@@ -500,8 +514,9 @@ async fn splice(
     }
 }
 
-/// Whether a client error was caused by the request body going over the size cap.
-fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an error (or one of its sources) is a body going over a size cap
+/// ([`http_body_util::Limited`]).
+pub fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
         if e.downcast_ref::<http_body_util::LengthLimitError>()

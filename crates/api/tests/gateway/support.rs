@@ -188,14 +188,15 @@ impl Env {
         };
         let gateway_backend =
             |name: &str, url: &axum::http::Uri, timeout_ms: u64| portcullis_gateway::Backend {
-                name: name.into(),
-                url: url.clone(),
-                timeout: Duration::from_millis(timeout_ms),
                 http2: name.ends_with("-h2"),
-                tls: Default::default(),
                 pass_credentials: name == "trusting",
                 // One backend with an audience of its own; the others go by their names.
                 audience: (name == "trusting").then(|| "https://trusting.example".into()),
+                ..portcullis_gateway::Backend::new(
+                    name,
+                    url.clone(),
+                    Duration::from_millis(timeout_ms),
+                )
             };
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();

@@ -143,13 +143,8 @@ mod tests {
 
     fn backend(url: &str, tls: BackendTls) -> Backend {
         Backend {
-            name: "jobs".into(),
-            url: url.parse().unwrap(),
-            timeout: Duration::from_secs(1),
-            http2: false,
             tls,
-            pass_credentials: false,
-            audience: None,
+            ..Backend::new("jobs", url.parse().unwrap(), Duration::from_secs(1))
         }
     }
 
