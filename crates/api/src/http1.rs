@@ -182,9 +182,10 @@ where
 /// Reads a request head from the start of `buf`. Header values are left for
 /// [`header_values`] to take from the head once it is split off the buffer.
 fn read_head(buf: &[u8]) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Uninitialised slots (as hyper's): filling them would write 2 KiB on every request.
+    let mut slots = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Head::Partial,
         Err(_) => return Head::Other,

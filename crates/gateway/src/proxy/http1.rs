@@ -333,10 +333,16 @@ impl Proxy {
         };
 
         // The answer's head, as the client gets it.
-        let mut head = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut response = httparse::Response::new(&mut head);
+        // The slots are left uninitialised (as hyper leaves them): filling 128 of them would
+        // write 4 KiB on every answer, most of which no header ever uses.
+        let mut slots = [std::mem::MaybeUninit::uninit(); MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
         if !matches!(
-            response.parse(&buf[..head_len]),
+            httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                &buf[..head_len],
+                &mut slots
+            ),
             Ok(httparse::Status::Complete(_))
         ) {
             return Err(unreachable("unreadable response head".into()));
