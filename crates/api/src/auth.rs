@@ -66,7 +66,11 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
             Presented::ApiKey(token)
         });
     }
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+    // A named constant, not a string: a string would be parsed into a name on every lookup.
+    if let Some(key) = headers
+        .get(portcullis_gateway::credentials::API_KEY)
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(Presented::ApiKey(key.trim()));
     }
     cookie(headers, crate::routes::login::SID_COOKIE).map(Presented::Cookie)

@@ -263,7 +263,7 @@ fn read_head(buf: &[u8]) -> Head {
 /// Names outside the standard set that gateway requests commonly carry: made once, where
 /// `HeaderName::from_bytes` would copy each into a new allocation per request.
 static COMMON_NAMES: [HeaderName; 10] = [
-    HeaderName::from_static("x-api-key"),
+    portcullis_gateway::credentials::API_KEY,
     crate::observability::REQUEST_ID,
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-proto"),

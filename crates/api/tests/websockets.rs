@@ -243,7 +243,24 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
     };
     assert!(counted("101", "echo"), "{metrics}");
     assert!(counted("401", "(none)"), "{metrics}");
-    assert!(metrics.contains("portcullis_gateway_request_duration_seconds"));
+    // Latency as a Prometheus histogram: cumulative buckets per route and backend, from half a
+    // millisecond up to `+Inf`, which holds every request counted.
+    let bucket = |le: &str| {
+        metrics.lines().find_map(|l| {
+            let rest = l.strip_prefix("portcullis_gateway_request_duration_seconds_bucket{")?;
+            (rest.contains(r#"route="/ws/*""#)
+                && rest.contains(r#"backend="echo""#)
+                && rest.contains(&format!(r#"le="{le}""#)))
+            .then(|| l.rsplit(' ').next()?.parse::<f64>().ok())?
+        })
+    };
+    let (first, all) = (bucket("0.0005"), bucket("+Inf"));
+    assert!(first.is_some(), "no half-millisecond bucket in {metrics}");
+    assert!(
+        all.is_some_and(|n| n >= 1.0),
+        "+Inf bucket: {all:?} in {metrics}"
+    );
+    assert!(first <= all, "buckets are cumulative: {first:?} > {all:?}");
     running.shutdown().await;
 }
 
