@@ -515,3 +515,28 @@ async fn the_assertion_names_the_application_it_is_for() {
     let reply = ask(&env, "", NGINX, "GET", "/sites/wiki", Some(&key), &[]).await;
     assert_eq!(audience_of(&reply), env.addr.to_string());
 }
+
+/// An assertion is for the application that receives it, never a credential at Portcullis:
+/// one whose `aud` is Portcullis's own session audience (a proxy asking for the host
+/// `portcullis`) is still refused when an application sends it back as a bearer token.
+#[tokio::test]
+async fn an_assertion_sent_back_to_portcullis_is_refused() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    let extra = [("x-forwarded-host", "portcullis")];
+    let reply = ask(&env, "", TRAEFIK, "GET", "/sites/wiki", Some(&key), &extra).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let assertion = reply.header("x-portcullis-assertion").unwrap().to_owned();
+    assert_eq!(jwt_claims(&assertion)["aud"], "portcullis");
+    let bearer = format!("Bearer {assertion}");
+    let as_bearer = [("authorization", bearer.as_str())];
+    // The control plane, the gateway and forward-auth all refuse it.
+    for path in ["/api/v1/me", "/api/whoami"] {
+        let reply = env.get(path, None, &as_bearer).await;
+        assert_eq!(reply.status, 401, "{path}: {reply:?}");
+    }
+    let reply = ask(&env, "", NGINX, "GET", "/api/jobs", None, &as_bearer).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    // The key it was made for still works.
+    assert_eq!(env.get("/api/v1/me", Some(&key), &[]).await.status, 200);
+}
