@@ -844,7 +844,8 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// route has a policy, its method carries a body (POST, PUT, PATCH, DELETE, as Rönd) and it
 /// says it is JSON. A policy must see the body the backend will read, so such a body is never
 /// forwarded unseen: one that is larger than `policy_body_bytes` (declared, or met while
-/// reading a chunked one) is a 413, and one that does not parse is a 400.
+/// reading a chunked one) is a 413, and one that does not parse is a 400. When no loaded policy
+/// reads `input.request.body` at all, bodies stream to the backend unread, of any size.
 async fn policy_body(
     state: &AppState,
     parts: &axum::http::request::Parts,
@@ -860,6 +861,7 @@ async fn policy_body(
             .is_some_and(is_json_media_type)
         && declared != Some(0);
     let policy_route = carries_json
+        && state.rbac.rego().is_some_and(|r| r.reads_request_body())
         && state.rbac.routes().is_some_and(|rules| {
             rules.any_policy()
                 && rules

@@ -81,6 +81,8 @@ pub struct RegoPolicies {
     packages: Vec<String>,
     /// (package, rule name) of every rule declared.
     rules: Vec<(String, String)>,
+    /// Whether any module may read `input.request.body` ([`reads_request_body`]).
+    reads_request_body: bool,
 }
 
 impl std::fmt::Debug for RegoPolicies {
@@ -151,6 +153,77 @@ fn rule_heads(source: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether a module may read the request's body, `input.request.body`. It may not when every
+/// use of `input` is a path through fields named in the text whose first field is not
+/// `request`, or is `input.request.<field>` with a field other than `body`. Anything else
+/// counts as reading it: `input` or `input.request` used whole, indexed (`input.request["body"]`)
+/// or handed to a function. A `with input… as` (a test replacing the input) reads nothing.
+/// Comments and strings are skipped; a template string (`$"…"`) counts as reading it.
+fn reads_request_body(source: &str) -> bool {
+    /// The field name right after a `.` at the start of `rest`, and what follows it.
+    fn field(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+        let rest = rest.strip_prefix(b".")?;
+        let len = rest.iter().take_while(|&&c| is_ident(c)).count();
+        (len > 0).then(|| rest.split_at(len))
+    }
+    fn is_ident(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || c == b'_'
+    }
+    if source.contains("$\"") || source.contains("$`") {
+        return true;
+    }
+    let b = source.as_bytes();
+    // The last character before the current token that is not white space, and the last
+    // token when it was a name.
+    let (mut before, mut word): (u8, &[u8]) = (b' ', b"");
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            quote @ (b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != quote {
+                    // An escaped character (only in "…" strings) is skipped whole.
+                    i += if quote == b'"' && b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                (before, word) = (quote, b"");
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && is_ident(b[i]) {
+                    i += 1;
+                }
+                let name = &b[start..i];
+                // `x.input` is a field of something else; `with input` replaces the input.
+                if name == b"input" && before != b'.' && word != b"with" {
+                    let avoids_body = match field(&b[i..]) {
+                        Some((b"request", after)) => {
+                            field(after).is_some_and(|(second, _)| second != b"body")
+                        }
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if !avoids_body {
+                        return true;
+                    }
+                }
+                (before, word) = (b'a', name);
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            c => {
+                (before, word) = (c, b"");
+                i += 1;
+            }
+        }
+    }
+    false
 }
 
 /// Names of the `test_*` rules a module declares (rule heads at the start of a line).
@@ -226,6 +299,7 @@ impl RegoPolicies {
                 packages.push(package);
             }
         }
+        let reads_request_body = modules.iter().any(|m| reads_request_body(&m.source));
         // Analysis, scheduling and loop hoisting run on the first evaluation of an engine and
         // are kept by its clones: do it once here, so the per-request clone starts prepared
         // (measured: it was most of the cost of a decision).
@@ -240,6 +314,7 @@ impl RegoPolicies {
             tests,
             packages,
             rules,
+            reads_request_body,
         })
     }
 
@@ -251,6 +326,12 @@ impl RegoPolicies {
             None => ("policies", rule),
         };
         self.rules.iter().any(|(p, n)| p == package && n == name)
+    }
+
+    /// Whether any loaded module may read `input.request.body`: when none does, the gateway
+    /// forwards request bodies unread on routes with a policy.
+    pub fn reads_request_body(&self) -> bool {
+        self.reads_request_body
     }
 
     /// The packages of the loaded modules.
@@ -353,6 +434,76 @@ mod tests {
             path: path.into(),
             source: source.into(),
         }
+    }
+
+    /// Policy text -> whether it may read `input.request.body`.
+    const BODY_READS: &[(&str, bool)] = &[
+        // Paths that stay clear of the body.
+        ("allow { input.request.method == \"GET\" }", false),
+        (
+            "allow { get_header(\"X-Tenant\", input.request.headers) == \"acme\" }",
+            false,
+        ),
+        ("allow { input.request.pathParams.id == \"7\" }", false),
+        ("allow { input.user.groups[_] == \"admin\" }", false),
+        ("allow { input.clientType == \"cms\" }", false),
+        ("allow { input.request.bodyless == true }", false),
+        ("allow { input.requests.body }", false),
+        // The body, named or possibly reached.
+        ("allow { input.request.body.amount < 100 }", true),
+        ("allow { not input.request.body }", true),
+        ("allow { r := input.request; r.body.x }", true),
+        ("allow { input.request[\"body\"].x }", true),
+        ("allow { input[\"request\"].body.x }", true),
+        (
+            "allow { object.get(input.request, \"body\", {}) == {} }",
+            true,
+        ),
+        ("allow { walk(input, [p, v]) }", true),
+        ("allow { x := input }", true),
+        ("allow { some k; input.request[k] }", true),
+        ("import input.request\nallow { request.body.x }", true),
+        ("allow { input . request . body }", true),
+        // Not the input document, or not a read of it.
+        ("allow { data.input.request.body }", false),
+        ("allow { x.input }", false),
+        ("# input.request.body in a comment\nallow { true }", false),
+        ("allow { \"input.request.body\" == s }", false),
+        ("allow { `input.request.body` == s }", false),
+        ("allow { \"a \\\" input.request.body\" == s }", false),
+        (
+            "test_allow { allow with input as {\"request\": {\"body\": 1}} }",
+            false,
+        ),
+        ("test_allow { allow with input.request.body as 1 }", false),
+        // After a comment or a string the scan goes on.
+        ("# a comment\nallow { input.request.body }", true),
+        ("allow { \"#\" == input.request.body }", true),
+        ("allow { $\"{input.request.method}\" == s }", true),
+    ];
+
+    #[test]
+    fn reading_the_request_body_is_found_in_the_policy_text() {
+        for &(source, expected) in BODY_READS {
+            let text = format!("package policies\n{source}\n");
+            assert_eq!(reads_request_body(&text), expected, "{source}");
+        }
+    }
+
+    #[test]
+    fn compiled_policies_read_the_body_when_one_module_does() {
+        let headers = module(
+            "headers.rego",
+            "package policies\nallow { input.request.method == \"GET\" }\n",
+        );
+        let body = module(
+            "body.rego",
+            "package policies\nsmall { input.request.body.amount < 100 }\n",
+        );
+        let only_headers = RegoPolicies::compile(std::slice::from_ref(&headers), None).unwrap();
+        assert!(!only_headers.reads_request_body());
+        let both = RegoPolicies::compile(&[headers, body], None).unwrap();
+        assert!(both.reads_request_body());
     }
 
     #[test]

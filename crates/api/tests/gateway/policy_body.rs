@@ -131,3 +131,31 @@ async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only
     let forwarded = post_json("/upload").await;
     assert_eq!(forwarded.json_with(200)["bodyBytes"], big.len());
 }
+
+/// Policies that never read `input.request.body` leave bodies alone: a JSON body larger than
+/// `gateway.policy_body_kb` streams to the backend on a policy route, and the policy still
+/// decides (on a header here).
+#[tokio::test]
+async fn a_json_body_streams_past_policies_that_never_read_it() {
+    const HEADERS_ONLY: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\n";
+    let env = Env::start(Options {
+        policies: HEADERS_ONLY,
+        ..Options::default()
+    })
+    .await;
+    let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
+    let post_json = |tenant: &str| {
+        env.send(
+            env.request(Method::POST, "/orders/new")
+                .header("x-api-key", &env.dev.key)
+                .header("x-tenant", tenant)
+                .header("content-type", "application/json")
+                .body(big.clone()),
+        )
+    };
+    let allowed = post_json("acme").await;
+    assert_eq!(allowed.json_with(200)["bodyBytes"], big.len());
+    let denied = post_json("globex").await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
+}

@@ -73,7 +73,7 @@ const ROUTES: &str = r#"
 /// The Rego policies of `/tenant/*` (decided on a request header, so on every request) and of
 /// `/orders/*` (refuses an order over 100 in the JSON body: allowed when the body says nothing,
 /// so a body the policy does not see would pass).
-const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  not input.request.body.amount > 100\n}\n";
+pub const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  not input.request.body.amount > 100\n}\n";
 
 /// How a test server is set up.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +88,8 @@ pub struct Options {
     pub max_header_bytes: usize,
     /// `gateway.audit_queue`.
     pub audit_queue: usize,
+    /// The Rego policies (one module), [`POLICIES`] by default.
+    pub policies: &'static str,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             scripted_backend: None,
             max_header_bytes: 64 * 1024,
             audit_queue: 65_536,
+            policies: POLICIES,
         }
     }
 }
@@ -200,7 +203,7 @@ impl Env {
             };
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
-        std::fs::write(policies.join("tenant.rego"), POLICIES).unwrap();
+        std::fs::write(policies.join("tenant.rego"), options.policies).unwrap();
         let config = portcullis_api::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}/p.db", dir.path().display()),
