@@ -845,7 +845,8 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// says it is JSON. A policy must see the body the backend will read, so such a body is never
 /// forwarded unseen: one that is larger than `policy_body_bytes` (declared, or met while
 /// reading a chunked one) is a 413, and one that does not parse is a 400. When no loaded policy
-/// reads `input.request.body` at all, bodies stream to the backend unread, of any size.
+/// reads `input.request.body` at all, or the route's OpenAPI operation sets Rönd's
+/// `requestFlow.preventBodyLoad`, bodies stream to the backend unread, of any size.
 async fn policy_body(
     state: &AppState,
     parts: &axum::http::request::Parts,
@@ -864,9 +865,11 @@ async fn policy_body(
         && state.rbac.rego().is_some_and(|r| r.reads_request_body())
         && state.rbac.routes().is_some_and(|rules| {
             rules.any_policy()
-                && rules
-                    .find(method, parts.uri.path())
-                    .is_ok_and(|m| m.rule.policy().is_some())
+                && rules.find(method, parts.uri.path()).is_ok_and(|m| {
+                    // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
+                    m.rule.policy().is_some()
+                        && !m.rule.rond().is_some_and(|flow| flow.prevent_body_load)
+                })
         });
     if !policy_route {
         return Ok((body, None));

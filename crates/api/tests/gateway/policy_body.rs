@@ -159,3 +159,35 @@ async fn a_json_body_streams_past_policies_that_never_read_it() {
     assert_eq!(denied.status, 403, "{denied:?}");
     assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
 }
+
+/// Rönd's `requestFlow.preventBodyLoad` on an OpenAPI operation: the policy decides without the
+/// body (an order over 100 passes a policy that would refuse it), and the body, of any size,
+/// streams to the backend unread.
+#[tokio::test]
+async fn prevent_body_load_keeps_the_body_from_the_policy() {
+    let env = Env::start(Options::default()).await;
+    let post = |body: String| {
+        env.send(
+            env.request(Method::POST, "/streamed-orders/7")
+                .header("x-api-key", &env.dev.key)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let over_limit = json!({"amount": 500}).to_string();
+    let reply = post(over_limit.clone()).await;
+    assert_eq!(reply.json_with(200)["bodyBytes"], over_limit.len());
+    let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
+    let reply = post(big.clone()).await;
+    assert_eq!(reply.json_with(200)["bodyBytes"], big.len());
+    // The same order on the configured route, whose policy reads the body, is refused.
+    let reply = env
+        .send(
+            env.request(Method::POST, "/orders/7")
+                .header("x-api-key", &env.dev.key)
+                .header("content-type", "application/json")
+                .body(over_limit),
+        )
+        .await;
+    assert_eq!(reply.status, 403, "{reply:?}");
+}

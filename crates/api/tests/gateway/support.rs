@@ -70,6 +70,10 @@ const ROUTES: &str = r#"
   backend: echo
 "#;
 
+/// The echo backend's OpenAPI document: `POST /streamed-orders/{id}` is decided by
+/// `orders_within_limit` with Rönd's `preventBodyLoad` (the policy never gets the body).
+const OPENAPI: &str = r#"{"openapi": "3.0.3", "info": {"title": "echo", "version": "1"}, "paths": {"/streamed-orders/{id}": {"post": {"x-rond": {"requestFlow": {"policyName": "orders_within_limit", "preventBodyLoad": true}}}}}}"#;
+
 /// The Rego policies of `/tenant/*` (decided on a request header, so on every request) and of
 /// `/orders/*` (refuses an order over 100 in the JSON body: allowed when the body says nothing,
 /// so a body the policy does not see would pass).
@@ -204,6 +208,8 @@ impl Env {
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(&policies).unwrap();
         std::fs::write(policies.join("tenant.rego"), options.policies).unwrap();
+        let openapi_file = dir.path().join("echo-openapi.json");
+        std::fs::write(&openapi_file, OPENAPI).unwrap();
         let config = portcullis_api::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             database_url: format!("sqlite://{}/p.db", dir.path().display()),
@@ -214,6 +220,10 @@ impl Env {
             rbac: portcullis_api::RbacSettings {
                 routes: yaml_serde::from_str(ROUTES).unwrap(),
                 rego_policies_dir: Some(policies),
+                openapi: vec![portcullis_api::rbac::routes::OpenApiSource {
+                    backend: Some("echo".into()),
+                    file: openapi_file,
+                }],
                 ..Default::default()
             },
             auth: portcullis_api::AuthSettings {
