@@ -393,3 +393,58 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
     let text = err.to_string();
     assert!(text.contains("no_such_rule"), "{text}");
 }
+
+/// Rönd's response filtering and row-filter queries are refused at start rather than skipped:
+/// skipped, the backend's unfiltered answer would reach the caller.
+#[tokio::test]
+async fn an_operation_asking_for_filtering_stops_the_start() {
+    let cases = [
+        (
+            json!({"requestFlow": {"policyName": "allow_all"}, "responseFlow": {"policyName": "allow_all"}}),
+            "responseFlow.policyName",
+        ),
+        (
+            json!({"requestFlow": {"policyName": "allow_all", "generateQuery": true}}),
+            "requestFlow.generateQuery",
+        ),
+    ];
+    for (x_rond, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rbac = settings(dir.path());
+        let file = dir.path().join("filtering-openapi.json");
+        let doc = json!({
+            "openapi": "3.0.3",
+            "info": {"title": "filtering", "version": "1"},
+            "paths": {"/filtered": {"get": {"x-rond": x_rond}}}
+        });
+        std::fs::write(&file, doc.to_string()).unwrap();
+        rbac.openapi.push(OpenApiSource {
+            backend: Some("runtime".into()),
+            file,
+        });
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: format!("sqlite://{}/p.db", dir.path().display()),
+            admin_email: "admin@localhost".into(),
+            admin_api_key: Some(ADMIN_KEY.into()),
+            activity_flush_interval: Duration::from_secs(1),
+            tls: None,
+            gateway: portcullis_api::gateway::GatewaySettings {
+                backends: vec![portcullis_gateway::Backend::new(
+                    "runtime",
+                    "http://127.0.0.1:9".parse().unwrap(),
+                    Duration::from_secs(1),
+                )],
+                ..Default::default()
+            },
+            auth: Default::default(),
+            rbac,
+        };
+        let err = portcullis_api::start(config).await.err().expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains(expected) && text.contains("/filtered") && text.contains("not supported"),
+            "{text}"
+        );
+    }
+}

@@ -52,6 +52,23 @@ pub fn compile(
     }
     let rules =
         RouteRules::compile(specs, &documents).map_err(|e| ServerError::Routes(e.to_string()))?;
+    // Rönd's response filtering and row-filter queries are not done by the gateway yet: an
+    // operation asking for them would silently forward what its policy was meant to filter.
+    for rule in rules.rules() {
+        let Some(flow) = rule.rond() else { continue };
+        let unsupported = if flow.response_policy.is_some() {
+            "responseFlow.policyName (response filtering)"
+        } else if flow.generate_query {
+            "requestFlow.generateQuery (row filtering)"
+        } else {
+            continue;
+        };
+        return Err(ServerError::Routes(format!(
+            "{}: x-rond {unsupported} is not supported by Portcullis; remove it from the \
+             operation (the gateway would forward unfiltered data)",
+            rule.source_label()
+        )));
+    }
     let policies = rules.policies();
     if !policies.is_empty() {
         let Some(rego) = rego else {
