@@ -214,7 +214,10 @@ fn reads_request_body(source: &str) -> bool {
                         return true;
                     }
                 }
-                (before, word) = (b'a', name);
+                // A name after `.` is a field, even a keyword's (`x.with`): only the keyword
+                // itself makes the next `input` a replacement target.
+                word = if before == b'.' { b"" } else { name };
+                before = b'a';
             }
             c if c.is_ascii_whitespace() => i += 1,
             c => {
@@ -476,6 +479,19 @@ mod tests {
             false,
         ),
         ("test_allow { allow with input.request.body as 1 }", false),
+        // A field named `with` ends a line: the next line's `input` is a read.
+        (
+            "allow { not input.user.properties.with\n input.request.body.amount > 100 }",
+            true,
+        ),
+        (
+            "allow { not data.nothing.with # a comment\n input.request.body.x }",
+            true,
+        ),
+        (
+            "allow { cfg.with\n input[\"request\"][\"body\"] = x }",
+            true,
+        ),
         // After a comment or a string the scan goes on.
         ("# a comment\nallow { input.request.body }", true),
         ("allow { \"#\" == input.request.body }", true),
