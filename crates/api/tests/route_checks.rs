@@ -120,11 +120,11 @@ fn settings(dir: &Path) -> RbacSettings {
     }
 }
 
-async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
+/// A server in `dir` with `rbac`, its database there too.
+fn config(dir: &Path, rbac: RbacSettings) -> ServerConfig {
+    ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        database_url: format!("sqlite://{}/p.db", dir.display()),
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
@@ -139,9 +139,24 @@ async fn start() -> Env {
             ..Default::default()
         },
         auth: Default::default(),
-        rbac: settings(dir.path()),
-    };
-    let running = portcullis_api::start(config).await.unwrap();
+        rbac,
+    }
+}
+
+/// Why a server with `rbac` refuses to start.
+async fn refusal(dir: &Path, rbac: RbacSettings) -> String {
+    portcullis_api::start(config(dir, rbac))
+        .await
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
+async fn start() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let running = portcullis_api::start(config(dir.path(), settings(dir.path())))
+        .await
+        .unwrap();
     Env {
         base: format!("http://{}", running.addr),
         running,
@@ -370,27 +385,7 @@ async fn a_route_naming_an_unknown_policy_stops_the_start() {
     let mut rbac = settings(dir.path());
     rbac.routes
         .push(yaml_serde::from_str("{path: /x, policy: no_such_rule}").unwrap());
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
-        admin_email: "admin@localhost".into(),
-        admin_api_key: Some(ADMIN_KEY.into()),
-        activity_flush_interval: Duration::from_secs(1),
-        tls: None,
-        // The OpenAPI document's routes forward to this backend (never contacted here).
-        gateway: portcullis_api::gateway::GatewaySettings {
-            backends: vec![portcullis_gateway::Backend::new(
-                "runtime",
-                "http://127.0.0.1:9".parse().unwrap(),
-                Duration::from_secs(1),
-            )],
-            ..Default::default()
-        },
-        auth: Default::default(),
-        rbac,
-    };
-    let err = portcullis_api::start(config).await.err().expect("refused");
-    let text = err.to_string();
+    let text = refusal(dir.path(), rbac).await;
     assert!(text.contains("no_such_rule"), "{text}");
 }
 
@@ -422,26 +417,7 @@ async fn an_operation_asking_for_filtering_stops_the_start() {
             backend: Some("runtime".into()),
             file,
         });
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: format!("sqlite://{}/p.db", dir.path().display()),
-            admin_email: "admin@localhost".into(),
-            admin_api_key: Some(ADMIN_KEY.into()),
-            activity_flush_interval: Duration::from_secs(1),
-            tls: None,
-            gateway: portcullis_api::gateway::GatewaySettings {
-                backends: vec![portcullis_gateway::Backend::new(
-                    "runtime",
-                    "http://127.0.0.1:9".parse().unwrap(),
-                    Duration::from_secs(1),
-                )],
-                ..Default::default()
-            },
-            auth: Default::default(),
-            rbac,
-        };
-        let err = portcullis_api::start(config).await.err().expect("refused");
-        let text = err.to_string();
+        let text = refusal(dir.path(), rbac).await;
         assert!(
             text.contains(expected) && text.contains("/filtered") && text.contains("not supported"),
             "{text}"

@@ -246,13 +246,16 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
     // Latency as a Prometheus histogram: cumulative buckets per route and backend, from half a
     // millisecond up to `+Inf`, which holds every request counted.
     let bucket = |le: &str| {
-        metrics.lines().find_map(|l| {
-            let rest = l.strip_prefix("portcullis_gateway_request_duration_seconds_bucket{")?;
-            (rest.contains(r#"route="/ws/*""#)
-                && rest.contains(r#"backend="echo""#)
-                && rest.contains(&format!(r#"le="{le}""#)))
-            .then(|| l.rsplit(' ').next()?.parse::<f64>().ok())?
-        })
+        let labels = [
+            r#"route="/ws/*""#.to_owned(),
+            r#"backend="echo""#.to_owned(),
+            format!(r#"le="{le}""#),
+        ];
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("portcullis_gateway_request_duration_seconds_bucket{"))
+            .find(|l| labels.iter().all(|label| l.contains(label.as_str())))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
     let (first, all) = (bucket("0.0005"), bucket("+Inf"));
     assert!(first.is_some(), "no half-millisecond bucket in {metrics}");

@@ -8,6 +8,25 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// `method path` as the bench caller with a JSON `body` and `headers` besides.
+async fn send_json(
+    env: &Env,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Reply {
+    let mut req = env
+        .request(method, path)
+        .header("x-api-key", &env.dev.key)
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    env.send(req).await
+}
+
 #[tokio::test]
 async fn the_policy_reads_the_body_however_it_is_framed_or_typed() {
     let env = Env::start(Options::default()).await;
@@ -79,14 +98,7 @@ async fn a_body_that_says_json_but_is_not_is_a_400() {
         r#"{"amount": 500} trailing"#,
         "\u{1}",
     ] {
-        let reply = env
-            .send(
-                env.request(Method::PUT, "/orders/1")
-                    .header("x-api-key", &env.dev.key)
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
+        let reply = send_json(&env, Method::PUT, "/orders/1", &[], body.into()).await;
         assert_error_mentions(&reply, 400, &["JSON", "policy"]);
     }
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
@@ -97,15 +109,7 @@ async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only
     let env = Env::start(Options::default()).await;
     // `gateway.policy_body_kb` is 1024 by default: this body is half as large again.
     let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
-    let post_json = |path: &str| {
-        env.send(
-            env.request(Method::POST, path)
-                .header("x-api-key", &env.dev.key)
-                .header("content-type", "application/json")
-                .body(big.clone()),
-        )
-    };
-    let declared = post_json("/orders/new").await;
+    let declared = send_json(&env, Method::POST, "/orders/new", &[], big.clone()).await;
     assert_error_mentions(&declared, 413, &["policy_body_kb", "1048576 bytes"]);
     let chunked = raw_chunked(
         env.addr,
@@ -128,7 +132,7 @@ async fn a_json_body_larger_than_the_policy_reads_is_a_413_on_policy_routes_only
     assert_eq!(chunked.json()["error"]["code"], "payload_too_large");
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
     // A route without a policy forwards the same body as it streams (up to max_body_mb).
-    let forwarded = post_json("/upload").await;
+    let forwarded = send_json(&env, Method::POST, "/upload", &[], big.clone()).await;
     assert_eq!(forwarded.json_with(200)["bodyBytes"], big.len());
 }
 
@@ -144,18 +148,17 @@ async fn a_json_body_streams_past_policies_that_never_read_it() {
     })
     .await;
     let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
-    let post_json = |tenant: &str| {
-        env.send(
-            env.request(Method::POST, "/orders/new")
-                .header("x-api-key", &env.dev.key)
-                .header("x-tenant", tenant)
-                .header("content-type", "application/json")
-                .body(big.clone()),
-        )
-    };
-    let allowed = post_json("acme").await;
+    let as_tenant = |tenant| [("x-tenant", tenant)];
+    let allowed = send_json(
+        &env,
+        Method::POST,
+        "/orders/new",
+        &as_tenant("acme"),
+        big.clone(),
+    )
+    .await;
     assert_eq!(allowed.json_with(200)["bodyBytes"], big.len());
-    let denied = post_json("globex").await;
+    let denied = send_json(&env, Method::POST, "/orders/new", &as_tenant("globex"), big).await;
     assert_eq!(denied.status, 403, "{denied:?}");
     assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
 }
@@ -166,28 +169,20 @@ async fn a_json_body_streams_past_policies_that_never_read_it() {
 #[tokio::test]
 async fn prevent_body_load_keeps_the_body_from_the_policy() {
     let env = Env::start(Options::default()).await;
-    let post = |body: String| {
-        env.send(
-            env.request(Method::POST, "/streamed-orders/7")
-                .header("x-api-key", &env.dev.key)
-                .header("content-type", "application/json")
-                .body(body),
-        )
-    };
     let over_limit = json!({"amount": 500}).to_string();
-    let reply = post(over_limit.clone()).await;
+    let reply = send_json(
+        &env,
+        Method::POST,
+        "/streamed-orders/7",
+        &[],
+        over_limit.clone(),
+    )
+    .await;
     assert_eq!(reply.json_with(200)["bodyBytes"], over_limit.len());
     let big = format!(r#"{{"amount": 500, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
-    let reply = post(big.clone()).await;
+    let reply = send_json(&env, Method::POST, "/streamed-orders/7", &[], big.clone()).await;
     assert_eq!(reply.json_with(200)["bodyBytes"], big.len());
     // The same order on the configured route, whose policy reads the body, is refused.
-    let reply = env
-        .send(
-            env.request(Method::POST, "/orders/7")
-                .header("x-api-key", &env.dev.key)
-                .header("content-type", "application/json")
-                .body(over_limit),
-        )
-        .await;
+    let reply = send_json(&env, Method::POST, "/orders/7", &[], over_limit).await;
     assert_eq!(reply.status, 403, "{reply:?}");
 }

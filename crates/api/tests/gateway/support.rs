@@ -77,7 +77,7 @@ const OPENAPI: &str = r#"{"openapi": "3.0.3", "info": {"title": "echo", "version
 /// The Rego policies of `/tenant/*` (decided on a request header, so on every request) and of
 /// `/orders/*` (refuses an order over 100 in the JSON body: allowed when the body says nothing,
 /// so a body the policy does not see would pass).
-pub const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  not input.request.body.amount > 100\n}\n";
+const POLICIES: &str = "package policies\ntenant_acme {\n  get_header(\"X-Tenant\", input.request.headers) == \"acme\"\n}\norders_within_limit {\n  not input.request.body.amount > 100\n}\n";
 
 /// How a test server is set up.
 #[derive(Debug, Clone, Copy)]
