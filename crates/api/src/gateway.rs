@@ -1016,21 +1016,24 @@ fn admit(
         })));
     };
     seen.forwarded = true;
-    // Toolforge's tool is the project the path names (`{tool}` or `{project}` in the route).
-    let tool = verdict
-        .params
-        .get("tool")
-        .or_else(|| verdict.params.get("project"))
-        .cloned();
     let identity = context.as_ref().map(|c| Identity {
         caller: caller_headers(state, c, Recipient::Backend(backend)),
-        tool,
+        tool: tool_of(&verdict),
     });
     Ok(Ok(Admitted {
         auth,
         verdict,
         identity,
     }))
+}
+
+/// Toolforge's tool: the project the matched route's path names (`{tool}` or `{project}`).
+fn tool_of(verdict: &RouteVerdict) -> Option<String> {
+    verdict
+        .params
+        .get("tool")
+        .or_else(|| verdict.params.get("project"))
+        .cloned()
 }
 
 /// The gateway for a request without a body read by the raw HTTP/1.1 lane: decided like any
@@ -1260,7 +1263,17 @@ async fn forward_auth_inner(
             .is_some_and(|a| a.contains("text/html"));
     let unauthenticated = |message: &str| -> Response {
         if wants_html && original.flavour != Flavour::Nginx {
-            return crate::routes::login::login_page_redirect(&original.uri);
+            let mut redirect = crate::routes::login::login_page_redirect(&original.uri);
+            // Absolute on the client's origin where the proxy names it (see `client_origin`).
+            if let Some(origin) = original.client_origin() {
+                let location = redirect.headers().get(header::LOCATION).cloned();
+                if let Some(absolute) = location.and_then(|l| {
+                    HeaderValue::from_bytes(&[origin.as_bytes(), l.as_bytes()].concat()).ok()
+                }) {
+                    redirect.headers_mut().insert(header::LOCATION, absolute);
+                }
+            }
+            return redirect;
         }
         let login = format!(
             "/web-login?redirect={}",
@@ -1356,7 +1369,8 @@ async fn forward_auth_inner(
         ));
     }
     let mut response = StatusCode::OK.into_response();
-    match &context {
+    let tool = seen.verdict.as_deref().and_then(tool_of);
+    let identity = match &context {
         Some(c) => {
             // The route's backend when it names one; otherwise the application the proxy
             // serves at the host the request was for.
@@ -1375,18 +1389,18 @@ async fn forward_auth_inner(
                         .unwrap_or(""),
                 ),
             };
-            let identity = Identity {
+            Some(Identity {
                 caller: caller_headers(state, c, recipient),
-                tool: None,
-            };
-            portcullis_gateway::identity::apply(
-                response.headers_mut(),
-                Some(&identity),
-                state.gateway.aliases,
-            );
+                tool,
+            })
         }
-        None => portcullis_gateway::identity::blank(response.headers_mut(), state.gateway.aliases),
-    }
+        None => None,
+    };
+    portcullis_gateway::identity::answer(
+        response.headers_mut(),
+        identity.as_ref(),
+        state.gateway.aliases,
+    );
     Ok(response)
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the gateway: a real Portcullis server in front of a real backend (an
 //! axum server the tests start), requests through the gateway itself, forward-auth at `/auth`
-//! as nginx, Traefik and Envoy call it, and a real nginx using `auth_request`.
+//! as nginx, Traefik and Envoy call it, and real front proxies
+//! asking it: nginx (`auth_request`), Envoy (`ext_authz`) and Traefik (`forwardAuth`).
 
 #[path = "gateway/backend.rs"]
 mod backend;
@@ -15,8 +16,12 @@ mod support;
 mod audit;
 #[path = "gateway/draining.rs"]
 mod draining;
+#[path = "gateway/external.rs"]
+mod external;
 #[path = "gateway/forward_auth.rs"]
 mod forward_auth;
+#[path = "gateway/front_proxies.rs"]
+mod front_proxies;
 #[path = "gateway/nginx.rs"]
 mod nginx;
 #[path = "gateway/policy_body.rs"]

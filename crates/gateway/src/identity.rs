@@ -172,6 +172,17 @@ pub fn blank(headers: &mut HeaderMap, aliases: IdentityHeaders) {
     });
 }
 
+/// The identity headers of a forward-auth 200: every header [`each`] may set, with the
+/// caller's value, or empty where the caller has none (an anonymous caller, a caller in no org,
+/// a path that names no tool). A proxy that copies only the headers present in the answer
+/// (Envoy's `allowed_upstream_headers`) then replaces every one a client sent.
+pub fn answer(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
+    blank(headers, aliases);
+    each(identity, aliases, |name, value| {
+        headers.insert(name.clone(), value.clone());
+    });
+}
+
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
 pub fn apply(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
     strip(headers);
@@ -235,6 +246,41 @@ mod tests {
         let mut h = HeaderMap::new();
         apply(&mut h, Some(&id), IdentityHeaders::default());
         assert!(!h.contains_key("x-toolforge-user") && !h.contains_key("miauserid"));
+    }
+
+    #[test]
+    fn a_forward_auth_answer_names_every_header_even_those_the_caller_lacks() {
+        let all = IdentityHeaders {
+            toolforge: true,
+            rond: true,
+        };
+        // No org, and a path that names no tool.
+        let id = Identity {
+            caller: Arc::new(CallerHeaders::new(&IdentityFields {
+                user: "ana".into(),
+                user_id: "u-1".into(),
+                ..IdentityFields::default()
+            })),
+            tool: None,
+        };
+        let mut h = HeaderMap::new();
+        answer(&mut h, Some(&id), all);
+        let mut blank_one = HeaderMap::new();
+        blank(&mut blank_one, all);
+        assert_eq!(h.len(), blank_one.len(), "{h:?}");
+        assert_eq!(h["x-portcullis-user"], "ana");
+        assert_eq!(h["miauserid"], "u-1");
+        for name in [
+            "x-portcullis-org",
+            "x-toolforge-tool",
+            "x-portcullis-assertion",
+        ] {
+            assert_eq!(h[name], "", "{name}");
+        }
+        let mut h = HeaderMap::new();
+        answer(&mut h, None, IdentityHeaders::default());
+        assert_eq!(h.len(), 5);
+        assert!(h.values().all(|v| v.is_empty()));
     }
 
     #[test]

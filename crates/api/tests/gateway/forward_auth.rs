@@ -250,8 +250,54 @@ async fn traefik_headers_from_a_trusted_proxy_name_the_request_checked() {
     let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &html).await;
     assert_eq!(reply.status, 302, "{reply:?}");
     assert_eq!(reply.header("location"), Some(login));
+    // Traefik resolves a relative Location against its own call to Portcullis: where it names
+    // the client's origin, the Location is absolute on it; a host that is not a plain one
+    // (user info here) leaves it relative.
+    for (host, location) in [
+        ("Portal.Example", format!("https://portal.example{login}")),
+        ("evil.example@portal.example", login.to_owned()),
+    ] {
+        let extra = [
+            html[0],
+            ("x-forwarded-host", host),
+            ("x-forwarded-proto", "https"),
+        ];
+        let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &extra).await;
+        assert_eq!(reply.status, 302, "{reply:?}");
+        assert_eq!(reply.header("location"), Some(location.as_str()));
+    }
     let reply = ask(&env, "", TRAEFIK, "GET", "/public/logo.png", None, &[]).await;
     assert_anonymous_ok(&reply);
+}
+
+#[tokio::test]
+async fn the_answer_names_the_tool_and_blanks_what_the_caller_lacks() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    // The tool is the one the matched route's path names, as on the gateway.
+    let reply = env
+        .get("/auth/tools/builder/run", Some(&dev.key), &[])
+        .await;
+    assert_identity(&reply, dev);
+    assert_eq!(reply.header("x-toolforge-tool"), Some("builder"));
+    let reply = ask(
+        &env,
+        "",
+        NGINX,
+        "GET",
+        "/tools/builder/run",
+        Some(&dev.key),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.header("x-toolforge-tool"), Some("builder"));
+    let echo = env.echo("/tools/builder/run", Some(&dev.key), &[]).await;
+    assert_eq!(echo.one("x-toolforge-tool").as_deref(), Some("builder"));
+    // A path that names none: the header is there, empty, so that a proxy copying the
+    // answer's headers (Envoy) replaces a client's `X-Toolforge-Tool` instead of passing it.
+    let reply = env.get("/auth/api/jobs", Some(&dev.key), &[]).await;
+    assert_identity(&reply, dev);
+    assert_eq!(reply.header("x-toolforge-tool"), Some(""));
 }
 
 #[tokio::test]

