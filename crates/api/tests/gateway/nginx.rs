@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::external::{External, example, filled, program};
-use crate::front_proxies::behind_a_front_proxy;
+use crate::front_proxies::{behind_a_front_proxy, fails_closed};
 use crate::support::*;
 
 async fn start_nginx(binary: &Path, port: u16, portcullis: u16, backend: u16) -> External {
@@ -68,7 +68,7 @@ async fn nginx_auth_request_with_the_example_configuration() {
     let Some(binary) = program("nginx", &["/usr/sbin/nginx"], "apt-get install -y nginx") else {
         return;
     };
-    let env = Env::start(Options::default()).await;
+    let mut env = Env::start(Options::default()).await;
     let port = free_port();
     let nginx = start_nginx(&binary, port, env.addr.port(), env.backend.addr.port()).await;
     behind_a_front_proxy(&env, port, &nginx, true).await;
@@ -114,4 +114,5 @@ async fn nginx_auth_request_with_the_example_configuration() {
         "refused requests stay out: {:?}",
         env.backend.seen()
     );
+    fails_closed(&mut env, port, &nginx).await;
 }
