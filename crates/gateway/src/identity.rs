@@ -149,35 +149,15 @@ pub fn each(
     }
 }
 
-/// Sets every identity header [`each`] may set to an empty value: a forward-auth 200 for an
-/// anonymous caller. A proxy that copies the answer's identity headers onto the request
-/// (Envoy's `allowed_upstream_headers`) replaces only those present, so a client's own would
-/// otherwise reach the backend; an empty value replaces them (nginx drops a header set empty).
-pub fn blank(headers: &mut HeaderMap, aliases: IdentityHeaders) {
-    // A caller whose every value is empty: `each` names the headers, so the two cannot drift.
-    let empty = Some(HeaderValue::from_static(""));
-    let nobody = Identity {
-        caller: Arc::new(CallerHeaders {
-            user: empty.clone(),
-            user_id: empty.clone(),
-            groups: empty.clone(),
-            org: empty.clone(),
-            assertion: empty.clone(),
-            properties: empty,
-        }),
-        tool: Some(String::new()),
-    };
-    each(Some(&nobody), aliases, |name, value| {
-        headers.insert(name.clone(), value.clone());
-    });
-}
-
-/// The identity headers of a forward-auth 200: every header [`each`] may set, with the
-/// caller's value, or empty where the caller has none (an anonymous caller, a caller in no org,
-/// a path that names no tool). A proxy that copies only the headers present in the answer
-/// (Envoy's `allowed_upstream_headers`) then replaces every one a client sent.
+/// The identity headers of a forward-auth 200: every identity header name Portcullis reserves,
+/// with the caller's value, or empty where it sets none (an anonymous caller, a caller in no
+/// org, a path that names no tool, an alias family turned off). A proxy that copies only the
+/// headers present in the answer (Envoy's `allowed_upstream_headers`) then replaces every one a
+/// client sent; nginx drops a header set empty, Traefik passes it empty.
 pub fn answer(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
-    blank(headers, aliases);
+    for name in ALL_NAMES.into_iter().chain([ROND_PROPERTIES]) {
+        headers.insert(name, HeaderValue::from_static(""));
+    }
     each(identity, aliases, |name, value| {
         headers.insert(name.clone(), value.clone());
     });
@@ -249,12 +229,24 @@ mod tests {
     }
 
     #[test]
-    fn a_forward_auth_answer_names_every_header_even_those_the_caller_lacks() {
-        let all = IdentityHeaders {
-            toolforge: true,
-            rond: true,
+    fn a_forward_auth_answer_names_every_reserved_header() {
+        let names = |h: &HeaderMap| {
+            let mut n: Vec<String> = h.keys().map(|k| k.as_str().to_owned()).collect();
+            n.sort_unstable();
+            n
         };
-        // No org, and a path that names no tool.
+        let mut reserved: Vec<String> = ALL_NAMES
+            .into_iter()
+            .chain([ROND_PROPERTIES])
+            .map(str::to_owned)
+            .collect();
+        reserved.sort_unstable();
+        // An anonymous caller, aliases off: every name, every value empty.
+        let mut h = HeaderMap::new();
+        answer(&mut h, None, IdentityHeaders::default());
+        assert_eq!(names(&h), reserved);
+        assert!(h.values().all(|v| v.is_empty()));
+        // A caller with no org, on a path that names no tool, aliases on.
         let id = Identity {
             caller: Arc::new(CallerHeaders::new(&IdentityFields {
                 user: "ana".into(),
@@ -263,46 +255,29 @@ mod tests {
             })),
             tool: None,
         };
-        let mut h = HeaderMap::new();
-        answer(&mut h, Some(&id), all);
-        let mut blank_one = HeaderMap::new();
-        blank(&mut blank_one, all);
-        assert_eq!(h.len(), blank_one.len(), "{h:?}");
-        assert_eq!(h["x-portcullis-user"], "ana");
-        assert_eq!(h["miauserid"], "u-1");
-        for name in [
-            "x-portcullis-org",
-            "x-toolforge-tool",
-            "x-portcullis-assertion",
-        ] {
-            assert_eq!(h[name], "", "{name}");
-        }
-        let mut h = HeaderMap::new();
-        answer(&mut h, None, IdentityHeaders::default());
-        assert_eq!(h.len(), 5);
-        assert!(h.values().all(|v| v.is_empty()));
-    }
-
-    #[test]
-    fn a_blank_identity_names_every_header_a_caller_gets() {
         let all = IdentityHeaders {
             toolforge: true,
             rond: true,
         };
         let mut h = HeaderMap::new();
-        blank(&mut h, all);
-        let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
-        names.sort_unstable();
-        let mut expected: Vec<&str> = ALL_NAMES
-            .into_iter()
-            .chain([ROND_PROPERTIES])
-            .filter(|n| *n != "x-portcullis-impersonated-by")
-            .collect();
-        expected.sort_unstable();
-        assert_eq!(names, expected);
-        assert!(h.values().all(|v| v.is_empty()));
+        answer(&mut h, Some(&id), all);
+        assert_eq!(names(&h), reserved);
+        assert_eq!(h["x-portcullis-user"], "ana");
+        assert_eq!(h["x-toolforge-user"], "ana");
+        assert_eq!(h["miauserid"], "u-1");
+        for name in [
+            "x-portcullis-org",
+            "x-toolforge-tool",
+            "x-portcullis-assertion",
+            "x-portcullis-impersonated-by",
+        ] {
+            assert_eq!(h[name], "", "{name}");
+        }
+        // Aliases off: the alias headers stay empty even for a caller.
         let mut h = HeaderMap::new();
-        blank(&mut h, IdentityHeaders::default());
-        assert_eq!(h.len(), 5);
+        answer(&mut h, Some(&id), IdentityHeaders::default());
+        assert_eq!(h["x-portcullis-user"], "ana");
+        assert_eq!(h["x-toolforge-user"], "");
+        assert_eq!(h["miauserid"], "");
     }
 }
