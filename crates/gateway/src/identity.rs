@@ -155,12 +155,14 @@ pub fn each(
 /// headers present in the answer (Envoy's `allowed_upstream_headers`) then replaces every one a
 /// client sent; nginx drops a header set empty, Traefik passes it empty.
 pub fn answer(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
-    for name in ALL_NAMES.into_iter().chain([ROND_PROPERTIES]) {
-        headers.insert(name, HeaderValue::from_static(""));
-    }
     each(identity, aliases, |name, value| {
         headers.insert(name.clone(), value.clone());
     });
+    for name in ALL_NAMES.into_iter().chain([ROND_PROPERTIES]) {
+        headers
+            .entry(name)
+            .or_insert_with(|| HeaderValue::from_static(""));
+    }
 }
 
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
