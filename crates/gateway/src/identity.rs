@@ -29,6 +29,7 @@ const USER_ID: HeaderName = HeaderName::from_static("x-portcullis-user-id");
 const GROUPS: HeaderName = HeaderName::from_static("x-portcullis-groups");
 const ORG: HeaderName = HeaderName::from_static("x-portcullis-org");
 const ASSERTION: HeaderName = HeaderName::from_static("x-portcullis-assertion");
+const IMPERSONATED_BY: HeaderName = HeaderName::from_static("x-portcullis-impersonated-by");
 const TOOLFORGE_USER: HeaderName = HeaderName::from_static("x-toolforge-user");
 const TOOLFORGE_TOOL: HeaderName = HeaderName::from_static("x-toolforge-tool");
 const ROND_USER: HeaderName = HeaderName::from_static("miauserid");
@@ -119,6 +120,32 @@ pub fn strip(headers: &mut HeaderMap) {
     headers.remove(ROND_PROPERTIES);
 }
 
+/// Calls `f` with every identity header name Portcullis reserves and the caller's value for it:
+/// none where Portcullis sets none (an anonymous caller, a caller in no org, a path that names
+/// no tool, an alias family turned off). The one place that says which value goes where.
+fn each_reserved(
+    identity: Option<&Identity>,
+    aliases: IdentityHeaders,
+    mut f: impl FnMut(&HeaderName, Option<&HeaderValue>),
+) {
+    let c = identity.map(|id| &*id.caller);
+    let field = |get: fn(&CallerHeaders) -> &Option<HeaderValue>| c.and_then(|c| get(c).as_ref());
+    let tool = identity.and_then(|id| id.tool.as_deref()).and_then(value);
+    f(&USER, field(|c| &c.user));
+    f(&USER_ID, field(|c| &c.user_id));
+    f(&GROUPS, field(|c| &c.groups));
+    f(&ORG, field(|c| &c.org));
+    f(&ASSERTION, field(|c| &c.assertion));
+    // Reserved for impersonation: never set yet, so never passed from a client either.
+    f(&IMPERSONATED_BY, None);
+    let (toolforge, rond) = (|_: &_| aliases.toolforge, |_: &_| aliases.rond);
+    f(&TOOLFORGE_USER, field(|c| &c.user).filter(toolforge));
+    f(&TOOLFORGE_TOOL, tool.as_ref().filter(toolforge));
+    f(&ROND_USER, field(|c| &c.user_id).filter(rond));
+    f(&ROND_GROUPS, field(|c| &c.groups).filter(rond));
+    f(&ROND_PROPS, field(|c| &c.properties).filter(rond));
+}
+
 /// Calls `f` with each identity header of the caller (none for an anonymous one), the ones
 /// [`apply`] sets, without copying a value.
 pub fn each(
@@ -126,43 +153,26 @@ pub fn each(
     aliases: IdentityHeaders,
     mut f: impl FnMut(&HeaderName, &HeaderValue),
 ) {
-    let Some(id) = identity else { return };
-    let c = &id.caller;
-    let mut put = |name: &HeaderName, value: &Option<HeaderValue>| {
+    if identity.is_none() {
+        return;
+    }
+    each_reserved(identity, aliases, |name, value| {
         if let Some(v) = value {
             f(name, v);
         }
-    };
-    put(&USER, &c.user);
-    put(&USER_ID, &c.user_id);
-    put(&GROUPS, &c.groups);
-    put(&ORG, &c.org);
-    put(&ASSERTION, &c.assertion);
-    if aliases.toolforge {
-        put(&TOOLFORGE_USER, &c.user);
-        put(&TOOLFORGE_TOOL, &id.tool.as_deref().and_then(value));
-    }
-    if aliases.rond {
-        put(&ROND_USER, &c.user_id);
-        put(&ROND_GROUPS, &c.groups);
-        put(&ROND_PROPS, &c.properties);
-    }
+    });
 }
 
 /// The identity headers of a forward-auth 200: every identity header name Portcullis reserves,
-/// with the caller's value, or empty where it sets none (an anonymous caller, a caller in no
-/// org, a path that names no tool, an alias family turned off). A proxy that copies only the
-/// headers present in the answer (Envoy's `allowed_upstream_headers`) then replaces every one a
-/// client sent; nginx drops a header set empty, Traefik passes it empty.
+/// with the caller's value, or empty where it sets none. A proxy that copies only the headers
+/// present in the answer (Envoy's `allowed_upstream_headers`) then replaces every one a client
+/// sent; nginx drops a header set empty, Traefik passes it empty.
 pub fn answer(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
-    each(identity, aliases, |name, value| {
-        headers.insert(name.clone(), value.clone());
+    headers.reserve(ALL_NAMES.len() + 1);
+    each_reserved(identity, aliases, |name, value| {
+        let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
+        headers.insert(name.clone(), value);
     });
-    for name in ALL_NAMES.into_iter().chain([ROND_PROPERTIES]) {
-        headers
-            .entry(name)
-            .or_insert_with(|| HeaderValue::from_static(""));
-    }
 }
 
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
