@@ -339,7 +339,7 @@ where
     for (name, value) in &parts.headers {
         // A bodiless answer keeps the length it names (a HEAD's is the GET's); any other gets
         // the length of the body it carries, below.
-        if portcullis_gateway::headers::is_hop_by_hop_name(name.as_str())
+        if portcullis_gateway::headers::is_hop_by_hop(name)
             || (name == header::CONTENT_LENGTH && !bodiless)
         {
             continue;

@@ -33,6 +33,11 @@ pub const HOP_BY_HOP_NAMES: [&str; 9] = [
     "proxy-connection",
 ];
 
+/// Whether `name` is a hop-by-hop header (a name's comparison, cheaper than one in any case).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
 /// Whether `name` (any case) is one of [`HOP_BY_HOP_NAMES`], for heads written without a
 /// header map.
 pub fn is_hop_by_hop_name(name: &str) -> bool {
@@ -366,6 +371,18 @@ mod tests {
             "connectio",
         ] {
             assert!(!is_hop_by_hop_name(name), "{name}");
+        }
+        // The header-name form agrees with the text form, on every name and on names of the
+        // same lengths.
+        for name in HOP_BY_HOP_NAMES.into_iter().chain([
+            "x-portcullis-org",
+            "x-portcullis-user",
+            "x-portcullis-groups",
+            "content-type",
+            "keep-alivf",
+        ]) {
+            let header = HeaderName::from_static(name);
+            assert_eq!(is_hop_by_hop(&header), is_hop_by_hop_name(name), "{name}");
         }
     }
 
