@@ -1396,11 +1396,8 @@ async fn forward_auth_inner(
         }
         None => None,
     };
-    portcullis_gateway::identity::answer(
-        response.headers_mut(),
-        identity.as_ref(),
-        state.gateway.aliases,
-    );
+    *response.headers_mut() =
+        portcullis_gateway::identity::answer(identity.as_ref(), state.gateway.aliases);
     Ok(response)
 }
 

@@ -3,7 +3,7 @@
 //! A caller's header values are prepared once ([`CallerHeaders`]) and shared by all of their
 //! requests: setting them costs a reference count per header, not a copy and a check.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -71,6 +71,9 @@ pub struct CallerHeaders {
     org: Option<HeaderValue>,
     assertion: Option<HeaderValue>,
     properties: Option<HeaderValue>,
+    /// The forward-auth answer's headers for a path that names no tool, built at the first
+    /// answer (with the alias families it was built for).
+    answer: OnceLock<(IdentityHeaders, HeaderMap)>,
 }
 
 // Values come from validated names; a value that is not a header value is left out rather than
@@ -89,6 +92,7 @@ impl CallerHeaders {
             org: identity.org.as_deref().and_then(value),
             assertion: identity.assertion.as_deref().and_then(value),
             properties: value(&identity.properties.to_string()),
+            answer: OnceLock::new(),
         }
     }
 }
@@ -124,13 +128,14 @@ pub fn strip(headers: &mut HeaderMap) {
 /// none where Portcullis sets none (an anonymous caller, a caller in no org, a path that names
 /// no tool, an alias family turned off). The one place that says which value goes where.
 fn each_reserved(
-    identity: Option<&Identity>,
+    caller: Option<&CallerHeaders>,
+    tool: Option<&str>,
     aliases: IdentityHeaders,
     mut f: impl FnMut(&HeaderName, Option<&HeaderValue>),
 ) {
-    let c = identity.map(|id| &*id.caller);
-    let field = |get: fn(&CallerHeaders) -> &Option<HeaderValue>| c.and_then(|c| get(c).as_ref());
-    let tool = identity.and_then(|id| id.tool.as_deref()).and_then(value);
+    let field =
+        |get: fn(&CallerHeaders) -> &Option<HeaderValue>| caller.and_then(|c| get(c).as_ref());
+    let tool = tool.and_then(value);
     f(&USER, field(|c| &c.user));
     f(&USER_ID, field(|c| &c.user_id));
     f(&GROUPS, field(|c| &c.groups));
@@ -153,26 +158,61 @@ pub fn each(
     aliases: IdentityHeaders,
     mut f: impl FnMut(&HeaderName, &HeaderValue),
 ) {
-    if identity.is_none() {
-        return;
-    }
-    each_reserved(identity, aliases, |name, value| {
-        if let Some(v) = value {
-            f(name, v);
-        }
+    let Some(id) = identity else { return };
+    each_reserved(
+        Some(&id.caller),
+        id.tool.as_deref(),
+        aliases,
+        |name, value| {
+            if let Some(v) = value {
+                f(name, v);
+            }
+        },
+    );
+}
+
+/// Every reserved name with the caller's value, or empty where there is none; room left for
+/// the request id.
+fn answer_map(
+    caller: Option<&CallerHeaders>,
+    tool: Option<&str>,
+    aliases: IdentityHeaders,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(ALL_NAMES.len() + 2);
+    each_reserved(caller, tool, aliases, |name, value| {
+        let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
+        headers.insert(name.clone(), value);
     });
+    headers
 }
 
 /// The identity headers of a forward-auth 200: every identity header name Portcullis reserves,
 /// with the caller's value, or empty where it sets none. A proxy that copies only the headers
 /// present in the answer (Envoy's `allowed_upstream_headers`) then replaces every one a client
-/// sent; nginx drops a header set empty, Traefik passes it empty.
-pub fn answer(headers: &mut HeaderMap, identity: Option<&Identity>, aliases: IdentityHeaders) {
-    headers.reserve(ALL_NAMES.len() + 1);
-    each_reserved(identity, aliases, |name, value| {
-        let value = value.cloned().unwrap_or(HeaderValue::from_static(""));
-        headers.insert(name.clone(), value);
-    });
+/// sent; nginx drops a header set empty, Traefik passes it empty. Built once per caller (and
+/// once for anonymous callers) and copied: a copy costs less than the eleven inserts.
+pub fn answer(identity: Option<&Identity>, aliases: IdentityHeaders) -> HeaderMap {
+    let Some(id) = identity else {
+        // No caller: every value empty, whatever the aliases.
+        static NOBODY: OnceLock<HeaderMap> = OnceLock::new();
+        return NOBODY
+            .get_or_init(|| answer_map(None, None, aliases))
+            .clone();
+    };
+    let caller = &*id.caller;
+    let (built_for, prepared) = caller
+        .answer
+        .get_or_init(|| (aliases, answer_map(Some(caller), None, aliases)));
+    if *built_for != aliases {
+        return answer_map(Some(caller), id.tool.as_deref(), aliases);
+    }
+    let mut headers = prepared.clone();
+    if aliases.toolforge
+        && let Some(tool) = id.tool.as_deref().and_then(value)
+    {
+        headers.insert(TOOLFORGE_TOOL, tool);
+    }
+    headers
 }
 
 /// Strips the client's identity headers, then sets the caller's (none for an anonymous one).
@@ -254,8 +294,7 @@ mod tests {
             .collect();
         reserved.sort_unstable();
         // An anonymous caller, aliases off: every name, every value empty.
-        let mut h = HeaderMap::new();
-        answer(&mut h, None, IdentityHeaders::default());
+        let h = answer(None, IdentityHeaders::default());
         assert_eq!(names(&h), reserved);
         assert!(h.values().all(|v| v.is_empty()));
         // A caller with no org, on a path that names no tool, aliases on.
@@ -271,8 +310,7 @@ mod tests {
             toolforge: true,
             rond: true,
         };
-        let mut h = HeaderMap::new();
-        answer(&mut h, Some(&id), all);
+        let h = answer(Some(&id), all);
         assert_eq!(names(&h), reserved);
         assert_eq!(h["x-portcullis-user"], "ana");
         assert_eq!(h["x-toolforge-user"], "ana");
@@ -285,11 +323,24 @@ mod tests {
         ] {
             assert_eq!(h[name], "", "{name}");
         }
-        // Aliases off: the alias headers stay empty even for a caller.
-        let mut h = HeaderMap::new();
-        answer(&mut h, Some(&id), IdentityHeaders::default());
+        // The same caller on a path that names a tool: the prepared answer with the tool.
+        let on_tool = Identity {
+            caller: id.caller.clone(),
+            tool: Some("builder".into()),
+        };
+        let h = answer(Some(&on_tool), all);
+        assert_eq!(names(&h), reserved);
+        assert_eq!(h["x-toolforge-tool"], "builder");
         assert_eq!(h["x-portcullis-user"], "ana");
-        assert_eq!(h["x-toolforge-user"], "");
-        assert_eq!(h["miauserid"], "");
+        assert_eq!(answer(Some(&id), all)["x-toolforge-tool"], "");
+        // Aliases off: the alias headers stay empty even for a caller (and a tool).
+        for identity in [&id, &on_tool] {
+            let h = answer(Some(identity), IdentityHeaders::default());
+            assert_eq!(names(&h), reserved);
+            assert_eq!(h["x-portcullis-user"], "ana");
+            assert_eq!(h["x-toolforge-user"], "");
+            assert_eq!(h["x-toolforge-tool"], "");
+            assert_eq!(h["miauserid"], "");
+        }
     }
 }
