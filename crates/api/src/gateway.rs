@@ -1263,17 +1263,9 @@ async fn forward_auth_inner(
             .is_some_and(|a| a.contains("text/html"));
     let unauthenticated = |message: &str| -> Response {
         if wants_html && original.flavour != Flavour::Nginx {
-            let mut redirect = crate::routes::login::login_page_redirect(&original.uri);
-            // Absolute on the client's origin where the proxy names it (see `client_origin`).
-            if let Some(origin) = original.client_origin() {
-                let location = redirect.headers().get(header::LOCATION).cloned();
-                if let Some(absolute) = location.and_then(|l| {
-                    HeaderValue::from_bytes(&[origin.as_bytes(), l.as_bytes()].concat()).ok()
-                }) {
-                    redirect.headers_mut().insert(header::LOCATION, absolute);
-                }
-            }
-            return redirect;
+            // Relative, so that the browser stays on the origin (and scheme) it is on; Traefik
+            // passes it on as it is with `preserveLocationHeader` (see the example).
+            return crate::routes::login::login_page_redirect(&original.uri);
         }
         let login = format!(
             "/web-login?redirect={}",

@@ -29,30 +29,6 @@ pub struct OriginalRequest {
     /// The host the client asked for, where the proxy names it in a header of its own
     /// (Traefik's `X-Forwarded-Host`); otherwise the call's own `Host` is the client's.
     pub host: Option<String>,
-    /// The scheme the client used, where the proxy names it (Traefik's `X-Forwarded-Proto`).
-    pub proto: Option<String>,
-}
-
-impl OriginalRequest {
-    /// The origin the client is on (`https://portal.example`), where the proxy names both its
-    /// scheme and host (Traefik). A Location in the answer must be absolute on it: Traefik
-    /// resolves a relative one against its own call to Portcullis, which would send a browser
-    /// to Portcullis's internal address. None for a host that is not a plain `host[:port]`.
-    pub fn client_origin(&self) -> Option<String> {
-        let (host, proto) = (self.host.as_deref()?, self.proto.as_deref()?);
-        let scheme = ["http", "https"]
-            .into_iter()
-            .find(|s| proto.eq_ignore_ascii_case(s))?;
-        let authority = host.parse::<http::uri::Authority>().ok()?;
-        // `Authority` takes user info (`evil@host`) and an empty host; neither is a host.
-        if authority.as_str().contains('@') || authority.host().is_empty() {
-            return None;
-        }
-        Some(format!(
-            "{scheme}://{}",
-            authority.as_str().to_ascii_lowercase()
-        ))
-    }
 }
 
 /// Why a forward-auth call does not say unambiguously which request it is about. A proxy
@@ -107,7 +83,6 @@ const NGINX_METHOD: &str = "x-original-method";
 const TRAEFIK_URI: &str = "x-forwarded-uri";
 const TRAEFIK_METHOD: &str = "x-forwarded-method";
 const TRAEFIK_HOST: &str = "x-forwarded-host";
-const TRAEFIK_PROTO: &str = "x-forwarded-proto";
 
 /// The original request of a forward-auth call to `own_path` (e.g. `/auth/api/jobs?x=1`) under
 /// `prefix` (`/auth`). From a trusted proxy exactly one way of naming it must be present:
@@ -135,7 +110,6 @@ pub fn original_request(
         },
         flavour: Flavour::Direct,
         host: None,
-        proto: None,
     };
     if !peer_trusted {
         return Ok(direct());
@@ -154,7 +128,6 @@ pub fn original_request(
             let mut original =
                 from_headers(headers, TRAEFIK_URI, TRAEFIK_METHOD, Flavour::Traefik)?;
             original.host = single(headers, TRAEFIK_HOST)?;
-            original.proto = single(headers, TRAEFIK_PROTO)?;
             Ok(original)
         }
         (false, false, _) => Ok(direct()),
@@ -175,7 +148,6 @@ fn from_headers(
             uri,
             flavour,
             host: None,
-            proto: None,
         }),
         (Some(_), None) => Err(ForwardAuthError::Incomplete {
             present: uri_name,
@@ -211,8 +183,6 @@ mod tests {
             uri: uri.into(),
             flavour,
             host: host.map(str::to_owned),
-            // The table's Traefik calls say `https`.
-            proto: host.map(|_| "https".to_owned()),
         })
     }
 
@@ -368,53 +338,6 @@ mod tests {
         for (own, pairs, trusted, expected) in table {
             let got = original_request(&Method::PUT, own, "/auth", &headers(pairs), *trusted);
             assert_eq!(&got, expected, "{own} {pairs:?} trusted={trusted}");
-        }
-    }
-
-    #[test]
-    fn a_login_location_is_made_absolute_only_on_a_plain_origin() {
-        let origin = |host: Option<&str>, proto: Option<&str>| {
-            OriginalRequest {
-                method: "GET".into(),
-                uri: "/".into(),
-                flavour: Flavour::Traefik,
-                host: host.map(str::to_owned),
-                proto: proto.map(str::to_owned),
-            }
-            .client_origin()
-        };
-        // (X-Forwarded-Host, X-Forwarded-Proto) -> origin
-        let table: &[(Option<&str>, Option<&str>, Option<&str>)] = &[
-            (
-                Some("portal.example"),
-                Some("https"),
-                Some("https://portal.example"),
-            ),
-            (
-                Some("Portal.Example:8443"),
-                Some("HTTPS"),
-                Some("https://portal.example:8443"),
-            ),
-            (
-                Some("127.0.0.1:8080"),
-                Some("http"),
-                Some("http://127.0.0.1:8080"),
-            ),
-            (Some("[::1]:8080"), Some("http"), Some("http://[::1]:8080")),
-            (Some("portal.example"), None, None),
-            (None, Some("https"), None),
-            (Some("portal.example"), Some("javascript"), None),
-            (Some("evil.example@portal.example"), Some("https"), None),
-            (Some("portal.example/evil"), Some("https"), None),
-            (Some("portal.example?x"), Some("https"), None),
-            (Some(":443"), Some("https"), None),
-        ];
-        for (host, proto, expected) in table {
-            assert_eq!(
-                origin(*host, *proto).as_deref(),
-                *expected,
-                "{host:?} {proto:?}"
-            );
         }
     }
 }

@@ -250,22 +250,17 @@ async fn traefik_headers_from_a_trusted_proxy_name_the_request_checked() {
     let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &html).await;
     assert_eq!(reply.status, 302, "{reply:?}");
     assert_eq!(reply.header("location"), Some(login));
-    // Traefik resolves a relative Location against its own call to Portcullis: where it names
-    // the client's origin, the Location is absolute on it; a host that is not a plain one
-    // (user info here) leaves it relative.
-    for (host, location) in [
-        ("Portal.Example", format!("https://portal.example{login}")),
-        ("evil.example@portal.example", login.to_owned()),
-    ] {
-        let extra = [
-            html[0],
-            ("x-forwarded-host", host),
-            ("x-forwarded-proto", "https"),
-        ];
-        let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &extra).await;
-        assert_eq!(reply.status, 302, "{reply:?}");
-        assert_eq!(reply.header("location"), Some(location.as_str()));
-    }
+    // The Location stays relative whatever host and scheme Traefik names: the browser stays on
+    // the origin and scheme it is on (a TLS load balancer in front of a plain-HTTP Traefik
+    // would otherwise turn it into an http:// login page).
+    let extra = [
+        html[0],
+        ("x-forwarded-host", "portal.example"),
+        ("x-forwarded-proto", "http"),
+    ];
+    let reply = ask(&env, "", TRAEFIK, "GET", uri, None, &extra).await;
+    assert_eq!(reply.status, 302, "{reply:?}");
+    assert_eq!(reply.header("location"), Some(login));
     let reply = ask(&env, "", TRAEFIK, "GET", "/public/logo.png", None, &[]).await;
     assert_anonymous_ok(&reply);
 }

