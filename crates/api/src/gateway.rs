@@ -1361,33 +1361,29 @@ async fn forward_auth_inner(
         ));
     }
     let mut response = StatusCode::OK.into_response();
-    let tool = seen.verdict.as_deref().and_then(tool_of);
-    let identity = match &context {
-        Some(c) => {
-            // The route's backend when it names one; otherwise the application the proxy
-            // serves at the host the request was for.
-            let recipient = match seen.verdict.as_ref().and_then(|v| v.backend.as_deref()) {
-                Some(backend) => Recipient::Backend(backend),
-                None => Recipient::Host(
-                    original
-                        .host
-                        .as_deref()
-                        .or_else(|| {
-                            parts
-                                .headers
-                                .get(header::HOST)
-                                .and_then(|h| h.to_str().ok())
-                        })
-                        .unwrap_or(""),
-                ),
-            };
-            Some(Identity {
-                caller: caller_headers(state, c, recipient),
-                tool,
-            })
+    let identity = context.as_ref().map(|c| {
+        // The route's backend when it names one; otherwise the application the proxy
+        // serves at the host the request was for.
+        let recipient = match seen.verdict.as_ref().and_then(|v| v.backend.as_deref()) {
+            Some(backend) => Recipient::Backend(backend),
+            None => Recipient::Host(
+                original
+                    .host
+                    .as_deref()
+                    .or_else(|| {
+                        parts
+                            .headers
+                            .get(header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                    })
+                    .unwrap_or(""),
+            ),
+        };
+        Identity {
+            caller: caller_headers(state, c, recipient),
+            tool: seen.verdict.as_deref().and_then(tool_of),
         }
-        None => None,
-    };
+    });
     *response.headers_mut() =
         portcullis_gateway::identity::answer(identity.as_ref(), state.gateway.aliases);
     Ok(response)

@@ -203,7 +203,6 @@ mod tests {
             ("x-forwarded-uri", b"/builds/1"),
             ("x-forwarded-method", b"DELETE"),
             ("x-forwarded-host", b"portal.example"),
-            ("x-forwarded-proto", b"https"),
         ];
         // (own path, headers, peer trusted, what is checked)
         let table: &[Case] = &[

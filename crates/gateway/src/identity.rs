@@ -135,7 +135,8 @@ fn each_reserved(
 ) {
     let field =
         |get: fn(&CallerHeaders) -> &Option<HeaderValue>| caller.and_then(|c| get(c).as_ref());
-    let tool = tool.and_then(value);
+    // Checked into a header value only where it is sent (an allocation).
+    let tool = tool.filter(|_| aliases.toolforge).and_then(value);
     f(&USER, field(|c| &c.user));
     f(&USER_ID, field(|c| &c.user_id));
     f(&GROUPS, field(|c| &c.groups));
@@ -145,7 +146,7 @@ fn each_reserved(
     f(&IMPERSONATED_BY, None);
     let (toolforge, rond) = (|_: &_| aliases.toolforge, |_: &_| aliases.rond);
     f(&TOOLFORGE_USER, field(|c| &c.user).filter(toolforge));
-    f(&TOOLFORGE_TOOL, tool.as_ref().filter(toolforge));
+    f(&TOOLFORGE_TOOL, tool.as_ref());
     f(&ROND_USER, field(|c| &c.user_id).filter(rond));
     f(&ROND_GROUPS, field(|c| &c.groups).filter(rond));
     f(&ROND_PROPS, field(|c| &c.properties).filter(rond));
