@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 /// An address range (`10.0.0.0/8`, `::1/128`, or one address).
@@ -73,25 +74,33 @@ pub fn client_ip(parts: &Parts, trusted: &[Cidr]) -> Option<IpAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())?;
-    if !trusted.iter().any(|c| c.contains(peer)) {
-        return Some(peer);
+    Some(client_of(&parts.headers, peer, trusted))
+}
+
+/// [`client_ip`] for a request that came from `peer`: the peer itself unless it is a trusted
+/// proxy; then the `X-Forwarded-For` hops are read from the right (the hop each proxy
+/// appended) up to the first one that is not trusted. Hops that are not addresses are passed
+/// over.
+pub fn client_of(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
     }
     let mut client = peer;
-    let hops: Vec<IpAddr> = parts
-        .headers
+    let hops = headers
         .get_all("x-forwarded-for")
         .iter()
+        .rev()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|h| h.trim().parse().ok())
-        .collect();
-    for hop in hops.into_iter().rev() {
+        .flat_map(|v| v.rsplit(','))
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok());
+    for hop in hops {
         client = hop;
-        if !trusted.iter().any(|c| c.contains(hop)) {
+        if !is_trusted(hop) {
             break;
         }
     }
-    Some(client)
+    client
 }
 
 #[cfg(test)]
@@ -139,5 +148,14 @@ mod tests {
             "1.2.3.4"
         );
         assert_eq!(ip("10.0.0.2:1", None), "10.0.0.2");
+        // Hops in several header lines are read as one list, the last line last.
+        let mut p = parts("10.0.0.2:1", Some("6.6.6.6, 1.2.3.4"));
+        p.headers
+            .append("x-forwarded-for", "10.0.0.8, 10.0.0.7".parse().unwrap());
+        assert_eq!(client_ip(&p, &trusted).unwrap().to_string(), "1.2.3.4");
+        // Only trusted hops: the farthest one.
+        assert_eq!(ip("10.0.0.2:1", Some("10.0.0.9, 10.0.0.7")), "10.0.0.9");
+        // Something that is not an address is passed over, not taken for the client.
+        assert_eq!(ip("10.0.0.2:1", Some("1.2.3.4, unknown")), "1.2.3.4");
     }
 }

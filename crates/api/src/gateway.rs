@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiError;
 use crate::auth::Authenticated;
+use crate::client_ip::client_of;
 use crate::rbac::rond::RequestSpec;
 use crate::rbac::routes::{RouteCaller, RouteVerdict};
 use crate::state::AppState;
@@ -671,6 +672,11 @@ pub async fn proxy_request(
     if state.gateway.access_log {
         seen.method = req.method().as_str().to_owned();
         seen.path = req.uri().path().to_owned();
+        seen.client = Some(client_of(
+            req.headers(),
+            peer.ip(),
+            &state.web.trusted_proxies,
+        ));
     }
     let hop = Hop {
         ip: peer.ip(),
@@ -722,6 +728,7 @@ fn finish(
             backend = %seen.backend(state).unwrap_or("(none)"),
             user = %seen.user.as_deref().unwrap_or("-"),
             request_id = %request_id.to_str().unwrap_or(""),
+            client = %seen.client.unwrap_or(peer.ip()),
             peer = %peer.ip(),
             "gateway request"
         );
@@ -738,6 +745,8 @@ struct Seen {
     /// The request went to a backend: the route's, or the default one.
     forwarded: bool,
     user: Option<String>,
+    /// The client's address: the peer's, or behind trusted proxies the one they name.
+    client: Option<IpAddr>,
 }
 
 impl Seen {
@@ -1060,6 +1069,11 @@ where
     if state.gateway.access_log {
         seen.method = parts.method.as_str().to_owned();
         seen.path = parts.uri.path().to_owned();
+        seen.client = Some(client_of(
+            &parts.headers,
+            peer.ip(),
+            &state.web.trusted_proxies,
+        ));
     }
     let intercept = wants_login.is_some();
     let outcome = bodiless_inner(
@@ -1239,6 +1253,7 @@ async fn forward_auth_inner(
     if state.gateway.access_log {
         seen.method = parts.method.as_str().to_owned();
         seen.path = parts.uri.path().to_owned();
+        seen.client = Some(client_of(&parts.headers, peer, &state.web.trusted_proxies));
     }
     let original =
         forward_auth::original_request(&parts.method, own, "/auth", &parts.headers, peer_trusted)

@@ -275,6 +275,7 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
     let config = |access: bool| {
         format!(
             "log: {{ level: warn, format: json }}\n\
+             auth: {{ trusted_proxies: [\"127.0.0.1\"] }}\n\
              gateway:\n  access_log: {access}\n  workers: 2\n  backends:\n    - {{ name: app, url: \"http://{backend}\", timeout_ms: 2000 }}\n\
              routes:\n  - {{ path: \"/app/*\", auth: none, backend: app }}\n"
         )
@@ -287,6 +288,8 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
         let response = http
             .get(format!("http://{addr}/app/reports?page=2"))
             .header("x-request-id", "trace-me-1")
+            // From a trusted proxy (this test): its client is the hop it appended.
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
             .send()
             .await
             .unwrap();
@@ -312,6 +315,10 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
             assert_eq!(fields["route"], "/app/*");
             assert_eq!(fields["backend"], "(none)");
             assert_eq!(fields["request_id"], "trace-me-2");
+            assert_eq!(
+                fields["client"], "127.0.0.1",
+                "no X-Forwarded-For: the peer"
+            );
             let fields = &lines[0]["fields"];
             assert_eq!(fields["method"], "GET");
             assert_eq!(fields["path"], "/app/reports");
@@ -319,6 +326,7 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
             assert_eq!(fields["route"], "/app/*");
             assert_eq!(fields["backend"], "app");
             assert_eq!(fields["request_id"], "trace-me-1");
+            assert_eq!(fields["client"], "203.0.113.7", "{fields}");
             assert_eq!(fields["peer"], "127.0.0.1");
             assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
         } else {
