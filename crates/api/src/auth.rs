@@ -118,20 +118,37 @@ pub(crate) fn require_same_site(
 
 /// [`same_origin`] for a request whose host is `host` when given (forward-auth: the host the
 /// proxy says the client asked for) rather than the `Host` header.
+///
+/// Where the public URL is `https://` (session cookies are then `Secure`), a page of the same
+/// host over plain `http://` is another origin: whoever can answer for that host on the
+/// network (a forged or downgraded page) must not act with the session. An `https://` origin
+/// of this host always passes, as Portcullis may not see that TLS ended in front of it.
 pub(crate) fn same_origin_at(headers: &HeaderMap, host: Option<&str>, public_url: &str) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("origin") {
         Some(origin) => {
-            let authority = origin
-                .strip_prefix("https://")
-                .or_else(|| origin.strip_prefix("http://"));
             let public = public_url.trim_end_matches('/');
+            let https_site = public
+                .get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+            let authority = strip_scheme(origin, "https://").or_else(|| {
+                (!https_site)
+                    .then(|| strip_scheme(origin, "http://"))
+                    .flatten()
+            });
             let host = host.or_else(|| header("host"));
             authority.is_some_and(|a| host.is_some_and(|h| h.eq_ignore_ascii_case(a)))
                 || (!public.is_empty() && origin.eq_ignore_ascii_case(public))
         }
         None => matches!(header("sec-fetch-site"), Some("same-origin" | "none")),
     }
+}
+
+/// `text` without its leading `scheme` (in any case).
+fn strip_scheme<'t>(text: &'t str, scheme: &str) -> Option<&'t str> {
+    text.get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &text[scheme.len()..])
 }
 
 /// An authenticated caller whose session may still be waiting for a forced step (a password
@@ -366,5 +383,35 @@ mod tests {
         assert!(!same_origin(&h, ""));
         h.insert("sec-fetch-site", "same-origin".parse().unwrap());
         assert!(same_origin(&h, ""));
+    }
+
+    #[test]
+    fn a_plain_http_page_of_an_https_site_is_another_origin() {
+        // (origin, public URL, same origin?) for a request to Host portal.example
+        let table = [
+            ("https://portal.example", "https://portal.example", true),
+            ("HTTPS://Portal.Example", "https://portal.example", true),
+            ("http://portal.example", "https://portal.example", false),
+            ("http://portal.example", "HTTPS://portal.example/", false),
+            // Without an https public URL, Portcullis cannot tell which scheme the site has.
+            ("http://portal.example", "", true),
+            ("http://portal.example", "http://portal.example", true),
+            // TLS may end before Portcullis: an https origin of this host passes anyway.
+            ("https://portal.example", "http://portal.example", true),
+            ("https://portal.example", "", true),
+            (
+                "https://portal.example.evil",
+                "https://portal.example",
+                false,
+            ),
+            ("null", "https://portal.example", false),
+            ("portal.example", "", false),
+        ];
+        for (origin, public, expected) in table {
+            let mut h = HeaderMap::new();
+            h.insert("host", "portal.example".parse().unwrap());
+            h.insert("origin", origin.parse().unwrap());
+            assert_eq!(same_origin(&h, public), expected, "{origin} on {public:?}");
+        }
     }
 }

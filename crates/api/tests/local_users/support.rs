@@ -34,6 +34,8 @@ pub struct Options {
     pub logins_per_minute: u32,
     /// The port of a local SMTP server to deliver mail to.
     pub smtp_port: Option<u16>,
+    /// `auth.public_url` (default: the listen address).
+    pub public_url: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
         Self {
             logins_per_minute: 1000,
             smtp_port: None,
+            public_url: None,
         }
     }
 }
@@ -51,6 +54,8 @@ pub struct Server {
     pub base: String,
     /// `127.0.0.1:PORT`.
     pub authority: String,
+    /// The public URL links in mail start with (`base` unless configured).
+    pub public: String,
     /// The clock of every time rule of this server.
     pub clock: Clock,
     /// A client that does not follow redirects and keeps no cookies.
@@ -145,6 +150,7 @@ impl Server {
                 smtp,
                 data_dir: Some(dir.path().to_path_buf()),
                 login_attempts_per_minute: options.logins_per_minute,
+                public_url: options.public_url.map(str::to_owned),
                 ..Default::default()
             },
         };
@@ -152,6 +158,9 @@ impl Server {
         let authority = running.addr.to_string();
         Self {
             base: format!("http://{authority}"),
+            public: options
+                .public_url
+                .map_or_else(|| format!("http://{authority}"), str::to_owned),
             authority,
             clock,
             http: reqwest::Client::builder()
@@ -366,7 +375,7 @@ impl Server {
                 .collect();
             if let Some((_, mail)) = fresh.first() {
                 let body = mail_body(mail);
-                let link = format!("{}/web-login/reset?token=", self.base);
+                let link = format!("{}/web-login/reset?token=", self.public);
                 let start = body
                     .find(&link)
                     .unwrap_or_else(|| panic!("a reset link {link}… in {body:?}"))
@@ -479,7 +488,7 @@ impl Server {
     pub async fn post_form(&self, path: &str, cookies: &str, fields: &[(&str, &str)]) -> Reply {
         let mut req = self
             .request(Method::POST, path)
-            .header("origin", &self.base)
+            .header("origin", &self.public)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form(fields));
         if !cookies.is_empty() {

@@ -303,3 +303,64 @@ async fn post_login(
     }
     s.send(req).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_https_site_a_plain_http_page_of_the_same_host_is_another_site() {
+    // TLS ends in front of Portcullis (which listens on plain HTTP), as behind a load balancer.
+    let s = Server::start_with(Options {
+        public_url: Some("https://portal.test"),
+        ..Options::default()
+    })
+    .await;
+    s.active_user("ana@example.com").await;
+    let reply = s.web_login("ana@example.com", PASSWORD, "/projects").await;
+    reply.expect(303);
+    let sid = reply.cookie("sid").expect("a sid cookie");
+    assert!(sid.has("Secure"), "an https site's session cookie: {sid:?}");
+
+    let create_key = |origin: String| {
+        s.send(
+            s.request(reqwest::Method::POST, "/api/v1/me/keys")
+                .header("cookie", format!("sid={}", sid.value))
+                .header("origin", origin)
+                .json(&json!({ "name": "laptop" })),
+        )
+    };
+    // A page of this host over plain http: whoever answers for the host on the network can
+    // write it, so it may not act with the session.
+    for origin in [
+        format!("http://{}", s.authority),
+        "http://portal.test".to_owned(),
+    ] {
+        let message = create_key(origin.clone()).await.error(403, "forbidden");
+        assert_contains(&message, "cross-site");
+    }
+    // The same host over https, and the public URL itself, are this site.
+    create_key(format!("https://{}", s.authority))
+        .await
+        .json_with(201);
+    create_key("https://portal.test".to_owned())
+        .await
+        .json_with(201);
+    let keys = s
+        .get_with_cookie(&sid.value, "/api/v1/me/keys")
+        .await
+        .json_with(200);
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+
+    // The sign-in form is refused from the plain http page as well.
+    let page = s.login_page("").await;
+    let fields = vec![
+        ("email", "ana@example.com".to_owned()),
+        ("password", PASSWORD.to_owned()),
+        ("redirect", "/projects".to_owned()),
+        ("csrf", page.csrf.clone()),
+    ];
+    let cookie = format!("pcl_csrf={}", page.csrf_cookie);
+    let reply = post_login(&s, &cookie, fields.clone(), Some("http://portal.test")).await;
+    assert_eq!(reply.status, 403, "{}", reply.text);
+    assert!(reply.cookie("sid").is_none());
+    let reply = post_login(&s, &cookie, fields, Some("https://portal.test")).await;
+    reply.expect(303);
+    s.stop().await;
+}
