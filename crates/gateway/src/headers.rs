@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that concern one connection only.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
@@ -18,10 +18,12 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     HeaderName::from_static("proxy-connection"),
+    // The settings of an HTTP/1.1 -> h2c upgrade (RFC 7540 §3.2.1), which is not passed on.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The same, as text (for heads written without a header map).
-pub const HOP_BY_HOP_NAMES: [&str; 9] = [
+pub const HOP_BY_HOP_NAMES: [&str; 10] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -31,6 +33,7 @@ pub const HOP_BY_HOP_NAMES: [&str; 9] = [
     "transfer-encoding",
     "upgrade",
     "proxy-connection",
+    "http2-settings",
 ];
 
 /// Whether `name` is a hop-by-hop header (a name's comparison, cheaper than one in any case).
@@ -158,10 +161,25 @@ fn told_by(name: &str) -> Told {
         | "x-method-override"
         | "x-original-url"
         | "x-rewrite-url" => Told::Override,
-        "forwarded" | "x-real-ip" | "x-client-ip" | "true-client-ip" | "x-forwarded-port"
-        | "x-forwarded-prefix" | "x-forwarded-server" | "x-forwarded-ssl"
-        | "x-forwarded-scheme" | "x-forwarded-uri" | "x-forwarded-method" | "x-original-uri"
-        | "x-original-method" | "x-original-host" => Told::ProxyReport,
+        "forwarded"
+        | "x-forwarded"
+        | "forwarded-for"
+        | "x-real-ip"
+        | "x-client-ip"
+        | "true-client-ip"
+        | "x-cluster-client-ip"
+        | "cf-connecting-ip"
+        | "fastly-client-ip"
+        | "x-forwarded-port"
+        | "x-forwarded-prefix"
+        | "x-forwarded-server"
+        | "x-forwarded-ssl"
+        | "x-forwarded-scheme"
+        | "x-forwarded-uri"
+        | "x-forwarded-method"
+        | "x-original-uri"
+        | "x-original-method"
+        | "x-original-host" => Told::ProxyReport,
         _ => Told::Nothing,
     }
 }
@@ -307,6 +325,11 @@ mod tests {
             ("forwarded", false, true, false),
             ("x-real-ip", false, true, false),
             ("true-client-ip", false, true, false),
+            ("x-cluster-client-ip", false, true, false),
+            ("cf-connecting-ip", false, true, false),
+            ("fastly-client-ip", false, true, false),
+            ("x-forwarded", false, true, false),
+            ("forwarded-for", false, true, false),
             ("x-forwarded-port", false, true, false),
             ("x-forwarded-prefix", false, true, false),
             ("x-original-uri", false, true, false),

@@ -143,17 +143,21 @@ pub struct Forward<'a> {
     pub underscores_in_headers: bool,
 }
 
-/// Whether a request asks to switch protocols (a websocket handshake).
+/// Whether a request asks to switch to the websocket protocol: `Connection: upgrade` and an
+/// `Upgrade` naming `websocket`. Only that switch is passed on. Any other (`h2c` above all)
+/// would open a tunnel to the backend whose requests no route rule sees; such a request is
+/// forwarded as a plain one, its `Upgrade` dropped with the other hop-by-hop headers, as nginx
+/// does.
 pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
+    let tokens = |name: header::HeaderName, token: &'static str| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .flat_map(|v| v.split(','))
+            .any(move |t| t.trim().eq_ignore_ascii_case(token))
+    };
+    tokens(header::UPGRADE, "websocket") && tokens(header::CONNECTION, "upgrade")
 }
 
 /// How one backend is spoken to: its pooled client(s).
@@ -303,7 +307,6 @@ impl Proxy {
         }
         let mut req = req;
         let upgrade = is_upgrade(req.headers());
-        let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let prefix = backend.url.path().trim_end_matches('/');
@@ -349,9 +352,11 @@ impl Proxy {
         } else if let Ok(h) = HeaderValue::from_str(authority) {
             parts.headers.insert(header::HOST, h);
         }
-        if let Some(proto) = &upgrade_proto {
+        if upgrade {
             // The upgrade is this hop's business too: ask the backend for it again.
-            parts.headers.insert(header::UPGRADE, proto.clone());
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
             parts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -389,6 +394,14 @@ impl Proxy {
                     detail: "the backend switched protocols unasked".into(),
                 });
             };
+            // Only to the protocol asked for: anything else is a tunnel no rule sees.
+            let switched_to = response.headers().get(header::UPGRADE);
+            if !switched_to.is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket")) {
+                return Err(GatewayError::Unreachable {
+                    backend: backend.name.clone(),
+                    detail: format!("the backend switched to {switched_to:?}, not to websocket"),
+                });
+            }
             let mut response = response;
             let backend_upgrade = hyper::upgrade::on(&mut response);
             let still_valid = f.still_valid.clone();

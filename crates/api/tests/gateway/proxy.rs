@@ -164,6 +164,38 @@ async fn client_sent_identity_headers_never_reach_the_backend() {
         }
     }
 
+    // Names in the identity namespaces that Portcullis does not set are not the client's to
+    // send either: a backend may read them as Portcullis's.
+    let unset = [
+        ("x-portcullis-role", "admin"),
+        ("X-Portcullis-Email", "mallory@evil.example"),
+        ("x-toolforge-admin", "1"),
+        ("miauserrole", "admin"),
+    ];
+    for (key, path) in [
+        (Some(dev.key.as_str()), "/api/spoof"),
+        (None, "/public/spoof"),
+    ] {
+        let echo = env.echo(path, key, &unset).await;
+        for (name, _) in unset {
+            assert_eq!(
+                echo.all(&name.to_ascii_lowercase()),
+                Vec::<String>::new(),
+                "{name} reached the backend of {path}"
+            );
+        }
+        // Through hyper too (a request with a body).
+        let mut post = env.request(reqwest::Method::POST, "/upload").body("hi");
+        post = post.header("x-api-key", &dev.key);
+        for (name, value) in unset {
+            post = post.header(name, value);
+        }
+        let echo = Echo(env.send(post).await.json_with(200));
+        for (name, _) in unset {
+            assert!(echo.all(&name.to_ascii_lowercase()).is_empty(), "{name}");
+        }
+    }
+
     // An anonymous caller on an `auth: none` route: none of them arrive at all.
     let echo = env.echo("/public/spoof", None, &FORGED).await;
     for (name, _) in FORGED {
@@ -646,8 +678,9 @@ async fn cookies_an_http2_client_splits_reach_an_http1_backend_as_one_header() {
 /// Client headers a backend could be misled by, sent on the raw lane (a GET) and through
 /// hyper (a POST with a body); returns what the backend received of each.
 async fn misleading_headers_as_received(env: &Env) -> Vec<Echo> {
-    const SENT: [(&str, &str); 9] = [
+    const SENT: [(&str, &str); 10] = [
         ("x_portcullis_user", "mallory"),
+        ("cf-connecting-ip", "6.6.6.6"),
         ("X_Toolforge_User", "mallory"),
         ("x-http-method-override", "DELETE"),
         ("x-original-url", "/admin/panel"),
@@ -684,6 +717,7 @@ async fn misleading_client_headers_never_reach_the_backend() {
             "x-original-url",
             "forwarded",
             "x-real-ip",
+            "cf-connecting-ip",
             "x-forwarded-prefix",
             "x_custom",
         ] {
@@ -704,6 +738,7 @@ async fn misleading_client_headers_never_reach_the_backend() {
     for echo in misleading_headers_as_received(&trusted).await {
         assert_eq!(echo.all("forwarded"), ["for=6.6.6.6;proto=https"]);
         assert_eq!(echo.all("x-real-ip"), ["6.6.6.6"]);
+        assert_eq!(echo.all("cf-connecting-ip"), ["6.6.6.6"]);
         assert_eq!(echo.all("x-forwarded-prefix"), ["/evil"]);
         for name in [
             "x_portcullis_user",

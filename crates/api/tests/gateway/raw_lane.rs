@@ -99,6 +99,11 @@ fn script(path: &str) -> (Vec<&'static [u8]>, End) {
             vec![b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSet-Cookie: sid=chosen-by-the-backend; Path=/\r\nSet-Cookie: theme=dark\r\nX-Kind: switch\r\n\r\n"],
             End::Open,
         ),
+        // A switch to another protocol than the one asked for.
+        "/switch-h2c" => (
+            vec![b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"],
+            End::Open,
+        ),
         "/unauthorized" => (
             vec![b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope"],
             End::Open,
@@ -693,6 +698,60 @@ async fn a_protocol_switch_cannot_set_portcullis_cookies_and_an_unasked_one_is_r
         let a = c.answer(false).await;
         assert!(is_bad_gateway(&a), "{request:?}: {a:?}");
     }
+}
+
+/// Only a switch to websocket passes. Any other (h2c above all) would leave a tunnel to the
+/// backend whose requests no route rule sees: the request goes on as a plain one.
+#[tokio::test]
+async fn only_a_switch_to_websocket_is_passed_on() {
+    let (env, backend) = setup().await;
+    let last_head = || {
+        backend
+            .heads
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .to_ascii_lowercase()
+    };
+    let mut c = Client::connect(env.addr).await;
+    c.send(
+        "GET /raw/length HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    let a = c.answer(false).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "hello"), "{a:?}");
+    let head = last_head();
+    for name in ["upgrade:", "http2-settings:", "connection:"] {
+        assert!(!head.contains(name), "{name} reached the backend: {head}");
+    }
+    // The connection stays HTTP/1.1: its next request is decided like any other.
+    c.send(&get("/admin/panel")).await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 401, "{a:?}");
+
+    // `Upgrade: websocket` without `Connection: upgrade` asks for no switch.
+    let mut c = Client::connect(env.addr).await;
+    c.send("GET /raw/length HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
+        .await;
+    let a = c.answer(false).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    let head = last_head();
+    assert!(
+        !head.contains("upgrade") && !head.contains("connection:"),
+        "{head}"
+    );
+
+    // A backend asked for websocket that switches to something else: 502, nothing spliced.
+    let mut c = Client::connect(env.addr).await;
+    c.send(
+        "GET /raw/switch-h2c HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    let a = c.answer(false).await;
+    assert!(is_bad_gateway(&a), "{a:?}");
 }
 
 #[tokio::test]
