@@ -42,6 +42,12 @@ pub enum ApiError {
     /// The method is not served on this path.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// An `Expect` other than `100-continue`, which no hop here can meet.
+    #[error("{0}")]
+    ExpectationFailed(String),
+    /// A transfer coding other than chunked, which would reach a backend decoded wrongly.
+    #[error("{0}")]
+    NotImplemented(String),
     /// A login step refused; `code` tells API clients which (e.g. `invalid_credentials`).
     #[error("{message}")]
     LoginRefused {
@@ -106,6 +112,8 @@ impl ApiError {
                 "request_header_fields_too_large",
             ),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::ExpectationFailed(_) => (StatusCode::EXPECTATION_FAILED, "expectation_failed"),
+            Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
@@ -145,6 +153,8 @@ impl From<GatewayError> for ApiError {
     fn from(e: GatewayError) -> Self {
         match e {
             GatewayError::TooLarge { .. } => Self::PayloadTooLarge(e.to_string()),
+            // The client's own doing: no backend is to blame, and nothing is worth a warning.
+            GatewayError::BadRequestBody(_) => Self::BadRequest(e.to_string()),
             GatewayError::Timeout { .. } => Self::GatewayTimeout(e.to_string()),
             GatewayError::Unreachable { ref detail, .. } => {
                 tracing::warn!(error = %detail, "backend unreachable");

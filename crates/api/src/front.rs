@@ -148,12 +148,15 @@ impl Service<Request<Body>> for Front {
                 .count()
                 != 1
         {
-            return Box::pin(async {
-                Ok(crate::ApiError::BadRequest(
-                    "an HTTP/1.1 request must carry exactly one Host header".into(),
-                )
-                .into_response())
-            });
+            let refusal = crate::ApiError::BadRequest(
+                "an HTTP/1.1 request must carry exactly one Host header".into(),
+            );
+            let answer = refused(req.headers(), refusal);
+            return Box::pin(async { Ok(answer) });
+        }
+        if let Some(refusal) = unmet_framing(req.headers()) {
+            let answer = refused(req.headers(), refusal);
+            return Box::pin(async { Ok(answer) });
         }
         let (shared, peer, proxy, secure) = (
             self.shared.clone(),
@@ -196,6 +199,49 @@ impl Service<Request<Body>> for Front {
     }
 }
 
+/// The answer to a request refused before it goes any way, with its request id as every
+/// answer has.
+fn refused(headers: &axum::http::HeaderMap, refusal: crate::ApiError) -> Response {
+    let mut answer = refusal.into_response();
+    answer.headers_mut().insert(
+        crate::observability::REQUEST_ID,
+        crate::observability::request_id_of(headers),
+    );
+    answer
+}
+
+/// A request whose body or handling depends on something Portcullis does not do: a transfer
+/// coding besides chunked (hyper decodes only chunked and would pass the rest on as if it were
+/// plain bytes: RFC 9112 §6.1 says 501) or an expectation besides `100-continue` (417, RFC 9110
+/// §10.1.1). The raw lane hands every request with either header to hyper, so all pass here.
+fn unmet_framing(headers: &axum::http::HeaderMap) -> Option<crate::ApiError> {
+    let tokens = |name| {
+        headers
+            .get_all(name)
+            .into_iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+    };
+    if let Some(coding) =
+        tokens(axum::http::header::TRANSFER_ENCODING).find(|t| !t.eq_ignore_ascii_case(b"chunked"))
+    {
+        return Some(crate::ApiError::NotImplemented(format!(
+            "the transfer coding '{}' is not supported: send the body plain or chunked",
+            String::from_utf8_lossy(coding)
+        )));
+    }
+    if let Some(expectation) =
+        tokens(axum::http::header::EXPECT).find(|t| !t.eq_ignore_ascii_case(b"100-continue"))
+    {
+        return Some(crate::ApiError::ExpectationFailed(format!(
+            "the expectation '{}' cannot be met: only 100-continue is",
+            String::from_utf8_lossy(expectation)
+        )));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +264,33 @@ mod tests {
         ];
         for (path, way) in table {
             assert_eq!(way_of(path), way, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_chunked_coding_and_100_continue_are_met() {
+        // (transfer-encoding, expect, refused with)
+        let table: &[(Option<&str>, Option<&str>, Option<u16>)] = &[
+            (None, None, None),
+            (Some("chunked"), None, None),
+            (Some("Chunked"), Some("100-Continue"), None),
+            (Some("gzip, chunked"), None, Some(501)),
+            (Some("chunked, chunked"), None, None),
+            (Some(" , chunked"), None, None),
+            (Some("deflate"), None, Some(501)),
+            (None, Some("999-bogus"), Some(417)),
+            (None, Some("100-continue, 999-bogus"), Some(417)),
+        ];
+        for &(coding, expect, refused) in table {
+            let mut h = axum::http::HeaderMap::new();
+            if let Some(c) = coding {
+                h.insert("transfer-encoding", c.parse().unwrap());
+            }
+            if let Some(e) = expect {
+                h.insert("expect", e.parse().unwrap());
+            }
+            let status = unmet_framing(&h).map(|e| e.into_response().status().as_u16());
+            assert_eq!(status, refused, "{coding:?} {expect:?}");
         }
     }
 

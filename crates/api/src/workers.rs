@@ -56,6 +56,9 @@ fn connection_builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
     builder
         .http1()
         .max_buf_size(head)
+        // A client that shuts its side after sending (`nc -N`, some health checks) still gets
+        // its answer, as on the raw lane.
+        .half_close(true)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout);
     builder

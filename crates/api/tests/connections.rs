@@ -1,7 +1,8 @@
 //! What a client can make the server keep without limit. An HTTP/2 connection with no open
 //! stream is closed after the idle time an HTTP/1.1 connection gets (`idle_timeout`, 3 s
 //! here), over h2c and over TLS, whether or not the client answers the closing handshake. A request method outside the
-//! standard ones is counted in the metrics as `OTHER`, not under a series of its own.
+//! standard ones is counted in the metrics as `OTHER`, not under a series of its own. A client
+//! that half-closes after its request still gets the answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -185,6 +186,45 @@ async fn made_up_methods_are_counted_as_other() {
             !metrics.contains(method),
             "{method} has a series: {metrics}"
         );
+    }
+    running.shutdown().await;
+}
+
+/// A client that shuts its sending side once its request is out (`nc -N`, some health
+/// checkers) gets its answer, on every way a request is served: a control-plane path, an
+/// HTTP/1.0 request and one with a body (hyper), and a plain gateway request (the raw lane).
+#[tokio::test]
+async fn a_request_followed_by_a_half_close_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(dir.path()).await;
+    let requests: [(&str, &[u8]); 4] = [
+        ("control plane", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("HTTP/1.0", b"GET /healthz HTTP/1.0\r\n\r\n"),
+        (
+            "a body",
+            b"POST /api/v1/orgs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        ),
+        ("raw lane", b"GET /anything HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ];
+    for (what, request) in requests {
+        let mut conn = TcpStream::connect(running.addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        conn.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer and no close within 10 s"))
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let status = answer.split_whitespace().nth(1).unwrap_or("(nothing)");
+        let expected = match what {
+            "control plane" | "HTTP/1.0" => "200",
+            // No credential: refused, but answered.
+            "a body" => "401",
+            // No route is configured here.
+            _ => "404",
+        };
+        assert_eq!(status, expected, "{what}: {answer:?}");
     }
     running.shutdown().await;
 }

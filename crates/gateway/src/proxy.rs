@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body_util::Limited;
+use http_body_util::{BodyExt, Limited};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
@@ -70,7 +70,7 @@ impl Backend {
     }
 }
 
-/// Why a request could not be forwarded. Each maps to one status: 502, 504, 413.
+/// Why a request could not be forwarded. Each maps to one status: 502, 504, 413, 400.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The route names a backend that is not configured.
@@ -107,7 +107,17 @@ pub enum GatewayError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The client's body could not be read (bad chunked coding, a body cut short): the
+    /// client's fault, not the backend's.
+    #[error("the request body could not be read: {0}")]
+    BadRequestBody(String),
 }
+
+/// An error reading the client's request body while it streams to the backend, told apart
+/// from the backend's own failures by its type.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ClientBodyError(String);
 
 /// Whether the credential behind an upgraded connection still holds (checked every second).
 pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
@@ -361,7 +371,10 @@ impl Proxy {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let body = Body::new(Limited::new(body, self.max_body as usize));
+        let body = Body::new(Limited::new(
+            body.map_err(|e| ClientBodyError(e.to_string())),
+            self.max_body as usize,
+        ));
         let upstream = Request::from_parts(parts, body);
         let answer =
             tokio::time::timeout(backend.timeout, target.upstream.send(upstream, upgrade)).await;
@@ -377,6 +390,9 @@ impl Proxy {
                     return Err(GatewayError::TooLarge {
                         limit: self.max_body,
                     });
+                }
+                if let Some(client) = client_body_error(&e) {
+                    return Err(GatewayError::BadRequestBody(client.0.clone()));
                 }
                 let detail = format!("{e:?}");
                 return Err(GatewayError::Unreachable {
@@ -525,6 +541,20 @@ async fn splice(
             }
         }
     }
+}
+
+/// The client-body failure in `error`'s chain of causes, if it is one.
+fn client_body_error<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e ClientBodyError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Whether an error (or one of its sources) is a body going over a size cap

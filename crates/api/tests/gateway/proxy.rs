@@ -446,6 +446,55 @@ async fn a_chunked_body_over_the_limit_is_a_413() {
     assert_eq!(reply.json()["error"]["code"], "payload_too_large");
 }
 
+/// A body the client garbles is the client's 400, not the backend's 502 (nor a warning in the
+/// log and a failure in the backend's metrics); framing Portcullis cannot honour is refused
+/// before anything is forwarded.
+#[tokio::test]
+async fn a_body_or_framing_the_client_gets_wrong_is_its_own_error() {
+    let env = Env::start(Options::default()).await;
+    let head = |extra: &str| {
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nConnection: close\r\n{extra}\r\n",
+            env.dev.key
+        )
+    };
+    // A chunk size that is not a number, and a chunk longer than its size: the backend may
+    // have seen the start of the body, but the answer is the client's.
+    for body in ["zz\r\nabc\r\n0\r\n\r\n", "3\r\nabcdef\r\n0\r\n\r\n"] {
+        let request = format!("{}{body}", head("Transfer-Encoding: chunked\r\n"));
+        let reply = raw_bytes(env.addr, request.as_bytes()).await;
+        assert_eq!(reply.status, 400, "{body:?}: {reply:?}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], "bad_request", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("request body could not be read"),
+            "{error}"
+        );
+    }
+    // A coding besides chunked would reach the backend undone (its bytes read as plain): 501.
+    let request = format!(
+        "{}3\r\nabc\r\n0\r\n\r\n",
+        head("Transfer-Encoding: gzip, chunked\r\n")
+    );
+    let reply = raw_bytes(env.addr, request.as_bytes()).await;
+    assert_eq!(reply.status, 501, "{reply:?}");
+    assert_eq!(reply.json()["error"]["code"], "not_implemented");
+    assert!(reply.header("x-request-id").is_some());
+    // An expectation no hop can meet: 417.
+    let request = format!("{}hi", head("Expect: 999-bogus\r\nContent-Length: 2\r\n"));
+    let reply = raw_bytes(env.addr, request.as_bytes()).await;
+    assert_eq!(reply.status, 417, "{reply:?}");
+    assert_eq!(reply.json()["error"]["code"], "expectation_failed");
+    let seen = env.backend.seen();
+    assert!(
+        seen.len() <= 2,
+        "only the garbled bodies may have started: {seen:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_backend_marked_http2_is_spoken_to_in_h2c() {
     let env = Env::start(Options::default()).await;

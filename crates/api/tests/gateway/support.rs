@@ -498,6 +498,14 @@ pub fn jwt_claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
+/// Sends `bytes` exactly as they are and reads the answer until the server closes.
+pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> RawReply {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    // A server that answers early may close before everything is written: read its answer then.
+    let _ = conn.write_all(bytes).await;
+    read_reply(&mut conn).await
+}
+
 /// Sends `method target` with `body` after a `Content-Length`.
 pub async fn raw_with_body(
     addr: SocketAddr,
