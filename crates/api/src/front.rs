@@ -138,18 +138,17 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2): without one, or with
-        // two, which host a backend or a proxy behind it would serve is anyone's guess.
-        if req.version() == axum::http::Version::HTTP_11
-            && req
-                .headers()
-                .get_all(axum::http::header::HOST)
-                .iter()
-                .count()
-                != 1
-        {
+        // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2), and no request
+        // twice: without one, or with two, which host a backend or a proxy behind it would
+        // serve is anyone's guess. (HTTP/1.0 may leave it out.)
+        let hosts = req
+            .headers()
+            .get_all(axum::http::header::HOST)
+            .iter()
+            .count();
+        if hosts > 1 || (hosts == 0 && req.version() == axum::http::Version::HTTP_11) {
             let refusal = crate::ApiError::BadRequest(
-                "an HTTP/1.1 request must carry exactly one Host header".into(),
+                "a request must carry one Host header (HTTP/1.1: exactly one)".into(),
             );
             let answer = refused(req.headers(), refusal);
             return Box::pin(async { Ok(answer) });

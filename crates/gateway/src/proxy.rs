@@ -458,9 +458,12 @@ fn rewrite_request_headers(
     backend: &Backend,
     into_map: bool,
 ) {
+    // The host the client asked for: the target's authority when it has one (HTTP/2, or an
+    // absolute-form target, whose Host a proxy must ignore: RFC 9112 §3.2.2), else `Host`.
     let host = headers.remove(header::HOST);
-    let host =
-        host.or_else(|| client_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = client_authority
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or(host);
     remove_hop_by_hop(headers);
     remove_misleading(headers, f.peer_trusted, f.underscores_in_headers);
     if backend.pass_credentials {
