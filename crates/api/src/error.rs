@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The method is not served on this path.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The client stopped sending its request.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// An `Expect` other than `100-continue`, which no hop here can meet.
     #[error("{0}")]
     ExpectationFailed(String),
@@ -112,6 +115,7 @@ impl ApiError {
                 "request_header_fields_too_large",
             ),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::ExpectationFailed(_) => (StatusCode::EXPECTATION_FAILED, "expectation_failed"),
             Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -155,6 +159,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::TooLarge { .. } => Self::PayloadTooLarge(e.to_string()),
             // The client's own doing: no backend is to blame, and nothing is worth a warning.
             GatewayError::BadRequestBody(_) => Self::BadRequest(e.to_string()),
+            GatewayError::BodyStalled { .. } => Self::RequestTimeout(e.to_string()),
             GatewayError::Timeout { .. } => Self::GatewayTimeout(e.to_string()),
             GatewayError::Unreachable { ref detail, .. } => {
                 tracing::warn!(error = %detail, "backend unreachable");

@@ -250,7 +250,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 config.gateway.backends.clone(),
                 config.gateway.max_body_bytes,
             )
-            .map_err(|e| ServerError::Routes(e.to_string()))?,
+            .map_err(|e| ServerError::Routes(e.to_string()))?
+            .with_body_idle(config.gateway.idle_timeout),
         ))
     };
     if let Some(rules) = rbac.routes() {
@@ -295,9 +296,10 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .with_state(state.clone());
     let front = crate::front::FrontDoor::new(app, state);
     let proxies: crate::workers::ProxyFactory = {
-        let (backends, max_body) = (
+        let (backends, max_body, body_idle) = (
             config.gateway.backends.clone(),
             config.gateway.max_body_bytes,
+            config.gateway.idle_timeout,
         );
         // Checked above with the same settings: a failure here cannot be a new one.
         Arc::new(move || {
@@ -305,7 +307,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 return None;
             }
             match portcullis_gateway::Proxy::new(backends.clone(), max_body) {
-                Ok(proxy) => Some(Arc::new(proxy)),
+                Ok(proxy) => Some(Arc::new(proxy.with_body_idle(body_idle))),
                 Err(e) => {
                     tracing::error!(error = %e, "a worker could not set up its backends");
                     None

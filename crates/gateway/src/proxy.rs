@@ -11,8 +11,10 @@ use std::time::Duration;
 use axum::body::Body;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+
+use client_body::{ClientBody, ClientBodyError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
@@ -21,6 +23,7 @@ use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_
 use crate::identity::{self, Identity, IdentityHeaders};
 pub use tls::BackendTls;
 
+mod client_body;
 mod http1;
 mod tls;
 
@@ -111,19 +114,22 @@ pub enum GatewayError {
     /// client's fault, not the backend's.
     #[error("the request body could not be read: {0}")]
     BadRequestBody(String),
+    /// The client stopped sending its body while the backend waited for it.
+    #[error("no part of the request body came for {after:?}")]
+    BodyStalled {
+        /// The idle time.
+        after: Duration,
+    },
 }
-
-/// An error reading the client's request body while it streams to the backend, told apart
-/// from the backend's own failures by its type.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ClientBodyError(String);
 
 /// Whether the credential behind an upgraded connection still holds (checked every second).
 pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How often a spliced (upgraded) connection re-checks its credential.
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// How long a client may send nothing of a body its backend waits for, unless configured.
+const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// What to forward where.
 #[derive(Clone)]
@@ -218,6 +224,8 @@ pub struct Proxy {
     /// By name (names come from the configuration: a fast hasher will do).
     backends: HashMap<String, Target, foldhash::fast::RandomState>,
     max_body: u64,
+    /// How long a client may send nothing of a body the backend waits for.
+    body_idle: Duration,
     /// Seconds counted by the owning worker (idle times of raw connections).
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -284,8 +292,16 @@ impl Proxy {
         Ok(Self {
             backends: by_name,
             max_body,
+            body_idle: DEFAULT_BODY_IDLE,
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Gives up on a client that sends nothing of its body for `idle` (30 s by default).
+    #[must_use]
+    pub fn with_body_idle(mut self, idle: Duration) -> Self {
+        self.body_idle = idle;
+        self
     }
 
     /// Whether a backend of that name is configured.
@@ -371,15 +387,24 @@ impl Proxy {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
+        let sent = Arc::new(tokio::sync::Notify::new());
         let body = Body::new(Limited::new(
-            body.map_err(|e| ClientBodyError(e.to_string())),
+            ClientBody::new(body, sent.clone(), self.body_idle),
             self.max_body as usize,
         ));
         let upstream = Request::from_parts(parts, body);
-        let answer =
-            tokio::time::timeout(backend.timeout, target.upstream.send(upstream, upgrade)).await;
+        // The backend's time runs from when the whole request is out, as Envoy's route timeout
+        // does: how long an upload takes is the client's business (bounded by the body's idle
+        // time), and a large one must not be a 504.
+        let answer = tokio::select! {
+            answer = target.upstream.send(upstream, upgrade) => Ok(answer),
+            () = async {
+                sent.notified().await;
+                tokio::time::sleep(backend.timeout).await;
+            } => Err(()),
+        };
         let response = match answer {
-            Err(_) => {
+            Err(()) => {
                 return Err(GatewayError::Timeout {
                     backend: backend.name.clone(),
                     after: backend.timeout,
@@ -391,8 +416,14 @@ impl Proxy {
                         limit: self.max_body,
                     });
                 }
-                if let Some(client) = client_body_error(&e) {
-                    return Err(GatewayError::BadRequestBody(client.0.clone()));
+                match client_body_error(&e) {
+                    Some(ClientBodyError::Unreadable(why)) => {
+                        return Err(GatewayError::BadRequestBody(why.clone()));
+                    }
+                    Some(ClientBodyError::Stalled(after)) => {
+                        return Err(GatewayError::BodyStalled { after: *after });
+                    }
+                    None => {}
                 }
                 let detail = format!("{e:?}");
                 return Err(GatewayError::Unreachable {

@@ -495,6 +495,56 @@ async fn a_body_or_framing_the_client_gets_wrong_is_its_own_error() {
     );
 }
 
+/// A backend's timeout runs from when the whole request is out: an upload that takes longer
+/// than it is not a 504. A client that stops sending its body for the idle time is a 408.
+#[tokio::test]
+async fn an_upload_longer_than_the_backend_timeout_passes_and_a_stalled_one_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start(Options {
+        idle_timeout: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    let head = format!(
+        "POST /impatient/upload HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nConnection: close\r\n",
+        env.dev.key
+    );
+    // `impatient` has 500 ms: the body takes three times that, a part every 300 ms.
+    let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    conn.write_all(format!("{head}Content-Length: 30\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..5 {
+        conn.write_all(b"abcdef").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(started.elapsed() > Duration::from_millis(1400));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"bodyBytes\":30"), "{answer}");
+
+    // Half a body, then nothing: refused after the idle time, whatever the backend's timeout.
+    let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    conn.write_all(format!("{head}Content-Length: 30\r\n\r\nabcdef").as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // A backend slower than its timeout once the body is in is still a 504.
+    let reply = env.get("/slow", Some(&env.dev.key), &[]).await;
+    assert_eq!(reply.json_with(504)["error"]["code"], "gateway_timeout");
+}
+
 #[tokio::test]
 async fn a_backend_marked_http2_is_spoken_to_in_h2c() {
     let env = Env::start(Options::default()).await;

@@ -34,6 +34,9 @@ const ROUTES: &str = r#"
 - path: /slow
   groups: "true"
   backend: impatient
+- path: /impatient/*
+  groups: "true"
+  backend: impatient
 - path: /down/*
   groups: "true"
   backend: down
@@ -98,6 +101,8 @@ pub struct Options {
     pub audit_queue: usize,
     /// The Rego policies (one module), [`POLICIES`] by default.
     pub policies: &'static str,
+    /// `gateway.idle_timeout_seconds`.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Options {
@@ -109,6 +114,7 @@ impl Default for Options {
             max_header_bytes: 64 * 1024,
             audit_queue: 65_536,
             policies: POLICIES,
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -257,6 +263,7 @@ impl Env {
                 audit_allowed_every: 0,
                 audit_queue: options.audit_queue,
                 max_header_bytes: options.max_header_bytes,
+                idle_timeout: options.idle_timeout,
                 ..Default::default()
             },
         };
