@@ -894,8 +894,15 @@ async fn policy_body(
         discard_in_background(body);
         return Err(too_large());
     }
-    let bytes = match axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await
-    {
+    // A policy's body is small (`policy_body_kb`): the client has the idle time for all of it.
+    let idle = state.gateway.idle_timeout;
+    let read = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    let Ok(read) = tokio::time::timeout(idle, read).await else {
+        return Err(ApiError::RequestTimeout(format!(
+            "the request body did not come within {idle:?}"
+        )));
+    };
+    let bytes = match read {
         Ok(bytes) => bytes,
         Err(e) => {
             return Err(if portcullis_gateway::proxy::over_limit(&e) {
