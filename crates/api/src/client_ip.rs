@@ -79,8 +79,10 @@ pub fn client_ip(parts: &Parts, trusted: &[Cidr]) -> Option<IpAddr> {
 
 /// [`client_ip`] for a request that came from `peer`: the peer itself unless it is a trusted
 /// proxy; then the `X-Forwarded-For` hops are read from the right (the hop each proxy
-/// appended) up to the first one that is not trusted. Hops that are not addresses are passed
-/// over.
+/// appended) up to the first one that is not trusted. A hop may carry a port (`1.2.3.4:80`,
+/// `[::1]:80`), as some load balancers write it. A hop that is no address at all ends the walk
+/// at the last trusted one: passing over it would let a client name the address it is counted
+/// under.
 pub fn client_of(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
@@ -91,16 +93,26 @@ pub fn client_of(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr 
         .get_all("x-forwarded-for")
         .iter()
         .rev()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.rsplit(','))
-        .filter_map(|h| h.trim().parse::<IpAddr>().ok());
+        .flat_map(|v| v.to_str().unwrap_or("?").rsplit(','))
+        .map(|h| hop_address(h.trim()));
     for hop in hops {
+        let Some(hop) = hop else {
+            break;
+        };
         client = hop;
         if !is_trusted(hop) {
             break;
         }
     }
     client
+}
+
+/// The address of one `X-Forwarded-For` hop, with or without a port.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    hop.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
 #[cfg(test)]
@@ -155,7 +167,19 @@ mod tests {
         assert_eq!(client_ip(&p, &trusted).unwrap().to_string(), "1.2.3.4");
         // Only trusted hops: the farthest one.
         assert_eq!(ip("10.0.0.2:1", Some("10.0.0.9, 10.0.0.7")), "10.0.0.9");
-        // Something that is not an address is passed over, not taken for the client.
-        assert_eq!(ip("10.0.0.2:1", Some("1.2.3.4, unknown")), "1.2.3.4");
+        // A hop with a port, as some load balancers write it.
+        assert_eq!(ip("10.0.0.2:1", Some("6.6.6.6, 1.2.3.4:5678")), "1.2.3.4");
+        assert_eq!(
+            ip("10.0.0.2:1", Some("6.6.6.6, [2001:db8::1]:443")),
+            "2001:db8::1"
+        );
+        // Something that is no address ends the walk at the last trusted hop: it is not
+        // passed over to an address further left, which the client may have written.
+        assert_eq!(ip("10.0.0.2:1", Some("1.2.3.4, unknown")), "10.0.0.2");
+        assert_eq!(ip("10.0.0.2:1", Some("1.2.3.4, ")), "10.0.0.2");
+        assert_eq!(
+            ip("10.0.0.2:1", Some("1.2.3.4, unknown, 10.0.0.7")),
+            "10.0.0.7"
+        );
     }
 }

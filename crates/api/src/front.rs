@@ -138,23 +138,8 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        // An HTTP/1.1 request names its host exactly once (RFC 9112 §3.2), and no request
-        // twice: without one, or with two, which host a backend or a proxy behind it would
-        // serve is anyone's guess. (HTTP/1.0 may leave it out.)
-        let hosts = req
-            .headers()
-            .get_all(axum::http::header::HOST)
-            .iter()
-            .count();
-        if hosts > 1 || (hosts == 0 && req.version() == axum::http::Version::HTTP_11) {
-            let refusal = crate::ApiError::BadRequest(
-                "a request must carry one Host header (HTTP/1.1: exactly one)".into(),
-            );
-            let answer = refused(req.headers(), refusal);
-            return Box::pin(async { Ok(answer) });
-        }
-        if let Some(refusal) = unmet_framing(req.headers()) {
-            let answer = refused(req.headers(), refusal);
+        if let Some(refusal) = unnamed_host(&req).or_else(|| unmet_framing(req.headers())) {
+            let answer = refused(&self.shared.state, &req, self.peer, refusal);
             return Box::pin(async { Ok(answer) });
         }
         let (shared, peer, proxy, secure) = (
@@ -200,13 +185,99 @@ impl Service<Request<Body>> for Front {
 
 /// The answer to a request refused before it goes any way, with its request id as every
 /// answer has.
-fn refused(headers: &axum::http::HeaderMap, refusal: crate::ApiError) -> Response {
+fn refused(
+    state: &AppState,
+    req: &Request<Body>,
+    peer: SocketAddr,
+    refusal: crate::ApiError,
+) -> Response {
+    let request_id = crate::observability::request_id_of(req.headers());
     let mut answer = refusal.into_response();
-    answer.headers_mut().insert(
-        crate::observability::REQUEST_ID,
-        crate::observability::request_id_of(headers),
-    );
     answer
+        .headers_mut()
+        .insert(crate::observability::REQUEST_ID, request_id.clone());
+    if state.gateway.access_log {
+        let client =
+            crate::client_ip::client_of(req.headers(), peer.ip(), &state.web.trusted_proxies);
+        // The access log's line, as a request refused by the gateway gets (no route decided).
+        tracing::info!(
+            target: "portcullis::access",
+            method = %req.method(),
+            path = %req.uri().path(),
+            status = answer.status().as_u16(),
+            duration_ms = 0.0,
+            route = "(none)",
+            backend = "(none)",
+            user = "-",
+            request_id = %request_id.to_str().unwrap_or(""),
+            client = %client,
+            peer = %peer.ip(),
+            "request refused before routing"
+        );
+    }
+    answer
+}
+
+/// A request that does not name its host exactly and only: an HTTP/1.1 request names it once
+/// (RFC 9112 §3.2) and no request twice (without one, or with two, which host a backend or a
+/// proxy behind it would serve is anyone's guess; HTTP/1.0 may leave it out); the value is an
+/// authority (a host and a valid port, no user name: `a.example, b.example` would be a second
+/// host in disguise); and an absolute-form target carries no user name or password.
+fn unnamed_host(req: &Request<Body>) -> Option<crate::ApiError> {
+    let refuse = |why: &str| Some(crate::ApiError::BadRequest(why.to_owned()));
+    let mut hosts = req.headers().get_all(axum::http::header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() || (first.is_none() && req.version() == axum::http::Version::HTTP_11) {
+        return refuse("a request must carry one Host header (HTTP/1.1: exactly one)");
+    }
+    if first.is_some_and(|h| !h.is_empty() && !is_authority(h.as_bytes())) {
+        return refuse("the Host header must be a host name or address, with a port or without");
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return refuse("a request target must not carry a user name or password");
+    }
+    None
+}
+
+/// Whether `value` is `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `.`,
+/// `_`), or an IPv6 address in brackets; a port of 1 to 5 digits up to 65535.
+pub(crate) fn is_authority(value: &[u8]) -> bool {
+    let (host, port) = match value.strip_prefix(b"[") {
+        Some(rest) => {
+            let Some(close) = rest.iter().position(|b| *b == b']') else {
+                return false;
+            };
+            let v6 = std::str::from_utf8(&rest[..close])
+                .is_ok_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+            if !v6 {
+                return false;
+            }
+            match &rest[close + 1..] {
+                [] => (&b""[..], None),
+                [b':', port @ ..] => (&b""[..], Some(port)),
+                _ => return false,
+            }
+        }
+        None => match value.iter().rposition(|b| *b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        },
+    };
+    let host_ok = value.starts_with(b"[")
+        || (!host.is_empty()
+            && host
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
+    });
+    host_ok && port_ok
 }
 
 /// A request whose body or handling depends on something Portcullis does not do: a transfer
@@ -229,6 +300,13 @@ fn unmet_framing(headers: &axum::http::HeaderMap) -> Option<crate::ApiError> {
             "the transfer coding '{}' is not supported: send the body plain or chunked",
             String::from_utf8_lossy(coding)
         )));
+    }
+    // Chunked twice (RFC 9112 §7 forbids it): hyper would undo one and pass the other on as
+    // the body's bytes.
+    if tokens(axum::http::header::TRANSFER_ENCODING).count() > 1 {
+        return Some(crate::ApiError::BadRequest(
+            "chunked transfer coding may be applied only once".into(),
+        ));
     }
     if let Some(expectation) =
         tokens(axum::http::header::EXPECT).find(|t| !t.eq_ignore_ascii_case(b"100-continue"))
@@ -267,6 +345,38 @@ mod tests {
     }
 
     #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_port() {
+        for good in [
+            "a.example",
+            "a.example:8443",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "my_host",
+            "localhost:65535",
+        ] {
+            assert!(is_authority(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "a.example, evil.example",
+            "a.example,evil.example",
+            "a.example evil.example",
+            "a.example/evil",
+            "u@a.example",
+            "x:99999999",
+            "x:65536",
+            "x:",
+            ":80",
+            "[::1",
+            "[not-v6]:80",
+            "[::1]x",
+            "a.example:80:80",
+        ] {
+            assert!(!is_authority(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
     fn only_chunked_coding_and_100_continue_are_met() {
         // (transfer-encoding, expect, refused with)
         let table: &[(Option<&str>, Option<&str>, Option<u16>)] = &[
@@ -274,7 +384,7 @@ mod tests {
             (Some("chunked"), None, None),
             (Some("Chunked"), Some("100-Continue"), None),
             (Some("gzip, chunked"), None, Some(501)),
-            (Some("chunked, chunked"), None, None),
+            (Some("chunked, chunked"), None, Some(400)),
             (Some(" , chunked"), None, None),
             (Some("deflate"), None, Some(501)),
             (None, Some("999-bogus"), Some(417)),

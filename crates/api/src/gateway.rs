@@ -799,7 +799,7 @@ async fn proxy_inner(
     // the connection acts as the cookie's owner (cross-site websocket hijacking). Browsers
     // always send `Origin` with one.
     if auth.is_some()
-        && portcullis_gateway::proxy::is_upgrade(&parts.headers)
+        && portcullis_gateway::proxy::is_upgrade(parts.version, &parts.headers)
         && matches!(
             crate::auth::presented(&parts.headers),
             Some(crate::auth::Presented::Cookie(_))
@@ -817,7 +817,7 @@ async fn proxy_inner(
         Ok(a) => a,
         Err(refusal) => return Ok(refusal),
     };
-    let still_valid = if portcullis_gateway::proxy::is_upgrade(&parts.headers) {
+    let still_valid = if portcullis_gateway::proxy::is_upgrade(parts.version, &parts.headers) {
         admitted
             .auth
             .as_ref()

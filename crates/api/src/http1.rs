@@ -222,7 +222,13 @@ fn read_head(buf: &[u8]) -> Head {
             17 if name.eq_ignore_ascii_case("transfer-encoding") => return Head::Other,
             7 if name.eq_ignore_ascii_case("upgrade") => return Head::Other,
             6 if name.eq_ignore_ascii_case("expect") => return Head::Other,
-            4 if name.eq_ignore_ascii_case("host") => hosts += 1,
+            4 if name.eq_ignore_ascii_case("host") => {
+                // One that is not an authority: hyper's side refuses it with a reason.
+                if !h.value.is_empty() && !crate::front::is_authority(h.value) {
+                    return Head::Other;
+                }
+                hosts += 1;
+            }
             14 if name.eq_ignore_ascii_case("content-length") => {
                 lengths += 1;
                 if lengths > 1 || h.value != b"0" {

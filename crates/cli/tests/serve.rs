@@ -303,10 +303,29 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
+        // A request refused before any route is looked at is logged too.
+        let response = http
+            .post(format!("http://{addr}/app/x"))
+            .header("x-request-id", "trace-me-3")
+            .header("expect", "999-bogus")
+            .header("x-forwarded-for", "203.0.113.9")
+            .body("hi")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 417);
         assert!(terminate(&mut child).success());
         let lines = access_lines(&log);
         if access {
-            assert_eq!(lines.len(), 2, "one access line per request: {lines:?}");
+            assert_eq!(lines.len(), 3, "one access line per request: {lines:?}");
+            let fields = &lines[2]["fields"];
+            assert_eq!(
+                (&fields["method"], &fields["path"], &fields["status"]),
+                (&"POST".into(), &"/app/x".into(), &417.into()),
+                "{fields}"
+            );
+            assert_eq!(fields["request_id"], "trace-me-3");
+            assert_eq!(fields["client"], "203.0.113.9");
             let fields = &lines[1]["fields"];
             assert_eq!(
                 (&fields["method"], &fields["path"], &fields["status"]),

@@ -170,6 +170,8 @@ fn told_by(name: &str) -> Told {
         | "x-cluster-client-ip"
         | "cf-connecting-ip"
         | "fastly-client-ip"
+        | "x-original-forwarded-for"
+        | "x-proxyuser-ip"
         | "x-forwarded-port"
         | "x-forwarded-prefix"
         | "x-forwarded-server"
@@ -330,6 +332,8 @@ mod tests {
             ("fastly-client-ip", false, true, false),
             ("x-forwarded", false, true, false),
             ("forwarded-for", false, true, false),
+            ("x-original-forwarded-for", false, true, false),
+            ("x-proxyuser-ip", false, true, false),
             ("x-forwarded-port", false, true, false),
             ("x-forwarded-prefix", false, true, false),
             ("x-original-uri", false, true, false),

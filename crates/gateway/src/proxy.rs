@@ -159,12 +159,16 @@ pub struct Forward<'a> {
     pub underscores_in_headers: bool,
 }
 
-/// Whether a request asks to switch to the websocket protocol: `Connection: upgrade` and an
-/// `Upgrade` naming `websocket`. Only that switch is passed on. Any other (`h2c` above all)
+/// Whether a request asks to switch to the websocket protocol: an HTTP/1.1 request (HTTP/1.0
+/// cannot switch: RFC 9110 §7.8) with `Connection: upgrade` and an `Upgrade` naming
+/// `websocket`. Only that switch is passed on. Any other (`h2c` above all)
 /// would open a tunnel to the backend whose requests no route rule sees; such a request is
 /// forwarded as a plain one, its `Upgrade` dropped with the other hop-by-hop headers, as nginx
 /// does.
-pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
+pub fn is_upgrade(version: http::Version, headers: &http::HeaderMap) -> bool {
+    if version != http::Version::HTTP_11 {
+        return false;
+    }
     let tokens = |name: header::HeaderName, token: &'static str| {
         headers
             .get_all(name)
@@ -332,7 +336,7 @@ impl Proxy {
             });
         }
         let mut req = req;
-        let upgrade = is_upgrade(req.headers());
+        let upgrade = is_upgrade(req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let prefix = backend.url.path().trim_end_matches('/');
@@ -446,7 +450,12 @@ impl Proxy {
             if !switched_to.is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket")) {
                 return Err(GatewayError::Unreachable {
                     backend: backend.name.clone(),
-                    detail: format!("the backend switched to {switched_to:?}, not to websocket"),
+                    detail: format!(
+                        "the backend switched to {}, not to websocket",
+                        switched_to
+                            .and_then(|p| p.to_str().ok())
+                            .unwrap_or("an unnamed protocol")
+                    ),
                 });
             }
             let mut response = response;

@@ -466,14 +466,27 @@ async fn a_body_or_framing_the_client_gets_wrong_is_its_own_error() {
         assert_eq!(reply.status, 400, "{body:?}: {reply:?}");
         let error = &reply.json()["error"];
         assert_eq!(error["code"], "bad_request", "{error}");
+        let message = error["message"].as_str().unwrap();
         assert!(
-            error["message"]
-                .as_str()
-                .unwrap()
-                .contains("request body could not be read"),
+            message.contains("request body could not be read"),
             "{error}"
         );
+        // The parser's own words, not its wrapper's.
+        assert!(message.contains("chunk"), "{error}");
     }
+    // Chunked twice: the backend would get one chunked coding's bytes as the body.
+    let request = format!(
+        "{}7\r\n3\r\nabc\r\n\r\n0\r\n\r\n",
+        head("Transfer-Encoding: chunked, chunked\r\n")
+    );
+    let reply = raw_bytes(env.addr, request.as_bytes()).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert!(
+        reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only once")
+    );
     // A coding besides chunked would reach the backend undone (its bytes read as plain): 501.
     let request = format!(
         "{}3\r\nabc\r\n0\r\n\r\n",
@@ -954,6 +967,36 @@ async fn an_http_1_1_request_names_its_host_exactly_once() {
             assert!(answer.contains("one Host header"), "{answer}");
         }
     }
+    // A Host that is not one authority: a list, a path, a user name, a port out of range.
+    for host in [
+        "a.example, evil.example",
+        "a.example/evil",
+        "u@a.example",
+        "a.example:99999",
+    ] {
+        for head in [
+            "GET /api/jobs HTTP/1.1\r\n",
+            "POST /upload HTTP/1.1\r\nContent-Length: 2\r\n",
+        ] {
+            let body = if head.starts_with("POST") { "hi" } else { "" };
+            let request = format!(
+                "{head}Host: {host}\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n{body}"
+            );
+            let answer = exchange(env.addr, &request).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
+            assert!(answer.contains("Host header must be"), "{answer}");
+        }
+    }
+    // Nor may an absolute-form target carry a user name and password.
+    let answer = exchange(
+        env.addr,
+        &format!(
+            "GET http://user:pw@portal.example/api/jobs HTTP/1.1\r\nHost: portal.example\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("user name or password"), "{answer}");
     // HTTP/1.0 may leave it out, but may not name two either.
     let answer = exchange(
         env.addr,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{Env, Options};
+use crate::support::{Env, Options, raw_bytes};
 
 /// What the scripted backend does with a connection once an answer's pieces are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -742,6 +742,19 @@ async fn only_a_switch_to_websocket_is_passed_on() {
         !head.contains("upgrade") && !head.contains("connection:"),
         "{head}"
     );
+
+    // HTTP/1.0 cannot switch protocols: its upgrade is a plain request, and a backend that
+    // switches anyway is refused.
+    let a = raw_bytes(
+        env.addr,
+        b"GET /raw/switch HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
+    assert_eq!(a.status, 502, "{a:?}");
+    assert_eq!(a.json()["error"]["code"], "bad_gateway");
+    let head = last_head();
+    assert!(!head.contains("upgrade"), "{head}");
 
     // A backend asked for websocket that switches to something else: 502, nothing spliced.
     let mut c = Client::connect(env.addr).await;

@@ -88,7 +88,7 @@ impl HttpBody for ClientBody {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                Poll::Ready(Some(Err(ClientBodyError::Unreadable(e.to_string()))))
+                Poll::Ready(Some(Err(ClientBodyError::Unreadable(innermost(&e)))))
             }
             Poll::Ready(None) => {
                 this.finished();
@@ -108,6 +108,16 @@ impl HttpBody for ClientBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The first cause of `error` (the parser's own words, "invalid chunk size line", rather than
+/// the wrapper's "error reading a body from connection").
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 #[cfg(test)]
