@@ -138,7 +138,7 @@ impl Service<Request<Body>> for Front {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        if let Some(refusal) = unnamed_host(&req).or_else(|| unmet_framing(req.headers())) {
+        if let Some(refusal) = host_refusal(&req).or_else(|| unmet_framing(req.headers())) {
             let answer = refused(&self.shared.state, &req, self.peer, refusal);
             return Box::pin(async { Ok(answer) });
         }
@@ -223,7 +223,7 @@ fn refused(
 /// proxy behind it would serve is anyone's guess; HTTP/1.0 may leave it out); the value is an
 /// authority (a host and a valid port, no user name: `a.example, b.example` would be a second
 /// host in disguise); and an absolute-form target carries no user name or password.
-fn unnamed_host(req: &Request<Body>) -> Option<crate::ApiError> {
+fn host_refusal(req: &Request<Body>) -> Option<crate::ApiError> {
     let refuse = |why: &str| Some(crate::ApiError::BadRequest(why.to_owned()));
     let mut hosts = req.headers().get_all(axum::http::header::HOST).iter();
     let (first, second) = (hosts.next(), hosts.next());
@@ -244,8 +244,8 @@ fn unnamed_host(req: &Request<Body>) -> Option<crate::ApiError> {
 }
 
 /// Whether `value` is `host[:port]`: a DNS name or IPv4 address (letters, digits, `-`, `.`,
-/// `_`), or an IPv6 address in brackets; a port of 1 to 5 digits up to 65535. One pass over the
-/// bytes: the raw lane asks it of every request.
+/// `_`), or an IPv6 address in brackets; a port of 1 to 5 digits up to 65535. A pass over the
+/// bytes, a table lookup each: the raw lane asks it of every request.
 pub(crate) fn is_authority(value: &[u8]) -> bool {
     if let Some(rest) = value.strip_prefix(b"[") {
         let Some(close) = rest.iter().position(|b| *b == b']') else {

@@ -13,14 +13,13 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::Limited;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-
-use client_body::{ClientBody, ClientBodyError};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
 use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
+use client_body::{ClientBody, ClientBodyError};
 pub use tls::BackendTls;
 
 mod client_body;
@@ -73,7 +72,7 @@ impl Backend {
     }
 }
 
-/// Why a request could not be forwarded. Each maps to one status: 502, 504, 413, 400.
+/// Why a request could not be forwarded. Each maps to one status: 502, 504, 413, 400, 408.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The route names a backend that is not configured.
@@ -161,10 +160,9 @@ pub struct Forward<'a> {
 
 /// Whether a request asks to switch to the websocket protocol: an HTTP/1.1 request (HTTP/1.0
 /// cannot switch: RFC 9110 §7.8) with `Connection: upgrade` and an `Upgrade` naming
-/// `websocket`. Only that switch is passed on. Any other (`h2c` above all)
-/// would open a tunnel to the backend whose requests no route rule sees; such a request is
-/// forwarded as a plain one, its `Upgrade` dropped with the other hop-by-hop headers, as nginx
-/// does.
+/// `websocket`. Only that switch is passed on. Any other (`h2c` above all) would open a
+/// tunnel to the backend whose requests no route rule sees; such a request is forwarded as a
+/// plain one, its `Upgrade` dropped with the other hop-by-hop headers, as nginx does.
 pub fn is_upgrade(version: http::Version, headers: &http::HeaderMap) -> bool {
     if version != http::Version::HTTP_11 {
         return false;
