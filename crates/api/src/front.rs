@@ -233,12 +233,25 @@ fn host_refusal(req: &Request<Body>) -> Option<crate::ApiError> {
     if first.is_some_and(|h| !h.is_empty() && !is_authority(h.as_bytes())) {
         return refuse("the Host header must be a host name or address, with a port or without");
     }
-    if req
-        .uri()
-        .authority()
-        .is_some_and(|a| a.as_str().contains('@'))
-    {
-        return refuse("a request target must not carry a user name or password");
+    if let Some(authority) = req.uri().authority() {
+        if authority.as_str().contains('@') {
+            return refuse("a request target must not carry a user name or password");
+        }
+        // HTTP/2's `:authority` (or an absolute-form target) is the host the request names: the
+        // same rule as for `Host`, and a `Host` beside it must name the same (RFC 9113 §8.3.1).
+        if !is_authority(authority.as_str().as_bytes()) {
+            return refuse(
+                "the request's authority must be a host name or address, with a port or without",
+            );
+        }
+        if req.version() == axum::http::Version::HTTP_2
+            && first.is_some_and(|h| {
+                !h.as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            })
+        {
+            return refuse("the Host header names another host than the request's :authority");
+        }
     }
     None
 }

@@ -228,3 +228,39 @@ async fn a_request_followed_by_a_half_close_is_answered() {
     }
     running.shutdown().await;
 }
+
+/// HTTP/2 names the host in `:authority`: it must be one authority as `Host` must, and a
+/// `Host` beside it must name the same host.
+#[tokio::test]
+async fn an_http2_authority_follows_the_host_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(dir.path()).await;
+    let tcp = TcpStream::connect(running.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("an h2c handshake");
+    tokio::spawn(conn);
+    let mut ask = async |authority: &str, host: Option<&str>| {
+        let mut request = hyper::Request::get(format!("http://{authority}/healthz"));
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        let request = request.body(Empty::<bytes::Bytes>::new()).unwrap();
+        let response = sender.send_request(request).await.expect("an answer");
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(ask("portal.example:8443", None).await.0, 200);
+    assert_eq!(ask("portal.example", Some("PORTAL.example")).await.0, 200);
+    for authority in ["a.example,b.example", "portal.example:99999"] {
+        let (status, body) = ask(authority, None).await;
+        assert_eq!(status, 400, "{authority}: {body}");
+        assert!(body.contains("authority must be"), "{body}");
+    }
+    let (status, body) = ask("portal.example", Some("evil.example")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("another host"), "{body}");
+    running.shutdown().await;
+}

@@ -490,4 +490,46 @@ mod tests {
             assert_eq!(got, want, "{path}");
         }
     }
+
+    /// A method spelt in lower case is still the method a rule names: a `delete` must not
+    /// slip past a rule for `DELETE` to a broader one behind it.
+    #[test]
+    fn a_method_in_any_case_meets_the_rule_for_it() {
+        let spec = |path: &str, methods: MethodsSpec, backend: &str| RouteSpec {
+            path: path.into(),
+            methods,
+            auth: Auth::None,
+            groups: None,
+            policy: None,
+            permission: None,
+            action: None,
+            backend: Some(backend.into()),
+            ignore_trailing_slash: false,
+            resource_permissions_map: false,
+        };
+        let rules = RouteRules::compile(
+            &[
+                spec(
+                    "/jobs/{id}",
+                    MethodsSpec::List(vec!["DELETE".into()]),
+                    "deleting",
+                ),
+                spec("/jobs/*", MethodsSpec::All, "any"),
+            ],
+            &[],
+        )
+        .unwrap();
+        for (method, want) in [
+            ("DELETE", "deleting"),
+            ("delete", "deleting"),
+            ("Delete", "deleting"),
+            ("GET", "any"),
+        ] {
+            let got = rules
+                .find(method, "/jobs/1")
+                .ok()
+                .and_then(|m| m.rule.backend());
+            assert_eq!(got, Some(want), "{method}");
+        }
+    }
 }
