@@ -131,6 +131,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => Self::NotFound(m),
             StoreError::Conflict(m) => Self::Conflict(m),
+            other if other.is_reference_gone() => Self::Conflict(
+                "the change names something another change removed at the same time; reload and try again"
+                    .into(),
+            ),
             other if other.is_unavailable() => {
                 Self::Unavailable("the database is not reachable; try again".into())
             }

@@ -34,6 +34,13 @@ impl StoreError {
         )
     }
 
+    /// Whether the statement referred to a row that is gone: a foreign key violated because
+    /// another change removed what this one names at the same time (a group deleted while a
+    /// member is added to it).
+    pub fn is_reference_gone(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(db)) if db.is_foreign_key_violation())
+    }
+
     /// Maps a unique-constraint violation to `Conflict(message)`, anything else unchanged.
     pub(crate) fn unique(err: sqlx::Error, message: impl Into<String>) -> Self {
         match &err {

@@ -1184,3 +1184,29 @@ async fn single_use_secrets_lockout_and_sessions_hold_on_every_backend() {
     })
     .await;
 }
+
+/// A statement naming a row another change removed meanwhile (a foreign key violated) is told
+/// apart from other database errors on both backends, so that it is answered as a conflict.
+#[tokio::test]
+async fn a_reference_to_a_removed_row_is_recognised_on_every_backend() {
+    on_every_backend(|_store, url| async move {
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        if url.starts_with("sqlite:") {
+            sqlx::raw_sql("PRAGMA foreign_keys = ON")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let err = sqlx::query(
+            "INSERT INTO group_user_members (group_id, user_id) VALUES ('no-such-group', 'no-such-user')",
+        )
+        .execute(&mut conn)
+        .await
+        .expect_err("the group and the user do not exist");
+        let err = StoreError::Database(err);
+        assert!(err.is_reference_gone(), "{err}");
+        assert!(!StoreError::NotFound("x".into()).is_reference_gone());
+        conn.close().await.ok();
+    })
+    .await;
+}
