@@ -115,6 +115,25 @@ async fn insert_key(
     key: &NewKey,
 ) -> Result<KeyRecord, StoreError> {
     let now = now_millis();
+    // A key bound to an org is made only while its user is a member there, checked in this
+    // transaction: a removal running at the same time either comes first (no member: refused)
+    // or waits for this row lock and then removes the new key with the others (it deletes the
+    // membership before the keys). A check made before the transaction let keys outlive it.
+    if let Some(org_id) = key.org_id {
+        let member = sqlx::query(
+            "UPDATE memberships SET updated_at = updated_at WHERE user_id = $1 AND org_id = $2",
+        )
+        .bind(user.id.to_string())
+        .bind(org_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+        if member.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "'{}' is not a member of the org the key would be bound to",
+                user.username
+            )));
+        }
+    }
     sqlx::query(
         "INSERT INTO api_keys (id, user_id, org_id, name, prefix, lookup, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )

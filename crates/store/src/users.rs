@@ -526,6 +526,14 @@ impl Store {
         let current = self.get_member(org, user).await?;
         let (u, o) = (user.to_string(), org.id.to_string());
         let mut tx = self.write().await?;
+        // The membership goes first: its row lock makes a key being made for the org at the same
+        // time (see `insert_key`) either wait for this removal and be refused, or finish first
+        // and be deleted below with the others.
+        sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
+            .bind(u.as_str())
+            .bind(o.as_str())
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)")
             .bind(u.as_str())
             .bind(o.as_str())
@@ -537,11 +545,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM api_keys WHERE user_id = $1 AND org_id = $2")
-            .bind(u.as_str())
-            .bind(o.as_str())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
             .bind(u.as_str())
             .bind(o.as_str())
             .execute(&mut *tx)

@@ -435,6 +435,19 @@ async fn deactivation_suspends_projects_and_reactivation_restores_them() {
             "keys bound to the org leave with the member"
         );
         assert_eq!(creds.keys.len(), 1);
+        // A key bound to the org cannot be made once the member is gone, even by a caller that
+        // checked membership before (as a request racing the removal did).
+        let late = store
+            .create_key(
+                &actor(),
+                &bob.user,
+                Some(&org),
+                &new_key("too-late", "late", Some(org.id)),
+            )
+            .await;
+        assert!(matches!(late, Err(StoreError::NotFound(_))), "{late:?}");
+        let creds = store.load_credentials(bob.user.id).await.unwrap().unwrap();
+        assert_eq!(creds.keys.len(), 1, "nothing was half-written");
         assert!(
             store
                 .project_members(&org, "staging")
@@ -1207,6 +1220,61 @@ async fn a_reference_to_a_removed_row_is_recognised_on_every_backend() {
         assert!(err.is_reference_gone(), "{err}");
         assert!(!StoreError::NotFound("x".into()).is_reference_gone());
         conn.close().await.ok();
+    })
+    .await;
+}
+
+/// A member's removal racing keys being made for them in that org: whatever the order the
+/// database serialises them in, no key bound to the org outlives the removal.
+#[tokio::test]
+async fn keys_made_while_a_member_is_removed_do_not_outlive_the_removal() {
+    on_every_backend(|store, _url| async move {
+        let org = bootstrapped(&store).await;
+        for round in 0..5 {
+            let email = format!("racer{round}@example.com");
+            let user = store
+                .create_user(
+                    &actor(),
+                    &org,
+                    &new_user(&email, &format!("racer{round}"), UserKind::Local),
+                )
+                .await
+                .unwrap();
+            let makers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, org, user) = (store.clone(), org.clone(), user.user.clone());
+                    tokio::spawn(async move {
+                        let key = new_key("race", &format!("race-{round}-{i}"), Some(org.id));
+                        store.create_key(&actor(), &user, Some(&org), &key).await
+                    })
+                })
+                .collect();
+            let removal = {
+                let (store, org, id) = (store.clone(), org.clone(), user.user.id);
+                tokio::spawn(async move { store.remove_member(&actor(), &org, id).await })
+            };
+            for maker in makers {
+                let made = maker.await.unwrap();
+                assert!(
+                    made.is_ok() || matches!(made, Err(StoreError::NotFound(_))),
+                    "{made:?}"
+                );
+            }
+            removal.await.unwrap().unwrap();
+            let creds = store.load_credentials(user.user.id).await.unwrap();
+            let left: Vec<_> = creds
+                .map(|c| {
+                    c.keys
+                        .into_iter()
+                        .filter(|k| k.org_id == Some(org.id))
+                        .collect()
+                })
+                .unwrap_or_else(Vec::new);
+            assert!(
+                left.is_empty(),
+                "round {round}: keys outlived the removal: {left:?}"
+            );
+        }
     })
     .await;
 }
