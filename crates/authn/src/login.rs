@@ -651,12 +651,21 @@ impl LocalAuth {
         new: &str,
     ) -> Result<Result<(), Refusal>, AuthnError> {
         let now = self.clock.now_millis();
+        let (settings, orgs) = self.binding_settings(user.id).await?;
+        // A locked account takes no guess here either (a session holder could otherwise try
+        // passwords while sign-in is refused), after the same work as a wrong one.
+        if self.store.locked_until(user.id, now).await?.is_some() {
+            password::verify_off_thread(None, current).await;
+            self.store
+                .record_locked_login(orgs.first(), user, None)
+                .await?;
+            return Ok(Err(Refusal::InvalidCredentials));
+        }
         let stored = self.store.password_of(user.id).await?;
         let ok = match &stored {
             Some(p) => password::verify_off_thread(Some(p.phc.clone()), current).await,
             None => false,
         };
-        let (settings, orgs) = self.binding_settings(user.id).await?;
         if !ok {
             self.count_failure(orgs.first(), user, &settings, "password change", "", now)
                 .await?;

@@ -142,3 +142,48 @@ async fn an_admin_unlocks_at_once() {
     );
     s.stop().await;
 }
+
+/// Changing the password checks the current one: it is refused like a sign-in while the
+/// account is locked (a stolen session must not be a way to guess on), and each try counts
+/// against the address's sign-in budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_takes_no_guess_while_locked_and_is_rate_limited() {
+    let s = Server::start_with(Options {
+        logins_per_minute: 12,
+        ..Options::default()
+    })
+    .await;
+    s.active_user("ana@example.com").await;
+    let tokens = s.login_ok("ana@example.com", PASSWORD).await;
+    let change = |current: &'static str| {
+        s.post(
+            &tokens.access,
+            "/api/v1/me/password",
+            json!({ "currentPassword": current, "newPassword": "an entirely new passphrase" }),
+        )
+    };
+    // Five wrong guesses lock the account, as five wrong sign-ins do.
+    for _ in 0..5 {
+        change("not the password")
+            .await
+            .error(401, "invalid_credentials");
+    }
+    // The right password now gets the answer of a wrong one, and changes nothing.
+    change(PASSWORD).await.error(401, "invalid_credentials");
+    s.login("ana@example.com", "an entirely new passphrase")
+        .await
+        .expect(401);
+    // The address's budget (12 a minute, partly spent above) runs out.
+    let mut limited = false;
+    for _ in 0..12 {
+        if change("not the password").await.status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(
+        limited,
+        "password changes are counted with sign-ins from the address"
+    );
+    s.stop().await;
+}

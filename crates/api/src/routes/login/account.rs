@@ -28,12 +28,15 @@ pub struct ChangePassword {
 
 /// Changes the caller's password; every other session of the account ends.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "account", request_body = ChangePassword,
-    responses((status = 204), (status = 401), (status = 422)))]
+    responses((status = 204), (status = 401), (status = 422), (status = 429)))]
 pub async fn change_password(
     State(state): State<AppState>,
     AnyStage(auth): AnyStage,
+    parts: axum::http::request::Parts,
     Body(body): Body<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {
+    // Each try checks a password: counted with sign-ins from the same address.
+    super::rate_limit(&state, super::client_ip(&parts, &state))?;
     let user = state.store.get_user(auth.principal.user.id).await?;
     if user.kind != UserKind::Local {
         return Err(ApiError::Conflict(
