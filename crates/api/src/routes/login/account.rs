@@ -257,8 +257,8 @@ pub struct ResetRequest {
     pub email: String,
 }
 
-/// Mails a single-use reset link when the address belongs to a local user. Always 202, so the
-/// answer says nothing about which addresses have accounts.
+/// Mails a single-use reset link when the address belongs to a local user. Always 202, at
+/// once, so the answer says nothing about which addresses have accounts, by content or time.
 #[utoipa::path(post, path = "/api/v1/password-reset", tag = "account", request_body = ResetRequest,
     security(()),
     responses((status = 202), (status = 429)))]
@@ -268,7 +268,14 @@ pub async fn request_reset(
     Body(body): Body<ResetRequest>,
 ) -> Result<StatusCode, ApiError> {
     super::rate_limit(&state, super::client_ip(&parts, &state))?;
-    state.auth.request_reset(&body.email).await?;
+    // The lookup, the link and the mail happen after the answer: an answer that waited for
+    // them would take longer for an address that has an account, and say so by its timing.
+    let email = body.email;
+    tokio::spawn(async move {
+        if let Err(e) = state.auth.request_reset(&email).await {
+            tracing::warn!(error = %e, "a password reset could not be prepared or mailed");
+        }
+    });
     Ok(StatusCode::ACCEPTED)
 }
 
