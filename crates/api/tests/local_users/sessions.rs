@@ -308,3 +308,38 @@ async fn users_and_admins_list_and_revoke_sessions() {
     assert!(audit.len() >= 3, "{audit:?}");
     s.stop().await;
 }
+
+/// A refresh body that is sent must be good, and a bad one gets the JSON error every endpoint
+/// answers with (the token may also come as the cookie, with no body at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_refresh_body_is_a_clear_json_error() {
+    let s = Server::start().await;
+    let send = |content_type: &'static str, body: &'static str| {
+        s.send(
+            s.request(reqwest::Method::POST, "/refreshtoken")
+                .header("content-type", content_type)
+                .body(body),
+        )
+    };
+    for body in [
+        "",
+        "null",
+        "[]",
+        "{\"refreshToken\": 5}",
+        "{\"unknown\": 1}",
+    ] {
+        let message = send("application/json", body)
+            .await
+            .error(400, "bad_request");
+        assert!(!message.contains("Failed to"), "{body:?}: {message}");
+    }
+    send("text/plain", "x")
+        .await
+        .error(415, "unsupported_media_type");
+    // Neither a body nor the cookie: nothing to refresh.
+    let reply = s
+        .send(s.request(reqwest::Method::POST, "/refreshtoken"))
+        .await;
+    assert_eq!(reply.status, 401, "{}", reply.text);
+    s.stop().await;
+}

@@ -190,9 +190,9 @@ pub struct RefreshRequest {
 pub async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Option<Json<RefreshRequest>>,
+    body: Option<crate::extract::Body<RefreshRequest>>,
 ) -> Result<Response, ApiError> {
-    let from_body = body.and_then(|Json(b)| b.refresh_token);
+    let from_body = body.and_then(|crate::extract::Body(b)| b.refresh_token);
     let (token, cookies) = match from_body {
         Some(t) => (t, false),
         None => match cookie(&headers, REFRESH_COOKIE) {
