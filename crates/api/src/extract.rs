@@ -7,6 +7,24 @@ use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 
+/// Path parameters of type `T`: a segment that is not valid UTF-8 or not of the type is a JSON
+/// 400 naming it, as every other bad input is (axum's own answer is plain text).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "invalid path: {}",
+                strip_axum_prefix(&rejection.body_text())
+            ))),
+        }
+    }
+}
+
 /// A JSON request body of type `T`.
 pub struct Body<T>(pub T);
 

@@ -1,7 +1,9 @@
 //! `/api/v1/orgs/{org}/groups`: groups and their (nested) members.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authz::OrgAction;
 use portcullis_model::{ModelError, names};

@@ -2,7 +2,9 @@
 //! admins managing the keys of the machine and SSO users of their org.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authn::api_key;
 use portcullis_authz::OrgAction;

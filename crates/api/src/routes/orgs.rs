@@ -1,7 +1,9 @@
 //! `/api/v1/orgs`: create, list, get, update settings.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authz::{OrgAction, PlatformAction};
 use portcullis_model::names;

@@ -1,7 +1,9 @@
 //! `/api/v1/orgs/{org}/projects`: projects and who is assigned to them.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authz::OrgAction;
 use portcullis_model::names;

@@ -1,7 +1,9 @@
 //! `/api/v1/orgs/{org}/users`: users of an org, deactivation and removal.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authz::OrgAction;
 use portcullis_model::{MembershipStatus, ModelError, OrgRole, UserId, UserKind, names};

@@ -164,6 +164,20 @@ async fn an_oversized_body_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_path_segment_that_is_not_text_is_refused_with_a_json_400() {
+    let s = Server::start().await;
+    for path in [
+        "/api/v1/orgs/%C3%28",
+        "/api/v1/orgs/default/users/%FF",
+        "/api/v1/orgs/default/groups/%C3%28/members",
+    ] {
+        let message = s.get(s.admin(), path).await.error(400, "bad_request");
+        assert!(message.contains("UTF-8"), "{path}: {message}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn values_that_break_a_rule_are_refused_with_422_naming_the_field() {
     let s = Server::start().await;
     let cases = [

@@ -2,7 +2,9 @@
 //! admin's unlock, session revocation, temporary password and MFA removal.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::Path;
 use axum::http::StatusCode;
 use portcullis_authz::OrgAction;
 use portcullis_model::{SessionId, Timestamp, UserId, UserKind};
