@@ -196,25 +196,7 @@ fn refused(
     answer
         .headers_mut()
         .insert(crate::observability::REQUEST_ID, request_id.clone());
-    if state.gateway.access_log {
-        let client =
-            crate::client_ip::client_of(req.headers(), peer.ip(), &state.web.trusted_proxies);
-        // The access log's line, as a request refused by the gateway gets (no route decided).
-        tracing::info!(
-            target: "portcullis::access",
-            method = %req.method(),
-            path = %req.uri().path(),
-            status = answer.status().as_u16(),
-            duration_ms = 0.0,
-            route = "(none)",
-            backend = "(none)",
-            user = "-",
-            request_id = %request_id.to_str().unwrap_or(""),
-            client = %client,
-            peer = %peer.ip(),
-            "request refused before routing"
-        );
-    }
+    crate::gateway::finish_refused(state, req, answer.status().as_u16(), &request_id, peer);
     answer
 }
 

@@ -668,16 +668,7 @@ pub async fn proxy_request(
     let started = std::time::Instant::now();
     let request_id = crate::observability::request_id_of(req.headers());
     let wants_login = crate::routes::login::wants_login_page(&req);
-    let mut seen = Seen::default();
-    if state.gateway.access_log {
-        seen.method = req.method().as_str().to_owned();
-        seen.path = req.uri().path().to_owned();
-        seen.client = Some(client_of(
-            req.headers(),
-            peer.ip(),
-            &state.web.trusted_proxies,
-        ));
-    }
+    let mut seen = Seen::of(state, req.method(), req.uri(), req.headers(), peer.ip());
     let hop = Hop {
         ip: peer.ip(),
         secure,
@@ -703,6 +694,26 @@ pub async fn proxy_request(
         peer,
     );
     response
+}
+
+/// Counts and logs, as a gateway request without a route, a request the front door refused
+/// before any route was looked at (a bad `Host`, framing it cannot honour).
+pub(crate) fn finish_refused(
+    state: &AppState,
+    req: &Request,
+    status: u16,
+    request_id: &HeaderValue,
+    peer: SocketAddr,
+) {
+    let seen = Seen::of(state, req.method(), req.uri(), req.headers(), peer.ip());
+    finish(
+        state,
+        &seen,
+        status,
+        std::time::Instant::now(),
+        request_id,
+        peer,
+    );
 }
 
 /// Counts a gateway request in the metrics and writes its access-log event.
@@ -750,6 +761,26 @@ struct Seen {
 }
 
 impl Seen {
+    /// What the access log learns from the request itself (nothing when it is off: the request
+    /// path copies no text for a log that is not written).
+    fn of(
+        state: &AppState,
+        method: &axum::http::Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        peer: IpAddr,
+    ) -> Self {
+        if !state.gateway.access_log {
+            return Self::default();
+        }
+        Self {
+            method: method.as_str().to_owned(),
+            path: uri.path().to_owned(),
+            client: Some(client_of(headers, peer, &state.web.trusted_proxies)),
+            ..Self::default()
+        }
+    }
+
     /// The matched route's template.
     fn template(&self) -> Option<&str> {
         self.verdict.as_deref()?.template.as_deref()
@@ -1072,16 +1103,7 @@ where
     let wants_login =
         crate::routes::login::wants_login_page_of(&parts.method, &parts.uri, &parts.headers);
     let head_request = parts.method == axum::http::Method::HEAD;
-    let mut seen = Seen::default();
-    if state.gateway.access_log {
-        seen.method = parts.method.as_str().to_owned();
-        seen.path = parts.uri.path().to_owned();
-        seen.client = Some(client_of(
-            &parts.headers,
-            peer.ip(),
-            &state.web.trusted_proxies,
-        ));
-    }
+    let mut seen = Seen::of(state, &parts.method, &parts.uri, &parts.headers, peer.ip());
     let intercept = wants_login.is_some();
     let outcome = bodiless_inner(
         state,
@@ -1257,11 +1279,7 @@ async fn forward_auth_inner(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/auth");
-    if state.gateway.access_log {
-        seen.method = parts.method.as_str().to_owned();
-        seen.path = parts.uri.path().to_owned();
-        seen.client = Some(client_of(&parts.headers, peer, &state.web.trusted_proxies));
-    }
+    *seen = Seen::of(state, &parts.method, &parts.uri, &parts.headers, peer);
     let original =
         forward_auth::original_request(&parts.method, own, "/auth", &parts.headers, peer_trusted)
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;

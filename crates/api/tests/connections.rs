@@ -54,6 +54,20 @@ async fn start(dir: &std::path::Path) -> (portcullis_api::Running, Vec<u8>) {
     (running, generated.cert.der().to_vec())
 }
 
+/// An HTTP/2 connection to `addr` without TLS (prior knowledge): the request sender, and the
+/// connection's task to run.
+async fn h2c(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+    hyper::client::conn::http2::Connection<TokioIo<TcpStream>, Empty<bytes::Bytes>, TokioExecutor>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("an h2c handshake")
+}
+
 /// Asserts that a connection idle since `idle_since` was closed at `closed_after` of it: not
 /// before the idle time, and not much after it.
 fn assert_closed_for_idleness(what: &str, closed_after: Option<Duration>) {
@@ -74,11 +88,7 @@ fn assert_closed_for_idleness(what: &str, closed_after: Option<Duration>) {
 async fn an_idle_h2c_connection_is_closed_after_the_idle_time() {
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start(dir.path()).await;
-    let tcp = TcpStream::connect(running.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("an h2c handshake");
+    let (mut sender, conn) = h2c(running.addr).await;
     // Ends when the server closes the connection (the client answers its GOAWAY and ping).
     let conn = tokio::spawn(conn);
     let request = hyper::Request::get(format!("http://{}/healthz", running.addr))
@@ -235,11 +245,7 @@ async fn a_request_followed_by_a_half_close_is_answered() {
 async fn an_http2_authority_follows_the_host_rules() {
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start(dir.path()).await;
-    let tcp = TcpStream::connect(running.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .expect("an h2c handshake");
+    let (mut sender, conn) = h2c(running.addr).await;
     tokio::spawn(conn);
     let mut ask = async |authority: &str, host: Option<&str>| {
         let mut request = hyper::Request::get(format!("http://{authority}/healthz"));

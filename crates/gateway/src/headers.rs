@@ -220,11 +220,16 @@ pub fn remove_misleading(headers: &mut HeaderMap, peer_trusted: bool, underscore
             Told::ProxyReport => !peer_trusted,
         }
     };
-    // Most requests carry none: one pass over their few names settles it.
-    if !headers.keys().any(misleading) {
+    remove_where(headers, misleading);
+}
+
+/// Removes every header whose name `matches` picks. Most requests carry none: one pass over
+/// their few names settles that without an allocation.
+pub(crate) fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&matches) {
         return;
     }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| misleading(n)).cloned().collect();
+    let names: Vec<HeaderName> = headers.keys().filter(|n| matches(n)).cloned().collect();
     for name in names {
         headers.remove(name);
     }

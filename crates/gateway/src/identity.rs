@@ -115,19 +115,7 @@ fn is_identity_name(name: &HeaderName) -> bool {
 /// `X-Toolforge-*`, `miau*`), not only the names Portcullis sets today: a backend reading
 /// `X-Portcullis-Role` or `miauserrole` must be able to trust that Portcullis wrote it.
 pub fn strip(headers: &mut HeaderMap) {
-    // One pass over the (few) request headers settles the common case of a client that sent
-    // none.
-    if !headers.keys().any(is_identity_name) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_identity_name(n))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
+    crate::headers::remove_where(headers, is_identity_name);
 }
 
 /// Calls `f` with every identity header name Portcullis reserves and the caller's value for it:

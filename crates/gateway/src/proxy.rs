@@ -418,7 +418,7 @@ impl Proxy {
                         limit: self.max_body,
                     });
                 }
-                match client_body_error(&e) {
+                match cause::<ClientBodyError>(&e) {
                     Some(ClientBodyError::Unreadable(why)) => {
                         return Err(GatewayError::BadRequestBody(why.clone()));
                     }
@@ -584,13 +584,13 @@ async fn splice(
     }
 }
 
-/// The client-body failure in `error`'s chain of causes, if it is one.
-fn client_body_error<'e>(
+/// The first cause of type `T` in `error`'s chain (itself included), if there is one.
+fn cause<'e, T: std::error::Error + 'static>(
     error: &'e (dyn std::error::Error + 'static),
-) -> Option<&'e ClientBodyError> {
+) -> Option<&'e T> {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+        if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
         current = e.source();
@@ -601,14 +601,5 @@ fn client_body_error<'e>(
 /// Whether an error (or one of its sources) is a body going over a size cap
 /// ([`http_body_util::Limited`]).
 pub fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    cause::<http_body_util::LengthLimitError>(error).is_some()
 }

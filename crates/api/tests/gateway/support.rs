@@ -505,6 +505,23 @@ pub fn jwt_claims(token: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
+/// Sends `request` (a head and only part of the body it announces), sends nothing more, and
+/// asserts the answer is a 408 after the idle time `idle` has passed (and not much later).
+pub async fn assert_stalled_body_is_a_408(addr: SocketAddr, request: &str, idle: Duration) {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        waited >= idle - Duration::from_millis(100) && waited < idle + Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
+
 /// Sends `bytes` exactly as they are and reads the answer until the server closes.
 pub async fn raw_bytes(addr: SocketAddr, bytes: &[u8]) -> RawReply {
     let mut conn = TcpStream::connect(addr).await.unwrap();
