@@ -36,6 +36,10 @@ pub enum Ended<S> {
     Handoff(S, Bytes),
 }
 
+/// How an HTTP/2 connection's preface begins (RFC 9113 section 3.4): enough to tell it from any
+/// HTTP/1 request line.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2";
+
 /// A request head the lane serves.
 struct Plain {
     method: Method,
@@ -61,12 +65,15 @@ enum Head {
 
 /// Serves `io` from `peer` until it closes or a request needs hyper. `stop` turns true when
 /// the server stops: an idle connection is then closed; a request in flight finishes first.
+/// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
+/// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
+/// HTTP/2 is chosen by ALPN, never by what the client sends later).
 pub async fn serve<S>(
     mut io: S,
     front: Front,
     mut stop: watch::Receiver<bool>,
-    max_head: usize,
-    head_timeout: Duration,
+    (max_head, head_timeout): (usize, Duration),
+    h2_prior_knowledge: bool,
 ) -> Ended<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -102,6 +109,15 @@ where
                         return Ended::Closed;
                     }
                     Head::Plain(p, len) => break (p, len),
+                    Head::Other if !h2_prior_knowledge && buf.starts_with(H2_PREFACE) => {
+                        let refusal = crate::ApiError::BadRequest(
+                            "HTTP/2 over TLS needs 'h2' chosen by ALPN in the handshake; this connection speaks HTTP/1.1".into(),
+                        );
+                        let _ =
+                            write_response(&mut io, refusal.into_response(), false, true, &mut out)
+                                .await;
+                        return Ended::Closed;
+                    }
                     Head::Other => return Ended::Handoff(io, buf.freeze()),
                     Head::Partial => {}
                 }

@@ -206,7 +206,16 @@ async fn run(
             // Held until the connection ends: a stop waits for it (up to the drain time).
             let watcher = watcher;
             let Some(acceptor) = tls else {
-                serve(tcp, true, front, stopped, limits, &builder, watcher).await;
+                serve(
+                    tcp,
+                    Opened::Plain,
+                    front,
+                    stopped,
+                    limits,
+                    &builder,
+                    watcher,
+                )
+                .await;
                 return;
             };
             // A handshake gets the time a request head gets, and a stop ends it: no request
@@ -220,9 +229,15 @@ async fn run(
                 },
                 _ = stopping.wait_for(|&stop| stop) => return,
             };
-            // HTTP/2 (chosen by ALPN) is hyper's from the start.
-            let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
-            serve(tls, lane, front, stopped, limits, &builder, watcher).await;
+            // The protocol is the one ALPN chose (RFC 9113 section 3.3: HTTP/2 over TLS only
+            // by ALPN): HTTP/2 is hyper's from the start; any other choice, or none, is
+            // HTTP/1.1, whatever preface the client sends after it.
+            let opened = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Opened::TlsHttp2
+            } else {
+                Opened::TlsHttp1
+            };
+            serve(tls, opened, front, stopped, limits, &builder, watcher).await;
         });
     }
     let _ = stop.send(true);
@@ -234,12 +249,23 @@ async fn run(
     }
 }
 
-/// Serves one connection: on the raw lane first (when `lane`), then, from the first request the
-/// lane hands over, with hyper's server. hyper's connection is closed gracefully when the server
+/// What a connection was opened as, which decides the protocols it may speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// Plain TCP: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
+    Plain,
+    /// TLS where ALPN chose HTTP/1.1, or nothing: HTTP/1.1 only.
+    TlsHttp1,
+    /// TLS where ALPN chose `h2`.
+    TlsHttp2,
+}
+
+/// Serves one connection: on the raw lane first (unless it is HTTP/2 over TLS), then, from the
+/// first request the lane hands over, with hyper's server. hyper's connection is closed gracefully when the server
 /// stops, or when it has had no open request for the idle time.
 async fn serve<S>(
     io: S,
-    lane: bool,
+    opened: Opened,
     front: crate::front::Front,
     stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
@@ -251,13 +277,13 @@ async fn serve<S>(
     // Held to the end of the connection (its graceful close is started by `drive`).
     let _watcher = watcher;
     let peer = front.peer();
-    let (io, read) = if lane {
+    let (io, read) = if opened != Opened::TlsHttp2 {
         let served = crate::http1::serve(
             io,
             front.clone(),
             stopped.clone(),
-            limits.max_header_bytes,
-            limits.idle_timeout,
+            (limits.max_header_bytes, limits.idle_timeout),
+            opened == Opened::Plain,
         )
         .await;
         match served {

@@ -1,6 +1,7 @@
 //! What a client can make the server keep without limit. An HTTP/2 connection with no open
 //! stream is closed after the idle time an HTTP/1.1 connection gets (`idle_timeout`, 3 s
-//! here), over h2c and over TLS, whether or not the client answers the closing handshake. A request method outside the
+//! here), over h2c and over TLS, whether or not the client answers the closing handshake. Over
+//! TLS, HTTP/2 is served only where ALPN chose it. A request method outside the
 //! standard ones is counted in the metrics as `OTHER`, not under a series of its own. A client
 //! that half-closes after its request still gets the answer.
 
@@ -111,23 +112,7 @@ async fn an_idle_h2c_connection_is_closed_after_the_idle_time() {
 async fn an_h2_connection_over_tls_that_sends_only_its_preface_is_closed() {
     let dir = tempfile::tempdir().unwrap();
     let (running, cert) = start(dir.path()).await;
-    let tls_addr: SocketAddr = running.tls_addr.expect("a TLS listener");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(cert)).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(tls_addr).await.unwrap();
-    let mut tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("a TLS handshake");
+    let mut tls = tls_connect(&running, cert, &[b"h2"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     // The client preface and an empty SETTINGS frame, then nothing: not even an answer to
     // the server's SETTINGS or to the ping of its graceful close.
@@ -147,6 +132,81 @@ async fn an_h2_connection_over_tls_that_sends_only_its_preface_is_closed() {
     let closed = tokio::time::timeout(IDLE + LEEWAY, read_to_close).await;
     let closed_after = closed.is_ok().then(|| idle_since.elapsed());
     assert_closed_for_idleness("h2 over TLS", closed_after);
+    running.shutdown().await;
+}
+
+/// A TLS connection to the server's TLS listener, trusting `cert` and offering `alpn`.
+async fn tls_connect(
+    running: &portcullis_api::Running,
+    cert: Vec<u8>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tls_addr: SocketAddr = running.tls_addr.expect("a TLS listener");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(cert)).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(tls_addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS handshake")
+}
+
+#[tokio::test]
+async fn over_tls_http2_is_served_only_where_alpn_chose_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, cert) = start(dir.path()).await;
+    // ALPN chose HTTP/1.1, or the client offered nothing: an HTTP/2 preface is not HTTP/2 here
+    // (RFC 9113 section 3.3): a 400 saying so, and no HTTP/2 frame.
+    for alpn in [&[&b"http/1.1"[..]][..], &[]] {
+        let mut tls = tls_connect(&running, cert.clone(), alpn).await;
+        let chosen = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_ne!(chosen.as_deref(), Some(&b"h2"[..]));
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(LEEWAY, tls.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection is closed ({alpn:?})");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 400 ") && answer.contains("ALPN"),
+            "ALPN {alpn:?}: an HTTP/1.1 400 that says why, got {answer:?}"
+        );
+        // The same connection set-up with an HTTP/1.1 request is served.
+        let mut tls = tls_connect(&running, cert.clone(), alpn).await;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(LEEWAY, tls.read_to_end(&mut answer)).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // ALPN chose h2: HTTP/2 is served.
+    let tls = tls_connect(&running, cert, &[b"h2"]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    let request = hyper::Request::get("https://localhost/healthz")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("a request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
     running.shutdown().await;
 }
 
