@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use portcullis_model::{Clock, OrgSettings, SessionId, UserId, UserKind};
 use portcullis_store::{
-    Actor, OrgRecord, PasswordChange, RefreshOutcome, SessionRecord, SessionStage, Store,
-    UserRecord,
+    Actor, LoginCandidate, OrgRecord, PasswordChange, RefreshOutcome, SessionRecord, SessionStage,
+    Store, UserRecord,
 };
 
 use crate::mail::Mailer;
@@ -217,22 +217,33 @@ impl LocalAuth {
     pub async fn login(&self, req: PasswordLogin<'_>) -> Result<LoginOutcome, AuthnError> {
         let now = self.clock.now_millis();
         let refuse = |r| Ok(LoginOutcome::Refused(r));
-        let user = self.store.find_user_by_email(req.email.trim()).await?;
-        let Some(user) = user.filter(|u| u.kind == UserKind::Local) else {
-            // Unknown, machine or SSO: the same answer, after the same work.
-            password::verify_off_thread(None, req.password).await;
-            return refuse(Refusal::InvalidCredentials);
-        };
-        let (settings, orgs) = self.binding_settings(user.id).await?;
+        // An address without a local account, a locked account and a wrong password get the
+        // same answer after the same work: the same reads, one argon2 verification, and one
+        // write of the same statements (the audit record and the failure count), so that
+        // neither the answer nor its timing tells which accounts exist.
+        let (candidate, orgs) = self.store.login_context(req.email.trim(), now).await?;
+        let settings = OrgSettings::strictest(orgs.iter().map(|o| &o.settings)).unwrap_or_default();
         let audit_org = orgs.first();
-        if self.store.locked_until(user.id, now).await?.is_some() {
+        let Some(candidate) = candidate.filter(|c| c.user.kind == UserKind::Local) else {
+            // Unknown, machine or SSO.
             password::verify_off_thread(None, req.password).await;
             self.store
-                .record_locked_login(audit_org, &user, Some(req.client))
+                .record_unknown_login(req.email, Some(req.client), now)
+                .await?;
+            return refuse(Refusal::InvalidCredentials);
+        };
+        let LoginCandidate {
+            user,
+            password: stored,
+            locked_until,
+        } = candidate;
+        if locked_until.is_some() {
+            password::verify_off_thread(None, req.password).await;
+            self.store
+                .record_locked_login(audit_org, &user, Some(req.client), now)
                 .await?;
             return refuse(Refusal::InvalidCredentials);
         }
-        let stored = self.store.password_of(user.id).await?;
         let verified =
             password::verify_off_thread(stored.as_ref().map(|p| p.phc.clone()), req.password).await;
         if !verified {
@@ -657,7 +668,7 @@ impl LocalAuth {
         if self.store.locked_until(user.id, now).await?.is_some() {
             password::verify_off_thread(None, current).await;
             self.store
-                .record_locked_login(orgs.first(), user, None)
+                .record_locked_login(orgs.first(), user, None, now)
                 .await?;
             return Ok(Err(Refusal::InvalidCredentials));
         }

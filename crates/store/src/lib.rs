@@ -27,8 +27,8 @@ pub use database::{Backend, Store};
 pub use error::StoreError;
 pub use groups::{GroupMember, GroupMembers, GroupRecord};
 pub use local_auth::{
-    MailRecord, PasswordChange, PasswordRecord, RefreshOutcome, SessionRecord, SessionStage,
-    SigningKeyRecord, TotpRecord,
+    LoginCandidate, MailRecord, PasswordChange, PasswordRecord, RefreshOutcome, SessionRecord,
+    SessionStage, SigningKeyRecord, TotpRecord,
 };
 pub use projects::{ProjectMemberRecord, ProjectRecord};
 pub use rbac::{

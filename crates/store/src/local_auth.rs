@@ -25,6 +25,41 @@ pub struct PasswordRecord {
     pub expires_at: Option<i64>,
 }
 
+/// What a password login reads of the account an address names, in one query.
+#[derive(Debug, Clone)]
+pub struct LoginCandidate {
+    /// The user with that address (of any kind).
+    pub user: UserRecord,
+    /// Their password, if they have one.
+    pub password: Option<PasswordRecord>,
+    /// The end of a lock in force, if the account is locked.
+    pub locked_until: Option<i64>,
+}
+
+/// Stands for "no user" where a login for an address without an account must run the same
+/// statements as one with an account (the statements then match no row).
+const NO_USER: &str = "00000000-0000-0000-0000-000000000000";
+
+/// How long failed logins are kept where no lockout window applies (lockout off, or no
+/// account): the default window.
+const DEFAULT_FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+
+/// The audit target of a login for an address without an account: the address where it looks
+/// like one, and nothing otherwise (what was typed may be a password in the wrong field).
+fn unknown_target(given: &str) -> String {
+    let given = given.trim();
+    let looks_like_address = given.len() <= 254
+        && given.matches('@').count() == 1
+        && !given.starts_with('@')
+        && !given.ends_with('@')
+        && !given.chars().any(|c| c.is_whitespace() || c.is_control());
+    if looks_like_address {
+        format!("email:{}", given.to_lowercase())
+    } else {
+        "email:(not an address)".to_owned()
+    }
+}
+
 /// How a password is being set, for the audit trail and the rules that follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordChange {
@@ -185,6 +220,49 @@ fn target(org: Option<&OrgRecord>, user: &UserRecord) -> String {
     audit::user_target(org.map_or("default", |o| o.slug.as_str()), &user.username)
 }
 
+fn user_actor(user: &UserRecord) -> Actor {
+    Actor {
+        user_id: Some(user.id),
+        name: user.email.clone(),
+        impersonator: None,
+        request_id: None,
+    }
+}
+
+/// One refused password login, as [`Store::record_refused_login`] writes it.
+struct RefusedLogin<'a> {
+    org: Option<&'a OrgRecord>,
+    actor: Actor,
+    target: String,
+    outcome: &'static str,
+    details: serde_json::Value,
+    /// For a failure that counts towards a lock: the account, and the failures that lock it
+    /// (`None`: lockout is off).
+    counted: Option<(&'a UserRecord, Option<u32>)>,
+    /// Whose failed logins are pruned and counted (an id that matches none for no account).
+    failures_of: String,
+    window_ms: i64,
+    now: i64,
+}
+
+fn login_candidate_row(row: &AnyRow) -> Result<LoginCandidate, StoreError> {
+    let user = user_row(row)?;
+    let password = rows::opt_text(row, "password_phc")?
+        .map(|phc| -> Result<PasswordRecord, StoreError> {
+            Ok(PasswordRecord {
+                phc,
+                temporary: rows::flag(row, "password_temporary")?,
+                expires_at: rows::opt_time(row, "password_expires_at")?.map(|t| t.0),
+            })
+        })
+        .transpose()?;
+    Ok(LoginCandidate {
+        user,
+        password,
+        locked_until: rows::opt_time(row, "lock_until")?.map(|t| t.0),
+    })
+}
+
 impl Store {
     /// A user by email, case-insensitively.
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -195,6 +273,44 @@ impl Store {
             .as_ref()
             .map(user_row)
             .transpose()
+    }
+
+    /// Everything a password login reads before checking the password: the account `email`
+    /// names (case-insensitively), its password and lock at `now`, and its active orgs. The
+    /// same two queries run whether or not the address has an account, so that the time taken
+    /// does not tell.
+    pub async fn login_context(
+        &self,
+        email: &str,
+        now: i64,
+    ) -> Result<(Option<LoginCandidate>, Vec<OrgRecord>), StoreError> {
+        let row = sqlx::query(
+            "SELECT u.*, p.phc AS password_phc, p.temporary AS password_temporary, \
+             p.expires_at AS password_expires_at, l.locked_until AS lock_until \
+             FROM users u \
+             LEFT JOIN local_passwords p ON p.user_id = u.id \
+             LEFT JOIN account_locks l ON l.user_id = u.id AND l.locked_until > $2 \
+             WHERE u.email_lower = $1",
+        )
+        .bind(email.to_lowercase())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let candidate = row.as_ref().map(login_candidate_row).transpose()?;
+        let id = candidate
+            .as_ref()
+            .map_or_else(|| NO_USER.to_owned(), |c| c.user.id.to_string());
+        let orgs = sqlx::query(
+            "SELECT o.* FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = $1 AND m.status = 'active' ORDER BY o.slug",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let orgs = orgs
+            .iter()
+            .map(crate::orgs::org_row)
+            .collect::<Result<_, _>>()?;
+        Ok((candidate, orgs))
     }
 
     /// The orgs where `user` is an active member (for the settings that bind them).
@@ -428,100 +544,142 @@ impl Store {
         client: Option<&str>,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.write().await?;
-        let actor = Actor {
-            user_id: Some(user.id),
-            name: user.email.clone(),
-            impersonator: None,
-            request_id: None,
-        };
-        let details = serde_json::json!({ "reason": reason, "client": client });
-        audit::record_outcome(
-            &mut tx,
-            &actor,
-            org_ref(org),
-            "login",
-            &target(org, user),
-            "failure",
-            Some(details),
-        )
-        .await?;
-        let mut locked = None;
-        if let Some((max, window_ms)) = lockout {
-            sqlx::query("DELETE FROM login_failures WHERE user_id = $1 AND at <= $2")
-                .bind(user.id.to_string())
-                .bind(now - window_ms)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO login_failures (user_id, at) VALUES ($1, $2)")
-                .bind(user.id.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            let count = rows::int(
-                &sqlx::query("SELECT COUNT(*) AS n FROM login_failures WHERE user_id = $1")
-                    .bind(user.id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?,
-                "n",
-            )?;
-            if count >= i64::from(max) {
-                let until = now + window_ms;
-                sqlx::query("DELETE FROM account_locks WHERE user_id = $1")
-                    .bind(user.id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("INSERT INTO account_locks (user_id, locked_until) VALUES ($1, $2)")
-                    .bind(user.id.to_string())
-                    .bind(until)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
-                    .bind(user.id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                audit::record(
-                    &mut tx,
-                    &Actor::system(),
-                    org_ref(org),
-                    "user.lock",
-                    &target(org, user),
-                    Some(serde_json::json!({ "failures": count, "lockedUntil": Timestamp(until) })),
-                )
-                .await?;
-                locked = Some(until);
-            }
-        }
-        tx.commit().await?;
-        Ok(locked)
+        self.record_refused_login(RefusedLogin {
+            org,
+            actor: user_actor(user),
+            target: target(org, user),
+            outcome: "failure",
+            details: serde_json::json!({ "reason": reason, "client": client }),
+            counted: Some((user, lockout.map(|(max, _)| max))),
+            failures_of: user.id.to_string(),
+            window_ms: lockout.map_or(DEFAULT_FAILURE_WINDOW_MS, |(_, w)| w),
+            now,
+        })
+        .await
     }
 
-    /// Records a login refused because the account is locked.
+    /// Records a login refused because the account is locked (not counted as a failure). The
+    /// statements are those of a counted failure, so that the time taken does not tell.
     pub async fn record_locked_login(
         &self,
         org: Option<&OrgRecord>,
         user: &UserRecord,
         client: Option<&str>,
+        now: i64,
     ) -> Result<(), StoreError> {
+        self.record_refused_login(RefusedLogin {
+            org,
+            actor: user_actor(user),
+            target: target(org, user),
+            outcome: "denied",
+            details: serde_json::json!({ "reason": "locked", "client": client }),
+            counted: None,
+            failures_of: user.id.to_string(),
+            window_ms: DEFAULT_FAILURE_WINDOW_MS,
+            now,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Records a login for an address that names no local account (`given` as typed), in the
+    /// platform's audit trail, with the statements of a counted failure, so that the time taken
+    /// does not tell whether the account exists.
+    pub async fn record_unknown_login(
+        &self,
+        given: &str,
+        client: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.record_refused_login(RefusedLogin {
+            org: None,
+            actor: Actor {
+                user_id: None,
+                name: "anonymous".into(),
+                impersonator: None,
+                request_id: None,
+            },
+            target: unknown_target(given),
+            outcome: "failure",
+            details: serde_json::json!({ "reason": "unknown account", "client": client }),
+            counted: None,
+            failures_of: NO_USER.to_owned(),
+            window_ms: DEFAULT_FAILURE_WINDOW_MS,
+            now,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The one transaction of every refused password login: the audit record, the failed
+    /// logins outside the window forgotten, this failure counted (for a counted one), and the
+    /// lock placed when the count reaches the maximum. The statements before the lock are the
+    /// same for every kind of refusal.
+    async fn record_refused_login(&self, r: RefusedLogin<'_>) -> Result<Option<i64>, StoreError> {
         let mut tx = self.write().await?;
-        let actor = Actor {
-            user_id: Some(user.id),
-            name: user.email.clone(),
-            impersonator: None,
-            request_id: None,
-        };
         audit::record_outcome(
             &mut tx,
-            &actor,
-            org_ref(org),
+            &r.actor,
+            org_ref(r.org),
             "login",
-            &target(org, user),
-            "denied",
-            Some(serde_json::json!({ "reason": "locked", "client": client })),
+            &r.target,
+            r.outcome,
+            Some(r.details),
         )
         .await?;
+        sqlx::query("DELETE FROM login_failures WHERE user_id = $1 AND at <= $2")
+            .bind(r.failures_of.as_str())
+            .bind(r.now - r.window_ms)
+            .execute(&mut *tx)
+            .await?;
+        // One statement whether or not it counts: it inserts a row only for a counted failure
+        // of an account that exists.
+        sqlx::query(
+            "INSERT INTO login_failures (user_id, at) SELECT id, $2 FROM users WHERE id = $1 AND $3 = 1",
+        )
+        .bind(r.failures_of.as_str())
+        .bind(r.now)
+        .bind(i64::from(r.counted.is_some()))
+        .execute(&mut *tx)
+        .await?;
+        let count = rows::int(
+            &sqlx::query("SELECT COUNT(*) AS n FROM login_failures WHERE user_id = $1")
+                .bind(r.failures_of.as_str())
+                .fetch_one(&mut *tx)
+                .await?,
+            "n",
+        )?;
+        let mut locked = None;
+        if let Some((user, Some(max))) = r.counted
+            && count >= i64::from(max)
+        {
+            let until = r.now + r.window_ms;
+            sqlx::query("DELETE FROM account_locks WHERE user_id = $1")
+                .bind(user.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO account_locks (user_id, locked_until) VALUES ($1, $2)")
+                .bind(user.id.to_string())
+                .bind(until)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
+                .bind(user.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            audit::record(
+                &mut tx,
+                &Actor::system(),
+                org_ref(r.org),
+                "user.lock",
+                &target(r.org, user),
+                Some(serde_json::json!({ "failures": count, "lockedUntil": Timestamp(until) })),
+            )
+            .await?;
+            locked = Some(until);
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(locked)
     }
 
     /// Forgets failed logins after a successful one.
@@ -1181,4 +1339,29 @@ async fn revoke_sessions_in(
         .execute(&mut **tx)
         .await?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unknown_target;
+
+    #[test]
+    fn an_unknown_login_is_recorded_by_address_only_where_it_looks_like_one() {
+        let table = [
+            ("Nobody@Example.com", "email:nobody@example.com"),
+            ("  ana@example.com ", "email:ana@example.com"),
+            // What was typed may be a password in the wrong field: not recorded.
+            ("correct horse battery staple", "email:(not an address)"),
+            ("p@ss word", "email:(not an address)"),
+            ("a@b@c", "email:(not an address)"),
+            ("@example.com", "email:(not an address)"),
+            ("ana@", "email:(not an address)"),
+            ("", "email:(not an address)"),
+        ];
+        for (given, expected) in table {
+            assert_eq!(unknown_target(given), expected, "{given:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert_eq!(unknown_target(&long), "email:(not an address)");
+    }
 }

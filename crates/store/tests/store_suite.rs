@@ -1094,6 +1094,51 @@ async fn single_use_secrets_lockout_and_sessions_hold_on_every_backend() {
         );
         assert_eq!(store.locked_until(user.id, now + 1002).await.unwrap(), None);
         assert_eq!(audit_count(&store, &org, "user.lock").await, 1);
+        // What a login reads in one query: the account, its password, a lock in force, and
+        // its active orgs; nothing for an address without an account.
+        let (candidate, orgs) = store
+            .login_context("Ana@Example.com", now + 500)
+            .await
+            .unwrap();
+        let candidate = candidate.expect("the account");
+        assert_eq!(candidate.user.id, user.id);
+        assert_eq!(candidate.locked_until, Some(now + 1002));
+        let password = candidate.password.expect("its password");
+        assert!(password.temporary && password.expires_at == Some(now + 10));
+        assert_eq!(orgs.iter().map(|o| o.id).collect::<Vec<_>>(), vec![org.id]);
+        let (candidate, _) = store
+            .login_context("ana@example.com", now + 1002)
+            .await
+            .unwrap();
+        assert_eq!(candidate.expect("the account").locked_until, None);
+        let (candidate, orgs) = store
+            .login_context("nobody@example.com", now)
+            .await
+            .unwrap();
+        assert!(candidate.is_none() && orgs.is_empty());
+        // A login for it is recorded in the platform's trail, outside any org.
+        store
+            .record_unknown_login("Nobody@Example.com", Some("curl"), now)
+            .await
+            .unwrap();
+        let unknown = store
+            .list_audit(
+                &portcullis_store::AuditFilter {
+                    include_platform: true,
+                    action: Some("login".into()),
+                    target: Some("email:nobody@example.com".into()),
+                    ..Default::default()
+                },
+                portcullis_store::Page {
+                    limit: 10,
+                    offset: 0,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(unknown.items.len(), 1, "{:?}", unknown.items);
+        assert_eq!(unknown.items[0].outcome, "failure");
+        assert!(unknown.items[0].org_id.is_none() && unknown.items[0].actor_id.is_none());
         assert!(store.unlock_user(&actor(), &org, &user).await.unwrap());
         assert_eq!(store.locked_until(user.id, now + 500).await.unwrap(), None);
 
