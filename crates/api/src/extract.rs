@@ -1,6 +1,6 @@
 //! Extractors that turn bad input into clear 400s naming the field, instead of axum's defaults.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -68,6 +68,44 @@ fn json_error(rejection: JsonRejection) -> ApiError {
             "send the body as JSON with Content-Type: application/json".into(),
         ),
         JsonRejection::BytesRejection(e)
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            ApiError::PayloadTooLarge("the request body is too large".into())
+        }
+        other => ApiError::BadRequest(other.body_text()),
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`) of type `T`, as the sign-in pages post it:
+/// a field missing, repeated or not of its type is a 400 naming it, as a bad JSON body is (axum's
+/// own answer is a plain-text 422).
+pub struct Form<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(value)) => Ok(Self(value)),
+            Err(rejection) => Err(form_error(rejection)),
+        }
+    }
+}
+
+fn form_error(rejection: FormRejection) -> ApiError {
+    match rejection {
+        FormRejection::FailedToDeserializeForm(e) => ApiError::BadRequest(format!(
+            "invalid form: {}",
+            strip_axum_prefix(&e.body_text())
+        )),
+        FormRejection::FailedToDeserializeFormBody(e) => ApiError::BadRequest(format!(
+            "invalid form: {}",
+            strip_axum_prefix(&e.body_text())
+        )),
+        FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType(
+            "send the form with Content-Type: application/x-www-form-urlencoded".into(),
+        ),
+        FormRejection::BytesRejection(e)
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
         {
             ApiError::PayloadTooLarge("the request body is too large".into())

@@ -364,3 +364,56 @@ async fn on_an_https_site_a_plain_http_page_of_the_same_host_is_another_site() {
     reply.expect(303);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_form_that_cannot_be_read_is_a_400_naming_the_field() {
+    let s = Server::start().await;
+    let page = s.login_page("").await;
+    let cookies = format!("pcl_csrf={}", page.csrf_cookie);
+    let csrf = page.csrf.as_str();
+
+    let missing = s
+        .post_form(
+            "/web-login",
+            &cookies,
+            &[("email", "ana@example.com"), ("csrf", csrf)],
+        )
+        .await
+        .json_with(400);
+    let message = missing["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("password"), "{missing}");
+
+    let repeated = s
+        .post_form(
+            "/web-login",
+            &cookies,
+            &[
+                ("email", "ana@example.com"),
+                ("email", "eve@example.com"),
+                ("password", PASSWORD),
+                ("csrf", csrf),
+            ],
+        )
+        .await
+        .json_with(400);
+    let message = repeated["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("email"), "{repeated}");
+
+    let as_json = s
+        .send(
+            s.request(reqwest::Method::POST, "/web-login")
+                .header("origin", &s.public)
+                .header("cookie", &cookies)
+                .header("content-type", "application/json")
+                .body(json!({ "email": "ana@example.com", "password": PASSWORD }).to_string()),
+        )
+        .await
+        .json_with(415);
+    assert!(
+        as_json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x-www-form-urlencoded")),
+        "{as_json}"
+    );
+    s.stop().await;
+}

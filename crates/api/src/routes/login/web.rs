@@ -3,7 +3,6 @@
 //! Every form carries a CSRF token that must match the `pcl_csrf` cookie, and every redirect
 //! target is checked to stay on this site.
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,6 +15,7 @@ use subtle::ConstantTimeEq;
 use super::{checked_redirect, encode_param, rate_limit, session_cookies, set_cookie, user_agent};
 use crate::ApiError;
 use crate::auth::{AnyStage, cookie};
+use crate::extract::Form;
 use crate::state::AppState;
 
 const CSRF_COOKIE: &str = portcullis_gateway::credentials::CSRF_COOKIE;
