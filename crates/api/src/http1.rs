@@ -113,9 +113,7 @@ where
                         let refusal = crate::ApiError::BadRequest(
                             "HTTP/2 over TLS needs 'h2' chosen by ALPN in the handshake; this connection speaks HTTP/1.1".into(),
                         );
-                        let _ =
-                            write_response(&mut io, refusal.into_response(), false, true, &mut out)
-                                .await;
+                        refuse(&mut io, refusal, &mut out).await;
                         return Ended::Closed;
                     }
                     Head::Other => return Ended::Handoff(io, buf.freeze()),
@@ -184,9 +182,17 @@ async fn refuse_large_head<S>(io: &mut S, max_head: usize, out: &mut Vec<u8>)
 where
     S: AsyncWrite + Unpin + Send,
 {
-    let mut response =
-        crate::ApiError::HeadTooLarge(format!("the request head is larger than {max_head} bytes"))
-            .into_response();
+    let refusal =
+        crate::ApiError::HeadTooLarge(format!("the request head is larger than {max_head} bytes"));
+    refuse(io, refusal, out).await;
+}
+
+/// Answers `refusal` with a request id, then closes the connection.
+async fn refuse<S>(io: &mut S, refusal: crate::ApiError, out: &mut Vec<u8>)
+where
+    S: AsyncWrite + Unpin + Send,
+{
+    let mut response = refusal.into_response();
     response.headers_mut().insert(
         crate::observability::REQUEST_ID,
         crate::observability::new_request_id(),

@@ -178,7 +178,9 @@ async fn over_tls_http2_is_served_only_where_alpn_chose_it() {
         assert!(read.is_ok(), "the connection is closed ({alpn:?})");
         let answer = String::from_utf8_lossy(&answer);
         assert!(
-            answer.starts_with("HTTP/1.1 400 ") && answer.contains("ALPN"),
+            answer.starts_with("HTTP/1.1 400 ")
+                && answer.contains("ALPN")
+                && answer.to_ascii_lowercase().contains("x-request-id: "),
             "ALPN {alpn:?}: an HTTP/1.1 400 that says why, got {answer:?}"
         );
         // The same connection set-up with an HTTP/1.1 request is served.

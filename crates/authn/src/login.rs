@@ -220,7 +220,8 @@ impl LocalAuth {
         // An address without a local account, a locked account and a wrong password get the
         // same answer after the same work: the same reads, one argon2 verification, and one
         // write of the same statements (the audit record and the failure count), so that
-        // neither the answer nor its timing tells which accounts exist.
+        // neither the answer nor its timing tells which accounts exist. (The failure that
+        // places a lock writes the lock too: once per lockout window.)
         let (candidate, orgs) = self.store.login_context(req.email.trim(), now).await?;
         let settings = OrgSettings::strictest(orgs.iter().map(|o| &o.settings)).unwrap_or_default();
         let audit_org = orgs.first();
@@ -228,7 +229,7 @@ impl LocalAuth {
             // Unknown, machine or SSO.
             password::verify_off_thread(None, req.password).await;
             self.store
-                .record_unknown_login(req.email, Some(req.client), now)
+                .record_unknown_login(Some(req.client), now)
                 .await?;
             return refuse(Refusal::InvalidCredentials);
         };

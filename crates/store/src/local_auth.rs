@@ -40,26 +40,6 @@ pub struct LoginCandidate {
 /// statements as one with an account (the statements then match no row).
 const NO_USER: &str = "00000000-0000-0000-0000-000000000000";
 
-/// How long failed logins are kept where no lockout window applies (lockout off, or no
-/// account): the default window.
-const DEFAULT_FAILURE_WINDOW_MS: i64 = 15 * 60_000;
-
-/// The audit target of a login for an address without an account: the address where it looks
-/// like one, and nothing otherwise (what was typed may be a password in the wrong field).
-fn unknown_target(given: &str) -> String {
-    let given = given.trim();
-    let looks_like_address = given.len() <= 254
-        && given.matches('@').count() == 1
-        && !given.starts_with('@')
-        && !given.ends_with('@')
-        && !given.chars().any(|c| c.is_whitespace() || c.is_control());
-    if looks_like_address {
-        format!("email:{}", given.to_lowercase())
-    } else {
-        "email:(not an address)".to_owned()
-    }
-}
-
 /// How a password is being set, for the audit trail and the rules that follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PasswordChange {
@@ -236,12 +216,11 @@ struct RefusedLogin<'a> {
     target: String,
     outcome: &'static str,
     details: serde_json::Value,
-    /// For a failure that counts towards a lock: the account, and the failures that lock it
-    /// (`None`: lockout is off).
-    counted: Option<(&'a UserRecord, Option<u32>)>,
+    /// For a failure that counts towards a lock: the account, the failures that lock it and
+    /// the window they are counted in (and the lock lasts).
+    counted: Option<(&'a UserRecord, u32, i64)>,
     /// Whose failed logins are pruned and counted (an id that matches none for no account).
     failures_of: String,
-    window_ms: i64,
     now: i64,
 }
 
@@ -531,9 +510,11 @@ impl Store {
         row.map(|r| rows::int(&r, "locked_until")).transpose()
     }
 
-    /// Counts one failed login. When `lockout` is `Some((max, window_ms))` and the failures
-    /// within the window reach `max`, the account is locked for the window; returns the end of
-    /// the lock when this failure locked it.
+    /// Records one refused login of `user` (`reason`). When `lockout` is `Some((max,
+    /// window_ms))` it counts as a failure, and when the failures within the window reach `max`
+    /// the account is locked for the window; returns the end of the lock when this failure
+    /// locked it. With `None` (lockout off, or a refusal after a right password) nothing is
+    /// counted.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_login_failure(
         &self,
@@ -550,9 +531,8 @@ impl Store {
             target: target(org, user),
             outcome: "failure",
             details: serde_json::json!({ "reason": reason, "client": client }),
-            counted: Some((user, lockout.map(|(max, _)| max))),
+            counted: lockout.map(|(max, window_ms)| (user, max, window_ms)),
             failures_of: user.id.to_string(),
-            window_ms: lockout.map_or(DEFAULT_FAILURE_WINDOW_MS, |(_, w)| w),
             now,
         })
         .await
@@ -575,19 +555,18 @@ impl Store {
             details: serde_json::json!({ "reason": "locked", "client": client }),
             counted: None,
             failures_of: user.id.to_string(),
-            window_ms: DEFAULT_FAILURE_WINDOW_MS,
             now,
         })
         .await
         .map(|_| ())
     }
 
-    /// Records a login for an address that names no local account (`given` as typed), in the
-    /// platform's audit trail, with the statements of a counted failure, so that the time taken
-    /// does not tell whether the account exists.
+    /// Records a login for an address that names no local account (none, or an SSO or machine
+    /// user's) in the platform's audit trail, with the statements of a counted failure, so that
+    /// the time taken does not tell whether the account exists. The address is not recorded:
+    /// what was typed may be a password, or an address with the password run into it.
     pub async fn record_unknown_login(
         &self,
-        given: &str,
         client: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -599,12 +578,11 @@ impl Store {
                 impersonator: None,
                 request_id: None,
             },
-            target: unknown_target(given),
+            target: "email:(no local account)".into(),
             outcome: "failure",
-            details: serde_json::json!({ "reason": "unknown account", "client": client }),
+            details: serde_json::json!({ "reason": "no local account", "client": client }),
             counted: None,
             failures_of: NO_USER.to_owned(),
-            window_ms: DEFAULT_FAILURE_WINDOW_MS,
             now,
         })
         .await
@@ -612,9 +590,10 @@ impl Store {
     }
 
     /// The one transaction of every refused password login: the audit record, the failed
-    /// logins outside the window forgotten, this failure counted (for a counted one), and the
-    /// lock placed when the count reaches the maximum. The statements before the lock are the
-    /// same for every kind of refusal.
+    /// logins outside the window forgotten and this one counted (for a counted failure), and
+    /// the lock placed when the count reaches the maximum. The statements are the same for every
+    /// kind of refusal (they match no row where they do not apply), but for the lock itself:
+    /// four statements more, once per window, on the failure that places it.
     async fn record_refused_login(&self, r: RefusedLogin<'_>) -> Result<Option<i64>, StoreError> {
         let mut tx = self.write().await?;
         audit::record_outcome(
@@ -629,7 +608,11 @@ impl Store {
         .await?;
         sqlx::query("DELETE FROM login_failures WHERE user_id = $1 AND at <= $2")
             .bind(r.failures_of.as_str())
-            .bind(r.now - r.window_ms)
+            // Nothing is pruned for an uncounted refusal (its window is not known here).
+            .bind(
+                r.counted
+                    .map_or(i64::MIN, |(_, _, window_ms)| r.now - window_ms),
+            )
             .execute(&mut *tx)
             .await?;
         // One statement whether or not it counts: it inserts a row only for a counted failure
@@ -650,10 +633,10 @@ impl Store {
             "n",
         )?;
         let mut locked = None;
-        if let Some((user, Some(max))) = r.counted
+        if let Some((user, max, window_ms)) = r.counted
             && count >= i64::from(max)
         {
-            let until = r.now + r.window_ms;
+            let until = r.now + window_ms;
             sqlx::query("DELETE FROM account_locks WHERE user_id = $1")
                 .bind(user.id.to_string())
                 .execute(&mut *tx)
@@ -1339,29 +1322,4 @@ async fn revoke_sessions_in(
         .execute(&mut **tx)
         .await?;
     Ok(ids)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unknown_target;
-
-    #[test]
-    fn an_unknown_login_is_recorded_by_address_only_where_it_looks_like_one() {
-        let table = [
-            ("Nobody@Example.com", "email:nobody@example.com"),
-            ("  ana@example.com ", "email:ana@example.com"),
-            // What was typed may be a password in the wrong field: not recorded.
-            ("correct horse battery staple", "email:(not an address)"),
-            ("p@ss word", "email:(not an address)"),
-            ("a@b@c", "email:(not an address)"),
-            ("@example.com", "email:(not an address)"),
-            ("ana@", "email:(not an address)"),
-            ("", "email:(not an address)"),
-        ];
-        for (given, expected) in table {
-            assert_eq!(unknown_target(given), expected, "{given:?}");
-        }
-        let long = format!("{}@example.com", "a".repeat(250));
-        assert_eq!(unknown_target(&long), "email:(not an address)");
-    }
 }

@@ -1116,17 +1116,15 @@ async fn single_use_secrets_lockout_and_sessions_hold_on_every_backend() {
             .await
             .unwrap();
         assert!(candidate.is_none() && orgs.is_empty());
-        // A login for it is recorded in the platform's trail, outside any org.
-        store
-            .record_unknown_login("Nobody@Example.com", Some("curl"), now)
-            .await
-            .unwrap();
+        // A login for it is recorded in the platform's trail, outside any org, without the
+        // address (what was typed may hold a password).
+        store.record_unknown_login(Some("curl"), now).await.unwrap();
         let unknown = store
             .list_audit(
                 &portcullis_store::AuditFilter {
                     include_platform: true,
                     action: Some("login".into()),
-                    target: Some("email:nobody@example.com".into()),
+                    target: Some("email:(no local account)".into()),
                     ..Default::default()
                 },
                 portcullis_store::Page {
@@ -1139,8 +1137,44 @@ async fn single_use_secrets_lockout_and_sessions_hold_on_every_backend() {
         assert_eq!(unknown.items.len(), 1, "{:?}", unknown.items);
         assert_eq!(unknown.items[0].outcome, "failure");
         assert!(unknown.items[0].org_id.is_none() && unknown.items[0].actor_id.is_none());
+        assert_eq!(
+            unknown.items[0].details,
+            Some(serde_json::json!({ "reason": "no local account", "client": "curl" }))
+        );
         assert!(store.unlock_user(&actor(), &org, &user).await.unwrap());
         assert_eq!(store.locked_until(user.id, now + 500).await.unwrap(), None);
+        // Refusals that do not count (lockout off, or a refusal after the right password) are
+        // recorded but neither count towards a lock nor place one.
+        for i in 0..5 {
+            let locked = store
+                .record_login_failure(
+                    Some(&org),
+                    &user,
+                    "temporary password expired",
+                    None,
+                    None,
+                    now + 10 + i,
+                )
+                .await
+                .unwrap();
+            assert_eq!(locked, None);
+        }
+        for i in 0..2 {
+            let locked = store
+                .record_login_failure(
+                    Some(&org),
+                    &user,
+                    "password",
+                    Some((3, 1000)),
+                    None,
+                    now + 20 + i,
+                )
+                .await
+                .unwrap();
+            assert_eq!(locked, None, "two counted failures of three");
+        }
+        assert_eq!(store.locked_until(user.id, now + 500).await.unwrap(), None);
+        store.clear_login_failures(user.id).await.unwrap();
 
         // Sessions: a refresh token rotates once; a spent one revokes the session.
         let session = SessionRecord {
