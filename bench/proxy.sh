@@ -135,7 +135,8 @@ print(f'{u:.1f} + {s:.1f} µs' if '${6:-}' else '-')")
   echo "$rps" >> "$WORK/rps_$4"
 }
 # Throughput on a shared machine moves by tens of percent from one 10 s run to the next: the
-# setups take turns for WRK_ROUNDS rounds and the ratios are of the medians.
+# setups take turns for WRK_ROUNDS rounds and the ratios are of the medians (and, for the proxy
+# target, also the median of the ratios within each round).
 WRK_ROUNDS="${WRK_ROUNDS:-3}"
 echo "wrk: 2 threads, $CONNECTIONS connections, ${SECONDS_PER_RUN}s each, $WRK_ROUNDS rounds taking turns; $(nproc) CPUs shared by wrk, nginx and Portcullis"
 echo
@@ -161,6 +162,15 @@ print(f"Portcullis with auth / nginx proxy_pass: {p/np:.2f}x (target >= 1.0)")
 print(f"Portcullis with auth / nginx setting the same headers: {p/ns:.2f}x")
 print(f"Portcullis /auth / nginx return 200:     {a/nr:.2f}x (target >= 0.5)")
 print(f"Portcullis with auth / backend direct:   {p/d:.2f}x")
+PY
+# The same ratio taken within each round, where the two runs are seconds apart: a machine whose
+# speed drifts between rounds moves both, which the ratio of medians above does not cancel.
+python3 - "$WORK/rps_portcullis" "$WORK/rps_nginx_proxy" <<'PY'
+import statistics, sys
+p, n = ([float(v) for v in open(f).read().split()] for f in sys.argv[1:])
+rounds = [a / b for a, b in zip(p, n)]
+print(f"Portcullis with auth / nginx proxy_pass, round by round: median {statistics.median(rounds):.2f}x"
+      f" ({', '.join(f'{r:.2f}' for r in rounds)})")
 PY
 echo
 ROUNDS="${ROUNDS:-3}"
