@@ -261,8 +261,8 @@ enum Opened {
 }
 
 /// Serves one connection: on the raw lane first (unless it is HTTP/2 over TLS), then, from the
-/// first request the lane hands over, with hyper's server. hyper's connection is closed gracefully when the server
-/// stops, or when it has had no open request for the idle time.
+/// first request the lane hands over, with hyper's server. hyper's connection is closed
+/// gracefully when the server stops, or when it has had no open request for the idle time.
 async fn serve<S>(
     io: S,
     opened: Opened,
