@@ -93,14 +93,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
 }
 
 fn form_error(rejection: FormRejection) -> ApiError {
-    match rejection {
-        FormRejection::FailedToDeserializeForm(e) => ApiError::BadRequest(format!(
+    match &rejection {
+        FormRejection::FailedToDeserializeForm(_)
+        | FormRejection::FailedToDeserializeFormBody(_) => ApiError::BadRequest(format!(
             "invalid form: {}",
-            strip_axum_prefix(&e.body_text())
-        )),
-        FormRejection::FailedToDeserializeFormBody(e) => ApiError::BadRequest(format!(
-            "invalid form: {}",
-            strip_axum_prefix(&e.body_text())
+            strip_axum_prefix(&rejection.body_text())
         )),
         FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType(
             "send the form with Content-Type: application/x-www-form-urlencoded".into(),

@@ -164,15 +164,6 @@ impl std::fmt::Debug for LocalAuth {
     }
 }
 
-fn user_actor(user: &UserRecord) -> Actor {
-    Actor {
-        user_id: Some(user.id),
-        name: user.email.clone(),
-        impersonator: None,
-        request_id: None,
-    }
-}
-
 impl LocalAuth {
     /// The service.
     #[allow(clippy::too_many_arguments)]
@@ -598,7 +589,7 @@ impl LocalAuth {
         };
         let user = self.store.get_user(record.user_id).await?;
         self.store
-            .revoke_session(&user_actor(&user), None, &user, session, "logout", now)
+            .revoke_session(&Actor::user(&user), None, &user, session, "logout", now)
             .await?;
         self.directory.session_changed(&self.store, session).await;
         Ok(())
@@ -692,7 +683,7 @@ impl LocalAuth {
         let phc = password::hash_off_thread(new).await?;
         self.store
             .set_password(
-                &user_actor(user),
+                &Actor::user(user),
                 orgs.first(),
                 user,
                 &phc,
@@ -794,7 +785,7 @@ impl LocalAuth {
         let hashes: Vec<String> = codes.iter().map(|c| totp::recovery_digest(c)).collect();
         let (settings, orgs) = self.binding_settings(user.id).await?;
         self.store
-            .confirm_totp(&user_actor(user), orgs.first(), user, &hashes)
+            .confirm_totp(&Actor::user(user), orgs.first(), user, &hashes)
             .await?;
         if let Some(id) = session {
             self.advance_stage(user, id, &settings).await?;

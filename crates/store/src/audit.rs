@@ -22,6 +22,16 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// `user`, acting for themselves.
+    pub fn user(user: &crate::UserRecord) -> Self {
+        Self {
+            user_id: Some(user.id),
+            name: user.email.clone(),
+            impersonator: None,
+            request_id: None,
+        }
+    }
+
     /// Portcullis itself (first start, background jobs).
     pub fn system() -> Self {
         Self {

@@ -200,27 +200,16 @@ fn target(org: Option<&OrgRecord>, user: &UserRecord) -> String {
     audit::user_target(org.map_or("default", |o| o.slug.as_str()), &user.username)
 }
 
-fn user_actor(user: &UserRecord) -> Actor {
-    Actor {
-        user_id: Some(user.id),
-        name: user.email.clone(),
-        impersonator: None,
-        request_id: None,
-    }
-}
-
 /// One refused password login, as [`Store::record_refused_login`] writes it.
 struct RefusedLogin<'a> {
     org: Option<&'a OrgRecord>,
-    actor: Actor,
-    target: String,
+    /// The local account the address names (`None`: no local account).
+    account: Option<&'a UserRecord>,
     outcome: &'static str,
     details: serde_json::Value,
-    /// For a failure that counts towards a lock: the account, the failures that lock it and
-    /// the window they are counted in (and the lock lasts).
-    counted: Option<(&'a UserRecord, u32, i64)>,
-    /// Whose failed logins are pruned and counted (an id that matches none for no account).
-    failures_of: String,
+    /// For a failure that counts towards a lock: the failures that lock the account and the
+    /// window they are counted in (and the lock lasts).
+    lockout: Option<(u32, i64)>,
     now: i64,
 }
 
@@ -279,25 +268,20 @@ impl Store {
         let id = candidate
             .as_ref()
             .map_or_else(|| NO_USER.to_owned(), |c| c.user.id.to_string());
-        let orgs = sqlx::query(
-            "SELECT o.* FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = $1 AND m.status = 'active' ORDER BY o.slug",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let orgs = orgs
-            .iter()
-            .map(crate::orgs::org_row)
-            .collect::<Result<_, _>>()?;
+        let orgs = self.active_orgs_by_id(id).await?;
         Ok((candidate, orgs))
     }
 
     /// The orgs where `user` is an active member (for the settings that bind them).
     pub async fn active_orgs_of(&self, user: UserId) -> Result<Vec<OrgRecord>, StoreError> {
+        self.active_orgs_by_id(user.to_string()).await
+    }
+
+    async fn active_orgs_by_id(&self, user_id: String) -> Result<Vec<OrgRecord>, StoreError> {
         let found = sqlx::query(
             "SELECT o.* FROM orgs o JOIN memberships m ON m.org_id = o.id WHERE m.user_id = $1 AND m.status = 'active' ORDER BY o.slug",
         )
-        .bind(user.to_string())
+        .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
         found.iter().map(crate::orgs::org_row).collect()
@@ -451,12 +435,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let actor = Actor {
-            user_id: Some(user.id),
-            name: user.email.clone(),
-            impersonator: None,
-            request_id: None,
-        };
+        let actor = Actor::user(&user);
         audit::record(
             &mut tx,
             &actor,
@@ -527,12 +506,10 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         self.record_refused_login(RefusedLogin {
             org,
-            actor: user_actor(user),
-            target: target(org, user),
+            account: Some(user),
             outcome: "failure",
             details: serde_json::json!({ "reason": reason, "client": client }),
-            counted: lockout.map(|(max, window_ms)| (user, max, window_ms)),
-            failures_of: user.id.to_string(),
+            lockout,
             now,
         })
         .await
@@ -549,12 +526,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.record_refused_login(RefusedLogin {
             org,
-            actor: user_actor(user),
-            target: target(org, user),
+            account: Some(user),
             outcome: "denied",
             details: serde_json::json!({ "reason": "locked", "client": client }),
-            counted: None,
-            failures_of: user.id.to_string(),
+            lockout: None,
             now,
         })
         .await
@@ -572,17 +547,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.record_refused_login(RefusedLogin {
             org: None,
-            actor: Actor {
-                user_id: None,
-                name: "anonymous".into(),
-                impersonator: None,
-                request_id: None,
-            },
-            target: "email:(no local account)".into(),
+            account: None,
             outcome: "failure",
             details: serde_json::json!({ "reason": "no local account", "client": client }),
-            counted: None,
-            failures_of: NO_USER.to_owned(),
+            lockout: None,
             now,
         })
         .await
@@ -595,24 +563,35 @@ impl Store {
     /// kind of refusal (they match no row where they do not apply), but for the lock itself:
     /// four statements more, once per window, on the failure that places it.
     async fn record_refused_login(&self, r: RefusedLogin<'_>) -> Result<Option<i64>, StoreError> {
+        let (actor, audit_target, failures_of) = match r.account {
+            Some(user) => (Actor::user(user), target(r.org, user), user.id.to_string()),
+            None => (
+                Actor {
+                    user_id: None,
+                    name: "anonymous".into(),
+                    impersonator: None,
+                    request_id: None,
+                },
+                "email:(no local account)".to_owned(),
+                NO_USER.to_owned(),
+            ),
+        };
+        let counted = r.account.zip(r.lockout);
         let mut tx = self.write().await?;
         audit::record_outcome(
             &mut tx,
-            &r.actor,
+            &actor,
             org_ref(r.org),
             "login",
-            &r.target,
+            &audit_target,
             r.outcome,
             Some(r.details),
         )
         .await?;
         sqlx::query("DELETE FROM login_failures WHERE user_id = $1 AND at <= $2")
-            .bind(r.failures_of.as_str())
+            .bind(failures_of.as_str())
             // Nothing is pruned for an uncounted refusal (its window is not known here).
-            .bind(
-                r.counted
-                    .map_or(i64::MIN, |(_, _, window_ms)| r.now - window_ms),
-            )
+            .bind(counted.map_or(i64::MIN, |(_, (_, window_ms))| r.now - window_ms))
             .execute(&mut *tx)
             .await?;
         // One statement whether or not it counts: it inserts a row only for a counted failure
@@ -620,34 +599,34 @@ impl Store {
         sqlx::query(
             "INSERT INTO login_failures (user_id, at) SELECT id, $2 FROM users WHERE id = $1 AND $3 = 1",
         )
-        .bind(r.failures_of.as_str())
+        .bind(failures_of.as_str())
         .bind(r.now)
-        .bind(i64::from(r.counted.is_some()))
+        .bind(i64::from(counted.is_some()))
         .execute(&mut *tx)
         .await?;
         let count = rows::int(
             &sqlx::query("SELECT COUNT(*) AS n FROM login_failures WHERE user_id = $1")
-                .bind(r.failures_of.as_str())
+                .bind(failures_of.as_str())
                 .fetch_one(&mut *tx)
                 .await?,
             "n",
         )?;
         let mut locked = None;
-        if let Some((user, max, window_ms)) = r.counted
+        if let Some((_, (max, window_ms))) = counted
             && count >= i64::from(max)
         {
             let until = r.now + window_ms;
             sqlx::query("DELETE FROM account_locks WHERE user_id = $1")
-                .bind(user.id.to_string())
+                .bind(failures_of.as_str())
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("INSERT INTO account_locks (user_id, locked_until) VALUES ($1, $2)")
-                .bind(user.id.to_string())
+                .bind(failures_of.as_str())
                 .bind(until)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
-                .bind(user.id.to_string())
+                .bind(failures_of.as_str())
                 .execute(&mut *tx)
                 .await?;
             audit::record(
@@ -655,7 +634,7 @@ impl Store {
                 &Actor::system(),
                 org_ref(r.org),
                 "user.lock",
-                &target(r.org, user),
+                &audit_target,
                 Some(serde_json::json!({ "failures": count, "lockedUntil": Timestamp(until) })),
             )
             .await?;
@@ -966,12 +945,7 @@ impl Store {
             .bind(user.id.to_string())
             .execute(&mut *tx)
             .await?;
-        let actor = Actor {
-            user_id: Some(user.id),
-            name: user.email.clone(),
-            impersonator: None,
-            request_id: None,
-        };
+        let actor = Actor::user(user);
         let details = serde_json::json!({
             "method": method,
             "session": session.id,
