@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A request head (request line and headers) over the configured limit.
     #[error("{0}")]
     HeadTooLarge(String),
+    /// A request target longer than a URI may be here.
+    #[error("{0}")]
+    UriTooLong(String),
     /// The method is not served on this path.
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -114,6 +117,7 @@ impl ApiError {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "request_header_fields_too_large",
             ),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::ExpectationFailed(_) => (StatusCode::EXPECTATION_FAILED, "expectation_failed"),

@@ -6,7 +6,8 @@
 //! a head this lane cannot read — hands the connection, with every byte already read, to
 //! hyper's server for the rest of its life. So hyper handles every unusual message, and the
 //! lane only ever has to frame requests that have no body, the case where request smuggling
-//! has nothing to hide in.
+//! has nothing to hide in. A head hyper would refuse with a bare status line is refused by the
+//! lane instead, with a JSON answer that says what is wrong ([`malformed`]).
 
 use std::io;
 use std::pin::Pin;
@@ -22,6 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use crate::front::{Front, Way, way_of};
+
+mod malformed;
+use malformed::Verdict;
 
 /// Most request headers the lane reads itself (hyper takes requests with more).
 const MAX_HEADERS: usize = 64;
@@ -116,7 +120,23 @@ where
                         refuse(&mut io, refusal, &mut out).await;
                         return Ended::Closed;
                     }
-                    Head::Other => return Ended::Handoff(io, buf.freeze()),
+                    // HTTP/2 by prior knowledge (h2c): not an HTTP/1 head at all.
+                    Head::Other if buf.starts_with(H2_PREFACE) => {
+                        return Ended::Handoff(io, buf.freeze());
+                    }
+                    Head::Other => match malformed::judge(&buf) {
+                        Verdict::Hyper => return Ended::Handoff(io, buf.freeze()),
+                        Verdict::Refuse(refusal) => {
+                            refuse(&mut io, refusal, &mut out).await;
+                            return Ended::Closed;
+                        }
+                        // Hyper would wait for the rest of the head too (up to the limit).
+                        Verdict::Incomplete if buf.len() > max_head => {
+                            refuse_large_head(&mut io, max_head, &mut out).await;
+                            return Ended::Closed;
+                        }
+                        Verdict::Incomplete => {}
+                    },
                     Head::Partial => {}
                 }
             }
@@ -146,10 +166,14 @@ where
             .get(target.clone())
             .and_then(|_| Uri::from_maybe_shared(head.slice(target)).ok())
         else {
-            // A target httparse reads and `Uri` does not: hyper gives the answer.
+            // A target httparse reads and `Uri` does not.
             let mut all = BytesMut::with_capacity(head.len() + buf.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(&buf);
+            if let Verdict::Refuse(refusal) = malformed::judge(&all) {
+                refuse(&mut io, refusal, &mut out).await;
+                return Ended::Closed;
+            }
             return Ended::Handoff(io, all.freeze());
         };
         let Some(headers) = header_values(&head, fields) else {

@@ -902,11 +902,108 @@ async fn a_target_too_long_for_a_uri_is_refused_not_forwarded() {
     c.send(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"))
         .await;
     let a = c.answer(false).await;
-    assert_eq!(a.status, 414, "{a:?}");
+    assert_refused(&a, 414, "longer than 65534 bytes");
     assert_eq!(
         backend.requests(),
         0,
         "the request never reached the backend"
+    );
+}
+
+/// Asserts that `a` is a JSON refusal with `status`, a request id and a message with `words`.
+fn assert_refused(a: &Answer, status: u16, words: &str) {
+    assert_eq!(a.status, status, "{a:?}");
+    assert_eq!(a.header("content-type"), Some("application/json"), "{a:?}");
+    assert!(a.header("x-request-id").is_some(), "{a:?}");
+    let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(words), "{words:?} in {body}");
+}
+
+/// A head hyper's server would refuse with a bare status line and an empty body is refused by
+/// the lane instead, saying what is wrong, with a request id; the connection is closed and the
+/// backend never hears of it. Control-plane paths alike.
+#[tokio::test]
+async fn a_malformed_head_is_refused_with_what_is_wrong() {
+    let (env, backend) = setup().await;
+    let host = "Host: portal.example\r\n";
+    for (head, status, words) in [
+        (
+            format!("GET /raw/len gth HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "must end with HTTP/1.1",
+        ),
+        (
+            format!("GET /raw/length\u{1} HTTP/1.1\r\n{host}\r\n"),
+            400,
+            "target has a character",
+        ),
+        (
+            format!("GET /raw/length HTTP/1.1\r\n{host}bad name: v\r\n\r\n"),
+            400,
+            "header name",
+        ),
+        (
+            format!("GET /raw/length HTTP/1.1\r\n{host}x: \u{7f}\r\n\r\n"),
+            400,
+            "header value",
+        ),
+        (
+            format!("GET /api/v1/orgs HTTP/1.1\r\n{host}bad name: v\r\n\r\n"),
+            400,
+            "header name",
+        ),
+        (
+            format!("GET /raw/length HTTP/1.1\r\n{host}Content-Length: abc\r\n\r\n"),
+            400,
+            "Content-Length must be",
+        ),
+        (
+            format!(
+                "POST /raw/length HTTP/1.1\r\n{host}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+            ),
+            400,
+            "two different Content-Length",
+        ),
+        (
+            format!("POST /raw/length HTTP/1.1\r\n{host}Transfer-Encoding: gzip\r\n\r\n"),
+            400,
+            "must end with chunked",
+        ),
+        (
+            format!("POST /raw/length HTTP/1.0\r\n{host}Transfer-Encoding: chunked\r\n\r\n"),
+            400,
+            "HTTP/1.0 request cannot carry Transfer-Encoding",
+        ),
+    ] {
+        let mut c = Client::connect(env.addr).await;
+        c.send(&head).await;
+        let a = c.answer(false).await;
+        assert_refused(&a, status, words);
+        assert!(c.is_closed().await, "{head:?}: the connection is closed");
+    }
+    // More header fields than the lane reads itself, sent in two pieces: up to hyper's 100 the
+    // request is served (through hyper, with every byte); past them, a 431 that says so.
+    for (fields, status) in [(80, 200), (101, 431)] {
+        let extra: String = (0..fields).map(|i| format!("x-f{i}: v\r\n")).collect();
+        let head = format!("GET /raw/length HTTP/1.1\r\n{host}{extra}\r\n");
+        let (first, second) = head.split_at(head.len() / 2);
+        let mut c = Client::connect(env.addr).await;
+        c.send(first).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.send(second).await;
+        let a = c.answer(false).await;
+        if status == 200 {
+            assert_eq!(a.status, 200, "{fields} fields: {a:?}");
+            assert_eq!(a.body, b"hello");
+        } else {
+            assert_refused(&a, 431, "more than 100 header fields");
+        }
+    }
+    assert_eq!(
+        backend.requests(),
+        1,
+        "only the request with 80 fields reached the backend"
     );
 }
 
