@@ -570,4 +570,38 @@ mod tests {
         assert_eq!(header_name("bad name"), None);
         assert_eq!(header_name("x"), Some(HeaderName::from_static("x")));
     }
+
+    /// The lane and hyper must read every head alike: a head the lane serves itself is one
+    /// hyper's server would serve too (else a client could reach a backend with a request the
+    /// rest of the front door refuses), and nothing a client sends makes either check panic.
+    /// Heads of the kind the lane serves, each mutated many times over with the bytes that
+    /// matter to HTTP/1.1's grammar.
+    #[test]
+    fn no_head_the_lane_serves_is_one_hyper_would_refuse() {
+        let seeds = [
+            "GET /gw/a?b=c HTTP/1.1\r\nHost: portal.example\r\nx-api-key: k\r\n\r\n",
+            "HEAD /auth/x HTTP/1.1\r\nHost: a:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "DELETE /gw/%20x HTTP/1.1\r\nhost: [::1]:80\r\nX-Forwarded-For: 1.2.3.4\r\naccept: */*\r\n\r\n",
+        ];
+        let mut served = 0;
+        for head in malformed::mutated_heads(&seeds, 20_000) {
+            let verdict = malformed::judge(&head);
+            let Head::Plain(plain, len) = read_head(&head) else {
+                continue;
+            };
+            let bytes = Bytes::copy_from_slice(&head[..len]);
+            let uri_ok = Uri::from_maybe_shared(bytes.slice(plain.target.clone())).is_ok();
+            if !uri_ok || header_values(&bytes, plain.fields).is_none() {
+                continue;
+            }
+            served += 1;
+            assert!(
+                matches!(verdict, Verdict::Hyper),
+                "the lane serves a head hyper refuses: {:?}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        // The mutations must leave many heads the lane still serves, or this proves nothing.
+        assert!(served > 10_000, "only {served} mutated heads were served");
+    }
 }
