@@ -118,7 +118,9 @@ fn unparsable(e: httparse::Error, in_method: bool) -> ApiError {
         httparse::Error::Token => {
             "the request target has a character that is not allowed (spaces and control characters must be percent-encoded)"
         }
-        httparse::Error::Version => "the request line must end with HTTP/1.1 or HTTP/1.0",
+        httparse::Error::Version => {
+            "the request line must be a method, a target and HTTP/1.1 or HTTP/1.0, one space apart (a space in the target must be percent-encoded)"
+        }
         httparse::Error::HeaderName => "a header name has a character that is not allowed",
         httparse::Error::HeaderValue => "a header value has a character that is not allowed",
         httparse::Error::NewLine => "a line of the request head does not end with CRLF",
@@ -207,10 +209,10 @@ mod tests {
             ("GET / HTTP/1.1\r\nHost: a\r\n".into(), "incomplete"),
             (many(80)[..600].to_owned(), "incomplete"),
             // Refused, with what is wrong.
-            ("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400: the request line must end"),
+            ("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400: one space apart"),
             ("GET /a\u{1} HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400: the request target has a character"),
             ("G(T / HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400: the request method is not a valid token"),
-            ("GET / HTTP/3.1\r\nHost: a\r\n\r\n".into(), "400: the request line must end with HTTP/1.1"),
+            ("GET / HTTP/3.1\r\nHost: a\r\n\r\n".into(), "400: HTTP/1.1 or HTTP/1.0"),
             ("GET / HTTP/1.1\r\nHost: a\r\nbad name: v\r\n\r\n".into(), "400: a header name"),
             ("GET / HTTP/1.1\r\nHost: a\r\nno-colon\r\n\r\n".into(), "400: a header name"),
             ("GET / HTTP/1.1\r\nHost: a\r\nx: \u{7f}\r\n\r\n".into(), "400: a header value"),
