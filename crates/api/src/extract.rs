@@ -1,11 +1,12 @@
 //! Extractors that turn bad input into clear 400s naming the field, instead of axum's defaults.
 
-use axum::extract::rejection::{FormRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
+use crate::front::idle_body::BodyStalled;
 
 /// Path parameters of type `T`: a segment that is not valid UTF-8 or not of the type is a JSON
 /// 400 naming it, as every other bad input is (axum's own answer is plain text).
@@ -67,13 +68,40 @@ fn json_error(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "send the body as JSON with Content-Type: application/json".into(),
         ),
-        JsonRejection::BytesRejection(e)
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-        {
-            ApiError::PayloadTooLarge("the request body is too large".into())
-        }
+        JsonRejection::BytesRejection(e) => bytes_error(&e),
         other => ApiError::BadRequest(other.body_text()),
     }
+}
+
+/// A body read whole as bytes, for a handler that reads it itself: a body that cannot be read
+/// is as clear an error as [`Body`]'s.
+pub struct RawBody(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        bytes::Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e| bytes_error(&e))
+    }
+}
+
+/// Why a body could not be read: too large, stalled (a 408, as the gateway answers), or cut
+/// short or badly framed.
+fn bytes_error(rejection: &BytesRejection) -> ApiError {
+    if let Some(stalled) = BodyStalled::in_chain(rejection) {
+        return ApiError::RequestTimeout(stalled.to_string());
+    }
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::PayloadTooLarge("the request body is too large".into());
+    }
+    ApiError::BadRequest(format!(
+        "the request body could not be read: {}",
+        std::error::Error::source(rejection)
+            .map_or_else(|| rejection.body_text(), |e| e.to_string())
+    ))
 }
 
 /// A form body (`application/x-www-form-urlencoded`) of type `T`, as the sign-in pages post it:
@@ -102,11 +130,7 @@ fn form_error(rejection: FormRejection) -> ApiError {
         FormRejection::InvalidFormContentType(_) => ApiError::UnsupportedMediaType(
             "send the form with Content-Type: application/x-www-form-urlencoded".into(),
         ),
-        FormRejection::BytesRejection(e)
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-        {
-            ApiError::PayloadTooLarge("the request body is too large".into())
-        }
+        FormRejection::BytesRejection(e) => bytes_error(e),
         other => ApiError::BadRequest(other.body_text()),
     }
 }

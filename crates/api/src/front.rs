@@ -21,6 +21,8 @@ use tower::{Service, ServiceExt};
 
 use crate::state::AppState;
 
+pub(crate) mod idle_body;
+
 /// First path segments the control plane owns. Every path its router serves starts with one of
 /// these (a test reads the router's source to hold this true); a path outside them never
 /// reaches the router.
@@ -164,6 +166,12 @@ impl Service<Request<Body>> for Front {
             }),
             Way::ControlPlane => {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                let req = if axum::body::HttpBody::is_end_stream(req.body()) {
+                    req
+                } else {
+                    let idle = shared.state.gateway.idle_timeout;
+                    req.map(|body| Body::new(idle_body::IdleBody::new(body, idle)))
+                };
                 let router = shared.router.clone();
                 // The control plane runs on the shared runtime, beside the database pool.
                 let handled = shared.state.control.spawn(router.oneshot(req));

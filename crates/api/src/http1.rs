@@ -124,7 +124,7 @@ where
                     Head::Other if buf.starts_with(H2_PREFACE) => {
                         return Ended::Handoff(io, buf.freeze());
                     }
-                    Head::Other => match malformed::judge(&buf) {
+                    Head::Other => match malformed::judge(&buf, max_head) {
                         Verdict::Hyper => return Ended::Handoff(io, buf.freeze()),
                         Verdict::Refuse(refusal) => {
                             refuse(&mut io, refusal, &mut out).await;
@@ -170,7 +170,7 @@ where
             let mut all = BytesMut::with_capacity(head.len() + buf.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(&buf);
-            if let Verdict::Refuse(refusal) = malformed::judge(&all) {
+            if let Verdict::Refuse(refusal) = malformed::judge(&all, max_head) {
                 refuse(&mut io, refusal, &mut out).await;
                 return Ended::Closed;
             }
@@ -585,7 +585,7 @@ mod tests {
         ];
         let mut served = 0;
         for head in malformed::mutated_heads(&seeds, 20_000) {
-            let verdict = malformed::judge(&head);
+            let verdict = malformed::judge(&head, usize::MAX);
             let Head::Plain(plain, len) = read_head(&head) else {
                 continue;
             };

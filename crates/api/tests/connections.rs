@@ -3,7 +3,8 @@
 //! here), over h2c and over TLS, whether or not the client answers the closing handshake. Over
 //! TLS, HTTP/2 is served only where ALPN chose it. A request method outside the
 //! standard ones is counted in the metrics as `OTHER`, not under a series of its own. A client
-//! that half-closes after its request still gets the answer.
+//! that half-closes after its request still gets the answer. A control-plane body that stops
+//! coming is a 408 after the idle time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -297,6 +298,42 @@ async fn a_request_followed_by_a_half_close_is_answered() {
             _ => "404",
         };
         assert_eq!(status, expected, "{what}: {answer:?}");
+    }
+    running.shutdown().await;
+}
+
+/// A control-plane request whose body stops coming is answered 408 after the idle time, as a
+/// gateway request's is, and its connection closed: a client cannot hold a connection (and the
+/// task reading its body) by announcing a body it never sends. Sign-in (no credential needed),
+/// an admin's JSON body, and a body a handler reads itself; framed by length and chunked.
+#[tokio::test]
+async fn a_control_plane_body_that_stops_coming_is_a_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start(dir.path()).await;
+    let key = "connections-test-admin-key-0123456789abcdef";
+    let requests = [
+        "POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"grant_type\":".to_owned(),
+        format!("POST /api/v1/orgs HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{{\"sl\r\n"),
+        format!("DELETE /api/permission/policies/role/default/ops HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n[{{"),
+    ];
+    for request in requests {
+        let mut conn = TcpStream::connect(running.addr).await.unwrap();
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        tokio::time::timeout(IDLE + LEEWAY, conn.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("no answer and no close: {request:?}"))
+            .unwrap();
+        let waited = started.elapsed();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{request:?}: {answer}");
+        assert!(
+            answer.contains("no part of the request body came"),
+            "{answer}"
+        );
+        assert!(answer.contains("x-request-id:"), "{answer}");
+        assert!(waited >= IDLE - Duration::from_millis(100), "{waited:?}");
     }
     running.shutdown().await;
 }

@@ -25,11 +25,17 @@ pub(super) enum Verdict {
     Hyper,
 }
 
-/// Reads `buf` (the bytes of a connection from the start of a request) as hyper's server does.
-pub(super) fn judge(buf: &[u8]) -> Verdict {
+/// Reads `buf` (the bytes of a connection from the start of a request) as hyper's server does,
+/// whose read buffer holds a head of at most `max_head` bytes.
+pub(super) fn judge(buf: &[u8], max_head: usize) -> Verdict {
     let mut slots = vec![httparse::EMPTY_HEADER; HYPER_MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len > max_head => {
+            return Verdict::Refuse(ApiError::HeadTooLarge(format!(
+                "the request head is larger than {max_head} bytes"
+            )));
+        }
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Verdict::Incomplete,
         Err(e) => return Verdict::Refuse(unparsable(e, req.method.is_none())),
@@ -171,10 +177,13 @@ pub(super) fn mutated_heads(seeds: &[&str], per_seed: usize) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
 
+    /// A head limit no head here reaches (hyper's read buffer in these tests).
+    const ANY_HEAD: usize = 256 * 1024;
+
     /// What `judge` makes of a head: the status it refuses with and words of its message, or
     /// what else it does.
     fn verdict(head: &str) -> String {
-        match judge(head.as_bytes()) {
+        match judge(head.as_bytes(), ANY_HEAD) {
             Verdict::Hyper => "hyper".into(),
             Verdict::Incomplete => "incomplete".into(),
             Verdict::Refuse(e) => {
@@ -262,7 +271,7 @@ mod tests {
         });
         let serving = tokio::spawn(
             hyper::server::conn::http1::Builder::new()
-                .max_buf_size(256 * 1024)
+                .max_buf_size(ANY_HEAD)
                 .serve_connection(hyper_util::rt::TokioIo::new(server), service),
         );
         client.write_all(head.as_ref()).await.unwrap();
@@ -307,7 +316,7 @@ mod tests {
         ];
         let (mut refused, mut served) = (0, 0);
         for head in mutated_heads(&seeds, 1_000) {
-            let lane = match judge(&head) {
+            let lane = match judge(&head, ANY_HEAD) {
                 Verdict::Incomplete => continue,
                 Verdict::Hyper => {
                     served += 1;

@@ -3,7 +3,7 @@
 //! import as they are: fields Portcullis does not use, like `__STATE__`, are ignored).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_authz::OrgAction;
 use portcullis_model::ModelError;
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::ApiError;
 use crate::auth::Authenticated;
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::state::AppState;
 
 /// A role: a named set of permissions.

@@ -982,6 +982,18 @@ async fn a_malformed_head_is_refused_with_what_is_wrong() {
         assert_refused(&a, status, words);
         assert!(c.is_closed().await, "{head:?}: the connection is closed");
     }
+    // A head over the limit (64 KiB here) on a request the lane hands to hyper: a control-plane
+    // path, a body. However much of it the first reads bring, a JSON 431.
+    let big = format!("x-big: {}\r\n", "a".repeat(70 * 1024));
+    for head in [
+        format!("GET /healthz HTTP/1.1\r\n{host}{big}\r\n"),
+        format!("POST /raw/length HTTP/1.1\r\n{host}Content-Length: 2\r\n{big}\r\nhi"),
+    ] {
+        let mut c = Client::connect(env.addr).await;
+        c.send(&head).await;
+        let a = c.answer(false).await;
+        assert_refused(&a, 431, "larger than 65536 bytes");
+    }
     // More header fields than the lane reads itself, sent in two pieces: up to hyper's 100 the
     // request is served (through hyper, with every byte); past them, a 431 that says so.
     for (fields, status) in [(80, 200), (101, 431)] {

@@ -1,7 +1,7 @@
 //! `/api/permission/roles/conditions`: conditional policies of roles.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_authz::rbac::Action;
 use portcullis_model::{Criteria, EntityRef, Expect};
@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{check_source, require_admin};
 use crate::ApiError;
 use crate::auth::Authenticated;
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, Path};
 use crate::rbac::plugins;
 use crate::state::AppState;
 

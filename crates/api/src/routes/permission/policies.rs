@@ -3,8 +3,7 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_authz::rbac::{Action, validate_policy};
 use portcullis_model::Expect;
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{check_source, path_ref, require_admin};
 use crate::ApiError;
 use crate::auth::Authenticated;
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, Path, RawBody};
 use crate::rbac::RBAC_ADMIN_ROLE;
 use crate::state::AppState;
 
@@ -266,7 +265,7 @@ pub async fn delete(
     auth: Authenticated,
     Path((kind, namespace, name)): Path<(String, String, String)>,
     Params(q): Params<PolicyQuery>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &auth, Action::Delete)?;
     let subject = path_ref(&kind, &namespace, &name, Expect::Any)?;

@@ -1,7 +1,7 @@
 //! `/api/permission/roles`: roles with their members and metadata.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_authz::rbac::Action;
 use portcullis_model::{EntityRef, Expect, Timestamp};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{caller_name, check_source, path_ref, require_admin};
 use crate::ApiError;
 use crate::auth::Authenticated;
-use crate::extract::{Body, Params};
+use crate::extract::{Body, Params, Path};
 use crate::state::AppState;
 
 /// Role metadata.
