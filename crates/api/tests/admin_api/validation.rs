@@ -170,6 +170,9 @@ async fn a_path_segment_that_is_not_text_is_refused_with_a_json_400() {
         "/api/v1/orgs/%C3%28",
         "/api/v1/orgs/default/users/%FF",
         "/api/v1/orgs/default/groups/%C3%28/members",
+        // The Rönd-style documents' routes too.
+        "/api/v1/orgs/%FF/roles",
+        "/api/v1/orgs/default/bindings/%FF",
     ] {
         let message = s.get(s.admin(), path).await.error(400, "bad_request");
         assert!(message.contains("UTF-8"), "{path}: {message}");
