@@ -131,15 +131,19 @@ impl Store {
         Ok(())
     }
 
-    /// Serialises writers that change one org's structure (group nesting), so that checks made
-    /// inside the transaction (cycles) hold until it commits.
+    /// Serialises writers that change one org's structure (group nesting, memberships and their
+    /// assignments, admins), so that checks made inside the transaction (cycles, a membership,
+    /// the last admin) hold until it commits. On PostgreSQL the org's row is locked `FOR NO KEY
+    /// UPDATE`: writers taking it queue, while rows that merely reference the org (a key being
+    /// made, whose foreign key check shares the row) do not wait for it, so that it cannot close
+    /// a deadlock with a writer holding a membership's row.
     pub(crate) async fn lock_org(
         &self,
         tx: &mut Transaction<'static, sqlx::Any>,
         org: &str,
     ) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT id FROM orgs WHERE id = $1 FOR UPDATE")
+            sqlx::query("SELECT id FROM orgs WHERE id = $1 FOR NO KEY UPDATE")
                 .bind(org)
                 .execute(&mut **tx)
                 .await?;

@@ -198,6 +198,10 @@ impl Store {
         let group = self.get_group(org, group).await?;
         let member = self.get_member(org, user).await?;
         let mut tx = self.write().await?;
+        // Read again under the org's lock: a removal from the org at the same moment either
+        // came first (refused here) or comes after (and deletes this membership).
+        self.lock_org(&mut tx, &org.id.to_string()).await?;
+        crate::users::membership_in_tx(&mut tx, org, user).await?;
         sqlx::query("INSERT INTO group_user_members (group_id, user_id) VALUES ($1, $2)")
             .bind(group.id.to_string())
             .bind(user.to_string())

@@ -202,8 +202,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let project = self.get_project(org, project).await?;
         let member = self.get_member(org, user).await?;
-        let suspended = member.status == MembershipStatus::Deactivated;
         let mut tx = self.write().await?;
+        // Read again under the org's lock: a removal from the org at the same moment either
+        // came first (refused here) or comes after (and deletes this assignment).
+        self.lock_org(&mut tx, &org.id.to_string()).await?;
+        let status = crate::users::membership_in_tx(&mut tx, org, user).await?;
+        let suspended = status == MembershipStatus::Deactivated;
         sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
             .bind(project.id.to_string())
             .bind(user.to_string())

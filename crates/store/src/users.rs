@@ -411,6 +411,10 @@ impl Store {
         let current = self.get_member(org, user).await?;
         let now = now_millis();
         let mut tx = self.write().await?;
+        if patch.role.is_some_and(|r| r != OrgRole::Admin) {
+            self.lock_org(&mut tx, &org.id.to_string()).await?;
+            keep_an_admin(&mut tx, org, user).await?;
+        }
         check_unique(
             &mut tx,
             Some(user),
@@ -484,6 +488,10 @@ impl Store {
         let current = self.get_member(org, user).await?;
         let now = now_millis();
         let mut tx = self.write().await?;
+        if status == MembershipStatus::Deactivated {
+            self.lock_org(&mut tx, &org.id.to_string()).await?;
+            keep_an_admin(&mut tx, org, user).await?;
+        }
         sqlx::query("UPDATE memberships SET status = $1, updated_at = $2 WHERE user_id = $3 AND org_id = $4")
             .bind(status.as_str())
             .bind(now)
@@ -526,14 +534,26 @@ impl Store {
         let current = self.get_member(org, user).await?;
         let (u, o) = (user.to_string(), org.id.to_string());
         let mut tx = self.write().await?;
+        // The org's lock orders this removal with admins changing at the same time (one of two
+        // admins removing each other is refused) and with assignments to the org's projects and
+        // groups (made before it, they are deleted below; after it, they find no membership).
+        self.lock_org(&mut tx, &o).await?;
+        keep_an_admin(&mut tx, org, user).await?;
         // The membership goes first: its row lock makes a key being made for the org at the same
         // time (see `insert_key`) either wait for this removal and be refused, or finish first
         // and be deleted below with the others.
-        sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
+        let removed = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
             .bind(u.as_str())
             .bind(o.as_str())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no user '{user}' in org '{}'",
+                org.slug
+            )));
+        }
         sqlx::query("DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)")
             .bind(u.as_str())
             .bind(o.as_str())
@@ -710,4 +730,45 @@ impl Store {
         }
         Ok(users)
     }
+}
+
+/// Refuses a change that makes `user` stop being an active admin of `org` when no other active
+/// admin would be left: an org without one can be managed by nobody, and no one could make a new
+/// one. Called inside the change's transaction after `lock_org`, so that two admins demoting or
+/// removing each other at the same moment cannot both pass.
+async fn keep_an_admin(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    org: &OrgRecord,
+    user: UserId,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(SUM(CASE WHEN user_id = $2 THEN 1 ELSE 0 END), 0) AS this, COALESCE(SUM(CASE WHEN user_id <> $2 THEN 1 ELSE 0 END), 0) AS others FROM memberships WHERE org_id = $1 AND role = 'admin' AND status = 'active'",
+    )
+    .bind(org.id.to_string())
+    .bind(user.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    if rows::int(&row, "this")? > 0 && rows::int(&row, "others")? == 0 {
+        return Err(StoreError::Conflict(format!(
+            "org '{}' would be left without an active admin; make another member admin first",
+            org.slug
+        )));
+    }
+    Ok(())
+}
+
+/// The status of `user`'s membership in `org`, read inside `tx` (after `lock_org`, so that a
+/// removal of the member cannot pass between this read and what the transaction writes).
+pub(crate) async fn membership_in_tx(
+    tx: &mut Transaction<'static, sqlx::Any>,
+    org: &OrgRecord,
+    user: UserId,
+) -> Result<MembershipStatus, StoreError> {
+    let row = sqlx::query("SELECT status FROM memberships WHERE user_id = $1 AND org_id = $2")
+        .bind(user.to_string())
+        .bind(org.id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no user '{user}' in org '{}'", org.slug)))?;
+    rows::parsed(&row, "status", MembershipStatus::parse)
 }

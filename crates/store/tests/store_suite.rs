@@ -1357,3 +1357,156 @@ async fn keys_made_while_a_member_is_removed_do_not_outlive_the_removal() {
     })
     .await;
 }
+
+/// An org always keeps an active admin: the change that would take away its last one (a
+/// removal, a demotion, a deactivation) is refused, also when two admins change each other at
+/// the same moment, in whatever order the database serialises them.
+#[tokio::test]
+async fn an_org_always_keeps_an_active_admin() {
+    on_every_backend(|store, _url| async move {
+        bootstrapped(&store).await;
+        type Change = fn(Store, OrgRecord, portcullis_model::UserId) -> ChangeFuture;
+        type ChangeFuture =
+            std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+        let changes: [(&str, Change); 3] = [
+            ("remove", |store, org, user| {
+                Box::pin(async move { store.remove_member(&actor(), &org, user).await })
+            }),
+            ("demote", |store, org, user| {
+                Box::pin(async move {
+                    let patch = UserPatch {
+                        role: Some(OrgRole::Member),
+                        ..Default::default()
+                    };
+                    store.update_member(&actor(), &org, user, &patch).await.map(|_| ())
+                })
+            }),
+            ("deactivate", |store, org, user| {
+                Box::pin(async move {
+                    store
+                        .set_member_status(&actor(), &org, user, MembershipStatus::Deactivated)
+                        .await
+                        .map(|_| ())
+                })
+            }),
+        ];
+        for (what, change) in changes {
+            for round in 0..4 {
+                let org = store
+                    .create_org(&actor(), &format!("{what}{round}"), "Raced", None)
+                    .await
+                    .unwrap();
+                let mut admins = Vec::new();
+                for name in ["ana", "ben"] {
+                    let mut new = new_user(
+                        &format!("{name}.{what}{round}@example.com"),
+                        &format!("{name}-{what}{round}"),
+                        UserKind::Local,
+                    );
+                    new.role = OrgRole::Admin;
+                    admins.push(store.create_user(&actor(), &org, &new).await.unwrap().user.id);
+                }
+                // Each admin's change of the other, at once.
+                let (a, b) = tokio::join!(
+                    tokio::spawn(change(store.clone(), org.clone(), admins[0])),
+                    tokio::spawn(change(store.clone(), org.clone(), admins[1])),
+                );
+                let results = [a.unwrap(), b.unwrap()];
+                let done = results.iter().filter(|r| r.is_ok()).count();
+                assert_eq!(done, 1, "{what} round {round}: {results:?}");
+                let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+                assert!(
+                    matches!(refused, StoreError::Conflict(m) if m.contains("without an active admin")),
+                    "{what}: {refused:?}"
+                );
+                let left = store
+                    .list_members(&org, &UserFilter::default(), Page::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|m| m.role == OrgRole::Admin && m.status == MembershipStatus::Active)
+                    .count();
+                assert_eq!(left, 1, "{what} round {round}: one active admin is left");
+            }
+        }
+    })
+    .await;
+}
+
+/// A member's removal from an org racing their assignment to one of its projects and groups:
+/// whatever the order, a user who is no longer a member is on none of the org's projects or
+/// groups (an assignment after the removal finds no member and is refused).
+#[tokio::test]
+async fn assignments_made_while_a_member_is_removed_do_not_outlive_the_removal() {
+    on_every_backend(|store, _url| async move {
+        let org = bootstrapped(&store).await;
+        store
+            .create_project(&actor(), &org, "raced", "")
+            .await
+            .unwrap();
+        store
+            .create_group(&actor(), &org, "raced", "")
+            .await
+            .unwrap();
+        for round in 0..6 {
+            let user = store
+                .create_user(
+                    &actor(),
+                    &org,
+                    &new_user(
+                        &format!("leaver{round}@example.com"),
+                        &format!("leaver{round}"),
+                        UserKind::Local,
+                    ),
+                )
+                .await
+                .unwrap()
+                .user
+                .id;
+            let (removed, assigned, grouped) = tokio::join!(
+                tokio::spawn({
+                    let (store, org) = (store.clone(), org.clone());
+                    async move { store.remove_member(&actor(), &org, user).await }
+                }),
+                tokio::spawn({
+                    let (store, org) = (store.clone(), org.clone());
+                    async move {
+                        store
+                            .set_project_member(&actor(), &org, "raced", user, ProjectRole::Admin)
+                            .await
+                    }
+                }),
+                tokio::spawn({
+                    let (store, org) = (store.clone(), org.clone());
+                    async move { store.add_user_to_group(&actor(), &org, "raced", user).await }
+                }),
+            );
+            removed.unwrap().unwrap();
+            for other in [assigned.unwrap(), grouped.unwrap()] {
+                assert!(
+                    other.is_ok() || matches!(other, Err(StoreError::NotFound(_))),
+                    "{other:?}"
+                );
+            }
+            let on_project = store
+                .project_members(&org, "raced")
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.user_id == user);
+            let in_group = store
+                .group_members(&org, "raced")
+                .await
+                .unwrap()
+                .users
+                .iter()
+                .any(|m| matches!(m, GroupMember::User { id, .. } if *id == user));
+            assert!(
+                !on_project && !in_group,
+                "round {round}: project {on_project}, group {in_group}"
+            );
+        }
+    })
+    .await;
+}
