@@ -29,6 +29,9 @@ pub(crate) enum Presented<'a> {
     Token(&'a str),
     /// A session token in the `sid` cookie.
     Cookie(&'a str),
+    /// The named credential header more than once: which one counts would be a guess, and a
+    /// proxy in front may have read the other (RFC 6750 section 3.1, `invalid_request`).
+    Repeated(&'static str),
 }
 
 /// Whether a bearer value is a JWT (three base64url parts, a JSON header) rather than a key.
@@ -53,12 +56,11 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// `X-API-KEY`, the `sid` cookie. An `Authorization` header of another scheme (Basic, say) is
 /// a backend's business, not a credential: the others are read as if it were absent.
 pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
-    if let Some((scheme, token)) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        && scheme.eq_ignore_ascii_case("bearer")
-    {
+    let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
+    if let Some((_, token)) = authorization.next().and_then(bearer_of) {
+        if authorization.next().is_some() {
+            return Some(Presented::Repeated("Authorization"));
+        }
         let token = token.trim();
         return Some(if looks_like_jwt(token) {
             Presented::Token(token)
@@ -67,13 +69,25 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
         });
     }
     // A named constant, not a string: a string would be parsed into a name on every lookup.
-    if let Some(key) = headers
-        .get(portcullis_gateway::credentials::API_KEY)
-        .and_then(|v| v.to_str().ok())
-    {
+    let mut keys = headers
+        .get_all(portcullis_gateway::credentials::API_KEY)
+        .iter();
+    if let Some(key) = keys.next().and_then(|v| v.to_str().ok()) {
+        if keys.next().is_some() {
+            return Some(Presented::Repeated("X-API-Key"));
+        }
         return Some(Presented::ApiKey(key.trim()));
     }
     cookie(headers, crate::routes::login::SID_COOKIE).map(Presented::Cookie)
+}
+
+/// The scheme and token of an `Authorization: Bearer` value; none for another scheme.
+fn bearer_of(value: &http::HeaderValue) -> Option<(&str, &str)> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
 }
 
 /// Whether a request comes from a page of this origin: its `Origin` names this host (or the
@@ -219,6 +233,7 @@ pub(crate) async fn authenticate(
 ) -> Result<Authenticated, ApiError> {
     let Some(credential) = presented(&parts.headers).filter(|c| match c {
         Presented::ApiKey(k) | Presented::Token(k) | Presented::Cookie(k) => !k.is_empty(),
+        Presented::Repeated(_) => true,
     }) else {
         return Err(refused(
             "missing",
@@ -226,6 +241,13 @@ pub(crate) async fn authenticate(
         ));
     };
     let principal = match credential {
+        Presented::Repeated(name) => {
+            metrics::counter!("portcullis_authentications_total", "result" => "invalid")
+                .increment(1);
+            return Err(ApiError::BadRequest(format!(
+                "send one credential: the request carries more than one {name} header"
+            )));
+        }
         Presented::ApiKey(key) => state
             .directory
             .authenticate_api_key(key, state.clock.now_millis())
@@ -366,6 +388,22 @@ mod tests {
         );
         h.remove("x-api-key");
         h.remove("cookie");
+        assert_eq!(presented(&h), None);
+    }
+
+    #[test]
+    fn a_credential_header_sent_twice_is_no_credential_to_pick_from() {
+        let mut h = HeaderMap::new();
+        h.append("x-api-key", "k1".parse().unwrap());
+        h.append("x-api-key", "k2".parse().unwrap());
+        assert_eq!(presented(&h), Some(Presented::Repeated("X-API-Key")));
+        h.append("authorization", "Bearer k3".parse().unwrap());
+        h.append("authorization", "Bearer k4".parse().unwrap());
+        assert_eq!(presented(&h), Some(Presented::Repeated("Authorization")));
+        // A backend's own scheme beside nothing else is no credential, as when it comes once.
+        h.clear();
+        h.append("authorization", "Basic abc".parse().unwrap());
+        h.append("authorization", "Basic def".parse().unwrap());
         assert_eq!(presented(&h), None);
     }
 

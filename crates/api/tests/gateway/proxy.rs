@@ -937,6 +937,30 @@ async fn exchange(addr: std::net::SocketAddr, request: &str) -> String {
     answer
 }
 
+/// A credential header sent twice is refused on the gateway as on the control plane, on the raw
+/// lane (no body) and through hyper (a body) alike, whichever of the two is the good one.
+#[tokio::test]
+async fn a_credential_header_sent_twice_is_refused() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    for head in [
+        "GET /api/jobs HTTP/1.1\r\n",
+        "POST /upload HTTP/1.1\r\nContent-Length: 2\r\n",
+    ] {
+        let body = if head.starts_with("POST") { "hi" } else { "" };
+        for keys in [
+            format!("x-api-key: {key}\r\nx-api-key: bogus\r\n"),
+            format!("Authorization: Bearer bogus\r\nAuthorization: Bearer {key}\r\n"),
+        ] {
+            let request = format!("{head}Host: x\r\n{keys}Connection: close\r\n\r\n{body}");
+            let answer = exchange(env.addr, &request).await;
+            assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
+            assert!(answer.contains("more than one"), "{answer}");
+        }
+    }
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+}
+
 #[tokio::test]
 async fn an_http_1_1_request_names_its_host_exactly_once() {
     let env = Env::start(Options::default()).await;
