@@ -84,7 +84,9 @@ pub fn validate_email(field: &str, value: &str) -> Result<String, ModelError> {
     if local.is_empty()
         || domain.is_empty()
         || domain.contains('@')
-        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
         || domain.starts_with('.')
         || domain.ends_with('.')
     {
@@ -107,7 +109,31 @@ pub fn validate_display_name(field: &str, value: &str) -> Result<(), ModelError>
             "must not contain control characters",
         ));
     }
+    if value.chars().any(is_direction_override) {
+        return Err(ModelError::new(
+            field,
+            "must not contain bidirectional embedding, override or isolate characters (U+202A to U+202E, U+2066 to U+2069)",
+        ));
+    }
     Ok(())
+}
+
+/// The bidirectional embedding, override and isolate controls: they make text display in an
+/// order other than the one it has (a name that reads as another in the console or the audit
+/// trail). The marks (U+200E, U+200F) that right-to-left names may need stay allowed.
+fn is_direction_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that change how text displays without showing themselves: direction controls and
+/// marks, zero-width spaces and joiners, the byte-order mark. No email address needs one, and
+/// one makes an address look like another.
+fn is_invisible(c: char) -> bool {
+    is_direction_override(c)
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+        )
 }
 
 /// Derives a username from an email's local part: characters outside the entity-name alphabet
@@ -197,8 +223,33 @@ mod tests {
             "a b@x.com",
             "a@b@c",
             "a@.com",
+            // Invisible characters that make an address look like another.
+            "ad\u{202E}nim@x.com",
+            "admin\u{200B}@x.com",
+            "admin@x\u{FEFF}.com",
+            "\u{2066}admin@x.com",
         ] {
             assert!(validate_email("email", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_may_not_reorder_how_they_read() {
+        for good in [
+            "Ana Lima",
+            "שלום\u{200F} team",
+            "نور",
+            "emoji \u{1F469}\u{200D}\u{1F4BB}",
+        ] {
+            validate_display_name("name", good).unwrap();
+        }
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "\u{2067}admin",
+            "a\u{202A}b",
+            "tab\there",
+        ] {
+            assert!(validate_display_name("name", bad).is_err(), "{bad:?}");
         }
     }
 

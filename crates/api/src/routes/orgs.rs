@@ -25,7 +25,7 @@ pub async fn create(
     auth.platform(PlatformAction::CreateOrg)?;
     names::validate_slug("slug", &body.slug)?;
     let name = body.name.unwrap_or_else(|| body.slug.clone());
-    names::validate_display_name("name", &name)?;
+    validate_org_name(&name)?;
     let org = state
         .store
         .create_org(
@@ -90,7 +90,7 @@ pub async fn update(
 ) -> Result<Json<OrgView>, ApiError> {
     let org = auth.org(&state, &org, OrgAction::Manage).await?;
     if let Some(name) = &body.name {
-        names::validate_display_name("name", name)?;
+        validate_org_name(name)?;
     }
     let settings = body
         .settings
@@ -102,4 +102,12 @@ pub async fn update(
         .update_org(&auth.actor(), &org, body.name.as_deref(), settings.as_ref())
         .await?;
     Ok(Json(updated.into()))
+}
+
+/// An org's display name: a display name that says something (the console lists orgs by it).
+fn validate_org_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(portcullis_model::ModelError::new("name", "must not be empty").into());
+    }
+    Ok(names::validate_display_name("name", name)?)
 }

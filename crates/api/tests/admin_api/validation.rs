@@ -220,6 +220,13 @@ async fn values_that_break_a_rule_are_refused_with_422_naming_the_field() {
             json!({ "email": "a@example.com", "name": "n".repeat(201) }),
             "name: ",
         ),
+        // Text that displays in another order than it has, or an address with an invisible
+        // character in it: either reads as something it is not.
+        (
+            json!({ "email": "a@example.com", "name": "evil\u{202E}gnp.exe" }),
+            "name: must not contain bidirectional",
+        ),
+        (json!({ "email": "adm\u{200B}in@example.com" }), "email: "),
     ];
     for (body, prefix) in cases {
         let r = s.post(s.admin(), USERS, body.clone()).await;
@@ -246,5 +253,27 @@ async fn values_that_break_a_rule_are_refused_with_422_naming_the_field() {
         )
         .await;
     assert!(project.error(422, "invalid").starts_with("description: "));
+    // An org's name must say something, when it is made and when it is changed.
+    for name in ["", "   "] {
+        let made = s
+            .post(
+                s.admin(),
+                "/api/v1/orgs",
+                json!({ "slug": "named", "name": name }),
+            )
+            .await;
+        assert!(
+            made.error(422, "invalid")
+                .starts_with("name: must not be empty")
+        );
+        let renamed = s
+            .patch(s.admin(), "/api/v1/orgs/default", json!({ "name": name }))
+            .await;
+        assert!(
+            renamed
+                .error(422, "invalid")
+                .starts_with("name: must not be empty")
+        );
+    }
     s.stop().await;
 }
