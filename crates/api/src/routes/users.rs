@@ -49,6 +49,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     let org = auth.org(&state, &org, OrgAction::Manage).await?;
     let email = names::validate_email("email", &body.email)?;
+    let made_from_email = body.username.is_none();
     let username = match body.username {
         Some(u) => {
             names::validate_entity_name("username", &u)?;
@@ -81,24 +82,36 @@ pub async fn create(
         .into());
     }
     let mail = body.send_invite.unwrap_or(false);
-    let (member, temporary) = match kind {
-        UserKind::Local => {
-            let (member, password, expires_at) = state
-                .auth
-                .create_local_user(&auth.actor(), &org, &new, mail)
-                .await?;
-            let shown = crate::routes::login::account::TemporaryPassword {
-                temporary_password: (!mail).then_some(password),
-                expires_at: portcullis_model::Timestamp(expires_at),
-                emailed: mail,
-            };
-            (member, Some(shown))
-        }
-        _ => (
-            state.store.create_user(&auth.actor(), &org, &new).await?,
-            None,
-        ),
+    let derived = made_from_email.then(|| new.username.clone());
+    let created = async {
+        Ok::<_, ApiError>(match kind {
+            UserKind::Local => {
+                let (member, password, expires_at) = state
+                    .auth
+                    .create_local_user(&auth.actor(), &org, &new, mail)
+                    .await?;
+                let shown = crate::routes::login::account::TemporaryPassword {
+                    temporary_password: (!mail).then_some(password),
+                    expires_at: portcullis_model::Timestamp(expires_at),
+                    emailed: mail,
+                };
+                (member, Some(shown))
+            }
+            _ => (
+                state.store.create_user(&auth.actor(), &org, &new).await?,
+                None,
+            ),
+        })
     };
+    let (member, temporary) = created.await.map_err(|e| match (e, &derived) {
+        // The client never named that username: say where it came from and what to do.
+        (ApiError::Conflict(m), Some(username)) if m.starts_with("username '") => {
+            ApiError::Conflict(format!(
+                "username '{username}' (made from the email address) is taken; send a 'username' of its own"
+            ))
+        }
+        (e, _) => e,
+    })?;
     state
         .directory
         .user_changed(&state.store, member.user.id)

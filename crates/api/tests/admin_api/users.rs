@@ -90,6 +90,18 @@ async fn admins_create_read_and_update_users() {
         )
         .await;
     assert_contains(&taken.error(409, "conflict"), "BOB");
+    // A username the client did not send (made from the address) says so.
+    let derived = s
+        .post(
+            s.admin(),
+            USERS,
+            json!({ "email": "bob@elsewhere.example" }),
+        )
+        .await;
+    assert_contains(
+        &derived.error(409, "conflict"),
+        "'bob' (made from the email address) is taken; send a 'username'",
+    );
 
     let read = s
         .get(s.admin(), &format!("{USERS}/{alice_id}"))
