@@ -56,9 +56,13 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// `X-API-KEY`, the `sid` cookie. An `Authorization` header of another scheme (Basic, say) is
 /// a backend's business, not a credential: the others are read as if it were absent.
 pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
-    let mut authorization = headers.get_all(http::header::AUTHORIZATION).iter();
-    if let Some((_, token)) = authorization.next().and_then(bearer_of) {
-        if authorization.next().is_some() {
+    let authorization = headers.get_all(http::header::AUTHORIZATION);
+    let mut bearers = authorization.iter().filter_map(bearer_of);
+    if let Some((_, token)) = bearers.next() {
+        // Counted before any is used, whatever order they come in: a bearer beside another
+        // `Authorization` (another bearer, or a scheme of the backend's) leaves it unclear
+        // which one the client meant, and a proxy in front may have read the other.
+        if authorization.iter().nth(1).is_some() {
             return Some(Presented::Repeated("Authorization"));
         }
         let token = token.trim();
@@ -69,13 +73,11 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
         });
     }
     // A named constant, not a string: a string would be parsed into a name on every lookup.
-    let mut keys = headers
-        .get_all(portcullis_gateway::credentials::API_KEY)
-        .iter();
-    if let Some(key) = keys.next().and_then(|v| v.to_str().ok()) {
-        if keys.next().is_some() {
-            return Some(Presented::Repeated("X-API-Key"));
-        }
+    let keys = headers.get_all(portcullis_gateway::credentials::API_KEY);
+    if keys.iter().nth(1).is_some() {
+        return Some(Presented::Repeated("X-API-Key"));
+    }
+    if let Some(key) = keys.iter().next().and_then(|v| v.to_str().ok()) {
         return Some(Presented::ApiKey(key.trim()));
     }
     cookie(headers, crate::routes::login::SID_COOKIE).map(Presented::Cookie)
@@ -400,6 +402,19 @@ mod tests {
         h.append("authorization", "Bearer k3".parse().unwrap());
         h.append("authorization", "Bearer k4".parse().unwrap());
         assert_eq!(presented(&h), Some(Presented::Repeated("Authorization")));
+        // In either order, and a bearer beside a backend's own scheme alike.
+        h.clear();
+        h.append("authorization", "Basic abc".parse().unwrap());
+        h.append("authorization", "Bearer k5".parse().unwrap());
+        assert_eq!(presented(&h), Some(Presented::Repeated("Authorization")));
+        // A key that is not text does not hide a second one.
+        h.clear();
+        h.append(
+            "x-api-key",
+            http::HeaderValue::from_bytes(b"k\xff").unwrap(),
+        );
+        h.append("x-api-key", "k6".parse().unwrap());
+        assert_eq!(presented(&h), Some(Presented::Repeated("X-API-Key")));
         // A backend's own scheme beside nothing else is no credential, as when it comes once.
         h.clear();
         h.append("authorization", "Basic abc".parse().unwrap());

@@ -99,8 +99,18 @@ where
         deadline
             .as_mut()
             .reset(tokio::time::Instant::now() + head_timeout);
+        // How much of the buffer has been looked at for this head: once a first look found it
+        // unfinished, it is parsed again only when a blank line has come (as hyper does), so a
+        // head trickled in a byte at a time is not parsed anew on every read.
+        let mut seen = 0;
         let (plain, len) = loop {
-            if !buf.is_empty() {
+            let looked = std::mem::replace(&mut seen, buf.len());
+            if looked > 0 && !ends_a_head(&buf, looked) {
+                if buf.len() > max_head {
+                    refuse_large_head(&mut io, max_head, &mut out).await;
+                    return Ended::Closed;
+                }
+            } else if !buf.is_empty() {
                 match read_head(&buf) {
                     // A head over the limit is refused to the byte, however it arrived (whole
                     // in one read, or still coming).
@@ -199,6 +209,13 @@ where
             return Ended::Closed;
         }
     }
+}
+
+/// Whether the bytes after the first `looked` of `buf` (and the two before them, where a blank
+/// line may have begun) hold a blank line, which ends every request head.
+fn ends_a_head(buf: &[u8], looked: usize) -> bool {
+    let new = &buf[looked.saturating_sub(2).min(buf.len())..];
+    new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Answers 431 to a request head over `max_head` bytes (the connection is closed after it).
@@ -569,6 +586,20 @@ mod tests {
         );
         assert_eq!(header_name("bad name"), None);
         assert_eq!(header_name("x"), Some(HeaderName::from_static("x")));
+    }
+
+    #[test]
+    fn a_head_ends_at_a_blank_line_however_its_bytes_came() {
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        // Looked at up to every point: the blank line is found in what came after, or in the
+        // two bytes before it where it may have begun.
+        for looked in 1..head.len() {
+            assert!(ends_a_head(head, looked), "looked at {looked}");
+        }
+        assert!(ends_a_head(b"GET / HTTP/1.1\nHost: a\n\n", 20));
+        // Not yet: one line break, or a blank line entirely in what was looked at before.
+        assert!(!ends_a_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 5));
+        assert!(!ends_a_head(b"\r\n\r\nGET / HTTP/1.1\r\nHo", 10));
     }
 
     /// The lane and hyper must read every head alike: a head the lane serves itself is one

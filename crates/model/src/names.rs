@@ -65,8 +65,9 @@ pub fn validate_slug(field: &str, value: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Checks an email address loosely (one '@', non-empty parts, no spaces, at most 254 characters)
-/// and returns it trimmed. The address itself is the proof; this only refuses obvious typos.
+/// Checks an email address loosely (one '@', non-empty parts, no spaces, at most 254 characters,
+/// nothing invisible) and returns it trimmed. The address itself is the proof; this only refuses
+/// obvious typos and addresses made to look like others.
 pub fn validate_email(field: &str, value: &str) -> Result<String, ModelError> {
     let email = value.trim();
     if email.is_empty() {
@@ -84,9 +85,7 @@ pub fn validate_email(field: &str, value: &str) -> Result<String, ModelError> {
     if local.is_empty()
         || domain.is_empty()
         || domain.contains('@')
-        || email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
         || domain.starts_with('.')
         || domain.ends_with('.')
     {
@@ -95,10 +94,17 @@ pub fn validate_email(field: &str, value: &str) -> Result<String, ModelError> {
             "must be an email address like name@example.com",
         ));
     }
+    if email.chars().any(is_invisible) {
+        return Err(ModelError::new(
+            field,
+            "must not contain invisible characters (direction marks, zero-width spaces or joiners)",
+        ));
+    }
     Ok(email.to_owned())
 }
 
-/// Checks a free-text display name: at most 200 characters, no control characters.
+/// Checks a free-text display name: at most 200 characters, no control characters, no
+/// bidirectional embedding, override or isolate characters.
 pub fn validate_display_name(field: &str, value: &str) -> Result<(), ModelError> {
     if value.chars().count() > 200 {
         return Err(ModelError::new(field, "must be at most 200 characters"));

@@ -131,9 +131,11 @@ impl Store {
         Ok(())
     }
 
-    /// Serialises writers that change one org's structure (group nesting, memberships and their
-    /// assignments, admins), so that checks made inside the transaction (cycles, a membership,
-    /// the last admin) hold until it commits. On PostgreSQL the org's row is locked `FOR NO KEY
+    /// Serialises the writers whose checks read one org's rows as a whole (group nesting against
+    /// cycles; a member's removal, demotion, deactivation or reactivation against assignments to
+    /// its projects and groups and against losing the last admin), so that what they read
+    /// holds until they commit. Writers that check nothing across rows (adding a member,
+    /// promoting one, taking one off a project) do not take it. On PostgreSQL the org's row is locked `FOR NO KEY
     /// UPDATE`: writers taking it queue, while rows that merely reference the org (a key being
     /// made, whose foreign key check shares the row) do not wait for it, so that it cannot close
     /// a deadlock with a writer holding a membership's row.

@@ -415,6 +415,18 @@ impl Store {
             self.lock_org(&mut tx, &org.id.to_string()).await?;
             keep_an_admin(&mut tx, org, user).await?;
         }
+        // The membership's row before the user's, in the order a key being made takes them
+        // (`insert_key`): the other order could deadlock with it on PostgreSQL, where changing
+        // a unique column (email, username) locks the user's row against the key's foreign key.
+        if let Some(role) = patch.role {
+            sqlx::query("UPDATE memberships SET role = $1, updated_at = $2 WHERE user_id = $3 AND org_id = $4")
+                .bind(role.as_str())
+                .bind(now)
+                .bind(user.to_string())
+                .bind(org.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         check_unique(
             &mut tx,
             Some(user),
@@ -450,15 +462,6 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| StoreError::unique(e, "that email or username is taken"))?;
-        if let Some(role) = patch.role {
-            sqlx::query("UPDATE memberships SET role = $1, updated_at = $2 WHERE user_id = $3 AND org_id = $4")
-                .bind(role.as_str())
-                .bind(now)
-                .bind(user.to_string())
-                .bind(org.id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
         let details = serde_json::json!({
             "email": patch.email, "username": patch.username, "displayName": patch.display_name,
             "consoleAccess": patch.console_access, "role": patch.role.map(|r| r.as_str()),
@@ -488,8 +491,10 @@ impl Store {
         let current = self.get_member(org, user).await?;
         let now = now_millis();
         let mut tx = self.write().await?;
+        // Both ways under the org's lock: a project assignment made at the same moment reads the
+        // status under it too, and so is suspended exactly when the member is deactivated.
+        self.lock_org(&mut tx, &org.id.to_string()).await?;
         if status == MembershipStatus::Deactivated {
-            self.lock_org(&mut tx, &org.id.to_string()).await?;
             keep_an_admin(&mut tx, org, user).await?;
         }
         sqlx::query("UPDATE memberships SET status = $1, updated_at = $2 WHERE user_id = $3 AND org_id = $4")

@@ -1507,6 +1507,59 @@ async fn assignments_made_while_a_member_is_removed_do_not_outlive_the_removal()
                 "round {round}: project {on_project}, group {in_group}"
             );
         }
+        // A deactivated member's reactivation racing an assignment: the assignment is suspended
+        // exactly when the member ends up deactivated.
+        for round in 0..6 {
+            let user = store
+                .create_user(
+                    &actor(),
+                    &org,
+                    &new_user(
+                        &format!("returner{round}@example.com"),
+                        &format!("returner{round}"),
+                        UserKind::Local,
+                    ),
+                )
+                .await
+                .unwrap()
+                .user
+                .id;
+            store
+                .set_member_status(&actor(), &org, user, MembershipStatus::Deactivated)
+                .await
+                .unwrap();
+            let (back, assigned) = tokio::join!(
+                tokio::spawn({
+                    let (store, org) = (store.clone(), org.clone());
+                    async move {
+                        store
+                            .set_member_status(&actor(), &org, user, MembershipStatus::Active)
+                            .await
+                    }
+                }),
+                tokio::spawn({
+                    let (store, org) = (store.clone(), org.clone());
+                    async move {
+                        store
+                            .set_project_member(&actor(), &org, "raced", user, ProjectRole::Viewer)
+                            .await
+                    }
+                }),
+            );
+            back.unwrap().unwrap();
+            assigned.unwrap().unwrap();
+            let row = store
+                .project_members(&org, "raced")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|m| m.user_id == user)
+                .expect("assigned");
+            assert!(
+                !row.suspended,
+                "round {round}: an active member's assignment is suspended"
+            );
+        }
     })
     .await;
 }

@@ -4,7 +4,8 @@
 //! wrong. So before a handoff the lane reads the head as hyper would (the same parser, the same
 //! header count, the same framing rules) and refuses itself, with a JSON answer that says what
 //! is wrong. A head hyper accepts is handed over unchanged: these checks are hyper's own, never
-//! stricter.
+//! stricter, with one exception: a head over the configured limit is refused to the byte, as on
+//! the lane's own path (hyper only refuses one still incomplete when its buffer is full).
 
 use axum::http::{Method, Uri};
 
@@ -28,7 +29,7 @@ pub(super) enum Verdict {
 /// Reads `buf` (the bytes of a connection from the start of a request) as hyper's server does,
 /// whose read buffer holds a head of at most `max_head` bytes.
 pub(super) fn judge(buf: &[u8], max_head: usize) -> Verdict {
-    let mut slots = vec![httparse::EMPTY_HEADER; HYPER_MAX_HEADERS];
+    let mut slots = [httparse::EMPTY_HEADER; HYPER_MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len > max_head => {
@@ -54,6 +55,16 @@ pub(super) fn judge(buf: &[u8], max_head: usize) -> Verdict {
     if Uri::try_from(target).is_err() {
         return bad("the request target is not a valid URI");
     }
+    // hyper keeps a header name's place in 16 bits.
+    if req
+        .headers
+        .iter()
+        .any(|h| h.name.len() > usize::from(u16::MAX))
+    {
+        return Verdict::Refuse(ApiError::HeadTooLarge(
+            "a header name is longer than 65535 bytes".into(),
+        ));
+    }
     framing(req.headers, version == 1)
 }
 
@@ -75,6 +86,12 @@ fn framing(headers: &[httparse::Header<'_>], http_1_1: bool) -> Verdict {
             let Some(n) = content_length(h.value) else {
                 return bad("Content-Length must be a non-negative whole number of bytes");
             };
+            // Beyond the largest length hyper counts (its answer is a 431).
+            if n > u64::MAX - 2 {
+                return Verdict::Refuse(ApiError::HeadTooLarge(
+                    "Content-Length is larger than any body this server reads".into(),
+                ));
+            }
             if length.is_some_and(|earlier| earlier != n) {
                 return bad("the request carries two different Content-Length values");
             }
@@ -99,17 +116,12 @@ fn ends_with_chunked(value: &[u8]) -> bool {
             .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
-/// A `Content-Length` value hyper accepts: digits only (no sign, no list), below its largest
-/// length.
+/// A `Content-Length` value hyper reads: digits only (no sign, no list) that fit 64 bits.
 fn content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(value)
-        .ok()?
-        .parse::<u64>()
-        .ok()
-        .filter(|&n| n <= u64::MAX - 2)
+    std::str::from_utf8(value).ok()?.parse::<u64>().ok()
 }
 
 /// What is wrong with a head the parser stopped reading.
@@ -240,6 +252,18 @@ mod tests {
             ("POST /up HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n".into(), "400: an HTTP/1.0 request cannot carry Transfer-Encoding"),
             (many(HYPER_MAX_HEADERS), "431: the request head has more than 100 header fields"),
             (long_target, "414: the request target is longer than 65534 bytes"),
+            (
+                format!("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", u64::MAX - 1),
+                "431: Content-Length is larger than any body",
+            ),
+            (
+                format!("GET / HTTP/1.1\r\nHost: a\r\n{}: v\r\n\r\n", "n".repeat(65_535)),
+                "hyper",
+            ),
+            (
+                format!("GET / HTTP/1.1\r\nHost: a\r\n{}: v\r\n\r\n", "n".repeat(65_536)),
+                "431: a header name is longer than 65535 bytes",
+            ),
         ]
     }
 

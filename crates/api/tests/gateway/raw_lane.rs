@@ -994,6 +994,27 @@ async fn a_malformed_head_is_refused_with_what_is_wrong() {
         let a = c.answer(false).await;
         assert_refused(&a, 431, "larger than 65536 bytes");
     }
+    // A head that comes a byte at a time is read whole once its blank line comes: served by the
+    // lane, and a malformed one refused, as when it comes in one piece.
+    for (head, status) in [
+        (format!("GET /raw/length HTTP/1.1\r\n{host}\r\n"), 200),
+        (
+            format!("GET /raw/length HTTP/1.1\r\n{host}bad name: v\r\n\r\n"),
+            400,
+        ),
+    ] {
+        let mut c = Client::connect(env.addr).await;
+        for byte in head.as_bytes().chunks(1) {
+            c.send(std::str::from_utf8(byte).unwrap()).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let a = c.answer(false).await;
+        if status == 200 {
+            assert_eq!((a.status, a.body.as_slice()), (200, &b"hello"[..]), "{a:?}");
+        } else {
+            assert_refused(&a, 400, "header name");
+        }
+    }
     // More header fields than the lane reads itself, sent in two pieces: up to hyper's 100 the
     // request is served (through hyper, with every byte); past them, a 431 that says so.
     for (fields, status) in [(80, 200), (101, 431)] {
@@ -1014,8 +1035,8 @@ async fn a_malformed_head_is_refused_with_what_is_wrong() {
     }
     assert_eq!(
         backend.requests(),
-        1,
-        "only the request with 80 fields reached the backend"
+        2,
+        "only the trickled head and the one with 80 fields reached the backend"
     );
 }
 
