@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 use crate::ApiError;
 use crate::front::idle_body::BodyStalled;
 
+mod object_only;
+use object_only::ObjectOnly;
+
 /// Path parameters of type `T`: a segment that is not valid UTF-8 or not of the type is a JSON
 /// 400 naming it, as every other bad input is (axum's own answer is plain text).
 pub struct Path<T>(pub T);
@@ -33,8 +36,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+        match axum::Json::<ObjectOnly<T>>::from_request(req, state).await {
+            Ok(axum::Json(ObjectOnly(value))) => Ok(Self(value)),
             Err(rejection) => Err(json_error(rejection)),
         }
     }
@@ -59,7 +62,7 @@ fn json_error(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
             "invalid request body: {}",
-            strip_axum_prefix(&e.body_text())
+            without_type_names(strip_axum_prefix(&e.body_text()))
         )),
         JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(format!(
             "malformed JSON: {}",
@@ -135,6 +138,27 @@ fn form_error(rejection: FormRejection) -> ApiError {
     }
 }
 
+/// serde names the Rust type it expected (`expected struct CreateOrg`, `... with 2 elements`);
+/// a client knows it as a JSON object.
+fn without_type_names(message: &str) -> String {
+    const EXPECTED: &str = "expected struct ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(EXPECTED) {
+        out.push_str(&rest[..at]);
+        out.push_str("expected a JSON object");
+        rest = rest[at + EXPECTED.len()..]
+            .trim_start_matches(|c: char| c.is_alphanumeric() || c == '_');
+        if let Some(after) = rest.strip_prefix(" with ")
+            && let Some(end) = after.find(" element")
+        {
+            rest = after[end + " element".len()..].trim_start_matches('s');
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// axum prefixes its messages with a sentence about deserializing; the field path that
 /// follows it is what a user needs.
 fn strip_axum_prefix(text: &str) -> &str {
@@ -157,6 +181,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
                 )))
             }
             Err(other) => Err(ApiError::BadRequest(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_json_types_not_rust_ones() {
+        for (serde, client) in [
+            (
+                "invalid type: sequence, expected struct CreateOrg at line 1 column 1",
+                "invalid type: sequence, expected a JSON object at line 1 column 1",
+            ),
+            (
+                "settings: invalid length 0, expected struct Lockout with 2 elements",
+                "settings: invalid length 0, expected a JSON object",
+            ),
+            ("missing field `slug`", "missing field `slug`"),
+        ] {
+            assert_eq!(without_type_names(serde), client);
         }
     }
 }

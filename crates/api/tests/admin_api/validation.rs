@@ -36,6 +36,19 @@ async fn malformed_bodies_are_refused_with_400_naming_the_field() {
             .starts_with("malformed JSON")
     );
     post_raw(&s, "").await.error(400, "bad_request");
+    // An array of the fields in order is not the object it would stand for, and nothing is made.
+    let array = post_raw(&s, r#"["a@example.com", "alice"]"#).await;
+    assert_eq!(
+        array.error(400, "bad_request"),
+        "invalid request body: invalid type: sequence, expected a JSON object at line 1 column 0"
+    );
+    let org = s
+        .post(s.admin(), "/api/v1/orgs", json!(["arrays", "Array Org"]))
+        .await;
+    assert_contains(&org.error(400, "bad_request"), "expected a JSON object");
+    s.get(s.admin(), "/api/v1/orgs/arrays")
+        .await
+        .error(404, "not_found");
 
     let wrong_type = post_raw(&s, r#"{"email": 5}"#).await;
     assert_eq!(
