@@ -6,7 +6,8 @@ use crate::ModelError;
 
 /// Security settings of one org. Defaults follow seed 001.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// A value left out (or set to null in a merge patch) is its default.
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct OrgSettings {
     /// Every local user must enroll TOTP MFA.
     pub mfa_required: bool,
@@ -26,7 +27,7 @@ pub struct OrgSettings {
 
 /// Lockout after `max_attempts` failed logins within `window_minutes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct LockoutSettings {
     /// Whether lockout is on.
     pub enabled: bool,
@@ -38,7 +39,7 @@ pub struct LockoutSettings {
 
 /// Logout after `minutes` without activity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct IdleLogoutSettings {
     /// Whether idle logout is on.
     pub enabled: bool,
@@ -46,19 +47,31 @@ pub struct IdleLogoutSettings {
     pub minutes: u32,
 }
 
+impl Default for LockoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 5,
+            window_minutes: 15,
+        }
+    }
+}
+
+impl Default for IdleLogoutSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            minutes: 60,
+        }
+    }
+}
+
 impl Default for OrgSettings {
     fn default() -> Self {
         Self {
             mfa_required: false,
-            lockout: LockoutSettings {
-                enabled: true,
-                max_attempts: 5,
-                window_minutes: 15,
-            },
-            idle_logout: IdleLogoutSettings {
-                enabled: true,
-                minutes: 60,
-            },
+            lockout: LockoutSettings::default(),
+            idle_logout: IdleLogoutSettings::default(),
             session_lifetime_hours: 24,
             password_min_length: 8,
             temp_password_ttl_hours: 72,
@@ -158,8 +171,8 @@ impl OrgSettings {
         Some(out)
     }
 
-    /// Applies a JSON merge patch (RFC 7386) to these settings and validates the result, so a
-    /// client sends only the values it changes.
+    /// Applies a JSON merge patch (RFC 7396) to these settings and validates the result, so a
+    /// client sends only the values it changes; a `null` puts a value back to its default.
     pub fn merged(&self, patch: &serde_json::Value) -> Result<Self, ModelError> {
         if !patch.is_object() {
             return Err(ModelError::new("settings", "must be a JSON object"));
@@ -167,8 +180,16 @@ impl OrgSettings {
         let mut current =
             serde_json::to_value(self).map_err(|e| ModelError::new("settings", e.to_string()))?;
         merge_patch(&mut current, patch);
-        let merged: Self = serde_json::from_value(current)
-            .map_err(|e| ModelError::new("settings", e.to_string()))?;
+        // The path of a value of the wrong type, for the message (`settings.lockout.maxAttempts`).
+        let merged: Self = serde_path_to_error::deserialize(current).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                "settings".to_owned()
+            } else {
+                format!("settings.{path}")
+            };
+            ModelError::new(field, e.into_inner().to_string())
+        })?;
         merged.validate()?;
         Ok(merged)
     }
@@ -255,6 +276,31 @@ mod tests {
             .merged(&json!({"lockout": {"enabled": "yes"}}))
             .unwrap_err();
         assert!(e.message.contains("invalid type"), "{e}");
+        assert_eq!(e.field, "settings.lockout.enabled");
+        let e = s
+            .merged(&json!({"lockout": {"maxAttempts": -1}}))
+            .unwrap_err();
+        assert_eq!(e.field, "settings.lockout.maxAttempts");
         assert!(s.merged(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn a_null_in_the_patch_puts_the_default_back() {
+        let changed = OrgSettings::default()
+            .merged(
+                &json!({"mfaRequired": true, "lockout": {"maxAttempts": 3, "windowMinutes": 30}}),
+            )
+            .unwrap();
+        let back = changed
+            .merged(&json!({"mfaRequired": null, "lockout": {"maxAttempts": null}}))
+            .unwrap();
+        assert!(!back.mfa_required);
+        assert_eq!(back.lockout.max_attempts, 5);
+        assert_eq!(
+            back.lockout.window_minutes, 30,
+            "what the patch leaves out stays"
+        );
+        let whole = changed.merged(&json!({"lockout": null})).unwrap();
+        assert_eq!(whole.lockout, LockoutSettings::default());
     }
 }

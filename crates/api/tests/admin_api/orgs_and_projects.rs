@@ -169,8 +169,18 @@ async fn org_settings_are_merged_and_validated_naming_the_field() {
             json!({ "resetLinkTtlHours": 721 }),
             "settings.resetLinkTtlHours: ",
         ),
-        (json!({ "mfaRequried": true }), "settings: "),
-        (json!({ "lockout": { "enabled": "yes" } }), "settings: "),
+        (
+            json!({ "mfaRequried": true }),
+            "settings.mfaRequried: unknown field",
+        ),
+        (
+            json!({ "lockout": { "enabled": "yes" } }),
+            "settings.lockout.enabled: invalid type",
+        ),
+        (
+            json!({ "lockout": { "maxAttempts": -1 } }),
+            "settings.lockout.maxAttempts: invalid value",
+        ),
         (json!("strict"), "settings: "),
     ];
     for (patch, prefix) in cases {
