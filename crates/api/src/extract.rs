@@ -94,7 +94,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 /// Why a body could not be read: too large, stalled (a 408, as the gateway answers), or cut
 /// short or badly framed.
 fn bytes_error(rejection: &BytesRejection) -> ApiError {
-    if let Some(stalled) = BodyStalled::in_chain(rejection) {
+    if let Some(stalled) = portcullis_gateway::proxy::cause::<BodyStalled>(rejection) {
         return ApiError::RequestTimeout(stalled.to_string());
     }
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {

@@ -585,7 +585,7 @@ async fn splice(
 }
 
 /// The first cause of type `T` in `error`'s chain (itself included), if there is one.
-fn cause<'e, T: std::error::Error + 'static>(
+pub fn cause<'e, T: std::error::Error + 'static>(
     error: &'e (dyn std::error::Error + 'static),
 ) -> Option<&'e T> {
     let mut current = Some(error);

@@ -18,20 +18,6 @@ use tokio::time::{Instant, Sleep};
 #[error("no part of the request body came for {} s", .0.as_secs_f32())]
 pub struct BodyStalled(pub Duration);
 
-impl BodyStalled {
-    /// The stall behind `error`, if anywhere in its chain of sources there is one.
-    pub fn in_chain<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyStalled> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(stalled) = e.downcast_ref::<BodyStalled>() {
-                return Some(stalled);
-            }
-            next = e.source();
-        }
-        None
-    }
-}
-
 /// A body that fails with [`BodyStalled`] once the client has sent nothing of it for `idle`.
 pub struct IdleBody {
     inner: Body,
@@ -114,7 +100,7 @@ mod tests {
         let (waited, result) = reading.await.unwrap();
         let error = result.expect_err("the stalled body fails");
         assert!(
-            BodyStalled::in_chain(&error).is_some(),
+            portcullis_gateway::proxy::cause::<BodyStalled>(&error).is_some(),
             "a stall is found in the error's chain: {error}"
         );
         assert_eq!(waited, Duration::from_secs(60 + 30));
