@@ -88,12 +88,19 @@ fn check_id(field: &str, id: &str) -> Result<(), ModelError> {
 
 fn check_strings(field: &str, items: &[String]) -> Result<(), ModelError> {
     for (i, s) in items.iter().enumerate() {
-        if s.is_empty() || s.len() > 512 || s.chars().any(char::is_control) {
-            return Err(ModelError::new(
-                format!("{field}[{i}]"),
-                "must be 1 to 512 characters without control characters",
-            ));
-        }
+        check_string(&format!("{field}[{i}]"), s)?;
+    }
+    Ok(())
+}
+
+/// One name or id: something to match on (not only spaces), at most 512 characters, no control
+/// characters.
+fn check_string(field: &str, s: &str) -> Result<(), ModelError> {
+    if s.trim().is_empty() || s.len() > 512 || s.chars().any(char::is_control) {
+        return Err(ModelError::new(
+            field,
+            "must be 1 to 512 characters, not only spaces, without control characters",
+        ));
     }
     Ok(())
 }
@@ -140,11 +147,8 @@ impl RondDoc for RondBinding {
         check_strings("roles", &self.roles)?;
         check_strings("permissions", &self.permissions)?;
         if let Some(r) = &self.resource {
-            check_strings(
-                "resource.resourceType",
-                std::slice::from_ref(&r.resource_type),
-            )?;
-            check_strings("resource.resourceId", std::slice::from_ref(&r.resource_id))?;
+            check_string("resource.resourceType", &r.resource_type)?;
+            check_string("resource.resourceId", &r.resource_id)?;
         }
         Ok(())
     }

@@ -339,6 +339,35 @@ async fn grant_and_revoke_bindings() {
     );
 
     // Bad requests and callers.
+    for (path, words) in [
+        (
+            "/grant/bindings/resource/%20",
+            "resource.resourceType: must be 1 to 512",
+        ),
+        (
+            "/grant/bindings/resource/project",
+            "resource.resourceId: must be 1 to 512",
+        ),
+    ] {
+        let blank = s
+            .post(
+                s.admin(),
+                path,
+                json!({"resourceId": " ", "subjects": ["a"], "roles": ["x"]}),
+            )
+            .await;
+        assert_contains(&blank.error(422, "invalid"), words);
+    }
+    assert_contains(
+        &s.post(
+            s.admin(),
+            "/grant/bindings",
+            json!({"subjects": [" "], "roles": ["x"]}),
+        )
+        .await
+        .error(422, "invalid"),
+        "subjects[0]: must be 1 to 512",
+    );
     assert_contains(
         &s.post(s.admin(), "/grant/bindings", json!({"roles": ["x"]}))
             .await
