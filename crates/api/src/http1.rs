@@ -105,20 +105,9 @@ where
         let mut seen = 0;
         let (plain, len) = loop {
             let looked = std::mem::replace(&mut seen, buf.len());
-            if looked > 0 && !ends_a_head(&buf, looked) {
-                if buf.len() > max_head {
-                    refuse_large_head(&mut io, max_head, &mut out).await;
-                    return Ended::Closed;
-                }
-            } else if !buf.is_empty() {
+            if !buf.is_empty() && (looked == 0 || ends_a_head(&buf, looked)) {
                 match read_head(&buf) {
-                    // A head over the limit is refused to the byte, however it arrived (whole
-                    // in one read, or still coming).
                     Head::Plain(_, len) if len > max_head => {
-                        refuse_large_head(&mut io, max_head, &mut out).await;
-                        return Ended::Closed;
-                    }
-                    Head::Partial if buf.len() > max_head => {
                         refuse_large_head(&mut io, max_head, &mut out).await;
                         return Ended::Closed;
                     }
@@ -141,14 +130,16 @@ where
                             return Ended::Closed;
                         }
                         // Hyper would wait for the rest of the head too (up to the limit).
-                        Verdict::Incomplete if buf.len() > max_head => {
-                            refuse_large_head(&mut io, max_head, &mut out).await;
-                            return Ended::Closed;
-                        }
                         Verdict::Incomplete => {}
                     },
                     Head::Partial => {}
                 }
+            }
+            // Not a whole head yet: one over the limit is refused to the byte, however it
+            // arrives (whole in one read, or still coming).
+            if buf.len() > max_head {
+                refuse_large_head(&mut io, max_head, &mut out).await;
+                return Ended::Closed;
             }
             buf.reserve(4096);
             let idle = buf.is_empty();
@@ -223,9 +214,12 @@ async fn refuse_large_head<S>(io: &mut S, max_head: usize, out: &mut Vec<u8>)
 where
     S: AsyncWrite + Unpin + Send,
 {
-    let refusal =
-        crate::ApiError::HeadTooLarge(format!("the request head is larger than {max_head} bytes"));
-    refuse(io, refusal, out).await;
+    refuse(io, head_too_large(max_head), out).await;
+}
+
+/// The refusal of a request head over `max_head` bytes.
+fn head_too_large(max_head: usize) -> crate::ApiError {
+    crate::ApiError::HeadTooLarge(format!("the request head is larger than {max_head} bytes"))
 }
 
 /// Answers `refusal` with a request id, then closes the connection.

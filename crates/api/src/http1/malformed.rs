@@ -33,9 +33,7 @@ pub(super) fn judge(buf: &[u8], max_head: usize) -> Verdict {
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) if len > max_head => {
-            return Verdict::Refuse(ApiError::HeadTooLarge(format!(
-                "the request head is larger than {max_head} bytes"
-            )));
+            return Verdict::Refuse(super::head_too_large(max_head));
         }
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Verdict::Incomplete,
