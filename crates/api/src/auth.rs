@@ -57,8 +57,7 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// a backend's business, not a credential: the others are read as if it were absent.
 pub(crate) fn presented(headers: &HeaderMap) -> Option<Presented<'_>> {
     let authorization = headers.get_all(http::header::AUTHORIZATION);
-    let mut bearers = authorization.iter().filter_map(bearer_of);
-    if let Some((_, token)) = bearers.next() {
+    if let Some((_, token)) = authorization.iter().find_map(bearer_of) {
         // Counted before any is used, whatever order they come in: a bearer beside another
         // `Authorization` (another bearer, or a scheme of the backend's) leaves it unclear
         // which one the client meant, and a proxy in front may have read the other.

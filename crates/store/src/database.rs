@@ -133,12 +133,12 @@ impl Store {
 
     /// Serialises the writers whose checks read one org's rows as a whole (group nesting against
     /// cycles; a member's removal, demotion, deactivation or reactivation against assignments to
-    /// its projects and groups and against losing the last admin), so that what they read
-    /// holds until they commit. Writers that check nothing across rows (adding a member,
-    /// promoting one, taking one off a project) do not take it. On PostgreSQL the org's row is locked `FOR NO KEY
-    /// UPDATE`: writers taking it queue, while rows that merely reference the org (a key being
-    /// made, whose foreign key check shares the row) do not wait for it, so that it cannot close
-    /// a deadlock with a writer holding a membership's row.
+    /// its projects and groups and against losing the last admin), so that what they read holds
+    /// until they commit. Writers that check nothing across rows (adding a member, promoting
+    /// one, taking one off a project) do not take it. On PostgreSQL the org's row is locked
+    /// `FOR NO KEY UPDATE`: writers taking it queue, while rows that merely reference the org (a
+    /// key being made, whose foreign key check shares the row) do not wait for it, so that it
+    /// cannot close a deadlock with a writer holding a membership's row.
     pub(crate) async fn lock_org(
         &self,
         tx: &mut Transaction<'static, sqlx::Any>,

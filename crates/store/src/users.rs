@@ -288,9 +288,7 @@ impl Store {
             .bind(user.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("no user '{user}' in org '{}'", org.slug))
-            })?;
+            .ok_or_else(|| not_a_member(org, user))?;
         let mut members = vec![member_row(&row)?];
         self.decorate(org.id, &mut members).await?;
         Ok(members.remove(0))
@@ -554,10 +552,7 @@ impl Store {
             .await?
             .rows_affected();
         if removed == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no user '{user}' in org '{}'",
-                org.slug
-            )));
+            return Err(not_a_member(org, user));
         }
         sqlx::query("DELETE FROM project_members WHERE user_id = $1 AND project_id IN (SELECT id FROM projects WHERE org_id = $2)")
             .bind(u.as_str())
@@ -774,6 +769,11 @@ pub(crate) async fn membership_in_tx(
         .bind(org.id.to_string())
         .fetch_optional(&mut **tx)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("no user '{user}' in org '{}'", org.slug)))?;
+        .ok_or_else(|| not_a_member(org, user))?;
     rows::parsed(&row, "status", MembershipStatus::parse)
+}
+
+/// The answer for a user who is not (or no longer) a member of `org`.
+fn not_a_member(org: &OrgRecord, user: UserId) -> StoreError {
+    StoreError::NotFound(format!("no user '{user}' in org '{}'", org.slug))
 }

@@ -82,7 +82,6 @@ pub async fn create(
         .into());
     }
     let mail = body.send_invite.unwrap_or(false);
-    let derived = made_from_email.then(|| new.username.clone());
     let created = async {
         Ok::<_, ApiError>(match kind {
             UserKind::Local => {
@@ -103,14 +102,15 @@ pub async fn create(
             ),
         })
     };
-    let (member, temporary) = created.await.map_err(|e| match (e, &derived) {
+    let (member, temporary) = created.await.map_err(|e| match e {
         // The client never named that username: say where it came from and what to do.
-        (ApiError::Conflict(m), Some(username)) if m.starts_with("username '") => {
+        ApiError::Conflict(m) if made_from_email && m.starts_with("username '") => {
             ApiError::Conflict(format!(
-                "username '{username}' (made from the email address) is taken; send a 'username' of its own"
+                "username '{}' (made from the email address) is taken; send a 'username' of its own",
+                new.username
             ))
         }
-        (e, _) => e,
+        e => e,
     })?;
     state
         .directory
