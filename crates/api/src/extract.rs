@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
-use crate::front::idle_body::BodyStalled;
+use portcullis_gateway::BodyStalled;
 
 mod object_only;
 use object_only::ObjectOnly;

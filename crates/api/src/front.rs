@@ -21,8 +21,6 @@ use tower::{Service, ServiceExt};
 
 use crate::state::AppState;
 
-pub(crate) mod idle_body;
-
 /// First path segments the control plane owns. Every path its router serves starts with one of
 /// these (a test reads the router's source to hold this true); a path outside them never
 /// reaches the router.
@@ -170,7 +168,7 @@ impl Service<Request<Body>> for Front {
                     req
                 } else {
                     let idle = shared.state.gateway.idle_timeout;
-                    req.map(|body| Body::new(idle_body::IdleBody::new(body, idle)))
+                    req.map(|body| Body::new(portcullis_gateway::IdleBody::new(body, idle)))
                 };
                 let router = shared.router.clone();
                 // The control plane runs on the shared runtime, beside the database pool.

@@ -1,7 +1,8 @@
-//! A control-plane request's body, given up on when the client sends nothing of it for the idle
-//! time, as the gateway gives up on a body it forwards (and as nginx's `client_body_timeout`
-//! does): otherwise a client that announces a body and stops holds its connection, and the task
-//! reading it, for as long as it likes, before it has even been authenticated.
+//! A client's request body, given up on when the client sends nothing of it for the idle time
+//! (as nginx's `client_body_timeout`): otherwise a client that announces a body and stops holds
+//! its connection, and the task reading it, for as long as it likes. Only the time spent waiting
+//! on the client counts, never the time the reader took between parts. Bodies forwarded to a
+//! backend (`proxy`) and bodies the control plane reads are watched alike.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +23,7 @@ pub struct BodyStalled(pub Duration);
 pub struct IdleBody {
     inner: Body,
     idle: Duration,
-    /// Made at the first wait, on the runtime that reads the body (the control plane's).
+    /// Made at the first wait, on the runtime that reads the body.
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the last poll left it waiting for the client (the timer is running).
     waiting: bool,
@@ -100,7 +101,7 @@ mod tests {
         let (waited, result) = reading.await.unwrap();
         let error = result.expect_err("the stalled body fails");
         assert!(
-            portcullis_gateway::proxy::cause::<BodyStalled>(&error).is_some(),
+            crate::proxy::cause::<BodyStalled>(&error).is_some(),
             "a stall is found in the error's chain: {error}"
         );
         assert_eq!(waited, Duration::from_secs(60 + 30));

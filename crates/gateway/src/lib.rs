@@ -9,7 +9,9 @@ pub mod credentials;
 pub mod forward_auth;
 pub mod headers;
 pub mod identity;
+pub mod idle_body;
 pub mod proxy;
 
 pub use identity::{CallerHeaders, Identity, IdentityFields, IdentityHeaders};
+pub use idle_body::{BodyStalled, IdleBody};
 pub use proxy::{Backend, Forward, GatewayError, Proxy};

@@ -1,10 +1,9 @@
 //! The client's request body on its way to a backend through hyper's client. It tells when it
 //! has all been sent (the backend's timeout runs from then, as Envoy's route timeout does: how
 //! long an upload takes is the client's business), gives up on a client that sends nothing for
-//! the idle time (as nginx's `client_body_timeout`), and marks its failures as the client's, so
-//! that they are not taken for the backend's.
+//! the idle time (through [`IdleBody`]), and marks its failures as the client's, so that they
+//! are not taken for the backend's.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::Notify;
-use tokio::time::{Instant, Sleep};
+
+use super::cause;
+use crate::{BodyStalled, IdleBody};
 
 /// Why the client's body could not be passed on: the client's doing, told apart from the
 /// backend's failures by its type (found again in the chain of the client's error).
@@ -29,14 +30,9 @@ pub(super) enum ClientBodyError {
 
 /// A client's body, watched (see the module documentation).
 pub(super) struct ClientBody {
-    inner: axum::body::Body,
+    inner: IdleBody,
     /// Told once the whole body has been handed on; taken then.
     sent: Option<Arc<Notify>>,
-    idle: Duration,
-    /// When the client must have sent more by, while it is being waited for.
-    stall: Pin<Box<Sleep>>,
-    /// Whether the last poll left it waiting for the client (the timer is running).
-    waiting: bool,
 }
 
 impl ClientBody {
@@ -44,11 +40,8 @@ impl ClientBody {
     /// that is empty).
     pub(super) fn new(inner: axum::body::Body, sent: Arc<Notify>, idle: Duration) -> Self {
         let mut body = Self {
-            inner,
+            inner: IdleBody::new(inner, idle),
             sent: Some(sent),
-            idle,
-            stall: Box::pin(tokio::time::sleep(idle)),
-            waiting: false,
         };
         if body.inner.is_end_stream() {
             body.finished();
@@ -72,32 +65,22 @@ impl HttpBody for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
-        // Only the time spent waiting on the client counts: not the time the backend took to
-        // accept the previous part.
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = Instant::now() + this.idle;
-            this.stall.as_mut().reset(deadline);
-        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                this.waiting = false;
                 if this.inner.is_end_stream() {
                     this.finished();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                Poll::Ready(Some(Err(ClientBodyError::Unreadable(innermost(&e)))))
-            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(match cause::<BodyStalled>(&e) {
+                Some(BodyStalled(after)) => ClientBodyError::Stalled(*after),
+                None => ClientBodyError::Unreadable(innermost(&e)),
+            }))),
             Poll::Ready(None) => {
                 this.finished();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.stall.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled(this.idle)))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => Poll::Pending,
         }
     }
 
