@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use portcullis_model::{KeyId, MembershipStatus, OrgId, OrgRole, ProjectRole, UserKind};
+use portcullis_model::{KeyId, MembershipStatus, OrgId, OrgRole, ProjectRole, UserId, UserKind};
 use portcullis_store::{
     Actor, AuditFilter, BootstrapAdmin, GroupMember, NewAuditRecord, NewKey, NewUser, OrgRecord,
     Page, Store, StoreError, UserFilter, UserPatch,
@@ -121,6 +121,18 @@ fn new_user(email: &str, username: &str, kind: UserKind) -> NewUser {
         role: OrgRole::Member,
         platform_admin: false,
     }
+}
+
+/// A new local member of `org` with `role`, named `name` (email `name@example.com`).
+async fn member(store: &Store, org: &OrgRecord, name: &str, role: OrgRole) -> UserId {
+    let mut new = new_user(&format!("{name}@example.com"), name, UserKind::Local);
+    new.role = role;
+    store
+        .create_user(&actor(), org, &new)
+        .await
+        .unwrap()
+        .user
+        .id
 }
 
 async fn bootstrapped(store: &Store) -> OrgRecord {
@@ -1365,7 +1377,7 @@ async fn keys_made_while_a_member_is_removed_do_not_outlive_the_removal() {
 async fn an_org_always_keeps_an_active_admin() {
     on_every_backend(|store, _url| async move {
         bootstrapped(&store).await;
-        type Change = fn(Store, OrgRecord, portcullis_model::UserId) -> ChangeFuture;
+        type Change = fn(Store, OrgRecord, UserId) -> ChangeFuture;
         type ChangeFuture =
             std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
         let changes: [(&str, Change); 3] = [
@@ -1398,13 +1410,8 @@ async fn an_org_always_keeps_an_active_admin() {
                     .unwrap();
                 let mut admins = Vec::new();
                 for name in ["ana", "ben"] {
-                    let mut new = new_user(
-                        &format!("{name}.{what}{round}@example.com"),
-                        &format!("{name}-{what}{round}"),
-                        UserKind::Local,
-                    );
-                    new.role = OrgRole::Admin;
-                    admins.push(store.create_user(&actor(), &org, &new).await.unwrap().user.id);
+                    let name = format!("{name}-{what}{round}");
+                    admins.push(member(&store, &org, &name, OrgRole::Admin).await);
                 }
                 // Each admin's change of the other, at once.
                 let (a, b) = tokio::join!(
@@ -1450,20 +1457,7 @@ async fn assignments_made_while_a_member_is_removed_do_not_outlive_the_removal()
             .await
             .unwrap();
         for round in 0..6 {
-            let user = store
-                .create_user(
-                    &actor(),
-                    &org,
-                    &new_user(
-                        &format!("leaver{round}@example.com"),
-                        &format!("leaver{round}"),
-                        UserKind::Local,
-                    ),
-                )
-                .await
-                .unwrap()
-                .user
-                .id;
+            let user = member(&store, &org, &format!("leaver{round}"), OrgRole::Member).await;
             let (removed, assigned, grouped) = tokio::join!(
                 tokio::spawn({
                     let (store, org) = (store.clone(), org.clone());
@@ -1510,20 +1504,7 @@ async fn assignments_made_while_a_member_is_removed_do_not_outlive_the_removal()
         // A deactivated member's reactivation racing an assignment: the assignment is suspended
         // exactly when the member ends up deactivated.
         for round in 0..6 {
-            let user = store
-                .create_user(
-                    &actor(),
-                    &org,
-                    &new_user(
-                        &format!("returner{round}@example.com"),
-                        &format!("returner{round}"),
-                        UserKind::Local,
-                    ),
-                )
-                .await
-                .unwrap()
-                .user
-                .id;
+            let user = member(&store, &org, &format!("returner{round}"), OrgRole::Member).await;
             store
                 .set_member_status(&actor(), &org, user, MembershipStatus::Deactivated)
                 .await
