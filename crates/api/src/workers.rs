@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use portcullis_gateway::Proxy;
+use portcullis_gateway::{Proxy, SendTimeout};
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
@@ -42,7 +42,8 @@ pub struct ConnectionLimits {
     /// How long a connection may do nothing: a client's time to send a request's head (a
     /// slow-headers attack holds a connection open for nothing otherwise), an idle HTTP/1.1
     /// connection's wait for its next request, an HTTP/2 connection's time without an open
-    /// stream, and a TLS handshake's time.
+    /// stream, a TLS handshake's time, and how long a write may wait for a client that reads
+    /// nothing (a slow-read attack holds a connection and its backend otherwise).
     pub idle_timeout: Duration,
 }
 
@@ -200,6 +201,7 @@ async fn run(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let tcp = SendTimeout::new(tcp, limits.idle_timeout);
         let front = door.connection(peer, proxy.clone(), tls.is_some());
         let (watcher, builder, stopped) = (graceful.watcher(), builder.clone(), stopped.clone());
         tokio::spawn(async move {
