@@ -168,7 +168,9 @@ impl From<GatewayError> for ApiError {
             // The client's own doing: no backend is to blame, and nothing is worth a warning.
             GatewayError::BadRequestBody(_) => Self::BadRequest(e.to_string()),
             GatewayError::BodyStalled { .. } => Self::RequestTimeout(e.to_string()),
-            GatewayError::Timeout { .. } => Self::GatewayTimeout(e.to_string()),
+            GatewayError::Timeout { .. } | GatewayError::NotTaking { .. } => {
+                Self::GatewayTimeout(e.to_string())
+            }
             GatewayError::Unreachable { ref detail, .. } => {
                 tracing::warn!(error = %detail, "backend unreachable");
                 Self::BadGateway(e.to_string())

@@ -30,5 +30,7 @@ mod policy_body;
 mod proxy;
 #[path = "gateway/raw_lane.rs"]
 mod raw_lane;
+#[path = "gateway/stalled_readers.rs"]
+mod stalled_readers;
 #[path = "gateway/streaming.rs"]
 mod streaming;

@@ -19,10 +19,13 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
+use crate::send_timeout::WriteStalled;
 use client_body::{ClientBody, ClientBodyError};
+use connector::Connector;
 pub use tls::BackendTls;
 
 mod client_body;
+mod connector;
 mod http1;
 mod tls;
 
@@ -98,6 +101,14 @@ pub enum GatewayError {
     /// The backend did not answer in time.
     #[error("backend '{backend}' did not answer within {after:?}")]
     Timeout {
+        /// Backend.
+        backend: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The backend took nothing more of the request (its body, mostly) for its timeout.
+    #[error("backend '{backend}' stopped taking the request: it read none of it for {after:?}")]
+    NotTaking {
         /// Backend.
         backend: String,
         /// The limit.
@@ -181,17 +192,16 @@ pub fn is_upgrade(version: http::Version, headers: &http::HeaderMap) -> bool {
 /// How one backend is spoken to: its pooled client(s).
 enum Upstream {
     /// `http://`: HTTP/1.1, or h2c when the backend is marked `http2` (upgrades stay on the
-    /// HTTP/1.1 client). These clients are shared by every plain backend (one pool keyed by
-    /// host), since nothing about them differs per backend.
+    /// HTTP/1.1 client). Each backend has its own, as its connections carry its timeout.
     Plain {
-        http1: Client<HttpConnector, Body>,
-        h2c: Option<Client<HttpConnector, Body>>,
+        http1: Client<Connector, Body>,
+        h2c: Option<Client<Connector, Body>>,
     },
     /// `https://`: the backend's own trust. `auto` offers ALPN `h2` and `http/1.1` and lets the
     /// backend choose; `http1` offers only `http/1.1`, for upgrades, which HTTP/2 cannot carry.
     Tls {
-        auto: Client<HttpsConnector<HttpConnector>, Body>,
-        http1: Client<HttpsConnector<HttpConnector>, Body>,
+        auto: Client<HttpsConnector<Connector>, Body>,
+        http1: Client<HttpsConnector<Connector>, Body>,
     },
 }
 
@@ -245,17 +255,9 @@ impl Proxy {
     /// `https://` backends are read here; a file that is missing or not PEM is an error naming
     /// the backend and the file.
     pub fn new(backends: Vec<Backend>, max_body: u64) -> Result<Self, GatewayError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
-        let h2c = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .http2_only(true)
-            .build(connector.clone());
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
         let mut by_name = HashMap::default();
         for b in backends {
             let refuse = |message: &str| GatewayError::BadBackend {
@@ -268,16 +270,27 @@ impl Proxy {
                         "ca_file, client certificate and server_name need an https:// URL",
                     ));
                 }
-                (Some("http"), Some(_)) => Upstream::Plain {
-                    http1: http1.clone(),
-                    h2c: b.http2.then(|| h2c.clone()),
-                },
+                (Some("http"), Some(_)) => {
+                    let connector = Connector::new(tcp.clone(), b.timeout);
+                    Upstream::Plain {
+                        http1: Client::builder(TokioExecutor::new())
+                            .pool_idle_timeout(Duration::from_secs(60))
+                            .pool_max_idle_per_host(256)
+                            .build(connector.clone()),
+                        h2c: b.http2.then(|| {
+                            Client::builder(TokioExecutor::new())
+                                .pool_idle_timeout(Duration::from_secs(60))
+                                .http2_only(true)
+                                .build(connector)
+                        }),
+                    }
+                }
                 (Some("https"), Some(_)) if b.http2 => {
                     return Err(refuse(
                         "http2 (h2c) is for http:// URLs; over https HTTP/2 is chosen by ALPN",
                     ));
                 }
-                (Some("https"), Some(_)) => tls_upstream(&b, &connector)?,
+                (Some("https"), Some(_)) => tls_upstream(&b, &tcp)?,
                 _ => return Err(refuse("the URL must be http(s)://host[:port][/prefix]")),
             };
             let raw = matches!(upstream, Upstream::Plain { h2c: None, .. })
@@ -397,7 +410,8 @@ impl Proxy {
         let upstream = Request::from_parts(parts, body);
         // The backend's time runs from when the whole request is out, as Envoy's route timeout
         // does: how long an upload takes is the client's business (bounded by the body's idle
-        // time), and a large one must not be a 504.
+        // time), and a large one must not be a 504. A backend that stops taking the body is
+        // given the same time, by its connection (`connector`).
         let answer = tokio::select! {
             answer = target.upstream.send(upstream, upgrade) => Ok(answer),
             () = async {
@@ -426,6 +440,12 @@ impl Proxy {
                         return Err(GatewayError::BodyStalled { after: *after });
                     }
                     None => {}
+                }
+                if let Some(stalled) = WriteStalled::cause_of(&e) {
+                    return Err(GatewayError::NotTaking {
+                        backend: backend.name.clone(),
+                        after: stalled.0,
+                    });
                 }
                 let detail = format!("{e:?}");
                 return Err(GatewayError::Unreachable {
@@ -528,11 +548,12 @@ const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-
 
 /// The two clients of an `https://` backend, sharing its trust settings and differing only in
 /// the protocols ALPN offers.
-fn tls_upstream(backend: &Backend, connector: &HttpConnector) -> Result<Upstream, GatewayError> {
+fn tls_upstream(backend: &Backend, tcp: &HttpConnector) -> Result<Upstream, GatewayError> {
     let settings = tls::settings(backend)?;
-    let mut connector = connector.clone();
+    let mut tcp = tcp.clone();
     // The TLS connector hands it https:// URIs, which a plain connector refuses by default.
-    connector.enforce_http(false);
+    tcp.enforce_http(false);
+    let connector = Connector::new(tcp, backend.timeout);
     let resolver = Arc::new(FixedServerNameResolver::new(settings.server_name));
     let with_alpn = |protocols: &[&[u8]]| {
         let mut config = settings.config.clone();

@@ -1,0 +1,163 @@
+//! Peers that stop reading. A client that asks and then reads nothing (a slow-read attack):
+//! once an answer has waited `idle_timeout` for the client to take any of it, the connection is
+//! closed, so the client cannot hold the connection, its task and the backend's connection for
+//! as long as it likes (a download on the raw lane and on hyper's server, and answers to
+//! requests pipelined without a credential). A backend that takes none of an upload for its
+//! timeout: a 504, as a backend that does not answer.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+const IDLE: Duration = Duration::from_secs(2);
+/// Time for the close after the idle time, on a loaded machine.
+const LEEWAY: Duration = Duration::from_secs(10);
+/// The download asked for: far more than the sockets on the way can hold.
+const DOWNLOAD_MB: u64 = 64;
+
+/// A connection to `env` whose receive buffer is small, as a client that reads nothing keeps
+/// it full.
+async fn connect(env: &Env) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(env.addr).await.unwrap()
+}
+
+/// Reads what `conn` still has, as a client that finally reads: how many bytes came before the
+/// connection ended (closed or reset), or none if it had not ended within `within`.
+async fn read_the_rest(conn: &mut TcpStream, within: Duration) -> Option<u64> {
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let reading = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n as u64,
+            }
+        }
+    };
+    tokio::time::timeout(within, reading).await.ok()
+}
+
+/// Asks for a download of [`DOWNLOAD_MB`] with `request_line`, reads nothing for longer than
+/// the idle time, then reads: the connection must have been closed part way.
+async fn assert_unread_download_is_cut(request_line: &str) {
+    let env = Env::start(Options {
+        idle_timeout: IDLE,
+        ..Options::default()
+    })
+    .await;
+    let mut conn = connect(&env).await;
+    let request = format!(
+        "{request_line}\r\nHost: gateway.test\r\nx-api-key: {}\r\n\r\n",
+        env.dev.key
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(IDLE + Duration::from_secs(3)).await;
+    let got = read_the_rest(&mut conn, LEEWAY)
+        .await
+        .expect("the connection was not closed");
+    assert!(got > 0, "{request_line}: nothing was answered");
+    assert!(
+        got < DOWNLOAD_MB * MIB,
+        "{request_line}: all {got} bytes came: the answer waited for the client"
+    );
+    // The server serves the next client as before.
+    let next = env.get("/big?mb=1", Some(&env.dev.key), &[]).await;
+    assert_eq!(next.status, 200);
+    assert_eq!(next.text.len() as u64, MIB);
+}
+
+#[tokio::test]
+async fn a_download_the_client_does_not_read_is_cut_after_the_idle_time() {
+    assert_unread_download_is_cut(&format!("GET /big?mb={DOWNLOAD_MB} HTTP/1.1")).await;
+}
+
+/// HTTP/1.0 is served by hyper's server rather than the raw lane.
+#[tokio::test]
+async fn a_download_the_client_does_not_read_is_cut_on_the_general_server_too() {
+    assert_unread_download_is_cut(&format!("GET /big?mb={DOWNLOAD_MB} HTTP/1.0")).await;
+}
+
+/// Without any credential, a client can pipeline requests and read none of the answers: the
+/// connection is closed once the answers wait, and the client's next write fails, rather than
+/// the connection (and its task) staying open with the server waiting to write.
+#[tokio::test]
+async fn pipelined_requests_whose_answers_are_not_read_end_the_connection() {
+    let env = Env::start(Options {
+        idle_timeout: IDLE,
+        ..Options::default()
+    })
+    .await;
+    let conn = connect(&env).await;
+    let (mut reader, mut writer) = conn.into_split();
+    let sending = tokio::spawn(async move {
+        let request = b"GET /admin/reports HTTP/1.1\r\nHost: gateway.test\r\n\r\n".repeat(1000);
+        let mut sent = 0u64;
+        // Far more answers than the sockets can hold (each is a 401 of some 300 bytes).
+        for _ in 0..400 {
+            if writer.write_all(&request).await.is_err() {
+                return Some(sent);
+            }
+            sent += 1000;
+        }
+        None
+    });
+    let ended = tokio::time::timeout(IDLE + LEEWAY, sending)
+        .await
+        .expect("the server still waits to write: the connection was never closed")
+        .unwrap();
+    let sent = ended.expect("every request was answered: the test sent too little");
+    let mut answers = Vec::new();
+    let _ = tokio::time::timeout(LEEWAY, reader.read_to_end(&mut answers)).await;
+    let answered = answers.windows(12).filter(|w| w == b"HTTP/1.1 401").count() as u64;
+    assert!(answered > 0, "nothing was answered");
+    assert!(
+        answered < sent,
+        "{answered} of {sent} requests were answered"
+    );
+}
+
+/// A backend that accepts connections and reads nothing from them (holding them open).
+async fn deaf_backend() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// The backend's timeout (`scripted`'s, 2 s) runs while it takes nothing of an upload, as it
+/// does once the request is all out: without it the client, its connection and the backend's
+/// would wait for ever on a backend that never reads.
+#[tokio::test]
+async fn an_upload_the_backend_takes_none_of_is_a_504() {
+    let env = Env::start(Options {
+        scripted_backend: Some(deaf_backend().await),
+        ..Options::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    // Far more than the sockets on the way hold, and under the body limit.
+    let uploading = raw_upload(env.addr, "POST", "/raw/upload", &[], 128 * MIB);
+    let reply = tokio::time::timeout(Duration::from_secs(30), uploading)
+        .await
+        .expect("no answer: the gateway still waits for the backend to read");
+    assert_eq!(reply.status, 504, "{reply:?}");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stopped taking the request"), "{message}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
