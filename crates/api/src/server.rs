@@ -249,9 +249,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             portcullis_gateway::Proxy::new(
                 config.gateway.backends.clone(),
                 config.gateway.max_body_bytes,
+                config.gateway.idle_timeout,
             )
-            .map_err(|e| ServerError::Routes(e.to_string()))?
-            .with_body_idle(config.gateway.idle_timeout),
+            .map_err(|e| ServerError::Routes(e.to_string()))?,
         ))
     };
     if let Some(rules) = rbac.routes() {
@@ -306,8 +306,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             if backends.is_empty() {
                 return None;
             }
-            match portcullis_gateway::Proxy::new(backends.clone(), max_body) {
-                Ok(proxy) => Some(Arc::new(proxy.with_body_idle(body_idle))),
+            match portcullis_gateway::Proxy::new(backends.clone(), max_body, body_idle) {
+                Ok(proxy) => Some(Arc::new(proxy)),
                 Err(e) => {
                     tracing::error!(error = %e, "a worker could not set up its backends");
                     None

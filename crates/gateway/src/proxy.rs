@@ -15,7 +15,7 @@ use http_body_util::Limited;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
@@ -106,8 +106,10 @@ pub enum GatewayError {
         /// The limit.
         after: Duration,
     },
-    /// The backend took nothing more of the request (its body, mostly) for its timeout.
-    #[error("backend '{backend}' stopped taking the request: it read none of it for {after:?}")]
+    /// The backend took nothing more of the request (its body, mostly) for its write timeout.
+    #[error(
+        "backend '{backend}' stopped taking the request: it read nothing more of it for {after:?}"
+    )]
     NotTaking {
         /// Backend.
         backend: String,
@@ -137,9 +139,6 @@ pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// How often a spliced (upgraded) connection re-checks its credential.
 const RECHECK: Duration = Duration::from_secs(1);
-
-/// How long a client may send nothing of a body its backend waits for, unless configured.
-const DEFAULT_BODY_IDLE: Duration = Duration::from_secs(30);
 
 /// What to forward where.
 #[derive(Clone)]
@@ -229,6 +228,8 @@ struct Target {
     upstream: Upstream,
     /// Kept-alive connections of the raw HTTP/1.1 exchange (plain HTTP/1.1 backends only).
     raw: Option<http1::Pool>,
+    /// How long a write to the backend may wait for it to take anything (its connections').
+    write_timeout: Duration,
 }
 
 /// The configured backends, each with the client(s) that reach it.
@@ -251,15 +252,26 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// A proxy for `backends`, refusing request bodies over `max_body` bytes. The TLS files of
-    /// `https://` backends are read here; a file that is missing or not PEM is an error naming
-    /// the backend and the file.
-    pub fn new(backends: Vec<Backend>, max_body: u64) -> Result<Self, GatewayError> {
+    /// A proxy for `backends`, refusing request bodies over `max_body` bytes and giving up on
+    /// a client that sends nothing of its body for `idle`, and on a backend that takes nothing
+    /// written to it for the longer of its timeout and `idle`. The TLS files of `https://`
+    /// backends are read here; a file that is missing or not PEM is an error naming the
+    /// backend and the file.
+    pub fn new(
+        backends: Vec<Backend>,
+        max_body: u64,
+        idle: Duration,
+    ) -> Result<Self, GatewayError> {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Plain backends whose connections have the same write timeout share their clients,
+        // and so their pools (keyed by host).
+        let mut plain: HashMap<Duration, PlainClients> = HashMap::new();
         let mut by_name = HashMap::default();
         for b in backends {
+            // A backend slower than the idle time to answer may be as slow to read.
+            let write_timeout = b.timeout.max(idle);
             let refuse = |message: &str| GatewayError::BadBackend {
                 name: b.name.clone(),
                 message: message.to_owned(),
@@ -271,18 +283,16 @@ impl Proxy {
                     ));
                 }
                 (Some("http"), Some(_)) => {
-                    let connector = Connector::new(tcp.clone(), b.timeout);
+                    let clients = plain.entry(write_timeout).or_insert_with(|| {
+                        let connector = Connector::new(tcp.clone(), write_timeout);
+                        PlainClients {
+                            http1: pooled().build(connector.clone()),
+                            h2c: pooled().http2_only(true).build(connector),
+                        }
+                    });
                     Upstream::Plain {
-                        http1: Client::builder(TokioExecutor::new())
-                            .pool_idle_timeout(Duration::from_secs(60))
-                            .pool_max_idle_per_host(256)
-                            .build(connector.clone()),
-                        h2c: b.http2.then(|| {
-                            Client::builder(TokioExecutor::new())
-                                .pool_idle_timeout(Duration::from_secs(60))
-                                .http2_only(true)
-                                .build(connector)
-                        }),
+                        http1: clients.http1.clone(),
+                        h2c: b.http2.then(|| clients.h2c.clone()),
                     }
                 }
                 (Some("https"), Some(_)) if b.http2 => {
@@ -290,7 +300,7 @@ impl Proxy {
                         "http2 (h2c) is for http:// URLs; over https HTTP/2 is chosen by ALPN",
                     ));
                 }
-                (Some("https"), Some(_)) => tls_upstream(&b, &tcp)?,
+                (Some("https"), Some(_)) => tls_upstream(&b, &tcp, write_timeout)?,
                 _ => return Err(refuse("the URL must be http(s)://host[:port][/prefix]")),
             };
             let raw = matches!(upstream, Upstream::Plain { h2c: None, .. })
@@ -301,22 +311,16 @@ impl Proxy {
                     backend: b,
                     upstream,
                     raw,
+                    write_timeout,
                 },
             );
         }
         Ok(Self {
             backends: by_name,
             max_body,
-            body_idle: DEFAULT_BODY_IDLE,
+            body_idle: idle,
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
-    }
-
-    /// Gives up on a client that sends nothing of its body for `idle` (30 s by default).
-    #[must_use]
-    pub fn with_body_idle(mut self, idle: Duration) -> Self {
-        self.body_idle = idle;
-        self
     }
 
     /// Whether a backend of that name is configured.
@@ -441,10 +445,10 @@ impl Proxy {
                     }
                     None => {}
                 }
-                if let Some(stalled) = WriteStalled::cause_of(&e) {
+                if WriteStalled::is_cause_of(&e) {
                     return Err(GatewayError::NotTaking {
                         backend: backend.name.clone(),
-                        after: stalled.0,
+                        after: target.write_timeout,
                     });
                 }
                 let detail = format!("{e:?}");
@@ -546,27 +550,44 @@ fn rewrite_request_headers(
 /// it is made from text).
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// The clients of plain backends whose connections have the same write timeout.
+struct PlainClients {
+    http1: Client<Connector, Body>,
+    h2c: Client<Connector, Body>,
+}
+
+/// How every client to backends pools its connections: up to 256 kept per host, each closed
+/// after a minute unused (the timer is what closes them; without it they are only dropped when
+/// next looked at).
+fn pooled() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new());
+    builder
+}
+
 /// The two clients of an `https://` backend, sharing its trust settings and differing only in
 /// the protocols ALPN offers.
-fn tls_upstream(backend: &Backend, tcp: &HttpConnector) -> Result<Upstream, GatewayError> {
+fn tls_upstream(
+    backend: &Backend,
+    tcp: &HttpConnector,
+    write_timeout: Duration,
+) -> Result<Upstream, GatewayError> {
     let settings = tls::settings(backend)?;
     let mut tcp = tcp.clone();
     // The TLS connector hands it https:// URIs, which a plain connector refuses by default.
     tcp.enforce_http(false);
-    let connector = Connector::new(tcp, backend.timeout);
+    let connector = Connector::new(tcp, write_timeout);
     let resolver = Arc::new(FixedServerNameResolver::new(settings.server_name));
     let with_alpn = |protocols: &[&[u8]]| {
         let mut config = settings.config.clone();
         config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         HttpsConnector::new(connector.clone(), config, true, resolver.clone())
     };
-    let auto = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(with_alpn(&[b"h2", b"http/1.1"]));
-    let http1 = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(with_alpn(&[b"http/1.1"]));
+    let auto = pooled().build(with_alpn(&[b"h2", b"http/1.1"]));
+    let http1 = pooled().build(with_alpn(&[b"http/1.1"]));
     Ok(Upstream::Tls { auto, http1 })
 }
 

@@ -21,29 +21,36 @@ use tokio::time::{Instant, Sleep};
 /// A write waited this long for the peer to take any of it; carried inside the
 /// [`io::Error`] (of kind [`io::ErrorKind::TimedOut`]) the write fails with.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the peer took nothing written to it for {0:?}")]
+#[error("{STALLED} {0:?}")]
 pub struct WriteStalled(pub Duration);
 
+/// How a [`WriteStalled`] reads, however it is carried.
+const STALLED: &str = "the peer took nothing written to it for";
+
 impl WriteStalled {
-    /// The stall behind `error`, if a write of a [`SendTimeout`] connection is what failed
-    /// somewhere in its chain of causes.
-    pub fn cause_of(error: &(dyn std::error::Error + 'static)) -> Option<Self> {
+    /// Whether a write of a [`SendTimeout`] connection failing is what `error` comes from.
+    /// Some layers (HTTP/2's) keep only the kind and the text of an I/O error, so the text
+    /// tells too.
+    pub fn is_cause_of(error: &(dyn std::error::Error + 'static)) -> bool {
         let mut current = Some(error);
         while let Some(e) = current {
-            if let Some(stalled) = e.downcast_ref::<Self>() {
-                return Some(*stalled);
-            }
+            let io = e.downcast_ref::<io::Error>();
             // An io::Error's `source` skips the error it wraps: look inside it.
-            if let Some(stalled) = e
-                .downcast_ref::<io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<Self>())
+            if e.is::<Self>()
+                || io
+                    .and_then(|io| io.get_ref())
+                    .is_some_and(|inner| inner.is::<Self>())
             {
-                return Some(*stalled);
+                return true;
+            }
+            if io.is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+                && e.to_string().starts_with(STALLED)
+            {
+                return true;
             }
             current = e.source();
         }
-        None
+        false
     }
 }
 
@@ -61,7 +68,7 @@ pub struct SendTimeout<S> {
 }
 
 impl<S> SendTimeout<S> {
-    /// `io`, whose writes may wait for the client at most `idle` at a time.
+    /// `io`, whose writes may wait for the peer at most `idle` at a time.
     pub fn new(io: S, idle: Duration) -> Self {
         Self {
             io,
@@ -171,8 +178,12 @@ mod tests {
         let written = server.write_all(&[b'x'; 1024]).await;
         let e = written.expect_err("the write must fail");
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        let stalled = WriteStalled::cause_of(&e).expect("the stall is named");
-        assert_eq!(stalled.0, IDLE);
+        assert!(WriteStalled::is_cause_of(&e), "{e}");
+        // As HTTP/2 keeps it: the kind and the text.
+        let retold = io::Error::new(e.kind(), e.to_string());
+        assert!(WriteStalled::is_cause_of(&retold), "{retold}");
+        let other = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+        assert!(!WriteStalled::is_cause_of(&other));
         assert_eq!(started.elapsed(), IDLE);
         drop(client);
     }

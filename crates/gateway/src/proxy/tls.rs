@@ -141,6 +141,9 @@ mod tests {
     use super::*;
     use crate::proxy::Proxy;
 
+    /// The idle time the proxies here are made with (nothing here waits on it).
+    const IDLE: Duration = Duration::from_secs(30);
+
     fn backend(url: &str, tls: BackendTls) -> Backend {
         Backend {
             tls,
@@ -151,7 +154,7 @@ mod tests {
     /// The message of the `BadBackend` error `Proxy::new` gives for `b`.
     #[track_caller]
     fn refused(b: Backend) -> String {
-        match Proxy::new(vec![b], 1024) {
+        match Proxy::new(vec![b], 1024, IDLE) {
             Err(e @ GatewayError::BadBackend { .. }) => e.to_string(),
             Err(e) => panic!("not BadBackend: {e:?}"),
             Ok(_) => panic!("accepted"),
@@ -185,12 +188,13 @@ mod tests {
             client_key_file: Some(dir.path().join("key.pem")),
             server_name: Some("jobs.internal".into()),
         };
-        let proxy = Proxy::new(vec![backend("https://10.0.0.7:8443/v1", tls)], 1024).unwrap();
+        let proxy = Proxy::new(vec![backend("https://10.0.0.7:8443/v1", tls)], 1024, IDLE).unwrap();
         assert!(proxy.has_backend("jobs"));
         // No ca_file: the Mozilla roots.
         Proxy::new(
             vec![backend("https://api.example.com", BackendTls::default())],
             1024,
+            IDLE,
         )
         .unwrap();
     }
