@@ -199,6 +199,11 @@ where
             let _ = io.shutdown().await;
             return Ended::Closed;
         }
+        // Under TLS the end of the answer may still wait in the TLS layer, which sends it only
+        // when written to or flushed: it must go before the wait for the next request.
+        if io.flush().await.is_err() {
+            return Ended::Closed;
+        }
     }
 }
 
@@ -433,7 +438,31 @@ where
     }
     let mut sent: u64 = 0;
     let mut pending = true;
-    while let Some(frame) = body.frame().await {
+    loop {
+        // A part that is there at once joins what waits in `out`; before waiting for the next
+        // part, what was written goes out (a stream's first event is not held back for more,
+        // nor, under TLS, kept in the TLS layer).
+        let ready = std::future::poll_fn(|cx| {
+            Poll::Ready(axum::body::HttpBody::poll_frame(Pin::new(&mut body), cx))
+        });
+        let frame = match ready.await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if pending {
+                    if client.write_all(out).await.is_err() {
+                        return false;
+                    }
+                    pending = false;
+                }
+                if client.flush().await.is_err() {
+                    return false;
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let Ok(frame) = frame else {
             // The body failed: the client learns of it by the connection closing.
             if pending {

@@ -3,7 +3,8 @@
 //! restart. A certificate that is not for the key is refused: at the start, by not starting;
 //! on a reload, by serving the previous pair until the matching key is written. A stop does
 //! not wait for a connection that never finishes its handshake. Backends learn the client's
-//! scheme from the connection: `X-Forwarded-Proto: https` over the TLS listener.
+//! scheme from the connection: `X-Forwarded-Proto: https` over the TLS listener. A slow reader
+//! gets a large answer whole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,15 @@ async fn tls_connect(
     addr: std::net::SocketAddr,
     trusted: &[u8],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+    tls_connect_with(addr, trusted, None).await
+}
+
+/// [`tls_connect`], with the socket's receive buffer set to `recv_buffer` bytes if given.
+async fn tls_connect_with(
+    addr: std::net::SocketAddr,
+    trusted: &[u8],
+    recv_buffer: Option<u32>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(trusted.to_vec())).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -91,7 +101,11 @@ async fn tls_connect(
     .with_root_certificates(roots)
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let tcp = socket.connect(addr).await.unwrap();
     connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -270,21 +284,53 @@ async fn head_echo_backend() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test]
-async fn backends_learn_the_scheme_of_the_clients_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = write_cert(dir.path());
-    let backend = head_echo_backend().await;
-    let running = portcullis_api::start(ServerConfig {
+/// A backend answering every request on a connection with `size` bytes.
+async fn bulk_backend(size: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = vec![b'b'; size];
+                loop {
+                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                        head.drain(..end + 4);
+                        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+                        if conn.write_all(answer.as_bytes()).await.is_err()
+                            || conn.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Starts a server with a TLS listener (the certificate in `dir`) whose `/open/*` goes to the
+/// plain HTTP backend at `backend` without a credential.
+async fn start_with_open_backend(
+    dir: &std::path::Path,
+    backend: std::net::SocketAddr,
+) -> portcullis_api::Running {
+    portcullis_api::start(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        database_url: format!("sqlite://{}/p.db", dir.display()),
         admin_email: "admin@localhost".into(),
         admin_api_key: Some("tls-test-admin-key-0123456789abcdefghij".into()),
         activity_flush_interval: Duration::from_secs(1),
         tls: Some(TlsSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
-            cert_file: dir.path().join("cert.pem"),
-            key_file: dir.path().join("key.pem"),
+            cert_file: dir.join("cert.pem"),
+            key_file: dir.join("key.pem"),
             reload_interval: Duration::from_secs(60),
         }),
         gateway: portcullis_api::gateway::GatewaySettings {
@@ -303,7 +349,63 @@ async fn backends_learn_the_scheme_of_the_clients_connection() {
     })
     .await
     .map_err(|e| e.to_string())
-    .unwrap();
+    .unwrap()
+}
+
+/// A large answer on the raw lane over TLS, to a client that reads slowly throughout: it arrives
+/// whole and in time. The send timeout waits for a client that reads, however slowly, and the
+/// end of the answer is sent before the lane waits for the next request (the TLS layer keeps
+/// what the socket did not take until it is written to or flushed).
+#[tokio::test]
+async fn a_large_answer_over_tls_arrives_whole_when_the_client_reads_slowly() {
+    const SIZE: usize = 2 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let running = start_with_open_backend(dir.path(), bulk_backend(SIZE).await).await;
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+    let mut tls = tls_connect_with(tls_addr, &cert, Some(16 * 1024))
+        .await
+        .unwrap();
+    tls.write_all(b"GET /open/bulk HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut got = Vec::with_capacity(SIZE + 1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    let whole = |got: &[u8]| {
+        got.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .is_some_and(|end| got.len() >= end + 4 + SIZE)
+    };
+    // The idle time (30 s) is far longer: only an answer sent whole arrives within this.
+    let reading = tokio::time::timeout(Duration::from_secs(10), async {
+        while !whole(&got) {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            // Slower than the server writes: it waits on the client throughout.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+    let head = String::from_utf8_lossy(&got[..end]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        reading.is_ok(),
+        "{} of {SIZE} body bytes came",
+        got.len() - end - 4
+    );
+    assert_eq!(got.len(), end + 4 + SIZE, "{head}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn backends_learn_the_scheme_of_the_clients_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_cert(dir.path());
+    let running = start_with_open_backend(dir.path(), head_echo_backend().await).await;
     let tls_addr = running.tls_addr.expect("a TLS listener");
     let proto = |head: &str| {
         head.lines()

@@ -1,8 +1,9 @@
 //! The backend behind the gateway: an axum server on `127.0.0.1:0` that answers every path with
 //! what it received (method, path, query, every header with all its values, the body length),
 //! (`?set-cookies` adds two `Set-Cookie` headers, one of them Portcullis's session cookie),
-//! plus `/slow` (answers after 3 s), `/big?mb=N` (streams N MiB) and `/upload` (counts a streamed
-//! request body without keeping it). It records the path of every request it serves, so a test
+//! plus `/slow` (answers after 3 s), `/big?mb=N` (streams N MiB), `/h2/ticks` (an event
+//! stream: one event, then another 20 s later) and `/upload` (counts a streamed request body
+//! without keeping it). It records the path of every request it serves, so a test
 //! can tell that a refused request never reached it.
 //!
 //! `/big` needs a body produced chunk by chunk; neither an `http_body::Frame` nor a `Stream`
@@ -56,6 +57,7 @@ impl Backend {
             .route("/slow", any(slow))
             .route("/draining/slow", any(slow))
             .route("/big", get(big))
+            .route("/h2/ticks", get(ticks))
             .route("/upload", any(upload))
             .fallback(echo)
             .with_state(state);
@@ -182,7 +184,45 @@ async fn big(State(state): State<BackendState>, req: Request) -> Response {
     response
 }
 
-/// A raw HTTP/1.1 source: answers each connection with `mb` MiB written 64 KiB at a time.
+async fn ticks(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    let source = state
+        .http
+        .get(format!("http://{}/ticks", state.bulk))
+        .send()
+        .await
+        .unwrap();
+    let source: axum::http::Response<reqwest::Body> = source.into();
+    let (parts, body) = source.into_parts();
+    let mut response = Response::new(Body::new(body));
+    if let Some(v) = parts.headers.get("content-type") {
+        response.headers_mut().insert("content-type", v.clone());
+    }
+    response
+}
+
+/// The event stream of `/ticks`: one event at once, the next 20 s later.
+async fn write_ticks(conn: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+    let event = |n: u32| {
+        let data = format!("data: tick {n}\n\n");
+        format!("{:x}\r\n{data}\r\n", data.len())
+    };
+    conn.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n{}",
+            event(1)
+        )
+        .as_bytes(),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    conn.write_all(format!("{}0\r\n\r\n", event(2)).as_bytes())
+        .await
+}
+
+/// A raw HTTP/1.1 source: answers each connection with `mb` MiB written 64 KiB at a time, or
+/// with the event stream of `/ticks`.
 async fn bulk_source() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -201,6 +241,10 @@ async fn bulk_source() -> SocketAddr {
                     }
                 }
                 let head = String::from_utf8_lossy(&head);
+                if head.starts_with("GET /ticks ") {
+                    let _ = write_ticks(&mut conn).await;
+                    return;
+                }
                 let mb: u64 = head
                     .split_whitespace()
                     .nth(1)

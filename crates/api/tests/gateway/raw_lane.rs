@@ -858,6 +858,40 @@ async fn a_head_answer_through_hypers_client_keeps_the_length_it_names() {
     assert_eq!(echo["path"], "/h2/again");
 }
 
+/// An answer that streams (server-sent events) through hyper's client: its first event reaches
+/// the client while the backend is still sending, not once more has come to fill a write.
+#[tokio::test]
+async fn a_streamed_answers_first_event_is_not_held_back() {
+    let (env, _backend) = setup().await;
+    let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "GET /h2/ticks HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\n\r\n",
+            env.dev.key
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The next event comes 20 s after the first.
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.windows(11).any(|w| w == b"data: tick ") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(first.is_ok(), "the first event was held back: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(text.contains("data: tick 1"), "{text}");
+}
+
 #[tokio::test]
 async fn a_head_just_over_the_limit_is_a_431_however_it_arrives() {
     let backend = Scripted::start().await;

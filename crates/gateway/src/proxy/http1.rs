@@ -787,6 +787,9 @@ async fn copy_body<W: AsyncWrite + Unpin>(
                 if left == 0 {
                     return Ok(!extra);
                 }
+                // What was written goes out before the wait for more (under TLS it may be
+                // waiting in the TLS layer).
+                client.flush().await?;
                 if read_body(io, &mut buf, idle).await? == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
@@ -814,6 +817,9 @@ async fn copy_body<W: AsyncWrite + Unpin>(
                 if scanned.done {
                     return Ok(scanned.used == buf.len());
                 }
+                // What was written goes out before the wait for more (under TLS it may be
+                // waiting in the TLS layer).
+                client.flush().await?;
                 if read_body(io, &mut buf, idle).await? == 0 {
                     return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
                 }
@@ -827,6 +833,9 @@ async fn copy_body<W: AsyncWrite + Unpin>(
             }
             client.write_all(out).await?;
             loop {
+                // What was written goes out before the wait for more (under TLS it may be
+                // waiting in the TLS layer).
+                client.flush().await?;
                 if read_body(io, &mut buf, idle).await? == 0 {
                     client.write_all(b"0\r\n\r\n").await?;
                     client.flush().await?;
