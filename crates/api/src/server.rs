@@ -381,14 +381,9 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         loop {
             tokio::select! {
                 () = &mut stopping => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, peer)) => workers.dispatch(tcp, peer, None),
-                    Err(e) => {
-                        // Out of file descriptors, say: wait a moment rather than spin.
-                        tracing::warn!(error = %e, "could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
+                (tcp, peer) = crate::workers::accept(&listener) => {
+                    workers.dispatch(tcp, peer, None);
+                }
             }
         }
         drop(listener);

@@ -207,8 +207,7 @@ pub async fn serve(
                     Checked::Failed { error, first: true } => tracing::warn!(%error, "TLS certificate or key changed but cannot be used; the previous pair stays in use"),
                     Checked::Failed { first: false, .. } => {}
                 },
-                accepted = listener.accept() => {
-                    let Ok((tcp, peer)) = accepted else { continue };
+                (tcp, peer) = crate::workers::accept(&listener) => {
                     workers.dispatch(tcp, peer, Some(acceptor.clone()));
                 }
             }

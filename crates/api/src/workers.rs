@@ -22,6 +22,26 @@ use tower::ServiceExt;
 use crate::front::FrontDoor;
 use crate::http1::{Ended, Prefixed};
 
+/// How long a listener waits after an accept fails before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The next connection on `listener`. An accept that fails (out of file descriptors, say) is
+/// logged and waited out: the listener stays ready while connections wait in its backlog, so
+/// trying again at once would spin a CPU until a descriptor frees up.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
 /// How long a stopping worker lets requests in flight finish.
 const DRAIN: Duration = Duration::from_secs(30);
 /// How long a connection closed for idleness may take to finish its graceful close (HTTP/2

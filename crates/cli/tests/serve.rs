@@ -353,3 +353,85 @@ async fn the_access_log_follows_its_own_switch_not_the_log_level() {
         }
     }
 }
+
+/// CPU time (user + system, in clock ticks) process `pid` has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name, which is in parentheses and may hold spaces: utime
+    // and stime are the 14th and 15th of the line, the 12th and 13th of these.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors with connections waiting on the TLS listener: each failed accept
+/// is waited out, so the process stays idle instead of spinning a CPU on a listener that stays
+/// ready; once descriptors free up, it serves again.
+#[tokio::test]
+async fn running_out_of_file_descriptors_does_not_spin_a_cpu() {
+    let prlimit = Command::new("prlimit").arg("--version").output();
+    if prlimit.is_err() || !std::path::Path::new("/proc/self/stat").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prlimit (util-linux) and /proc are needed in CI"
+        );
+        eprintln!("skipped: needs prlimit (util-linux) and /proc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), pair.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), pair.signing_key.serialize_pem()).unwrap();
+    let tls_port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    let config = format!(
+        "log: {{ level: error }}\n\
+         gateway: {{ workers: 1 }}\n\
+         tls:\n  listen: \"127.0.0.1:{tls_port}\"\n  cert_file: {}\n  key_file: {}\n",
+        dir.path().join("cert.pem").display(),
+        dir.path().join("key.pem").display()
+    );
+    let log = dir.path().join("stderr.log");
+    let (mut child, addr) = start_with_config(dir.path(), &config, &log);
+    let pid = child.id();
+    // A few descriptors more than the process has open now.
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limit = open + 4;
+    let limited = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(limited.success());
+    // Connections that never start their handshake: the first few take the descriptors left,
+    // the rest wait in the listener's backlog.
+    let held: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    // An accept loop retrying at once burns a whole CPU: some 200 ticks in 2 s (at 100 Hz).
+    assert!(
+        used < 40,
+        "{used} clock ticks of CPU in 2 s while out of descriptors"
+    );
+    // The descriptors come back as the held connections close: the server serves again.
+    drop(held);
+    let http = reqwest::Client::new();
+    let mut status = None;
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {
+            status = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(200));
+    assert!(terminate(&mut child).success());
+}
