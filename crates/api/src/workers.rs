@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +21,9 @@ use tower::ServiceExt;
 
 use crate::front::FrontDoor;
 use crate::http1::{Ended, Prefixed};
+
+mod stream_watch;
+use stream_watch::StreamWatch;
 
 /// How long a listener waits after an accept fails before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -70,8 +73,8 @@ pub struct ConnectionLimits {
 /// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
 /// upgrades allowed, request heads bounded in size and in time, HTTP/2 peers pinged. (Idle
 /// HTTP/2 connections are closed by [`serve`]: hyper has no such timer.)
-fn connection_builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
-    let mut builder = Builder::new(TokioExecutor::new());
+fn connection_builder(limits: ConnectionLimits) -> Builder<StreamWatch> {
+    let mut builder = Builder::new(StreamWatch::new(limits.idle_timeout));
     // hyper refuses a read buffer under 8 KiB; the head limit is its read buffer.
     let head = limits.max_header_bytes.max(8192);
     builder
@@ -291,7 +294,7 @@ async fn serve<S>(
     front: crate::front::Front,
     stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
-    builder: &Builder<TokioExecutor>,
+    builder: &Builder<StreamWatch>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -445,7 +448,11 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        let gave_part =
+            matches!(&polled, std::task::Poll::Ready(Some(Ok(frame))) if frame.is_data());
+        stream_watch::note_frame(gave_part);
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

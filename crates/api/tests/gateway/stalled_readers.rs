@@ -2,11 +2,14 @@
 //! once an answer has waited `idle_timeout` for the client to take any of it, the connection is
 //! closed, so the client cannot hold the connection, its task and the backend's connection for
 //! as long as it likes (a download on the raw lane and on hyper's server, and answers to
-//! requests pipelined without a credential). A backend that takes none of an upload for its
+//! requests pipelined without a credential). Over HTTP/2, a stream whose window the client
+//! keeps shut is reset after that time, and the connection's other streams go on. A backend that takes none of an upload for its
 //! timeout: a 504, as a backend that does not answer.
 
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -160,4 +163,59 @@ async fn an_upload_the_backend_takes_none_of_is_a_504() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Over HTTP/2 a client can read the connection and keep one stream's window shut: that stream
+/// is reset (`CANCEL`) once its answer has waited the idle time on the window, while the
+/// connection's other streams go on.
+#[tokio::test]
+async fn an_http2_stream_whose_window_the_client_keeps_shut_is_reset() {
+    let env = Env::start(Options {
+        idle_timeout: IDLE,
+        ..Options::default()
+    })
+    .await;
+    let tcp = TcpStream::connect(env.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .adaptive_window(false)
+        .initial_stream_window_size(65_535)
+        // Room for every stream's data on the connection: only the one stream's window is shut.
+        .initial_connection_window_size(1 << 28)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = |path: &str| {
+        hyper::Request::get(format!("http://gateway.test{path}"))
+            .header("x-api-key", &env.dev.key)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let stalled = sender
+        .send_request(request(&format!("/big?mb={DOWNLOAD_MB}")))
+        .await
+        .unwrap();
+    assert_eq!(stalled.status(), 200);
+    // Nothing of it is read, so its window stays shut; another stream is served meanwhile.
+    let other = sender.send_request(request("/big?mb=1")).await.unwrap();
+    assert_eq!(other.status(), 200);
+    let body = other.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len() as u64, MIB);
+    tokio::time::sleep(IDLE + Duration::from_secs(3)).await;
+    // The stalled stream was reset: read now, it ends in an error, short of the download.
+    let mut body = stalled.into_body();
+    let mut got = 0u64;
+    let ended = tokio::time::timeout(LEEWAY, async {
+        while let Some(frame) = body.frame().await {
+            got += frame?.data_ref().map_or(0, |d| d.len() as u64);
+        }
+        Ok::<(), hyper::Error>(())
+    })
+    .await
+    .expect("the stalled stream still waits");
+    let error = ended.expect_err("the whole answer came: the stream waited for the client");
+    assert!(got < DOWNLOAD_MB * MIB, "{got}");
+    // The stream was reset, not the connection closed.
+    let reason = format!("{:?}", std::error::Error::source(&error));
+    assert!(reason.contains("CANCEL"), "{reason}");
 }
