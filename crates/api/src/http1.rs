@@ -448,12 +448,12 @@ where
         let frame = match ready.await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                if pending {
-                    if client.write_all(out).await.is_err() {
-                        return false;
-                    }
-                    pending = false;
+                if pending && client.write_all(out).await.is_err() {
+                    return false;
                 }
+                // Parts that are there together after this wait are gathered again.
+                out.clear();
+                pending = true;
                 if client.flush().await.is_err() {
                     return false;
                 }

@@ -34,11 +34,24 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub(crate) async fn accept(
     listener: &tokio::net::TcpListener,
 ) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    let mut failing = false;
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
+            // One connection that went away before it was taken: the next one may be fine.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "could not accept a connection");
+                // Once per run of failures, not at every retry.
+                if !failing {
+                    tracing::warn!(error = %e, "could not accept a connection; retrying every {ACCEPT_BACKOFF:?}");
+                    failing = true;
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
@@ -433,34 +446,74 @@ impl Drop for Open {
 }
 
 /// A response body that keeps its request counted as open until it is wholly sent (or the
-/// client gives up on it), when hyper drops it.
+/// client gives up on it), when hyper drops it. Over HTTP/2 it gives its data in parts of at
+/// most [`H2_PART`] bytes, so that the stream watch sees a client that reads slowly take each
+/// part in time (a large part is waited on until the client's window has taken all of it).
 #[derive(Debug)]
-struct Tracked<B> {
-    body: B,
+struct Tracked {
+    body: axum::body::Body,
+    /// What is left of a data frame given in parts.
+    rest: bytes::Bytes,
+    /// Whether data is given in parts (HTTP/2).
+    in_parts: bool,
     _open: Open,
 }
 
-impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+/// The largest part of an answer given to an HTTP/2 stream at a time: HTTP/2's default frame
+/// size.
+const H2_PART: usize = 16 * 1024;
+
+impl Tracked {
+    /// The next part of `data` (all of it unless it is given in parts), keeping the rest.
+    fn part(&mut self, mut data: bytes::Bytes) -> bytes::Bytes {
+        if self.in_parts && data.len() > H2_PART {
+            self.rest = data.split_off(H2_PART);
+        }
+        data
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        let gave_part =
-            matches!(&polled, std::task::Poll::Ready(Some(Ok(frame))) if frame.is_data());
-        stream_watch::note_frame(gave_part);
-        polled
+        use std::task::Poll;
+        if !self.rest.is_empty() {
+            let rest = std::mem::take(&mut self.rest);
+            let part = self.part(rest);
+            stream_watch::note_frame(true);
+            return Poll::Ready(Some(Ok(hyper::body::Frame::data(part))));
+        }
+        match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
+                stream_watch::note_frame(true);
+                let data = frame.into_data().unwrap_or_default();
+                let part = self.part(data);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(part))))
+            }
+            other => {
+                stream_watch::note_frame(false);
+                other
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        let mut hint = hyper::body::Body::size_hint(&self.body);
+        let rest = self.rest.len() as u64;
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint.set_lower(hint.lower() + rest);
+        hint
     }
 }
 
@@ -472,7 +525,7 @@ fn hyper_service(
 ) -> TowerToHyperService<
     impl tower::Service<
         axum::http::Request<hyper::body::Incoming>,
-        Response = axum::http::Response<Tracked<axum::body::Body>>,
+        Response = axum::http::Response<Tracked>,
         Error = std::convert::Infallible,
         Future = impl Send,
     > + Clone,
@@ -480,10 +533,16 @@ fn hyper_service(
     TowerToHyperService::new(tower::service_fn(
         move |req: axum::http::Request<hyper::body::Incoming>| {
             let open = activity.open();
+            let in_parts = req.version() == axum::http::Version::HTTP_2;
             let answer = front.clone().oneshot(req.map(axum::body::Body::new));
             async move {
                 let response = answer.await?;
-                Ok(response.map(|body| Tracked { body, _open: open }))
+                Ok(response.map(|body| Tracked {
+                    body,
+                    rest: bytes::Bytes::new(),
+                    in_parts,
+                    _open: open,
+                }))
             }
         },
     ))
@@ -609,5 +668,41 @@ mod tests {
         // time bounds it), it does not drop the connection after the idle grace.
         let waited = tokio::time::timeout(IDLE * 3, run(&activity, false, stopped)).await;
         assert!(waited.is_err());
+    }
+
+    /// The sizes of the data frames `tracked` gives.
+    async fn part_sizes(mut tracked: Tracked) -> Vec<usize> {
+        use http_body_util::BodyExt;
+        let mut sizes = Vec::new();
+        while let Some(frame) = tracked.frame().await {
+            sizes.push(frame.unwrap().into_data().unwrap().len());
+        }
+        sizes
+    }
+
+    #[tokio::test]
+    async fn an_http2_answer_is_given_in_parts_of_a_frame_at_most() {
+        let activity = Arc::new(Activity::new());
+        let tracked = |in_parts| Tracked {
+            body: axum::body::Body::from(vec![b'x'; 100 * 1024]),
+            rest: bytes::Bytes::new(),
+            in_parts,
+            _open: activity.open(),
+        };
+        let whole = tracked(true);
+        assert_eq!(
+            hyper::body::Body::size_hint(&whole).exact(),
+            Some(100 * 1024)
+        );
+        assert_eq!(
+            part_sizes(whole).await,
+            [16384, 16384, 16384, 16384, 16384, 16384, 4096]
+        );
+        assert_eq!(part_sizes(tracked(false)).await, [100 * 1024]);
+        assert_eq!(
+            activity.open.load(Ordering::Relaxed),
+            0,
+            "both were counted out"
+        );
     }
 }

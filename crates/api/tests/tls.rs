@@ -353,9 +353,8 @@ async fn start_with_open_backend(
 }
 
 /// A large answer on the raw lane over TLS, to a client that reads slowly throughout: it arrives
-/// whole and in time. The send timeout waits for a client that reads, however slowly, and the
-/// end of the answer is sent before the lane waits for the next request (the TLS layer keeps
-/// what the socket did not take until it is written to or flushed).
+/// whole and in time (the end of it is sent before the lane waits for the next request: the
+/// TLS layer keeps what the socket did not take until it is written to or flushed).
 #[tokio::test]
 async fn a_large_answer_over_tls_arrives_whole_when_the_client_reads_slowly() {
     const SIZE: usize = 2 * 1024 * 1024;

@@ -423,7 +423,10 @@ async fn running_out_of_file_descriptors_does_not_spin_a_cpu() {
     );
     // The descriptors come back as the held connections close: the server serves again.
     drop(held);
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     let mut status = None;
     for _ in 0..50 {
         if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await {

@@ -54,6 +54,7 @@ where
             task: Box::pin(task),
             idle: self.idle,
             on_client: false,
+            since: Instant::now(),
             deadline: None,
         });
     }
@@ -66,7 +67,11 @@ struct Watched<F> {
     /// Whether the task waits on the client's window (its body gave a part and was not asked
     /// for the next).
     on_client: bool,
-    /// When that wait runs out (made at the first such wait: most streams never wait).
+    /// When that wait began.
+    since: Instant,
+    /// Wakes the task when a wait may have run out (made at the first wait: most streams never
+    /// wait). Re-armed only when it fires, not at every part: a fast download bound by the
+    /// window begins thousands of waits a second.
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -83,28 +88,32 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
         }
         // A body not polled this time leaves the stream as it was (woken for something else).
         if let Some(gave_part) = seen {
+            if gave_part {
+                // A new wait: the part before it went out.
+                this.since = Instant::now();
+            }
             this.on_client = gave_part;
         }
         if !this.on_client {
             return Poll::Pending;
         }
-        let idle = this.idle;
+        let due = this.since + this.idle;
         let deadline = this
             .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-        if seen == Some(true) {
-            // A new wait: the part before it went out.
-            deadline.as_mut().reset(Instant::now() + idle);
-        }
-        match deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                tracing::debug!(
-                    ?idle,
-                    "an HTTP/2 client took none of a stream's answer: the stream is reset"
-                );
-                Poll::Ready(())
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            match deadline.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) if Instant::now() >= due => {
+                    tracing::debug!(
+                        idle = ?this.idle,
+                        "an HTTP/2 client took none of a stream's answer: the stream is reset"
+                    );
+                    return Poll::Ready(());
+                }
+                // It was armed for an earlier wait, which the client ended.
+                Poll::Ready(()) => deadline.as_mut().reset(due),
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -162,6 +171,7 @@ mod tests {
             task: Box::pin(task),
             idle: IDLE,
             on_client: false,
+            since: Instant::now(),
             deadline: None,
         };
         (watched, dropped)

@@ -219,3 +219,40 @@ async fn an_http2_stream_whose_window_the_client_keeps_shut_is_reset() {
     let reason = format!("{:?}", std::error::Error::source(&error));
     assert!(reason.contains("CANCEL"), "{reason}");
 }
+
+/// A client that reads an HTTP/2 answer slowly but steadily, taking far longer than the idle
+/// time in all, gets the whole of it: each part waits on its window for less than the idle time.
+#[tokio::test]
+async fn a_slow_steady_http2_reader_gets_the_whole_answer() {
+    let idle = Duration::from_secs(1);
+    let env = Env::start(Options {
+        idle_timeout: idle,
+        ..Options::default()
+    })
+    .await;
+    let tcp = TcpStream::connect(env.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .adaptive_window(false)
+        .initial_stream_window_size(65_535)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = hyper::Request::get("http://gateway.test/big?mb=1")
+        .header("x-api-key", &env.dev.key)
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let started = std::time::Instant::now();
+    let mut body = answer.into_body();
+    let mut got = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap_or_else(|e| panic!("cut after {got} bytes: {e:?}"));
+        got += frame.data_ref().map_or(0, |d| d.len() as u64);
+        // Some 400 KB/s at most: a megabyte takes more than twice the idle time.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert_eq!(got, MIB);
+    assert!(started.elapsed() > idle * 2, "{:?}", started.elapsed());
+}
