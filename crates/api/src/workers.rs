@@ -15,15 +15,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use portcullis_gateway::task_watch::{self, TaskWatch};
 use portcullis_gateway::{Proxy, SendTimeout};
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
 use crate::front::FrontDoor;
 use crate::http1::{Ended, Prefixed};
-
-mod stream_watch;
-use stream_watch::StreamWatch;
 
 /// How long a listener waits after an accept fails before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -86,8 +84,8 @@ pub struct ConnectionLimits {
 /// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
 /// upgrades allowed, request heads bounded in size and in time, HTTP/2 peers pinged. (Idle
 /// HTTP/2 connections are closed by [`serve`]: hyper has no such timer.)
-fn connection_builder(limits: ConnectionLimits) -> Builder<StreamWatch> {
-    let mut builder = Builder::new(StreamWatch::new(limits.idle_timeout));
+fn connection_builder(limits: ConnectionLimits) -> Builder<TaskWatch> {
+    let mut builder = Builder::new(TaskWatch::new(limits.idle_timeout));
     // hyper refuses a read buffer under 8 KiB; the head limit is its read buffer.
     let head = limits.max_header_bytes.max(8192);
     builder
@@ -307,7 +305,7 @@ async fn serve<S>(
     front: crate::front::Front,
     stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
-    builder: &Builder<StreamWatch>,
+    builder: &Builder<TaskWatch>,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -447,7 +445,7 @@ impl Drop for Open {
 
 /// A response body that keeps its request counted as open until it is wholly sent (or the
 /// client gives up on it), when hyper drops it. Over HTTP/2 it gives its data in parts of at
-/// most [`H2_PART`] bytes, so that the stream watch sees a client that reads slowly take each
+/// most [`H2_PART`] bytes, so that its task's watch sees a client that reads slowly take each
 /// part in time (a large part is waited on until the client's window has taken all of it).
 #[derive(Debug)]
 struct Tracked {
@@ -485,18 +483,18 @@ impl hyper::body::Body for Tracked {
         if !self.rest.is_empty() {
             let rest = std::mem::take(&mut self.rest);
             let part = self.part(rest);
-            stream_watch::note_frame(true);
+            task_watch::note_frame(true);
             return Poll::Ready(Some(Ok(hyper::body::Frame::data(part))));
         }
         match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
-                stream_watch::note_frame(true);
+                task_watch::note_frame(true);
                 let data = frame.into_data().unwrap_or_default();
                 let part = self.part(data);
                 Poll::Ready(Some(Ok(hyper::body::Frame::data(part))))
             }
             other => {
-                stream_watch::note_frame(false);
+                task_watch::note_frame(false);
                 other
             }
         }

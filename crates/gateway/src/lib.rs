@@ -12,8 +12,10 @@ pub mod identity;
 pub mod idle_body;
 pub mod proxy;
 pub mod send_timeout;
+pub mod task_watch;
 
 pub use identity::{CallerHeaders, Identity, IdentityFields, IdentityHeaders};
 pub use idle_body::{BodyStalled, IdleBody};
 pub use proxy::{Backend, Forward, GatewayError, Proxy};
 pub use send_timeout::{SendTimeout, WriteStalled};
+pub use task_watch::TaskWatch;

@@ -3,8 +3,9 @@
 //! closed, so the client cannot hold the connection, its task and the backend's connection for
 //! as long as it likes (a download on the raw lane and on hyper's server, and answers to
 //! requests pipelined without a credential). Over HTTP/2, a stream whose window the client
-//! keeps shut is reset after that time, and the connection's other streams go on. A backend that takes none of an upload for its
-//! timeout: a 504, as a backend that does not answer.
+//! keeps shut is reset after that time, and the connection's other streams go on. A backend
+//! that takes none of an upload (over HTTP/1.1, or keeping an HTTP/2 stream's window shut):
+//! a 504, as a backend that does not answer.
 
 use std::time::Duration;
 
@@ -255,4 +256,56 @@ async fn a_slow_steady_http2_reader_gets_the_whole_answer() {
     }
     assert_eq!(got, MIB);
     assert!(started.elapsed() > idle * 2, "{:?}", started.elapsed());
+}
+
+/// An HTTP/2 (h2c) backend that takes every stream and reads and answers none of them: its
+/// windows stay shut once the first megabyte or so of a body has come.
+async fn deaf_h2_backend() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        // Held, unread, for ever.
+                        let _request = request;
+                        std::future::pending::<
+                            Result<hyper::Response<Empty<bytes::Bytes>>, std::convert::Infallible>,
+                        >()
+                        .await
+                    },
+                );
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Over HTTP/2 a backend can read its connection and keep one upload stream's window shut:
+/// that upload is given up on after the longer of the backend's timeout and the idle time (2 s
+/// both here), a 504 as over HTTP/1.1.
+#[tokio::test]
+async fn an_upload_an_http2_backend_keeps_its_window_shut_on_is_a_504() {
+    let env = Env::start(Options {
+        scripted_backend: Some(deaf_h2_backend().await),
+        scripted_h2: true,
+        idle_timeout: IDLE,
+        ..Options::default()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let uploading = raw_upload(env.addr, "POST", "/raw/upload", &[], 16 * MIB);
+    let reply = tokio::time::timeout(Duration::from_secs(30), uploading)
+        .await
+        .expect("no answer: the gateway still waits for the backend to read");
+    assert_eq!(reply.status, 504, "{reply:?}");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stopped taking the request"), "{message}");
+    assert!(started.elapsed() >= IDLE, "{:?}", started.elapsed());
 }

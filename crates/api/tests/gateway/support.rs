@@ -95,6 +95,8 @@ pub struct Options {
     pub max_body_bytes: u64,
     /// The backend of `/raw/*` (a closed port when none).
     pub scripted_backend: Option<SocketAddr>,
+    /// Whether that backend is spoken to in HTTP/2 (h2c) rather than HTTP/1.1.
+    pub scripted_h2: bool,
     /// `gateway.max_header_kb`, in bytes.
     pub max_header_bytes: usize,
     /// `gateway.audit_queue`.
@@ -111,6 +113,7 @@ impl Default for Options {
             trusted_loopback: true,
             max_body_bytes: 256 * MIB,
             scripted_backend: None,
+            scripted_h2: false,
             max_header_bytes: 64 * 1024,
             audit_queue: 65_536,
             policies: POLICIES,
@@ -205,7 +208,7 @@ impl Env {
         };
         let gateway_backend =
             |name: &str, url: &axum::http::Uri, timeout_ms: u64| portcullis_gateway::Backend {
-                http2: name.ends_with("-h2"),
+                http2: name.ends_with("-h2") || (name == "scripted" && options.scripted_h2),
                 pass_credentials: name == "trusting",
                 // One backend with an audience of its own; the others go by their names.
                 audience: (name == "trusting").then(|| "https://trusting.example".into()),

@@ -1,11 +1,13 @@
 //! The client's request body on its way to a backend through hyper's client. It tells when it
 //! has all been sent (the backend's timeout runs from then, as Envoy's route timeout does: how
-//! long an upload takes is the client's business), gives up on a client that sends nothing for
-//! the idle time (through [`IdleBody`]), and marks its failures as the client's, so that they
-//! are not taken for the backend's.
+//! long an upload takes is the client's business), and when the task sending it was given up
+//! on because the backend took none of it for its write timeout ([`crate::task_watch`]); it
+//! gives up on a client that sends nothing for the idle time (through [`IdleBody`]), and marks
+//! its failures as the client's, so that they are not taken for the backend's.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -28,20 +30,41 @@ pub(super) enum ClientBodyError {
     Stalled(Duration),
 }
 
+/// What the forwarding side learns of a body's way to the backend.
+#[derive(Debug, Default)]
+pub(super) struct Upload {
+    /// Told once the whole body has been handed on.
+    pub(super) sent: Notify,
+    /// Told when the task sending the body was dropped because the backend took none of it
+    /// for its write timeout.
+    pub(super) given_up: Notify,
+    /// Whether that happened.
+    was_given_up: AtomicBool,
+}
+
+impl Upload {
+    /// Whether the backend was given up on for taking none of the body.
+    pub(super) fn was_given_up(&self) -> bool {
+        self.was_given_up.load(Ordering::Acquire)
+    }
+}
+
 /// A client's body, watched (see the module documentation).
 pub(super) struct ClientBody {
     inner: IdleBody,
-    /// Told once the whole body has been handed on; taken then.
-    sent: Option<Arc<Notify>>,
+    upload: Arc<Upload>,
+    /// Whether `upload` was told it is all sent.
+    finished: bool,
 }
 
 impl ClientBody {
-    /// Watches `inner`; `sent` is notified when it has all been handed on (at once for a body
-    /// that is empty).
-    pub(super) fn new(inner: axum::body::Body, sent: Arc<Notify>, idle: Duration) -> Self {
+    /// Watches `inner`, telling `upload` how its way goes (sent at once for a body that is
+    /// empty).
+    pub(super) fn new(inner: axum::body::Body, upload: Arc<Upload>, idle: Duration) -> Self {
         let mut body = Self {
             inner: IdleBody::new(inner, idle),
-            sent: Some(sent),
+            upload,
+            finished: false,
         };
         if body.inner.is_end_stream() {
             body.finished();
@@ -50,8 +73,18 @@ impl ClientBody {
     }
 
     fn finished(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            sent.notify_one();
+        if !self.finished {
+            self.finished = true;
+            self.upload.sent.notify_one();
+        }
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        if !self.finished && crate::task_watch::giving_up() {
+            self.upload.was_given_up.store(true, Ordering::Release);
+            self.upload.given_up.notify_one();
         }
     }
 }
@@ -65,9 +98,16 @@ impl HttpBody for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        // A part the backend's connection must pass on before it asks for the next; the last
+        // one is followed by a wait for the answer, which is not the backend's reading.
+        let end = this.inner.is_end_stream();
+        crate::task_watch::note_frame(
+            !end && matches!(&polled, Poll::Ready(Some(Ok(frame))) if frame.is_data()),
+        );
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if this.inner.is_end_stream() {
+                if end {
                     this.finished();
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -110,29 +150,68 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_is_sent_at_once_and_a_full_one_when_read() {
-        let empty = Arc::new(Notify::new());
+        let empty = Arc::new(Upload::default());
         let _body = ClientBody::new(
             axum::body::Body::empty(),
             empty.clone(),
             Duration::from_secs(1),
         );
-        tokio::time::timeout(Duration::from_secs(1), empty.notified())
+        tokio::time::timeout(Duration::from_secs(1), empty.sent.notified())
             .await
             .expect("an empty body is sent from the start");
 
-        let full = Arc::new(Notify::new());
+        let full = Arc::new(Upload::default());
         let body = ClientBody::new(
             axum::body::Body::from("hello"),
             full.clone(),
             Duration::from_secs(1),
         );
-        let waiting = tokio::time::timeout(Duration::from_millis(50), full.notified()).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), full.sent.notified()).await;
         assert!(waiting.is_err(), "not sent before it is read");
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
-        tokio::time::timeout(Duration::from_secs(1), full.notified())
+        tokio::time::timeout(Duration::from_secs(1), full.sent.notified())
             .await
             .expect("sent once read");
+        assert!(!full.was_given_up());
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unsent_tells_only_when_its_watch_gave_up() {
+        // Dropped unsent for any other reason (the client went away, the backend answered
+        // early): nothing to tell.
+        let upload = Arc::new(Upload::default());
+        drop(ClientBody::new(
+            axum::body::Body::new(OneThenSilence(false)),
+            upload.clone(),
+            Duration::from_secs(1),
+        ));
+        assert!(!upload.was_given_up());
+        // Dropped with a task the watch gave up on.
+        let watched = crate::TaskWatch::new(Duration::from_millis(100));
+        let upload = Arc::new(Upload::default());
+        let mut body = ClientBody::new(
+            axum::body::Body::new(OneThenSilence(false)),
+            upload.clone(),
+            Duration::from_secs(3600),
+        );
+        let mut asked = false;
+        // A task that takes one part and then never asks for more (a shut window): woken
+        // later (by the watch's timer), it asks nothing of the body, as hyper does not.
+        hyper::rt::Executor::execute(
+            &watched,
+            std::future::poll_fn(move |cx| {
+                if !asked {
+                    asked = true;
+                    let _ = Pin::new(&mut body).poll_frame(cx);
+                }
+                Poll::<()>::Pending
+            }),
+        );
+        tokio::time::timeout(Duration::from_secs(5), upload.given_up.notified())
+            .await
+            .expect("the watch gave up and the body told");
+        assert!(upload.was_given_up());
     }
 
     /// A body whose client sends one part and then nothing.
@@ -159,7 +238,7 @@ mod tests {
         let idle = Duration::from_millis(200);
         let mut body = ClientBody::new(
             axum::body::Body::new(OneThenSilence(false)),
-            Arc::new(Notify::new()),
+            Arc::new(Upload::default()),
             idle,
         );
         let frame = body.frame().await.unwrap().unwrap();
