@@ -15,12 +15,11 @@ use http_body_util::Limited;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_forwarded};
 use crate::identity::{self, Identity, IdentityHeaders};
 use crate::send_timeout::WriteStalled;
-use crate::task_watch::TaskWatch;
 use client_body::{ClientBody, ClientBodyError, Upload};
 use connector::Connector;
 pub use tls::BackendTls;
@@ -287,8 +286,8 @@ impl Proxy {
                     let clients = plain.entry(write_timeout).or_insert_with(|| {
                         let connector = Connector::new(tcp.clone(), write_timeout);
                         PlainClients {
-                            http1: pooled(write_timeout).build(connector.clone()),
-                            h2c: pooled(write_timeout).http2_only(true).build(connector),
+                            http1: pooled().build(connector.clone()),
+                            h2c: pooled().http2_only(true).build(connector),
                         }
                     });
                     Upstream::Plain {
@@ -407,7 +406,7 @@ impl Proxy {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
-        let upload = Arc::new(Upload::default());
+        let upload = Arc::new(Upload::new());
         let body = Body::new(Limited::new(
             ClientBody::new(body, upload.clone(), self.body_idle),
             self.max_body as usize,
@@ -416,12 +415,12 @@ impl Proxy {
         // The backend's time runs from when the whole request is out, as Envoy's route timeout
         // does: how long an upload takes is the client's business (bounded by the body's idle
         // time), and a large one must not be a 504. A backend that stops taking the body is
-        // given up on after its write timeout, by its connection (`connector`) or, for one
-        // HTTP/2 stream, by the task sending the body (`task_watch`).
+        // given up on after its write timeout: by its connection (`connector`), or when its
+        // connection holds a part of the body that long (one HTTP/2 stream's window shut).
         let answer = tokio::select! {
             biased;
             answer = target.upstream.send(upstream, upgrade) => Ok(answer),
-            () = upload.given_up.notified() => Err(true),
+            () = upload.not_taken(target.write_timeout) => Err(true),
             () = async {
                 upload.sent.notified().await;
                 tokio::time::sleep(backend.timeout).await;
@@ -455,7 +454,7 @@ impl Proxy {
                     }
                     None => {}
                 }
-                if WriteStalled::is_cause_of(&e) || upload.was_given_up() {
+                if WriteStalled::is_cause_of(&e) {
                     return Err(GatewayError::NotTaking {
                         backend: backend.name.clone(),
                         after: target.write_timeout,
@@ -568,10 +567,9 @@ struct PlainClients {
 
 /// How every client to backends pools its connections: up to 256 kept per host, each closed
 /// after a minute unused (the timer is what closes them; without it they are only dropped when
-/// next looked at). Its tasks are watched: one sending a body the backend takes none of for
-/// `write_timeout` is given up on (an HTTP/2 stream whose window the backend keeps shut).
-fn pooled(write_timeout: Duration) -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TaskWatch::new(write_timeout));
+/// next looked at).
+fn pooled() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
     builder
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(256)
@@ -597,8 +595,8 @@ fn tls_upstream(
         config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         HttpsConnector::new(connector.clone(), config, true, resolver.clone())
     };
-    let auto = pooled(write_timeout).build(with_alpn(&[b"h2", b"http/1.1"]));
-    let http1 = pooled(write_timeout).build(with_alpn(&[b"http/1.1"]));
+    let auto = pooled().build(with_alpn(&[b"h2", b"http/1.1"]));
+    let http1 = pooled().build(with_alpn(&[b"http/1.1"]));
     Ok(Upstream::Tls { auto, http1 })
 }
 

@@ -1,19 +1,17 @@
-//! Tasks of hyper's that wait on their peer to take a body. Over HTTP/2 a peer can keep one
-//! stream's flow-control window shut while it reads the rest of the connection: the
-//! connection's writes go through (so [`SendTimeout`](crate::SendTimeout) sees nothing wrong),
-//! and the stream holds its task, its body and the connections behind it for as long as the
-//! peer likes. That is a client keeping an answer's window shut (hyper's server spawns each
-//! stream's task), or a backend keeping an upload's window shut (hyper's client spawns the
-//! task that sends each request body, and the HTTP/1.1 connection that writes one). Each such
-//! task is spawned through [`TaskWatch`]: once its body has waited on the peer for the given
-//! time, the task is dropped, which resets the stream (`RST_STREAM` with `CANCEL`), as nginx's
-//! `send_timeout` ends an HTTP/2 stream. Other streams of the connection go on.
+//! HTTP/2 streams whose client stops taking the answer. A client can keep one stream's
+//! flow-control window shut while it reads the rest of the connection: the connection's writes
+//! go through (so [`SendTimeout`](crate::SendTimeout) sees nothing wrong), and the stream holds
+//! its task, its answer and, for a forwarded one, the backend's connection for as long as the
+//! client likes. hyper's server spawns each stream's task through [`TaskWatch`]: once its
+//! answer has waited on the client's window for the given time, the task is dropped, which
+//! resets the stream (`RST_STREAM` with `CANCEL`), as nginx's `send_timeout` ends an HTTP/2
+//! stream. Other streams of the connection go on. (A backend keeping an upload's window shut is
+//! watched by the proxy itself: `proxy/client_body`.)
 //!
-//! Whether a task waits on its peer is learnt from the body it sends ([`note_frame`]): hyper
+//! Whether a task waits on its client is learnt from the answer's body ([`note_frame`]): hyper
 //! asks the body for its next part as soon as it has passed on the last one, unless the window
-//! (or, for HTTP/1.1, the connection's buffer) is full. So a task left pending right after its
-//! body gave a part that is not the last waits on the peer; one whose body is waiting (on a
-//! backend or a client still sending, say) is not timed.
+//! is shut. So a task left pending right after its body gave a part waits on the client; one
+//! whose body is waiting (on a backend, say) is not timed.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -24,34 +22,26 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 thread_local! {
-    /// What the body last polled on this thread gave: a part that is not its last
-    /// (`Some(true)`) or anything else (`Some(false)`); `None` when no body was polled since a
-    /// watched task began its poll.
+    /// What the answer body last polled on this thread gave: a part (`Some(true)`) or not
+    /// (`Some(false)`); `None` when no body was polled since a watched task began its poll.
     static LAST_FRAME: Cell<Option<bool>> = const { Cell::new(None) };
-    /// Whether a watched task is being dropped for waiting too long on its peer.
-    static GIVING_UP: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Notes what a body gave when polled (`gave_part`: a data frame that is not its last), for
-/// the watch of the task polling it.
+/// Notes what an answer's body gave when polled (`gave_part`: a data frame), for the watch of
+/// the stream whose task is polling it.
 pub fn note_frame(gave_part: bool) {
     LAST_FRAME.with(|last| last.set(Some(gave_part)));
 }
 
-/// Whether the body being dropped now is dropped with a task its watch gave up on (the peer
-/// took none of it for the watch's time).
-pub fn giving_up() -> bool {
-    GIVING_UP.with(Cell::get)
-}
-
-/// An executor for hyper that watches every task it spawns (see the module documentation).
+/// The executor hyper's server spawns HTTP/2 stream tasks with: each is watched (see the
+/// module documentation).
 #[derive(Clone, Copy, Debug)]
 pub struct TaskWatch {
     idle: Duration,
 }
 
 impl TaskWatch {
-    /// Drops a task once its body has waited `idle` on its peer.
+    /// Drops a stream's task once its answer has waited `idle` on the client's window.
     pub fn new(idle: Duration) -> Self {
         Self { idle }
     }
@@ -77,7 +67,7 @@ struct Watched<F> {
     /// The task (taken when given up on).
     task: Option<Pin<Box<F>>>,
     idle: Duration,
-    /// Whether the task waits on its peer (its body gave a part and was not asked for the
+    /// Whether the task waits on its client (its body gave a part and was not asked for the
     /// next).
     on_client: bool,
     /// When that wait began.
@@ -123,15 +113,12 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
                 Poll::Ready(()) if Instant::now() >= due => {
                     tracing::debug!(
                         idle = ?this.idle,
-                        "a peer took none of a body for the idle time: its task is dropped"
+                        "an HTTP/2 client took none of a stream's answer: the stream is reset"
                     );
-                    // The body is dropped with the task, knowing why.
-                    GIVING_UP.with(|giving_up| giving_up.set(true));
                     drop(this.task.take());
-                    GIVING_UP.with(|giving_up| giving_up.set(false));
                     return Poll::Ready(());
                 }
-                // It was armed for an earlier wait, which the peer ended.
+                // It was armed for an earlier wait, which the client ended.
                 Poll::Ready(()) => deadline.as_mut().reset(due),
             }
         }
@@ -148,12 +135,11 @@ mod tests {
 
     /// A stream's task as hyper runs it: gives one part, then either waits on a window that
     /// never opens (`waits_on_window`) or on a body with nothing more yet. Notes whether it
-    /// was dropped and whether the watch was giving up then.
+    /// was dropped.
     struct Stream {
         gave: bool,
         waits_on_window: bool,
         dropped: Arc<AtomicBool>,
-        given_up: Arc<AtomicBool>,
     }
 
     impl Future for Stream {
@@ -179,19 +165,16 @@ mod tests {
     impl Drop for Stream {
         fn drop(&mut self) {
             self.dropped.store(true, Ordering::Relaxed);
-            self.given_up.store(giving_up(), Ordering::Relaxed);
         }
     }
 
-    /// A watched [`Stream`], with whether it was dropped and whether its watch gave up on it.
-    fn watched(waits_on_window: bool) -> (Watched<Stream>, Arc<AtomicBool>, Arc<AtomicBool>) {
+    /// A watched [`Stream`], with whether it was dropped.
+    fn watched(waits_on_window: bool) -> (Watched<Stream>, Arc<AtomicBool>) {
         let dropped = Arc::new(AtomicBool::new(false));
-        let given_up = Arc::new(AtomicBool::new(false));
         let task = Stream {
             gave: false,
             waits_on_window,
             dropped: dropped.clone(),
-            given_up: given_up.clone(),
         };
         let watched = Watched {
             task: Some(Box::pin(task)),
@@ -200,12 +183,12 @@ mod tests {
             since: Instant::now(),
             deadline: None,
         };
-        (watched, dropped, given_up)
+        (watched, dropped)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_waiting_on_the_clients_window_ends_after_the_idle_time() {
-        let (watched, dropped, given_up) = watched(true);
+        let (watched, dropped) = watched(true);
         let started = Instant::now();
         let ended = tokio::spawn(watched);
         tokio::time::timeout(IDLE * 2, ended)
@@ -214,13 +197,11 @@ mod tests {
             .unwrap();
         assert_eq!(started.elapsed(), IDLE);
         assert!(dropped.load(Ordering::Relaxed), "its task was dropped");
-        assert!(given_up.load(Ordering::Relaxed), "its body knew why");
-        assert!(!giving_up(), "and nothing dropped after it thinks so");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_waiting_on_its_backend_is_not_timed() {
-        let (watched, dropped, _) = watched(false);
+        let (watched, dropped) = watched(false);
         let ended = tokio::time::timeout(IDLE * 10, tokio::spawn(watched)).await;
         assert!(ended.is_err(), "a stream waiting on its body was ended");
         assert!(!dropped.load(Ordering::Relaxed));

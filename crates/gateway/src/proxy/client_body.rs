@@ -1,19 +1,21 @@
 //! The client's request body on its way to a backend through hyper's client. It tells when it
 //! has all been sent (the backend's timeout runs from then, as Envoy's route timeout does: how
-//! long an upload takes is the client's business), and when the task sending it was given up
-//! on because the backend took none of it for its write timeout ([`crate::task_watch`]); it
+//! long an upload takes is the client's business), and since when the backend's connection has
+//! held a part without asking for the next (a backend that reads nothing more of an upload, as
+//! one keeping an HTTP/2 stream's window shut, is given up on after its write timeout); it
 //! gives up on a client that sends nothing for the idle time (through [`IdleBody`]), and marks
 //! its failures as the client's, so that they are not taken for the backend's.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::cause;
 use crate::{BodyStalled, IdleBody};
@@ -31,21 +33,55 @@ pub(super) enum ClientBodyError {
 }
 
 /// What the forwarding side learns of a body's way to the backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Upload {
     /// Told once the whole body has been handed on.
     pub(super) sent: Notify,
-    /// Told when the task sending the body was dropped because the backend took none of it
-    /// for its write timeout.
-    pub(super) given_up: Notify,
-    /// Whether that happened.
-    was_given_up: AtomicBool,
+    /// Since when the backend's connection has held a part without asking for the next, in
+    /// microseconds from `start` (0: it is not holding one).
+    holding_since: AtomicU64,
+    start: Instant,
 }
 
 impl Upload {
-    /// Whether the backend was given up on for taking none of the body.
-    pub(super) fn was_given_up(&self) -> bool {
-        self.was_given_up.load(Ordering::Acquire)
+    /// A body's way about to begin.
+    pub(super) fn new() -> Self {
+        Self {
+            sent: Notify::new(),
+            holding_since: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    /// Returns once the backend's connection has held a part of the body for `timeout`
+    /// without asking for the next (the backend reads nothing more of it: its window, or its
+    /// socket, stays full). Checked at least once per `timeout`, and then to the moment.
+    pub(super) async fn not_taken(&self, timeout: Duration) {
+        loop {
+            let since = self.holding_since.load(Ordering::Acquire);
+            let wait = if since == 0 {
+                timeout
+            } else {
+                let due = self.start + Duration::from_micros(since) + timeout;
+                let now = Instant::now();
+                if now >= due {
+                    return;
+                }
+                due - now
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn holding(&self, part: bool) {
+        let since = if part {
+            u64::try_from(self.start.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        } else {
+            0
+        };
+        self.holding_since.store(since, Ordering::Release);
     }
 }
 
@@ -80,15 +116,6 @@ impl ClientBody {
     }
 }
 
-impl Drop for ClientBody {
-    fn drop(&mut self) {
-        if !self.finished && crate::task_watch::giving_up() {
-            self.upload.was_given_up.store(true, Ordering::Release);
-            self.upload.given_up.notify_one();
-        }
-    }
-}
-
 impl HttpBody for ClientBody {
     type Data = Bytes;
     type Error = ClientBodyError;
@@ -102,9 +129,8 @@ impl HttpBody for ClientBody {
         // A part the backend's connection must pass on before it asks for the next; the last
         // one is followed by a wait for the answer, which is not the backend's reading.
         let end = this.inner.is_end_stream();
-        crate::task_watch::note_frame(
-            !end && matches!(&polled, Poll::Ready(Some(Ok(frame))) if frame.is_data()),
-        );
+        this.upload
+            .holding(!end && matches!(&polled, Poll::Ready(Some(Ok(frame))) if frame.is_data()));
         match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if end {
@@ -150,7 +176,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_body_is_sent_at_once_and_a_full_one_when_read() {
-        let empty = Arc::new(Upload::default());
+        let empty = Arc::new(Upload::new());
         let _body = ClientBody::new(
             axum::body::Body::empty(),
             empty.clone(),
@@ -160,7 +186,7 @@ mod tests {
             .await
             .expect("an empty body is sent from the start");
 
-        let full = Arc::new(Upload::default());
+        let full = Arc::new(Upload::new());
         let body = ClientBody::new(
             axum::body::Body::from("hello"),
             full.clone(),
@@ -173,45 +199,36 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), full.sent.notified())
             .await
             .expect("sent once read");
-        assert!(!full.was_given_up());
     }
 
-    #[tokio::test]
-    async fn a_body_dropped_unsent_tells_only_when_its_watch_gave_up() {
-        // Dropped unsent for any other reason (the client went away, the backend answered
-        // early): nothing to tell.
-        let upload = Arc::new(Upload::default());
-        drop(ClientBody::new(
-            axum::body::Body::new(OneThenSilence(false)),
-            upload.clone(),
-            Duration::from_secs(1),
-        ));
-        assert!(!upload.was_given_up());
-        // Dropped with a task the watch gave up on.
-        let watched = crate::TaskWatch::new(Duration::from_millis(100));
-        let upload = Arc::new(Upload::default());
+    /// Whether `upload` finds its backend not taking the body within `within`.
+    async fn not_taken(upload: &Upload, timeout: Duration, within: Duration) -> bool {
+        tokio::time::timeout(within, upload.not_taken(timeout))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_part_held_for_the_timeout_is_not_taken_and_a_client_slow_to_send_is_not() {
+        let timeout = Duration::from_secs(30);
+        let upload = Arc::new(Upload::new());
         let mut body = ClientBody::new(
             axum::body::Body::new(OneThenSilence(false)),
             upload.clone(),
             Duration::from_secs(3600),
         );
-        let mut asked = false;
-        // A task that takes one part and then never asks for more (a shut window): woken
-        // later (by the watch's timer), it asks nothing of the body, as hyper does not.
-        hyper::rt::Executor::execute(
-            &watched,
-            std::future::poll_fn(move |cx| {
-                if !asked {
-                    asked = true;
-                    let _ = Pin::new(&mut body).poll_frame(cx);
-                }
-                Poll::<()>::Pending
-            }),
-        );
-        tokio::time::timeout(Duration::from_secs(5), upload.given_up.notified())
-            .await
-            .expect("the watch gave up and the body told");
-        assert!(upload.was_given_up());
+        // Nothing handed yet: the backend is not waited on.
+        assert!(!not_taken(&upload, timeout, timeout * 3).await);
+        let started = Instant::now();
+        body.frame().await.unwrap().unwrap();
+        // The connection never asks for the next part: after the timeout, to the moment.
+        assert!(not_taken(&upload, timeout, timeout * 2).await);
+        assert_eq!(started.elapsed(), timeout);
+        // It asks, and the client has nothing yet: the client's time, not the backend's.
+        let asking = tokio::spawn(async move { body.frame().await.map(|f| f.is_ok()) });
+        tokio::task::yield_now().await;
+        assert!(!not_taken(&upload, timeout, timeout * 3).await);
+        asking.abort();
     }
 
     /// A body whose client sends one part and then nothing.
@@ -238,7 +255,7 @@ mod tests {
         let idle = Duration::from_millis(200);
         let mut body = ClientBody::new(
             axum::body::Body::new(OneThenSilence(false)),
-            Arc::new(Upload::default()),
+            Arc::new(Upload::new()),
             idle,
         );
         let frame = body.frame().await.unwrap().unwrap();
