@@ -253,52 +253,35 @@ async fn a_stop_does_not_wait_for_an_unfinished_handshake() {
 
 /// A backend that answers every request with the head it received, as its body.
 async fn head_echo_backend() -> std::net::SocketAddr {
+    keep_alive_backend(|request| request.to_vec()).await
+}
+
+/// A backend answering every request on a connection with `size` bytes.
+async fn bulk_backend(size: usize) -> std::net::SocketAddr {
+    let body = vec![b'b'; size];
+    keep_alive_backend(move |_| body.clone()).await
+}
+
+/// A plain HTTP/1.1 backend answering each request head on a kept-alive connection with a 200
+/// whose body `answer` makes from the head.
+async fn keep_alive_backend(
+    answer: impl Fn(&[u8]) -> Vec<u8> + Clone + Send + Sync + 'static,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
                     while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
                         let request: Vec<u8> = head.drain(..end + 4).collect();
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                            request.len()
-                        );
-                        if conn.write_all(answer.as_bytes()).await.is_err()
-                            || conn.write_all(&request).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
-/// A backend answering every request on a connection with `size` bytes.
-async fn bulk_backend(size: usize) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = vec![b'b'; size];
-                loop {
-                    while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                        head.drain(..end + 4);
-                        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
-                        if conn.write_all(answer.as_bytes()).await.is_err()
+                        let body = answer(&request);
+                        let start =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        if conn.write_all(start.as_bytes()).await.is_err()
                             || conn.write_all(&body).await.is_err()
                         {
                             return;

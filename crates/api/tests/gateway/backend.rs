@@ -167,9 +167,20 @@ async fn big(State(state): State<BackendState>, req: Request) -> Response {
         .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("mb=")))
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    relay(&state, &format!("/?mb={mb}")).await
+}
+
+async fn ticks(State(state): State<BackendState>, req: Request) -> Response {
+    record(&state, &req);
+    relay(&state, "/ticks").await
+}
+
+/// The raw source's answer to `target`, streamed on as this backend's own (with its length and
+/// type).
+async fn relay(state: &BackendState, target: &str) -> Response {
     let source = state
         .http
-        .get(format!("http://{}/?mb={mb}", state.bulk))
+        .get(format!("http://{}{target}", state.bulk))
         .send()
         .await
         .unwrap();
@@ -180,23 +191,6 @@ async fn big(State(state): State<BackendState>, req: Request) -> Response {
         if let Some(v) = parts.headers.get(name) {
             response.headers_mut().insert(name, v.clone());
         }
-    }
-    response
-}
-
-async fn ticks(State(state): State<BackendState>, req: Request) -> Response {
-    record(&state, &req);
-    let source = state
-        .http
-        .get(format!("http://{}/ticks", state.bulk))
-        .send()
-        .await
-        .unwrap();
-    let source: axum::http::Response<reqwest::Body> = source.into();
-    let (parts, body) = source.into_parts();
-    let mut response = Response::new(Body::new(body));
-    if let Some(v) = parts.headers.get("content-type") {
-        response.headers_mut().insert("content-type", v.clone());
     }
     response
 }
