@@ -191,7 +191,8 @@ pub fn is_upgrade(version: http::Version, headers: &http::HeaderMap) -> bool {
 /// How one backend is spoken to: its pooled client(s).
 enum Upstream {
     /// `http://`: HTTP/1.1, or h2c when the backend is marked `http2` (upgrades stay on the
-    /// HTTP/1.1 client). Each backend has its own, as its connections carry its timeout.
+    /// HTTP/1.1 client). Shared by the plain backends whose connections have the same write
+    /// timeout (one pool keyed by host).
     Plain {
         http1: Client<Connector, Body>,
         h2c: Option<Client<Connector, Body>>,
@@ -407,6 +408,8 @@ impl Proxy {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         let upload = Arc::new(Upload::new());
+        // A bodiless request has nothing for the backend to stop taking: no timer for it.
+        let has_body = !axum::body::HttpBody::is_end_stream(&body);
         let body = Body::new(Limited::new(
             ClientBody::new(body, upload.clone(), self.body_idle),
             self.max_body as usize,
@@ -420,7 +423,7 @@ impl Proxy {
         let answer = tokio::select! {
             biased;
             answer = target.upstream.send(upstream, upgrade) => Ok(answer),
-            () = upload.not_taken(target.write_timeout) => Err(true),
+            () = upload.not_taken(target.write_timeout), if has_body => Err(true),
             () = async {
                 upload.sent.notified().await;
                 tokio::time::sleep(backend.timeout).await;
