@@ -62,6 +62,9 @@ pub struct GatewaySettings {
     /// How long a client connection may do nothing (send no request head, hold no open
     /// HTTP/2 stream, not finish its TLS handshake) before it is closed.
     pub idle_timeout: std::time::Duration,
+    /// Most client connections held at once, over every listener (0: derived from the
+    /// process's open-file limit, see [`crate::workers::derived_max_connections`]).
+    pub max_connections: usize,
 }
 
 impl Default for GatewaySettings {
@@ -80,6 +83,7 @@ impl Default for GatewaySettings {
             max_header_bytes: 64 * 1024,
             underscores_in_headers: false,
             idle_timeout: std::time::Duration::from_secs(30),
+            max_connections: 0,
         }
     }
 }

@@ -319,6 +319,22 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };
+    let derived = crate::workers::derived_max_connections();
+    let max_connections = match config.gateway.max_connections {
+        0 => derived,
+        n => {
+            if n > derived {
+                tracing::warn!(
+                    max_connections = n,
+                    open_file_limit_allows = derived,
+                    "gateway.max_connections is more than the open-file limit allows: \
+                     connections and backends may fail for want of descriptors"
+                );
+            }
+            n
+        }
+    };
+    tracing::info!(max_connections, "client connections held at most");
     let workers = Arc::new(
         crate::workers::Workers::start(
             count,
@@ -327,6 +343,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
             crate::workers::ConnectionLimits {
                 max_header_bytes: config.gateway.max_header_bytes,
                 idle_timeout: config.gateway.idle_timeout,
+                max_connections,
             },
         )
         .map_err(|e| ServerError::Bind(config.listen, e))?,

@@ -23,6 +23,11 @@ use tower::ServiceExt;
 use crate::front::FrontDoor;
 use crate::http1::{Ended, Prefixed};
 
+mod admission;
+
+use admission::{Admission, Slot};
+pub use admission::{derived_max_connections, raise_open_file_limit};
+
 /// How long a listener waits after an accept fails before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -79,6 +84,8 @@ pub struct ConnectionLimits {
     /// stream, a TLS handshake's time, and how long a write may wait for a client that reads
     /// nothing (a slow-read attack holds a connection and its backend otherwise).
     pub idle_timeout: Duration,
+    /// Most client connections held at once, over every listener; one more is closed at once.
+    pub max_connections: usize,
 }
 
 /// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
@@ -112,6 +119,8 @@ enum Lane {
         tcp: std::net::TcpStream,
         peer: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        /// The connection's place under the cap, held until it closes.
+        slot: Slot,
     },
     /// Stop: finish what is in flight and end.
     Stop,
@@ -124,6 +133,7 @@ pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Lane>>,
     next: AtomicUsize,
+    admission: Arc<Admission>,
     finished: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
 }
 
@@ -164,22 +174,31 @@ impl Workers {
         Ok(Self {
             lanes,
             next: AtomicUsize::new(0),
+            admission: Admission::new(limits.max_connections),
             finished: std::sync::Mutex::new(finished),
         })
     }
 
     /// Hands an accepted connection to the next worker (round robin); `tls` to terminate TLS
-    /// on it first.
+    /// on it first. A connection over the cap is closed here, before any byte is read.
     pub fn dispatch(
         &self,
         tcp: tokio::net::TcpStream,
         peer: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) {
+        let Some(slot) = self.admission.admit() else {
+            return;
+        };
         // A socket moves to another runtime in its std form (deregistered here).
         let Ok(tcp) = tcp.into_std() else { return };
         let lane = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-        let _ = self.lanes[lane].send(Lane::Serve { tcp, peer, tls });
+        let _ = self.lanes[lane].send(Lane::Serve {
+            tcp,
+            peer,
+            tls,
+            slot,
+        });
     }
 
     /// Stops the workers: no new connections; requests in flight finish (up to 30 s).
@@ -227,7 +246,13 @@ async fn run(
             }
         }
     });
-    while let Some(Lane::Serve { tcp, peer, tls }) = lane.recv().await {
+    while let Some(Lane::Serve {
+        tcp,
+        peer,
+        tls,
+        slot,
+    }) = lane.recv().await
+    {
         let Ok(tcp) = tcp
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(tcp))
@@ -239,8 +264,9 @@ async fn run(
         let front = door.connection(peer, proxy.clone(), tls.is_some());
         let (watcher, builder, stopped) = (graceful.watcher(), builder.clone(), stopped.clone());
         tokio::spawn(async move {
-            // Held until the connection ends: a stop waits for it (up to the drain time).
-            let watcher = watcher;
+            // Held until the connection ends: a stop waits for it (up to the drain time), and
+            // the connection counts under the cap.
+            let (watcher, _slot) = (watcher, slot);
             let Some(acceptor) = tls else {
                 serve(
                     tcp,

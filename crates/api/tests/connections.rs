@@ -4,7 +4,8 @@
 //! TLS, HTTP/2 is served only where ALPN chose it. A request method outside the
 //! standard ones is counted in the metrics as `OTHER`, not under a series of its own. A client
 //! that half-closes after its request still gets the answer. A control-plane body that stops
-//! coming is a 408 after the idle time.
+//! coming is a 408 after the idle time. Over `max_connections`, a connection is closed as
+//! soon as it is accepted, on either listener, and counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,14 @@ const LEEWAY: Duration = Duration::from_secs(12);
 /// Starts a server with a TLS listener serving a new self-signed certificate; returns the
 /// server and the certificate (DER) to trust.
 async fn start(dir: &std::path::Path) -> (portcullis_api::Running, Vec<u8>) {
+    start_capped(dir, 0).await
+}
+
+/// As [`start`], holding at most `max_connections` client connections (0: the derived cap).
+async fn start_capped(
+    dir: &std::path::Path,
+    max_connections: usize,
+) -> (portcullis_api::Running, Vec<u8>) {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
     std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
@@ -45,6 +54,7 @@ async fn start(dir: &std::path::Path) -> (portcullis_api::Running, Vec<u8>) {
         }),
         gateway: portcullis_api::gateway::GatewaySettings {
             idle_timeout: IDLE,
+            max_connections,
             ..Default::default()
         },
         auth: Default::default(),
@@ -367,5 +377,114 @@ async fn an_http2_authority_follows_the_host_rules() {
     let (status, body) = ask("portal.example", Some("evil.example")).await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("another host"), "{body}");
+    running.shutdown().await;
+}
+
+/// A kept-alive HTTP/1.1 connection that has been served once (so the server holds it).
+async fn served_connection(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tcp
+}
+
+/// What the server does with a connection it was just given: `Some(answer)` when it answers
+/// a request sent on it, `None` when it closes the connection without a word.
+async fn what_a_new_connection_gets(addr: SocketAddr, request: &[u8]) -> Option<String> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // The write may already meet the close; the read says what happened.
+    let _ = tcp.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection was neither answered nor closed"
+    );
+    (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_capped(dir.path(), 3).await;
+    let addr = running.addr;
+    let tls_addr = running.tls_addr.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(served_connection(addr).await);
+    }
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // A fourth is closed without an answer, on the plain listener and on the TLS one (whose
+    // handshake never starts: the client's hello meets a closed connection).
+    assert_eq!(what_a_new_connection_gets(addr, request).await, None);
+    let hello = b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00";
+    assert_eq!(what_a_new_connection_gets(tls_addr, hello).await, None);
+    // The held ones are still served.
+    for tcp in &mut held {
+        tcp.write_all(request).await.unwrap();
+        let mut answer = [0u8; 1024];
+        let n = tcp.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    // A place freed by a close is given to the next connection (once the server has seen the
+    // close).
+    drop(held.pop());
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = what_a_new_connection_gets(addr, request).await;
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("a freed place is taken again");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The refusals are counted (the metrics are the process's: other tests' servers may add
+    // to them, never take away).
+    drop(held);
+    let mut metrics = None;
+    for _ in 0..50 {
+        if let Ok(answer) = reqwest::get(format!("http://{addr}/metrics")).await {
+            metrics = Some(answer.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = metrics.expect("a place for a metrics request");
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("portcullis_gateway_connections_refused_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no refusal counter in {metrics}"));
+    assert!(refused >= 2.0, "refused: {refused}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("portcullis_gateway_connections_open")),
+        "no open-connection gauge in {metrics}"
+    );
     running.shutdown().await;
 }

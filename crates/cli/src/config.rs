@@ -73,6 +73,7 @@ struct GatewayConfig {
     underscores_in_headers: Option<bool>,
     idle_timeout_seconds: Option<u64>,
     assertion_seconds: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -569,6 +570,12 @@ pub fn load(
             format!("{idle_timeout} is out of range: 1 to 3600 seconds"),
         ));
     }
+    if gateway_file.max_connections == Some(0) {
+        return Err(ConfigError::new(
+            "gateway.max_connections",
+            "must be at least 1 (leave it out to derive it from the open-file limit)",
+        ));
+    }
     let max_body_bytes = gateway_file.max_body_mb.unwrap_or(64).max(1) * 1024 * 1024;
     let policy_body_bytes = gateway_file
         .policy_body_kb
@@ -601,6 +608,7 @@ pub fn load(
         underscores_in_headers: gateway_file.underscores_in_headers.unwrap_or(false),
         idle_timeout: Duration::from_secs(idle_timeout),
         assertion_seconds,
+        max_connections: gateway_file.max_connections.unwrap_or(0),
     };
     let tls = match file.tls {
         None => None,
@@ -682,11 +690,14 @@ mod tests {
         assert_eq!(c.server.gateway.policy_body_bytes, 1024 * 1024);
         assert_eq!(c.server.gateway.assertion_seconds, 60);
         assert!(!c.server.gateway.underscores_in_headers);
+        // 0: derived from the open-file limit when the server starts.
+        assert_eq!(c.server.gateway.max_connections, 0);
         let f = file_with(
-            "gateway:\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n",
+            "gateway:\n  max_connections: 5000\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
+        assert_eq!(c.server.gateway.max_connections, 5000);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(5));
         assert!(c.server.gateway.underscores_in_headers);
         assert_eq!(c.server.gateway.policy_body_bytes, 64 * 1024);
@@ -738,6 +749,11 @@ mod tests {
                 "gateway:\n  idle_timeout_seconds: 0\n",
                 &[],
                 "gateway.idle_timeout_seconds",
+            ),
+            (
+                "gateway:\n  max_connections: 0\n",
+                &[],
+                "gateway.max_connections",
             ),
             (
                 "gateway:\n  backends:\n    - { name: a, url: \"http://a\", audience: \" \" }\n",

@@ -200,6 +200,8 @@ async fn serve(config: Config) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // Before the cap on connections is derived from it.
+    portcullis_api::workers::raise_open_file_limit();
     let running = match portcullis_api::start(config.server.clone()).await {
         Ok(r) => r,
         Err(e) => {

@@ -229,9 +229,20 @@ fn start_with_config(
     config: &str,
     log: &std::path::Path,
 ) -> (Child, String) {
+    start_under(Command::new(BIN), dir, config, log)
+}
+
+/// As [`start_with_config`], with `command` running the binary (prlimit, say), arguments
+/// given so far kept.
+fn start_under(
+    mut command: Command,
+    dir: &std::path::Path,
+    config: &str,
+    log: &std::path::Path,
+) -> (Child, String) {
     let file = dir.join("portcullis.yaml");
     std::fs::write(&file, config).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = command
         .args(["serve", "--config"])
         .arg(&file)
         .current_dir(dir)
@@ -436,5 +447,50 @@ async fn running_out_of_file_descriptors_does_not_spin_a_cpu() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, Some(200));
+    assert!(terminate(&mut child).success());
+}
+
+/// The soft open-file limit is raised to the hard one at start (a soft 512 would cap the server
+/// at a few hundred connections), and the connection cap is derived from the raised limit.
+#[test]
+fn the_open_file_limit_is_raised_and_the_connection_cap_follows_it() {
+    if Command::new("prlimit").arg("--version").output().is_err()
+        || !std::path::Path::new("/proc/self/limits").exists()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "prlimit (util-linux) and /proc are needed in CI"
+        );
+        eprintln!("skipped: needs prlimit (util-linux) and /proc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut prlimit = Command::new("prlimit");
+    prlimit.args(["--nofile=512:4096", "--", BIN]);
+    let (mut child, _) = start_under(
+        prlimit,
+        dir.path(),
+        "log: { level: info, format: json }\n",
+        &log,
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(open_files, ["4096", "4096"], "{limits}");
+    let cap = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "client connections held at most")
+        .map(|v| v["fields"]["max_connections"].clone());
+    // Half of 4,096 less the 256 kept back.
+    assert_eq!(cap, Some(serde_json::json!(1920)));
     assert!(terminate(&mut child).success());
 }

@@ -1,0 +1,185 @@
+//! How many client connections the server holds at once. Every connection costs a file
+//! descriptor (and a forwarded request one more towards its backend), so a server without a
+//! cap meets a flood of connections, or a slow-loris holding thousands idle, by running out of
+//! descriptors: then nothing is accepted, backends cannot be reached, files cannot be opened.
+//! With the cap, a connection over it is closed at once and counted (as Envoy's
+//! `global_downstream_max_connections` does), and the server keeps what it needs for the
+//! connections it holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Descriptors kept back from the derived cap: the database pool, the listeners, the workers'
+/// event queues, log and policy files.
+const RESERVED_DESCRIPTORS: u64 = 256;
+/// The smallest derived cap, for a process started with a very low descriptor limit.
+const MIN_DERIVED: u64 = 16;
+/// How often, at most, refusals are logged while they go on.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Raises this process's soft limit on open files to its hard limit (as HAProxy and Go's
+/// runtime do): the soft limit is often 1,024, far below what a front door serves, while the
+/// hard limit an administrator sets is what the process may use. Returns the soft limit in
+/// force afterwards (`None`: unlimited or unknown).
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        if limit.current != limit.maximum {
+            let raised = Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => return limit.maximum,
+                Err(e) => {
+                    tracing::warn!(error = %e, soft = ?limit.current, hard = ?limit.maximum,
+                        "could not raise the open-file limit to its hard limit");
+                }
+            }
+        }
+        limit.current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The connection cap when none is configured: half the descriptors the process may open
+/// (a forwarded request holds one towards its backend too, as nginx counts
+/// `worker_connections`) after a reserve, and at least 16.
+pub fn derived_max_connections() -> usize {
+    #[cfg(unix)]
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    #[cfg(not(unix))]
+    let soft: Option<u64> = None;
+    cap_for(soft)
+}
+
+/// The derived cap for a soft limit (`None`: unlimited).
+fn cap_for(soft: Option<u64>) -> usize {
+    // An unlimited process still gets a cap: the kernel's own table is finite.
+    let soft = soft.unwrap_or(1 << 20);
+    let cap = (soft.saturating_sub(RESERVED_DESCRIPTORS) / 2).max(MIN_DERIVED);
+    usize::try_from(cap).unwrap_or(usize::MAX)
+}
+
+/// Counts the connections the server holds and refuses those over the cap.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    open: AtomicUsize,
+    max: usize,
+    /// When refusals were last logged (seconds since the epoch; 0: never).
+    warned_at: AtomicU64,
+}
+
+/// A held connection's place under the cap, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<Admission>);
+
+impl Admission {
+    /// A cap of `max` connections (at least one).
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            open: AtomicUsize::new(0),
+            max: max.max(1),
+            warned_at: AtomicU64::new(0),
+        })
+    }
+
+    /// A place for one more connection, or `None` (counted and logged) when the server holds
+    /// as many as it may.
+    pub(crate) fn admit(self: &Arc<Self>) -> Option<Slot> {
+        // Never above the cap, even for a moment: the descriptors it guards are real.
+        let taken = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            });
+        if taken.is_err() {
+            self.refused();
+            return None;
+        }
+        metrics::gauge!("portcullis_gateway_connections_open").increment(1.0);
+        Some(Slot(self.clone()))
+    }
+
+    fn refused(&self) {
+        metrics::counter!("portcullis_gateway_connections_refused_total").increment(1);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_EVERY.as_secs()
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_connections = self.max,
+                "refusing connections: the server holds as many as gateway.max_connections allows"
+            );
+        }
+    }
+
+    /// Connections held now.
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("portcullis_gateway_connections_open").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_is_never_passed_and_a_freed_place_is_taken_again() {
+        let admission = Admission::new(2);
+        let first = admission.admit().expect("first");
+        let second = admission.admit().expect("second");
+        assert!(admission.admit().is_none(), "a third over a cap of two");
+        assert_eq!(admission.open(), 2);
+        drop(first);
+        assert_eq!(admission.open(), 1);
+        let third = admission.admit().expect("a place was freed");
+        assert!(admission.admit().is_none());
+        drop((second, third));
+        assert_eq!(admission.open(), 0);
+    }
+
+    #[test]
+    fn the_derived_cap_is_half_the_descriptors_after_the_reserve() {
+        for (soft, cap) in [
+            (Some(1024), 384),
+            (Some(65_536), 32_640),
+            (Some(300), 22),
+            // A very low limit still admits a few; an unlimited one is capped all the same.
+            (Some(64), 16),
+            (None, 524_160),
+        ] {
+            assert_eq!(cap_for(soft), cap, "soft limit {soft:?}");
+        }
+    }
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        let Some(soft) = raise_open_file_limit() else {
+            return;
+        };
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(limit.current, Some(soft));
+        assert_eq!(limit.current, limit.maximum);
+    }
+}
