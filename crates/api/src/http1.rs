@@ -67,8 +67,9 @@ enum Head {
     Other,
 }
 
-/// Serves `io` from `peer` until it closes or a request needs hyper. `stop` turns true when
-/// the server stops: an idle connection is then closed; a request in flight finishes first.
+/// Serves `io` from `peer` until it closes or a request needs hyper. `stop` changes when the
+/// server stops, or reclaims connections at its cap: an idle connection is then closed; a
+/// request in flight finishes first.
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
 /// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
 /// HTTP/2 is chosen by ALPN, never by what the client sends later).

@@ -132,6 +132,9 @@ pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
 /// The worker threads.
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Lane>>,
+    /// Each worker's signal to its connections: a change asks them to close once idle (a
+    /// reclaim), `true` that the server stops.
+    signals: Vec<Arc<watch::Sender<bool>>>,
     next: AtomicUsize,
     admission: Arc<Admission>,
     finished: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
@@ -154,25 +157,30 @@ impl Workers {
         limits: ConnectionLimits,
     ) -> std::io::Result<Self> {
         let mut lanes = Vec::new();
+        let mut signals = Vec::new();
         let mut finished = Vec::new();
         for n in 0..count.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
+            let (signal, signalled) = watch::channel(false);
+            let signal = Arc::new(signal);
             let (done, finished_rx) = oneshot::channel();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let (door, proxies) = (door.clone(), proxies.clone());
+            let (door, proxies, stop) = (door.clone(), proxies.clone(), signal.clone());
             std::thread::Builder::new()
                 .name(format!("portcullis-worker-{n}"))
                 .spawn(move || {
-                    runtime.block_on(run(rx, door, proxies, limits));
+                    runtime.block_on(run(rx, door, proxies, limits, (stop, signalled)));
                     let _ = done.send(());
                 })?;
             lanes.push(tx);
+            signals.push(signal);
             finished.push(finished_rx);
         }
         Ok(Self {
             lanes,
+            signals,
             next: AtomicUsize::new(0),
             admission: Admission::new(limits.max_connections),
             finished: std::sync::Mutex::new(finished),
@@ -180,7 +188,10 @@ impl Workers {
     }
 
     /// Hands an accepted connection to the next worker (round robin); `tls` to terminate TLS
-    /// on it first. A connection over the cap is closed here, before any byte is read.
+    /// on it first. A connection over the cap is closed here, before any byte is read, and
+    /// the connections held are asked to close once idle (at most once a second), so that
+    /// clients that hold connections without using them do not keep new ones out for their
+    /// whole idle time.
     pub fn dispatch(
         &self,
         tcp: tokio::net::TcpStream,
@@ -188,6 +199,12 @@ impl Workers {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) {
         let Some(slot) = self.admission.admit() else {
+            if self.admission.reclaim_due() {
+                for signal in &self.signals {
+                    // A new version with the same value: a reclaim, not a stop.
+                    signal.send_modify(|_| {});
+                }
+            }
             return;
         };
         // A socket moves to another runtime in its std form (deregistered here).
@@ -219,18 +236,19 @@ impl Workers {
 /// How often a worker's clock task runs (see [`run`]).
 const TICK: Duration = Duration::from_secs(1);
 
-/// One worker: serves the connections it is handed until told to stop, then drains.
+/// One worker: serves the connections it is handed until told to stop, then drains. `stop`
+/// signals its connections (see [`Workers`]' `signals`).
 async fn run(
     mut lane: mpsc::UnboundedReceiver<Lane>,
     door: FrontDoor,
     proxies: ProxyFactory,
     limits: ConnectionLimits,
+    (stop, signalled): (Arc<watch::Sender<bool>>, watch::Receiver<bool>),
 ) {
     // Built here, so the pools' connection tasks live on this worker's runtime.
     let proxy = proxies();
     let builder = connection_builder(limits);
     let graceful = GracefulShutdown::new();
-    let (stop, stopped) = watch::channel(false);
     // A timer that always runs out within a second keeps the runtime's next wake-up near, so
     // that setting a request's timeout (seconds away) never has to interrupt the runtime's
     // sleep through its eventfd, a system call per request otherwise. The same task closes
@@ -262,7 +280,10 @@ async fn run(
         let _ = tcp.set_nodelay(true);
         let tcp = SendTimeout::new(tcp, limits.idle_timeout);
         let front = door.connection(peer, proxy.clone(), tls.is_some());
-        let (watcher, builder, stopped) = (graceful.watcher(), builder.clone(), stopped.clone());
+        let (watcher, builder) = (graceful.watcher(), builder.clone());
+        // A connection answers the signals sent from now on, not a reclaim sent before it came.
+        let mut stopped = signalled.clone();
+        stopped.borrow_and_update();
         tokio::spawn(async move {
             // Held until the connection ends: a stop waits for it (up to the drain time), and
             // the connection counts under the cap.
@@ -324,7 +345,8 @@ enum Opened {
 
 /// Serves one connection: on the raw lane first (unless it is HTTP/2 over TLS), then, from the
 /// first request the lane hands over, with hyper's server. hyper's connection is closed
-/// gracefully when the server stops, or when it has had no open request for the idle time.
+/// gracefully when the server stops or reclaims connections (`stopped` changes), or when it has
+/// had no open request for the idle time.
 async fn serve<S>(
     io: S,
     opened: Opened,
@@ -375,8 +397,8 @@ async fn serve<S>(
     }
 }
 
-/// Drives hyper's connection to its end, starting its graceful close when the server stops or
-/// when no request has been open on it for `idle` (hyper's HTTP/1.1 closes an idle connection
+/// Drives hyper's connection to its end, starting its graceful close when `stopped` changes
+/// (the server stops, or reclaims connections) or when no request has been open on it for `idle` (hyper's HTTP/1.1 closes an idle connection
 /// itself, at its header read timeout; HTTP/2 has no such timer). A close for idleness that the
 /// client does not let finish within `grace` drops the connection (`None`).
 async fn drive<C: std::future::Future>(
@@ -392,7 +414,7 @@ async fn drive<C: std::future::Future>(
     loop {
         tokio::select! {
             done = conn.as_mut() => return Some(done),
-            _ = stopped.wait_for(|&stop| stop), if !closing => {
+            _ = stopped.changed(), if !closing => {
                 close_gracefully(conn.as_mut());
                 closing = true;
             }

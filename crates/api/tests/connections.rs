@@ -5,7 +5,8 @@
 //! standard ones is counted in the metrics as `OTHER`, not under a series of its own. A client
 //! that half-closes after its request still gets the answer. A control-plane body that stops
 //! coming is a 408 after the idle time. Over `max_connections`, a connection is closed as
-//! soon as it is accepted, on either listener, and counted.
+//! soon as it is accepted, on either listener, and counted; the connections held are then
+//! asked to close once idle, so that idle clients do not keep new ones out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,13 +29,15 @@ const LEEWAY: Duration = Duration::from_secs(12);
 /// Starts a server with a TLS listener serving a new self-signed certificate; returns the
 /// server and the certificate (DER) to trust.
 async fn start(dir: &std::path::Path) -> (portcullis_api::Running, Vec<u8>) {
-    start_capped(dir, 0).await
+    start_capped(dir, 0, IDLE).await
 }
 
-/// As [`start`], holding at most `max_connections` client connections (0: the derived cap).
+/// As [`start`], holding at most `max_connections` client connections (0: the derived cap),
+/// with `idle` as the idle time.
 async fn start_capped(
     dir: &std::path::Path,
     max_connections: usize,
+    idle: Duration,
 ) -> (portcullis_api::Running, Vec<u8>) {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
@@ -53,7 +56,7 @@ async fn start_capped(
             reload_interval: Duration::from_secs(60),
         }),
         gateway: portcullis_api::gateway::GatewaySettings {
-            idle_timeout: IDLE,
+            idle_timeout: idle,
             max_connections,
             ..Default::default()
         },
@@ -425,32 +428,67 @@ async fn what_a_new_connection_gets(addr: SocketAddr, request: &[u8]) -> Option<
     (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// Whether the server closes `tcp` within `within` (reading, and dropping, what it sends).
+async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    tokio::time::timeout(within, async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A connection to `addr` that has sent part of a request head: busy, not idle.
+async fn halfway_through_a_head(addr: SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    tcp
+}
+
+/// The cap counts the connections of both listeners together. Those held here are busy (each
+/// halfway through a request head), so the reclaim a refusal starts does not close them: they
+/// finish their request and only then close.
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     let dir = tempfile::tempdir().unwrap();
-    let (running, _) = start_capped(dir.path(), 3).await;
+    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
     let addr = running.addr;
     let tls_addr = running.tls_addr.unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(served_connection(addr).await);
+        held.push(halfway_through_a_head(addr).await);
     }
+    // Each is taken by the server as it is accepted: give the listener a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     // A fourth is closed without an answer, on the plain listener and on the TLS one (whose
     // handshake never starts: the client's hello meets a closed connection).
     assert_eq!(what_a_new_connection_gets(addr, request).await, None);
     let hello = b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00";
     assert_eq!(what_a_new_connection_gets(tls_addr, hello).await, None);
-    // The held ones are still served.
+    // The held ones finish their request, and then close (asked to by the reclaim).
     for tcp in &mut held {
-        tcp.write_all(request).await.unwrap();
+        tcp.write_all(b"\r\n").await.unwrap();
         let mut answer = [0u8; 1024];
-        let n = tcp.read(&mut answer).await.unwrap();
-        assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+        assert!(closed_within(tcp, Duration::from_secs(5)).await);
     }
-    // A place freed by a close is given to the next connection (once the server has seen the
-    // close).
-    drop(held.pop());
+    // The places they held are taken again.
     let mut answer = None;
     for _ in 0..50 {
         answer = what_a_new_connection_gets(addr, request).await;
@@ -463,16 +501,12 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The refusals are counted (the metrics are the process's: other tests' servers may add
     // to them, never take away).
-    drop(held);
-    let mut metrics = None;
-    for _ in 0..50 {
-        if let Ok(answer) = reqwest::get(format!("http://{addr}/metrics")).await {
-            metrics = Some(answer.text().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let metrics = metrics.expect("a place for a metrics request");
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let refused: f64 = metrics
         .lines()
         .find(|l| l.starts_with("portcullis_gateway_connections_refused_total"))
@@ -486,5 +520,46 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
             .any(|l| l.starts_with("portcullis_gateway_connections_open")),
         "no open-connection gauge in {metrics}"
     );
+    running.shutdown().await;
+}
+
+/// Clients holding every place without using it do not keep a new client out for their idle
+/// time (30 s here): the refusal of one more asks them to close, HTTP/1.1 and HTTP/2 alike.
+#[tokio::test]
+async fn idle_connections_are_closed_when_the_cap_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
+    let addr = running.addr;
+    let mut idle = vec![served_connection(addr).await, served_connection(addr).await];
+    let (mut sender, conn) = h2c(addr).await;
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(format!("http://{addr}/healthz"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.expect("an h2c request");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("the body");
+
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(what_a_new_connection_gets(addr, request).await, None);
+    for tcp in &mut idle {
+        assert!(
+            closed_within(tcp, Duration::from_secs(3)).await,
+            "an idle HTTP/1.1 connection is still open"
+        );
+    }
+    // HTTP/2 ends with a GOAWAY the client answers.
+    let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
+    assert!(ended.is_ok(), "the idle h2c connection is still open");
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = what_a_new_connection_gets(addr, request).await;
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("a new client is served");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     running.shutdown().await;
 }

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Descriptors kept back from the derived cap: the database pool, the listeners, the workers'
 /// event queues, log and policy files.
@@ -17,6 +17,8 @@ const RESERVED_DESCRIPTORS: u64 = 256;
 const MIN_DERIVED: u64 = 16;
 /// How often, at most, refusals are logged while they go on.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often, at most, the connections held are asked to close once idle.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Raises this process's soft limit on open files to its hard limit (as HAProxy and Go's
 /// runtime do): the soft limit is often 1,024, far below what a front door serves, while the
@@ -74,6 +76,9 @@ pub(crate) struct Admission {
     max: usize,
     /// When refusals were last logged (seconds since the epoch; 0: never).
     warned_at: AtomicU64,
+    /// When connections were last reclaimed (milliseconds from `start`, plus one; 0: never).
+    reclaimed_at: AtomicU64,
+    start: Instant,
 }
 
 /// A held connection's place under the cap, given back when dropped.
@@ -87,7 +92,24 @@ impl Admission {
             open: AtomicUsize::new(0),
             max: max.max(1),
             warned_at: AtomicU64::new(0),
+            reclaimed_at: AtomicU64::new(0),
+            start: Instant::now(),
         })
+    }
+
+    /// Whether a refusal should ask the connections held to close once idle: at most once per
+    /// [`RECLAIM_EVERY`], as closing every idle connection of a full server is not free.
+    pub(crate) fn reclaim_due(&self) -> bool {
+        let now = u64::try_from(self.start.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.reclaimed_at.load(Ordering::Relaxed);
+        let every = u64::try_from(RECLAIM_EVERY.as_millis()).unwrap_or(u64::MAX);
+        (last == 0 || now.saturating_sub(last) >= every)
+            && self
+                .reclaimed_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// A place for one more connection, or `None` (counted and logged) when the server holds
@@ -157,6 +179,25 @@ mod tests {
         assert!(admission.admit().is_none());
         drop((second, third));
         assert_eq!(admission.open(), 0);
+    }
+
+    #[test]
+    fn reclaims_come_at_most_once_a_second() {
+        let admission = Admission::new(1);
+        assert!(admission.reclaim_due(), "the first refusal reclaims");
+        assert!(!admission.reclaim_due(), "not again at once");
+        // A server started ten seconds ago that reclaimed 1.5 s and then 0.5 s ago.
+        let Some(start) = Instant::now().checked_sub(Duration::from_secs(10)) else {
+            return;
+        };
+        let admission = Admission {
+            start,
+            ..Arc::into_inner(Admission::new(1)).unwrap()
+        };
+        admission.reclaimed_at.store(8_501, Ordering::Relaxed);
+        assert!(admission.reclaim_due(), "1.5 s after the last");
+        admission.reclaimed_at.store(9_501, Ordering::Relaxed);
+        assert!(!admission.reclaim_due(), "0.5 s after the last");
     }
 
     #[test]
