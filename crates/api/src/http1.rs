@@ -11,6 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,9 +68,11 @@ enum Head {
     Other,
 }
 
-/// Serves `io` from `peer` until it closes or a request needs hyper. `stop` changes when the
-/// server stops, or reclaims connections at its cap: an idle connection is then closed; a
-/// request in flight finishes first.
+/// Serves `io` from `peer` until it closes or a request needs hyper. `stop` turns true when the
+/// server stops: an idle connection is then closed; a request in flight finishes first. It
+/// changes without turning true when the server reclaims connections at its cap: an idle
+/// connection is then closed too, once it has served a request or has been open for
+/// [`RECLAIM_AFTER`] (a connection just opened may have its first request waiting unread).
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
 /// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
 /// HTTP/2 is chosen by ALPN, never by what the client sends later).
@@ -91,7 +94,19 @@ where
     }
     // One timer and one stop watch for the connection's life, re-armed per request rather than
     // made anew (each would be registered and removed again on every request).
-    let stopping = stop.changed();
+    let (opened, served) = (tokio::time::Instant::now(), AtomicBool::new(false));
+    let stopping = async {
+        loop {
+            // An error: the worker is gone, which is a stop too.
+            if stop.changed().await.is_err() || *stop.borrow() {
+                return;
+            }
+            // A reclaim: not for a connection whose first request may not have been read yet.
+            if served.load(Ordering::Relaxed) || opened.elapsed() >= RECLAIM_AFTER {
+                return;
+            }
+        }
+    };
     tokio::pin!(stopping);
     let deadline = tokio::time::sleep(head_timeout);
     tokio::pin!(deadline);
@@ -205,8 +220,14 @@ where
         if io.flush().await.is_err() {
             return Ended::Closed;
         }
+        served.store(true, Ordering::Relaxed);
     }
 }
+
+/// How long a connection that has not finished a request is spared by a reclaim (see
+/// [`serve`]): a client sends its first request at once, so one open this long without it is
+/// holding a place for nothing.
+pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Whether the bytes after the first `looked` of `buf` (and the two before them, where a blank
 /// line may have begun) hold a blank line, which ends every request head.

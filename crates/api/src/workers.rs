@@ -377,6 +377,10 @@ async fn serve<S>(
     } else {
         (io, bytes::Bytes::new())
     };
+    // A reclaim the lane has answered for is not hyper's to answer again (the lane spared this
+    // connection, or it was busy): only a stop, or a reclaim from now on, closes it.
+    let mut stopped = stopped;
+    stopped.borrow_and_update();
     let activity = Arc::new(Activity::new());
     let conn = builder
         .serve_connection_with_upgrades(
@@ -413,8 +417,15 @@ async fn drive<C: std::future::Future>(
     let (mut closing, mut idled) = (false, false);
     loop {
         tokio::select! {
+            // The connection first: a request already received (handed over by the lane) is
+            // read before a close can be started, and is then let finish.
+            biased;
             done = conn.as_mut() => return Some(done),
-            _ = stopped.changed(), if !closing => {
+            () = async {
+                if !*stopped.borrow() {
+                    let _ = stopped.changed().await;
+                }
+            }, if !closing => {
                 close_gracefully(conn.as_mut());
                 closing = true;
             }
