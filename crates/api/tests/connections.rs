@@ -533,7 +533,7 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     let (running, _) = start_capped(dir.path(), 4, Duration::from_secs(30)).await;
     let addr = running.addr;
     let mut idle = vec![served_connection(addr).await];
-    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let silent = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = h2c(addr).await;
     let conn = tokio::spawn(conn);
     let request = hyper::Request::get(format!("http://{addr}/healthz"))

@@ -79,6 +79,10 @@ pub(crate) struct Admission {
     /// When connections were last reclaimed (milliseconds from `start`, plus one; 0: never).
     reclaimed_at: AtomicU64,
     start: Instant,
+    /// `portcullis_gateway_connections_open`.
+    open_gauge: metrics::Gauge,
+    /// `portcullis_gateway_connections_refused_total`.
+    refused_counter: metrics::Counter,
 }
 
 /// A held connection's place under the cap, given back when dropped.
@@ -94,6 +98,9 @@ impl Admission {
             warned_at: AtomicU64::new(0),
             reclaimed_at: AtomicU64::new(0),
             start: Instant::now(),
+            // Looked up once: the recorder is installed before the server starts its workers.
+            open_gauge: metrics::gauge!("portcullis_gateway_connections_open"),
+            refused_counter: metrics::counter!("portcullis_gateway_connections_refused_total"),
         })
     }
 
@@ -125,12 +132,12 @@ impl Admission {
             self.refused();
             return None;
         }
-        metrics::gauge!("portcullis_gateway_connections_open").increment(1.0);
+        self.open_gauge.increment(1.0);
         Some(Slot(self.clone()))
     }
 
     fn refused(&self) {
-        metrics::counter!("portcullis_gateway_connections_refused_total").increment(1);
+        self.refused_counter.increment(1);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -158,7 +165,7 @@ impl Admission {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("portcullis_gateway_connections_open").decrement(1.0);
+        self.0.open_gauge.decrement(1.0);
     }
 }
 
