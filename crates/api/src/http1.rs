@@ -11,7 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -70,9 +70,10 @@ enum Head {
 
 /// Serves `io` from `peer` until it closes or a request needs hyper. `stop` turns true when the
 /// server stops: an idle connection is then closed; a request in flight finishes first. It
-/// changes without turning true when the server reclaims connections at its cap: an idle
-/// connection is then closed too, once it has served a request or has been open for
-/// [`RECLAIM_AFTER`] (a connection just opened may have its first request waiting unread).
+/// changes without turning true when the server reclaims connections at its cap: a connection
+/// waiting for a request is then closed too once it has been quiet for [`RECLAIM_AFTER`] (one
+/// just opened or just answered may have a request on its way). After either signal, the next
+/// answer says `Connection: close` and is the connection's last.
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
 /// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
 /// HTTP/2 is chosen by ALPN, never by what the client sends later).
@@ -92,17 +93,23 @@ where
     if *stop.borrow() {
         return Ended::Closed;
     }
+    // The signals sent since the connection started, looked at without taking them from
+    // `stopping` below.
+    let signals = stop.clone();
+    // Since when the connection has waited for a request (microseconds from `opened`).
+    let opened = tokio::time::Instant::now();
+    let waiting_since = AtomicU64::new(0);
     // One timer and one stop watch for the connection's life, re-armed per request rather than
     // made anew (each would be registered and removed again on every request).
-    let (opened, served) = (tokio::time::Instant::now(), AtomicBool::new(false));
     let stopping = async {
         loop {
             // An error: the worker is gone, which is a stop too.
             if stop.changed().await.is_err() || *stop.borrow() {
                 return;
             }
-            // A reclaim: not for a connection whose first request may not have been read yet.
-            if served.load(Ordering::Relaxed) || opened.elapsed() >= RECLAIM_AFTER {
+            // A reclaim: a connection that has waited this long is not about to be used.
+            let since = Duration::from_micros(waiting_since.load(Ordering::Relaxed));
+            if opened.elapsed().saturating_sub(since) >= RECLAIM_AFTER {
                 return;
             }
         }
@@ -112,9 +119,10 @@ where
     tokio::pin!(deadline);
     loop {
         // Read until a whole head is in: the client has `head_timeout` for it.
-        deadline
-            .as_mut()
-            .reset(tokio::time::Instant::now() + head_timeout);
+        let now = tokio::time::Instant::now();
+        deadline.as_mut().reset(now + head_timeout);
+        let since = now.saturating_duration_since(opened).as_micros();
+        waiting_since.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
         // How much of the buffer has been looked at for this head: once a first look found it
         // unfinished, it is parsed again only when a blank line has come (as hyper does), so a
         // head trickled in a byte at a time is not parsed anew on every read.
@@ -178,6 +186,8 @@ where
             way,
             close,
         } = plain;
+        // After a stop or a reclaim, this answer is the last, and says so.
+        let close = close || signals.has_changed().unwrap_or(true);
         // The target and the header values share the head's buffer instead of being copied.
         let Some(uri) = head
             .get(target.clone())
@@ -220,13 +230,12 @@ where
         if io.flush().await.is_err() {
             return Ended::Closed;
         }
-        served.store(true, Ordering::Relaxed);
     }
 }
 
-/// How long a connection that has not finished a request is spared by a reclaim (see
-/// [`serve`]): a client sends its first request at once, so one open this long without it is
-/// holding a place for nothing.
+/// How long a connection must have waited for a request before a reclaim closes it (see
+/// [`serve`]): a client sends its first request at once and its next one soon after an answer,
+/// so a connection quiet this long is holding a place for nothing.
 pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Whether the bytes after the first `looked` of `buf` (and the two before them, where a blank

@@ -189,9 +189,10 @@ impl Workers {
 
     /// Hands an accepted connection to the next worker (round robin); `tls` to terminate TLS
     /// on it first. A connection over the cap is closed here, before any byte is read, and
-    /// the connections held are asked to close once idle (at most once a second), so that
-    /// clients that hold connections without using them do not keep new ones out for their
-    /// whole idle time.
+    /// the connections held are reclaimed (at most once a second): those quiet for a second
+    /// close, busy ones make their next answer their last (see [`crate::http1::serve`] and
+    /// [`drive`]), so that clients holding connections without using them do not keep new
+    /// ones out for their whole idle time.
     pub fn dispatch(
         &self,
         tcp: tokio::net::TcpStream,
@@ -232,6 +233,10 @@ impl Workers {
         }
     }
 }
+
+/// How often a reclaim that found a hyper connection just idle looks at it again (see
+/// [`drive`]).
+const RECLAIM_RECHECK: Duration = Duration::from_millis(50);
 
 /// How often a worker's clock task runs (see [`run`]).
 const TICK: Duration = Duration::from_secs(1);
@@ -287,7 +292,7 @@ async fn run(
         tokio::spawn(async move {
             // Held until the connection ends: a stop waits for it (up to the drain time), and
             // the connection counts under the cap.
-            let (watcher, _slot) = (watcher, slot);
+            let (watcher, slot) = (watcher, Arc::new(slot));
             let Some(acceptor) = tls else {
                 serve(
                     tcp,
@@ -296,7 +301,7 @@ async fn run(
                     stopped,
                     limits,
                     &builder,
-                    watcher,
+                    (watcher, slot),
                 )
                 .await;
                 return;
@@ -320,7 +325,16 @@ async fn run(
             } else {
                 Opened::TlsHttp1
             };
-            serve(tls, opened, front, stopped, limits, &builder, watcher).await;
+            serve(
+                tls,
+                opened,
+                front,
+                stopped,
+                limits,
+                &builder,
+                (watcher, slot),
+            )
+            .await;
         });
     }
     let _ = stop.send(true);
@@ -345,8 +359,8 @@ enum Opened {
 
 /// Serves one connection: on the raw lane first (unless it is HTTP/2 over TLS), then, from the
 /// first request the lane hands over, with hyper's server. hyper's connection is closed
-/// gracefully when the server stops or reclaims connections (`stopped` changes), or when it has
-/// had no open request for the idle time.
+/// gracefully when the server stops, when it reclaims connections (see [`drive`]), or when it
+/// has had no open request for the idle time.
 async fn serve<S>(
     io: S,
     opened: Opened,
@@ -354,7 +368,7 @@ async fn serve<S>(
     stopped: watch::Receiver<bool>,
     limits: ConnectionLimits,
     builder: &Builder<TaskWatch>,
-    watcher: hyper_util::server::graceful::Watcher,
+    (watcher, slot): (hyper_util::server::graceful::Watcher, Arc<Slot>),
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -377,15 +391,23 @@ async fn serve<S>(
     } else {
         (io, bytes::Bytes::new())
     };
-    // A reclaim the lane has answered for is not hyper's to answer again (the lane spared this
-    // connection, or it was busy): only a stop, or a reclaim from now on, closes it.
-    let mut stopped = stopped;
-    stopped.borrow_and_update();
+    // A stop or reclaim that came while the lane had the connection: the request handed over is
+    // its last, and its answer says so (hyper may answer it within its first poll, before
+    // `drive` could start a close).
+    let last_only;
+    let builder = if stopped.has_changed().unwrap_or(true) {
+        let mut one_request = builder.clone();
+        one_request.http1().keep_alive(false);
+        last_only = one_request;
+        &last_only
+    } else {
+        builder
+    };
     let activity = Arc::new(Activity::new());
     let conn = builder
         .serve_connection_with_upgrades(
             TokioIo::new(Prefixed::new(read, io)),
-            hyper_service(front, activity.clone()),
+            hyper_service(front, activity.clone(), slot),
         )
         .into_owned();
     let ended = drive(
@@ -401,10 +423,12 @@ async fn serve<S>(
     }
 }
 
-/// Drives hyper's connection to its end, starting its graceful close when `stopped` changes
-/// (the server stops, or reclaims connections) or when no request has been open on it for `idle` (hyper's HTTP/1.1 closes an idle connection
-/// itself, at its header read timeout; HTTP/2 has no such timer). A close for idleness that the
-/// client does not let finish within `grace` drops the connection (`None`).
+/// Drives hyper's connection to its end, starting its graceful close when the server stops, when
+/// it has reclaimed connections (`stopped` changes without turning true) and this one is busy
+/// or has been idle for [`crate::http1::RECLAIM_AFTER`], or when none has been open for `idle`
+/// (hyper's HTTP/1.1 closes an idle connection itself, at its header read timeout; HTTP/2 has
+/// no such timer). A close for idleness that the client does not let finish within `grace`
+/// drops the connection (`None`).
 async fn drive<C: std::future::Future>(
     conn: C,
     close_gracefully: impl Fn(std::pin::Pin<&mut C>),
@@ -415,19 +439,39 @@ async fn drive<C: std::future::Future>(
     tokio::pin!(conn);
     // Whether the graceful close was started, and whether for idleness.
     let (mut closing, mut idled) = (false, false);
+    // A reclaim that found the connection idle for under a second: it may have a request on
+    // its way, so the close waits until one is open or the second is over.
+    let mut reclaim_waits = false;
     loop {
         tokio::select! {
             // The connection first: a request already received (handed over by the lane) is
             // read before a close can be started, and is then let finish.
             biased;
             done = conn.as_mut() => return Some(done),
-            () = async {
-                if !*stopped.borrow() {
-                    let _ = stopped.changed().await;
+            // True for a stop, false for a reclaim (either may have come while the lane had
+            // the connection). A busy connection finishes what is open (an HTTP/1.1 answer
+            // then says `Connection: close`; HTTP/2 gets a GOAWAY).
+            stop = async {
+                if *stopped.borrow() {
+                    return true;
                 }
+                stopped.changed().await.is_err() || *stopped.borrow()
             }, if !closing => {
-                close_gracefully(conn.as_mut());
-                closing = true;
+                if stop || !activity.idle_for_under(crate::http1::RECLAIM_AFTER) {
+                    close_gracefully(conn.as_mut());
+                    closing = true;
+                    // A reclaimed connection's close gets the grace an idle one's gets.
+                    idled = !stop && activity.open.load(Ordering::Acquire) == 0;
+                } else {
+                    reclaim_waits = true;
+                }
+            }
+            () = tokio::time::sleep(RECLAIM_RECHECK), if reclaim_waits && !closing => {
+                if !activity.idle_for_under(crate::http1::RECLAIM_AFTER) {
+                    close_gracefully(conn.as_mut());
+                    closing = true;
+                    idled = activity.open.load(Ordering::Acquire) == 0;
+                }
             }
             () = activity.idle_for(idle), if !closing => {
                 close_gracefully(conn.as_mut());
@@ -467,6 +511,18 @@ impl Activity {
     fn open(self: &Arc<Self>) -> Open {
         self.open.fetch_add(1, Ordering::AcqRel);
         Open(self.clone())
+    }
+
+    /// Whether no request is open, and one was open (or the connection came to hyper) less
+    /// than `span` ago.
+    fn idle_for_under(&self, span: Duration) -> bool {
+        // Read before the time it ended: an ending request writes the time first.
+        self.open.load(Ordering::Acquire) == 0
+            && self
+                .start
+                .elapsed()
+                .saturating_sub(Duration::from_micros(self.ended.load(Ordering::Relaxed)))
+                < span
     }
 
     /// Returns once no request has been open for `idle`. It wakes once per `idle` while
@@ -579,6 +635,7 @@ impl hyper::body::Body for Tracked {
 fn hyper_service(
     front: crate::front::Front,
     activity: Arc<Activity>,
+    slot: Arc<Slot>,
 ) -> TowerToHyperService<
     impl tower::Service<
         axum::http::Request<hyper::body::Incoming>,
@@ -588,8 +645,14 @@ fn hyper_service(
     > + Clone,
 > {
     TowerToHyperService::new(tower::service_fn(
-        move |req: axum::http::Request<hyper::body::Incoming>| {
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
             let open = activity.open();
+            // An upgraded connection outlives hyper's: the splice keeps its place under the cap.
+            if req.headers().contains_key(axum::http::header::UPGRADE) {
+                let held: Arc<dyn std::any::Any + Send + Sync> = slot.clone();
+                req.extensions_mut()
+                    .insert(portcullis_gateway::HeldWhileUpgraded(held));
+            }
             let in_parts = req.version() == axum::http::Version::HTTP_2;
             let answer = front.clone().oneshot(req.map(axum::body::Body::new));
             async move {

@@ -443,18 +443,19 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
-/// A connection to `addr` that has sent part of a request head: busy, not idle.
-async fn halfway_through_a_head(addr: SocketAddr) -> TcpStream {
+/// A connection to `addr` that has sent part of a request head for `path`: busy, not idle.
+async fn halfway_through_a_head(addr: SocketAddr, path: &str) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n").as_bytes())
         .await
         .unwrap();
     tcp
 }
 
 /// The cap counts the connections of both listeners together. Those held here are busy (each
-/// halfway through a request head), so the reclaim a refusal starts does not close them: they
-/// finish their request.
+/// halfway through a request head), so the reclaim a refusal starts does not cut them off: each
+/// gets its answer, which says `Connection: close`, and then closes; whether the raw lane
+/// answers (forward-auth) or hyper's server (a control-plane path).
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     let dir = tempfile::tempdir().unwrap();
@@ -462,8 +463,8 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     let addr = running.addr;
     let tls_addr = running.tls_addr.unwrap();
     let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(halfway_through_a_head(addr).await);
+    for (path, status) in [("/auth/x", "401"), ("/healthz", "200"), ("/auth/y", "401")] {
+        held.push((halfway_through_a_head(addr, path).await, status));
     }
     // Each is taken by the server as it is accepted: give the listener a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -473,22 +474,23 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     assert_eq!(what_a_new_connection_gets(addr, request).await, None);
     let hello = b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00";
     assert_eq!(what_a_new_connection_gets(tls_addr, hello).await, None);
-    // The held ones finish their request.
-    for tcp in &mut held {
+    // The held ones finish their request, told it is their last.
+    for (tcp, status) in &mut held {
         tcp.write_all(b"\r\n").await.unwrap();
         let mut answer = [0u8; 1024];
         let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
             .await
             .expect("an answer in time")
             .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
         assert!(
-            answer[..n].starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&answer[..n])
+            answer.starts_with(&format!("http/1.1 {status}")),
+            "{answer}"
         );
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+        assert!(closed_within(tcp, Duration::from_secs(5)).await);
     }
-    // The places they held are taken again once they close.
-    drop(held);
+    // The places they held are taken again.
     let mut answer = None;
     for _ in 0..50 {
         answer = what_a_new_connection_gets(addr, request).await;
@@ -524,9 +526,9 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
 }
 
 /// Clients holding every place without using it do not keep a new client out for their idle
-/// time (30 s here): the refusal of one more asks them to close, HTTP/1.1 and HTTP/2 alike,
-/// and a connection that has sent nothing for a second as well; one just opened is spared (its
-/// first request may be on its way).
+/// time (30 s here): the refusal of one more closes those quiet for a second, HTTP/1.1 and
+/// HTTP/2 alike, and one that has sent nothing for a second as well; one just opened is spared
+/// (its first request may be on its way) and its first answer is its last.
 #[tokio::test]
 async fn idle_connections_are_closed_when_the_cap_is_reached() {
     let dir = tempfile::tempdir().unwrap();
@@ -565,6 +567,8 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
             "a fresh connection was reclaimed: {}",
             String::from_utf8_lossy(&answer[..n])
         );
+        let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+        assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
     } else {
         eprintln!("the fresh connection's check skipped: the machine took over 0.7 s");
     }

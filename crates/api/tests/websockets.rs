@@ -1,6 +1,7 @@
 //! Upgraded connections (a websocket handshake) through the gateway: authorized like any
 //! request, then spliced both ways byte for byte, and cut off within seconds of the credential
-//! being deleted. The backend is a raw TCP server that accepts the handshake and echoes.
+//! being deleted. The backend is a raw TCP server that accepts the handshake and echoes. An
+//! upgraded connection keeps its place under the server's connection cap until it closes.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,12 @@ struct Setup {
 }
 
 async fn setup(routes: &str) -> Setup {
+    setup_capped(routes, 0).await
+}
+
+/// As [`setup`], the server holding at most `max_connections` client connections (0: the
+/// derived cap).
+async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = yaml_serde::from_str(routes).unwrap();
@@ -104,6 +111,7 @@ async fn setup(routes: &str) -> Setup {
                 format!("http://{backend}").parse().unwrap(),
                 Duration::from_secs(5),
             )],
+            max_connections,
             ..Default::default()
         },
         auth: Default::default(),
@@ -329,5 +337,77 @@ async fn an_upgraded_connection_is_cut_off_when_its_caller_loses_the_route() {
         closed_within_5s(&mut conn).await,
         "the connection stayed open after its caller lost the route"
     );
+    running.shutdown().await;
+}
+
+/// Whether a new connection to `addr` is answered (`true`) or closed without a word.
+async fn a_new_connection_is_answered(addr: std::net::SocketAddr) -> bool {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let _ = conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: portcullis\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("answered or closed in time");
+    matches!(read, Ok(n) if n > 0)
+}
+
+/// hyper's connection ends when it hands an upgraded connection over; the splice that carries
+/// it from then on holds its place under the cap, so a websocket cannot take a descriptor the
+/// cap does not count.
+#[tokio::test]
+async fn an_upgraded_connection_keeps_its_place_under_the_cap() {
+    let Setup {
+        running,
+        http,
+        key,
+        _dir,
+        ..
+    } = setup_capped("[{path: /ws/*, backend: echo}]", 1).await;
+    // The set-up's kept-alive connection gives its place up as it closes.
+    drop(http);
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let mut upgraded = None;
+    for _ in 0..50 {
+        let mut conn = TcpStream::connect(running.addr).await.unwrap();
+        let request = handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n"));
+        if conn.write_all(request.as_bytes()).await.is_ok() {
+            let mut first = [0u8; 1];
+            if let Ok(Ok(1)) =
+                tokio::time::timeout(Duration::from_secs(5), conn.read(&mut first)).await
+            {
+                let head = format!("{}{}", first[0] as char, read_head(&mut conn).await);
+                assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+                upgraded = Some(conn);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut upgraded = upgraded.expect("a place for the websocket");
+    upgraded.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    upgraded.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    // The place is the websocket's while it is open.
+    assert!(
+        !a_new_connection_is_answered(running.addr).await,
+        "a connection was let in beside the websocket over a cap of one"
+    );
+    upgraded.write_all(b"pong").await.unwrap();
+    upgraded.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"pong", "the websocket goes on");
+    // Closed, it gives the place up.
+    drop(upgraded);
+    let mut answered = false;
+    for _ in 0..50 {
+        if a_new_connection_is_answered(running.addr).await {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "the websocket's place was not given back");
     running.shutdown().await;
 }

@@ -355,6 +355,7 @@ impl Proxy {
         let upgrade = is_upgrade(req.version(), req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        let held = parts.extensions.remove::<HeldWhileUpgraded>();
         let prefix = backend.url.path().trim_end_matches('/');
         let path_and_query = match f.query {
             Some(q) => format!("{prefix}{}?{q}", f.path),
@@ -496,7 +497,12 @@ impl Proxy {
             let backend_upgrade = hyper::upgrade::on(&mut response);
             let still_valid = f.still_valid.clone();
             let name = backend.name.clone();
-            tokio::spawn(splice(client_upgrade, backend_upgrade, still_valid, name));
+            tokio::spawn(splice(
+                (client_upgrade, backend_upgrade),
+                still_valid,
+                name,
+                held,
+            ));
             let (mut parts, _) = response.into_parts();
             // The switch's answer is filtered like any other (hop-by-hop headers, Portcullis's
             // cookies), keeping the two headers that name the switch.
@@ -603,14 +609,27 @@ fn tls_upstream(
     Ok(Upstream::Tls { auto, http1 })
 }
 
+/// What must live as long as a connection upgraded through the proxy, put in the upgrade
+/// request's extensions by the server (the client connection's place under its connection
+/// cap, which hyper's connection gives up when it hands the connection over): held by the
+/// splice until both sides close.
+#[derive(Clone)]
+pub struct HeldWhileUpgraded(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl std::fmt::Debug for HeldWhileUpgraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldWhileUpgraded")
+    }
+}
+
 /// Copies bytes both ways between the upgraded client and backend connections until either
 /// closes, or the credential stops holding (a deleted key, a revoked session): then both are
-/// closed.
+/// closed. `_held` lives as long.
 async fn splice(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
+    (client, backend): (hyper::upgrade::OnUpgrade, hyper::upgrade::OnUpgrade),
     still_valid: Option<StillValid>,
     name: String,
+    _held: Option<HeldWhileUpgraded>,
 ) {
     let (client, backend) = match tokio::try_join!(client, backend) {
         Ok(both) => both,

@@ -4,7 +4,8 @@
 //! descriptors: then nothing is accepted, backends cannot be reached, files cannot be opened.
 //! With the cap, a connection over it is closed at once and counted (as Envoy's
 //! `global_downstream_max_connections` does), and the server keeps what it needs for the
-//! connections it holds.
+//! connections it holds. A refusal also starts a reclaim of idle connections (see
+//! [`super::Workers::dispatch`]); slow heads and handshakes are left to the idle timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +30,8 @@ pub fn raise_open_file_limit() -> Option<u64> {
     {
         use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
         let limit = getrlimit(Resource::Nofile);
-        if limit.current != limit.maximum {
+        // No hard limit (macOS): the kernel's own cap applies, which setrlimit would refuse.
+        if limit.maximum.is_some() && limit.current != limit.maximum {
             let raised = Rlimit {
                 current: limit.maximum,
                 maximum: limit.maximum,
