@@ -464,6 +464,7 @@ async fn drive<C: std::future::Future>(
                     idled = !stop && activity.open.load(Ordering::Acquire) == 0;
                 } else {
                     reclaim_waits = true;
+                    activity.last.store(true, Ordering::Relaxed);
                 }
             }
             () = tokio::time::sleep(RECLAIM_RECHECK), if reclaim_waits && !closing => {
@@ -496,6 +497,8 @@ struct Activity {
     /// When a request last ended, in microseconds from `start`.
     ended: AtomicU64,
     start: tokio::time::Instant,
+    /// A reclaim spared the connection: its next HTTP/1.1 answer says `Connection: close`.
+    last: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -504,6 +507,7 @@ impl Activity {
             open: AtomicUsize::new(0),
             ended: AtomicU64::new(0),
             start: tokio::time::Instant::now(),
+            last: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -656,7 +660,18 @@ fn hyper_service(
             let in_parts = req.version() == axum::http::Version::HTTP_2;
             let answer = front.clone().oneshot(req.map(axum::body::Body::new));
             async move {
-                let response = answer.await?;
+                let mut response = answer.await?;
+                // After a reclaim spared the connection, an HTTP/1.1 answer is its last and
+                // says so (hyper then closes the connection after it).
+                if !in_parts
+                    && open.0.last.load(Ordering::Relaxed)
+                    && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
                 Ok(response.map(|body| Tracked {
                     body,
                     rest: bytes::Bytes::new(),

@@ -106,8 +106,8 @@ impl Admission {
         })
     }
 
-    /// Whether a refusal should ask the connections held to close once idle: at most once per
-    /// [`RECLAIM_EVERY`], as closing every idle connection of a full server is not free.
+    /// Whether a refusal should reclaim connections (see [`super::Workers::dispatch`]): at most
+    /// once per [`RECLAIM_EVERY`], as waking every connection of a full server is not free.
     pub(crate) fn reclaim_due(&self) -> bool {
         let now = u64::try_from(self.start.elapsed().as_millis())
             .unwrap_or(u64::MAX)
