@@ -428,6 +428,18 @@ async fn what_a_new_connection_gets(addr: SocketAddr, request: &[u8]) -> Option<
     (!answer.is_empty()).then(|| String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// The answer to `request` on a new connection, tried again for up to 5 s while the server
+/// refuses new connections (until it has seen a held one close).
+async fn answered_once_a_place_frees(addr: SocketAddr, request: &[u8]) -> String {
+    for _ in 0..50 {
+        if let Some(answer) = what_a_new_connection_gets(addr, request).await {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no place was freed for a new connection");
+}
+
 /// Whether the server closes `tcp` within `within` (reading, and dropping, what it sends).
 async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     tokio::time::timeout(within, async {
@@ -491,15 +503,7 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
         assert!(closed_within(tcp, Duration::from_secs(5)).await);
     }
     // The places they held are taken again.
-    let mut answer = None;
-    for _ in 0..50 {
-        answer = what_a_new_connection_gets(addr, request).await;
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let answer = answer.expect("a freed place is taken again");
+    let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // The refusals are counted (the metrics are the process's: other tests' servers may add
     // to them, never take away).
@@ -596,15 +600,7 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     // HTTP/2 ends with a GOAWAY the client answers.
     let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
     assert!(ended.is_ok(), "the idle h2c connection is still open");
-    let mut answer = None;
-    for _ in 0..50 {
-        answer = what_a_new_connection_gets(addr, request).await;
-        if answer.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let answer = answer.expect("a new client is served");
+    let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     running.shutdown().await;
 }
