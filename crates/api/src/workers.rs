@@ -132,8 +132,8 @@ pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
 /// The worker threads.
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Lane>>,
-    /// Each worker's signal to its connections: a change asks them to close once idle (a
-    /// reclaim), `true` that the server stops.
+    /// Each worker's signal to its connections: `true` when the server stops; a change that
+    /// leaves it false is a reclaim (see [`Workers::dispatch`]).
     signals: Vec<Arc<watch::Sender<bool>>>,
     next: AtomicUsize,
     admission: Arc<Admission>,
@@ -161,8 +161,7 @@ impl Workers {
         let mut finished = Vec::new();
         for n in 0..count.max(1) {
             let (tx, rx) = mpsc::unbounded_channel();
-            let (signal, signalled) = watch::channel(false);
-            let signal = Arc::new(signal);
+            let signal = Arc::new(watch::Sender::new(false));
             let (done, finished_rx) = oneshot::channel();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -171,7 +170,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("portcullis-worker-{n}"))
                 .spawn(move || {
-                    runtime.block_on(run(rx, door, proxies, limits, (stop, signalled)));
+                    runtime.block_on(run(rx, door, proxies, limits, stop));
                     let _ = done.send(());
                 })?;
             lanes.push(tx);
@@ -248,7 +247,7 @@ async fn run(
     door: FrontDoor,
     proxies: ProxyFactory,
     limits: ConnectionLimits,
-    (stop, signalled): (Arc<watch::Sender<bool>>, watch::Receiver<bool>),
+    stop: Arc<watch::Sender<bool>>,
 ) {
     // Built here, so the pools' connection tasks live on this worker's runtime.
     let proxy = proxies();
@@ -287,8 +286,7 @@ async fn run(
         let front = door.connection(peer, proxy.clone(), tls.is_some());
         let (watcher, builder) = (graceful.watcher(), builder.clone());
         // A connection answers the signals sent from now on, not a reclaim sent before it came.
-        let mut stopped = signalled.clone();
-        stopped.borrow_and_update();
+        let stopped = stop.subscribe();
         tokio::spawn(async move {
             // Held until the connection ends: a stop waits for it (up to the drain time), and
             // the connection counts under the cap.
@@ -337,7 +335,8 @@ async fn run(
             .await;
         });
     }
-    let _ = stop.send(true);
+    // Stored even with no connection left to tell.
+    stop.send_replace(true);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN) => {
@@ -443,47 +442,52 @@ async fn drive<C: std::future::Future>(
     // its way, so the close waits until one is open or the second is over.
     let mut reclaim_waits = false;
     loop {
+        // Every branch but a reclaim's (or its look again) ends this turn of the loop.
         tokio::select! {
             // The connection first: a request already received (handed over by the lane) is
             // read before a close can be started, and is then let finish.
             biased;
             done = conn.as_mut() => return Some(done),
             // True for a stop, false for a reclaim (either may have come while the lane had
-            // the connection). A busy connection finishes what is open (an HTTP/1.1 answer
-            // then says `Connection: close`; HTTP/2 gets a GOAWAY).
+            // the connection).
             stop = async {
                 if *stopped.borrow() {
                     return true;
                 }
                 stopped.changed().await.is_err() || *stopped.borrow()
             }, if !closing => {
-                if stop || !activity.idle_for_under(crate::http1::RECLAIM_AFTER) {
+                if stop {
                     close_gracefully(conn.as_mut());
                     closing = true;
-                    // A reclaimed connection's close gets the grace an idle one's gets.
-                    idled = !stop && activity.open.load(Ordering::Acquire) == 0;
-                } else {
-                    reclaim_waits = true;
-                    activity.last.store(true, Ordering::Relaxed);
+                    continue;
                 }
             }
-            () = tokio::time::sleep(RECLAIM_RECHECK), if reclaim_waits && !closing => {
-                if !activity.idle_for_under(crate::http1::RECLAIM_AFTER) {
-                    close_gracefully(conn.as_mut());
-                    closing = true;
-                    idled = activity.open.load(Ordering::Acquire) == 0;
-                }
-            }
+            () = tokio::time::sleep(RECLAIM_RECHECK), if reclaim_waits && !closing => {}
             () = activity.idle_for(idle), if !closing => {
                 close_gracefully(conn.as_mut());
                 (closing, idled) = (true, true);
+                continue;
             }
             () = tokio::time::sleep(grace), if idled => {
                 // A request that came in meanwhile is let finish; the check comes again.
                 if activity.open.load(Ordering::Acquire) == 0 {
                     return None;
                 }
+                continue;
             }
+        }
+        // A reclaim: a busy connection finishes what is open (an HTTP/1.1 answer then says
+        // `Connection: close`; HTTP/2 gets a GOAWAY), and so does one idle for a second; one
+        // idle for less may have a request on its way, so its next answer is made its last
+        // and it is looked at again shortly.
+        if activity.idle_for_under(crate::http1::RECLAIM_AFTER) {
+            reclaim_waits = true;
+            activity.last.store(true, Ordering::Relaxed);
+        } else {
+            close_gracefully(conn.as_mut());
+            closing = true;
+            // A reclaimed idle connection's close gets the grace an idle one's gets.
+            idled = activity.open.load(Ordering::Acquire) == 0;
         }
     }
 }

@@ -386,17 +386,25 @@ async fn an_http2_authority_follows_the_host_rules() {
 /// A kept-alive HTTP/1.1 connection that has been served once (so the server holds it).
 async fn served_connection(addr: SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let answer = answer_to(
+        &mut tcp,
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    tcp
+}
+
+/// What the server answers (lower-cased; empty if it closed the connection) to `bytes` sent
+/// on `tcp`, read in one go within 5 s.
+async fn answer_to(tcp: &mut TcpStream, bytes: &[u8]) -> String {
+    tcp.write_all(bytes).await.unwrap();
     let mut answer = [0u8; 1024];
     let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
         .await
         .expect("an answer in time")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    tcp
+        .unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).to_lowercase()
 }
 
 /// What the server does with a connection it was just given: `Some(answer)` when it answers
@@ -488,13 +496,7 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
     assert_eq!(what_a_new_connection_gets(tls_addr, hello).await, None);
     // The held ones finish their request, told it is their last.
     for (tcp, status) in &mut held {
-        tcp.write_all(b"\r\n").await.unwrap();
-        let mut answer = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut answer))
-            .await
-            .expect("an answer in time")
-            .unwrap();
-        let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+        let answer = answer_to(tcp, b"\r\n").await;
         assert!(
             answer.starts_with(&format!("http/1.1 {status}")),
             "{answer}"
@@ -563,26 +565,13 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     assert_eq!(what_a_new_connection_gets(addr, request).await, None);
     let mut fresh = fresh.unwrap();
     if fresh_at.elapsed() < Duration::from_millis(700) {
-        fresh.write_all(request).await.unwrap();
-        let mut answer = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), fresh.read(&mut answer))
-            .await
-            .expect("an answer in time")
-            .unwrap_or(0);
+        let answer = answer_to(&mut fresh, request).await;
         assert!(
-            answer[..n].starts_with(b"HTTP/1.1 200"),
-            "a fresh connection was reclaimed: {}",
-            String::from_utf8_lossy(&answer[..n])
+            answer.starts_with("http/1.1 200"),
+            "a fresh connection was reclaimed: {answer}"
         );
-        let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
         assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
-        recent.write_all(request).await.unwrap();
-        let mut buf = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(5), recent.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .unwrap_or(0);
-        let answer = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+        let answer = answer_to(&mut recent, request).await;
         assert!(answer.starts_with("http/1.1 200"), "{answer}");
         assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
         assert!(closed_within(&mut recent, Duration::from_secs(5)).await);
