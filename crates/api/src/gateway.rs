@@ -65,6 +65,9 @@ pub struct GatewaySettings {
     /// Most client connections held at once, over every listener (0: derived from the
     /// process's open-file limit, see [`crate::workers::derived_max_connections`]).
     pub max_connections: usize,
+    /// How long an upgraded (websocket) connection may carry nothing either way before it
+    /// is closed.
+    pub websocket_idle_timeout: std::time::Duration,
 }
 
 impl Default for GatewaySettings {
@@ -84,6 +87,7 @@ impl Default for GatewaySettings {
             underscores_in_headers: false,
             idle_timeout: std::time::Duration::from_secs(30),
             max_connections: 0,
+            websocket_idle_timeout: portcullis_gateway::DEFAULT_UPGRADED_IDLE,
         }
     }
 }

@@ -251,7 +251,8 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 config.gateway.max_body_bytes,
                 config.gateway.idle_timeout,
             )
-            .map_err(|e| ServerError::Routes(e.to_string()))?,
+            .map_err(|e| ServerError::Routes(e.to_string()))?
+            .with_upgraded_idle(config.gateway.websocket_idle_timeout),
         ))
     };
     if let Some(rules) = rbac.routes() {
@@ -296,10 +297,11 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .with_state(state.clone());
     let front = crate::front::FrontDoor::new(app, state);
     let proxies: crate::workers::ProxyFactory = {
-        let (backends, max_body, body_idle) = (
+        let (backends, max_body, body_idle, upgraded_idle) = (
             config.gateway.backends.clone(),
             config.gateway.max_body_bytes,
             config.gateway.idle_timeout,
+            config.gateway.websocket_idle_timeout,
         );
         // Checked above with the same settings: a failure here cannot be a new one.
         Arc::new(move || {
@@ -307,7 +309,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 return None;
             }
             match portcullis_gateway::Proxy::new(backends.clone(), max_body, body_idle) {
-                Ok(proxy) => Some(Arc::new(proxy)),
+                Ok(proxy) => Some(Arc::new(proxy.with_upgraded_idle(upgraded_idle))),
                 Err(e) => {
                     tracing::error!(error = %e, "a worker could not set up its backends");
                     None

@@ -1,10 +1,12 @@
 //! Upgraded connections (a websocket handshake) through the gateway: authorized like any
 //! request, then spliced both ways byte for byte, and cut off within seconds of the credential
 //! being deleted. The backend is a raw TCP server that accepts the handshake and echoes. An
-//! upgraded connection keeps its place under the server's connection cap until it closes.
+//! upgraded connection keeps its place under the server's connection cap until it closes, and
+//! is closed once nothing has passed either way for the websocket idle time.
 
 use std::time::{Duration, Instant};
 
+use portcullis_api::gateway::GatewaySettings;
 use portcullis_api::{RbacSettings, ServerConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,6 +97,18 @@ async fn setup(routes: &str) -> Setup {
 /// As [`setup`], the server holding at most `max_connections` client connections (0: the
 /// derived cap).
 async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
+    setup_with(
+        routes,
+        GatewaySettings {
+            max_connections,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// As [`setup`], with these gateway settings (their backends replaced by the echo backend).
+async fn setup_with(routes: &str, gateway: GatewaySettings) -> Setup {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = yaml_serde::from_str(routes).unwrap();
@@ -105,14 +119,13 @@ async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
         tls: None,
-        gateway: portcullis_api::gateway::GatewaySettings {
+        gateway: GatewaySettings {
             backends: vec![portcullis_gateway::Backend::new(
                 "echo",
                 format!("http://{backend}").parse().unwrap(),
                 Duration::from_secs(5),
             )],
-            max_connections,
-            ..Default::default()
+            ..gateway
         },
         auth: Default::default(),
         rbac: RbacSettings {
@@ -409,5 +422,74 @@ async fn an_upgraded_connection_keeps_its_place_under_the_cap() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(answered, "the websocket's place was not given back");
+    running.shutdown().await;
+}
+
+/// A websocket that carries nothing either way for its idle time is closed (one whose client
+/// vanished gives its place and its backend connection back); one that keeps talking outlives
+/// that time, and is closed in turn once it falls quiet.
+#[tokio::test]
+async fn a_websocket_quiet_for_its_idle_time_is_closed_and_a_talking_one_is_not() {
+    const IDLE: Duration = Duration::from_secs(2);
+    let Setup {
+        running, key, _dir, ..
+    } = setup_with(
+        "[{path: /ws/*, backend: echo}]",
+        GatewaySettings {
+            websocket_idle_timeout: IDLE,
+            ..Default::default()
+        },
+    )
+    .await;
+    let secret = key["key"].as_str().unwrap().to_owned();
+    let open = || async {
+        let mut conn = TcpStream::connect(running.addr).await.unwrap();
+        conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut conn).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        conn
+    };
+    let mut quiet = open().await;
+    let opened = Instant::now();
+    let quiet_closed = tokio::spawn(async move {
+        assert!(
+            closed_within_5s(&mut quiet).await,
+            "a quiet websocket stayed open"
+        );
+        opened.elapsed()
+    });
+    let mut talking = open().await;
+    let talked_until = Instant::now() + IDLE * 2 + Duration::from_millis(500);
+    while Instant::now() < talked_until {
+        talking.write_all(b"tick").await.unwrap();
+        let mut echo = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(2), talking.read_exact(&mut echo))
+            .await
+            .expect("the talking websocket answered in time")
+            .expect("the talking websocket stays open past the idle time");
+        assert_eq!(&echo, b"tick");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let quiet_after = quiet_closed.await.unwrap();
+    assert!(
+        quiet_after >= IDLE - Duration::from_millis(500),
+        "the quiet websocket was closed after {quiet_after:?}, before its idle time of {IDLE:?}"
+    );
+    let fell_quiet = Instant::now();
+    assert!(
+        closed_within_5s(&mut talking).await,
+        "a websocket fallen quiet stayed open"
+    );
+    assert!(
+        fell_quiet.elapsed() >= IDLE - Duration::from_millis(500),
+        "closed {:?} after falling quiet, before its idle time",
+        fell_quiet.elapsed()
+    );
+    eprintln!(
+        "quiet websocket closed after {quiet_after:?}, the talking one {:?} after its last message",
+        fell_quiet.elapsed()
+    );
     running.shutdown().await;
 }

@@ -74,6 +74,7 @@ struct GatewayConfig {
     idle_timeout_seconds: Option<u64>,
     assertion_seconds: Option<u64>,
     max_connections: Option<usize>,
+    websocket_idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,6 +571,15 @@ pub fn load(
             format!("{idle_timeout} is out of range: 1 to 3600 seconds"),
         ));
     }
+    let websocket_idle = gateway_file
+        .websocket_idle_timeout_seconds
+        .unwrap_or(portcullis_gateway::DEFAULT_UPGRADED_IDLE.as_secs());
+    if !(1..=86_400).contains(&websocket_idle) {
+        return Err(ConfigError::new(
+            "gateway.websocket_idle_timeout_seconds",
+            format!("{websocket_idle} is out of range: 1 to 86400 seconds (a day)"),
+        ));
+    }
     if gateway_file.max_connections == Some(0) {
         return Err(ConfigError::new(
             "gateway.max_connections",
@@ -609,6 +619,7 @@ pub fn load(
         idle_timeout: Duration::from_secs(idle_timeout),
         assertion_seconds,
         max_connections: gateway_file.max_connections.unwrap_or(0),
+        websocket_idle_timeout: Duration::from_secs(websocket_idle),
     };
     let tls = match file.tls {
         None => None,
@@ -692,8 +703,12 @@ mod tests {
         assert!(!c.server.gateway.underscores_in_headers);
         // 0: derived from the open-file limit when the server starts.
         assert_eq!(c.server.gateway.max_connections, 0);
+        assert_eq!(
+            c.server.gateway.websocket_idle_timeout,
+            Duration::from_secs(300)
+        );
         let f = file_with(
-            "gateway:\n  max_connections: 5000\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n",
+            "gateway:\n  max_connections: 5000\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n  websocket_idle_timeout_seconds: 3600\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
@@ -702,6 +717,10 @@ mod tests {
         assert!(c.server.gateway.underscores_in_headers);
         assert_eq!(c.server.gateway.policy_body_bytes, 64 * 1024);
         assert_eq!(c.server.gateway.assertion_seconds, 300);
+        assert_eq!(
+            c.server.gateway.websocket_idle_timeout,
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
@@ -754,6 +773,16 @@ mod tests {
                 "gateway:\n  max_connections: 0\n",
                 &[],
                 "gateway.max_connections",
+            ),
+            (
+                "gateway:\n  websocket_idle_timeout_seconds: 0\n",
+                &[],
+                "gateway.websocket_idle_timeout_seconds",
+            ),
+            (
+                "gateway:\n  websocket_idle_timeout_seconds: 86401\n",
+                &[],
+                "gateway.websocket_idle_timeout_seconds",
             ),
             (
                 "gateway:\n  backends:\n    - { name: a, url: \"http://a\", audience: \" \" }\n",

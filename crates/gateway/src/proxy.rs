@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -137,8 +138,13 @@ pub enum GatewayError {
 /// Whether the credential behind an upgraded connection still holds (checked every second).
 pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
-/// How often a spliced (upgraded) connection re-checks its credential.
+/// How often a spliced (upgraded) connection re-checks its credential and its idle time.
 const RECHECK: Duration = Duration::from_secs(1);
+
+/// How long an upgraded connection may carry nothing before it is closed, unless configured:
+/// five minutes, Envoy's `stream_idle_timeout` (nginx's `proxy_read_timeout` is a minute, and
+/// deployments behind it raise it for websockets).
+pub const DEFAULT_UPGRADED_IDLE: Duration = Duration::from_secs(300);
 
 /// What to forward where.
 #[derive(Clone)]
@@ -240,6 +246,8 @@ pub struct Proxy {
     max_body: u64,
     /// How long a client may send nothing of a body the backend waits for.
     body_idle: Duration,
+    /// How long an upgraded (websocket) connection may carry nothing either way.
+    upgraded_idle: Duration,
     /// Seconds counted by the owning worker (idle times of raw connections).
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -320,8 +328,18 @@ impl Proxy {
             backends: by_name,
             max_body,
             body_idle: idle,
+            upgraded_idle: DEFAULT_UPGRADED_IDLE,
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Closes an upgraded (websocket) connection that carries nothing either way for `idle`
+    /// (default [`DEFAULT_UPGRADED_IDLE`]), so that one whose client vanished without a word
+    /// gives its place and its backend connection back.
+    #[must_use]
+    pub fn with_upgraded_idle(mut self, idle: Duration) -> Self {
+        self.upgraded_idle = idle;
+        self
     }
 
     /// Whether a backend of that name is configured.
@@ -500,6 +518,7 @@ impl Proxy {
             tokio::spawn(splice(
                 (client_upgrade, backend_upgrade),
                 still_valid,
+                self.upgraded_idle,
                 name,
                 held,
             ));
@@ -623,11 +642,12 @@ impl std::fmt::Debug for HeldWhileUpgraded {
 }
 
 /// Copies bytes both ways between the upgraded client and backend connections until either
-/// closes, or the credential stops holding (a deleted key, a revoked session): then both are
-/// closed. `_held` lives as long.
+/// closes, nothing passes either way for `idle`, or the credential stops holding (a deleted
+/// key, a revoked session): then both are closed. `_held` lives as long.
 async fn splice(
     (client, backend): (hyper::upgrade::OnUpgrade, hyper::upgrade::OnUpgrade),
     still_valid: Option<StillValid>,
+    idle: Duration,
     name: String,
     _held: Option<HeldWhileUpgraded>,
 ) {
@@ -638,22 +658,82 @@ async fn splice(
             return;
         }
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut backend = hyper_util::rt::TokioIo::new(backend);
+    // Every byte written was read from the other side first: watching reads sees both ways.
+    let moved = AtomicBool::new(false);
+    let mut client = ReadWatched::new(hyper_util::rt::TokioIo::new(client), &moved);
+    let mut backend = ReadWatched::new(hyper_util::rt::TokioIo::new(backend), &moved);
     let copy = tokio::io::copy_bidirectional(&mut client, &mut backend);
     tokio::pin!(copy);
     let mut ticker = tokio::time::interval(RECHECK);
     ticker.tick().await;
+    let mut quiet_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = &mut copy => return,
-            _ = ticker.tick() => {
+            now = ticker.tick() => {
                 if still_valid.as_ref().is_some_and(|ok| !ok()) {
                     tracing::info!(backend = %name, "credential no longer valid: upgraded connection closed");
                     return;
                 }
+                if moved.swap(false, Ordering::Relaxed) {
+                    quiet_since = now;
+                } else if now.duration_since(quiet_since) >= idle {
+                    tracing::debug!(backend = %name, idle_seconds = idle.as_secs(), "upgraded connection idle: closed");
+                    return;
+                }
             }
         }
+    }
+}
+
+/// One side of a splice that marks `moved` whenever a read brings bytes.
+struct ReadWatched<'a, T> {
+    io: T,
+    moved: &'a AtomicBool,
+}
+
+impl<'a, T> ReadWatched<'a, T> {
+    fn new(io: T, moved: &'a AtomicBool) -> Self {
+        Self { io, moved }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ReadWatched<'_, T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ReadWatched<'_, T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
