@@ -72,7 +72,8 @@ enum Head {
 /// server stops: an idle connection is then closed; a request in flight finishes first. It
 /// changes without turning true when the server reclaims connections at its cap: a connection
 /// waiting for a request is then closed too once it has been quiet for [`RECLAIM_AFTER`] (one
-/// just opened or just answered may have a request on its way). After either signal, the next
+/// just opened or just answered may have a request on its way), and so is one whose request
+/// head has been coming for that long ([`slow_head`]). After either signal, the next
 /// answer says `Connection: close` and is the connection's last.
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
 /// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
@@ -96,6 +97,8 @@ where
     // The signals sent since the connection started, looked at without taking them from
     // `stopping` below.
     let signals = stop.clone();
+    // The reclaims that may give up a head slow to come (see [`slow_head`]).
+    let mut reclaims = stop.clone();
     // Since when the connection has waited for a request (microseconds from `opened`).
     let opened = tokio::time::Instant::now();
     let waiting_since = AtomicU64::new(0);
@@ -127,6 +130,8 @@ where
         // unfinished, it is parsed again only when a blank line has come (as hyper does), so a
         // head trickled in a byte at a time is not parsed anew on every read.
         let mut seen = 0;
+        // When the bytes of this head began to wait for the rest of it.
+        let mut head_began = None;
         let (plain, len) = loop {
             let looked = std::mem::replace(&mut seen, buf.len());
             if !buf.is_empty() && (looked == 0 || ends_a_head(&buf, looked)) {
@@ -167,10 +172,14 @@ where
             }
             buf.reserve(4096);
             let idle = buf.is_empty();
+            if !idle && head_began.is_none() {
+                head_began = Some(tokio::time::Instant::now());
+            }
             let read = tokio::select! {
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 _ = &mut stopping, if idle => return Ended::Closed,
+                () = slow_head(&mut reclaims, head_began), if !idle => return Ended::Closed,
                 () = &mut deadline => return Ended::Closed,
             };
             match read {
@@ -237,6 +246,23 @@ where
 /// [`serve`]): a client sends its first request at once and its next one soon after an answer,
 /// so a connection quiet this long is holding a place for nothing.
 pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+
+/// Resolves at a reclaim that finds the head under way since `began` for [`RECLAIM_AFTER`] or
+/// more: a client sends a head in one go (or a few packets, an RTT apart), so one still coming
+/// after a second is trickled, and the place it holds is given to a new client when the server
+/// is full. A stop does not end it: a request partway in is read and answered first (its head
+/// time bounds it).
+async fn slow_head(reclaims: &mut watch::Receiver<bool>, began: Option<tokio::time::Instant>) {
+    loop {
+        if reclaims.changed().await.is_err() {
+            // The worker is gone: the head time still ends the wait.
+            return std::future::pending().await;
+        }
+        if !*reclaims.borrow() && began.is_some_and(|b| b.elapsed() >= RECLAIM_AFTER) {
+            return;
+        }
+    }
+}
 
 /// Whether the bytes after the first `looked` of `buf` (and the two before them, where a blank
 /// line may have begun) hold a blank line, which ends every request head.

@@ -305,15 +305,25 @@ async fn run(
                 return;
             };
             // A handshake gets the time a request head gets, and a stop ends it: no request
-            // has been read on the connection yet, so nothing in flight is lost.
+            // has been read on the connection yet, so nothing in flight is lost. So does a
+            // reclaim once it has taken a second: a client finishes a handshake in a few
+            // round trips, and one that does not holds a place a new client could use.
+            let began = tokio::time::Instant::now();
             let handshake = tokio::time::timeout(limits.idle_timeout, acceptor.accept(tcp));
-            let mut stopping = stopped.clone();
+            let mut signals = stopped.clone();
+            let given_up = async {
+                while signals.changed().await.is_ok() {
+                    if *signals.borrow() || began.elapsed() >= crate::http1::RECLAIM_AFTER {
+                        return;
+                    }
+                }
+            };
             let tls = tokio::select! {
                 done = handshake => match done {
                     Ok(Ok(tls)) => tls,
                     _ => return,
                 },
-                _ = stopping.wait_for(|&stop| stop) => return,
+                () = given_up => return,
             };
             // The protocol is the one ALPN chose (RFC 9113 section 3.3: HTTP/2 over TLS only
             // by ALPN): HTTP/2 is hyper's from the start; any other choice, or none, is

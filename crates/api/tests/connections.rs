@@ -6,7 +6,8 @@
 //! that half-closes after its request still gets the answer. A control-plane body that stops
 //! coming is a 408 after the idle time. Over `max_connections`, a connection is closed as
 //! soon as it is accepted, on either listener, and counted; the connections held are then
-//! asked to close once idle, so that idle clients do not keep new ones out.
+//! asked to close once idle, and heads or TLS handshakes still coming after a second are given
+//! up, so that idle or trickling clients do not keep new ones out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -589,6 +590,44 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     // HTTP/2 ends with a GOAWAY the client answers.
     let ended = tokio::time::timeout(Duration::from_secs(8), conn).await;
     assert!(ended.is_ok(), "the idle h2c connection is still open");
+    let answer = answered_once_a_place_frees(addr, request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    running.shutdown().await;
+}
+
+/// Clients that trickle a request head or a TLS handshake do not keep a new client out for
+/// their head time (30 s here) either: the refusal of one more closes a head that has been
+/// coming for a second or more and a handshake under way as long, on both listeners.
+#[tokio::test]
+async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
+    let (addr, tls_addr) = (running.addr, running.tls_addr.unwrap());
+    let mut slow = vec![
+        halfway_through_a_head(addr, "/auth/x").await,
+        halfway_through_a_head(addr, "/healthz").await,
+    ];
+    // The first bytes of a ClientHello: the handshake waits for the rest.
+    let mut handshake = TcpStream::connect(tls_addr).await.unwrap();
+    handshake
+        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .await
+        .unwrap();
+    // More of each keeps coming, too slowly to make a head in time.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for tcp in &mut slow {
+        tcp.write_all(b"X-Slow: 1\r\n").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(what_a_new_connection_gets(addr, request).await, None);
+    slow.push(handshake);
+    for (n, tcp) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_within(tcp, Duration::from_secs(3)).await,
+            "slow client {n} (heads on the plain listener, then a TLS handshake) is still open"
+        );
+    }
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     running.shutdown().await;
