@@ -72,7 +72,8 @@ enum Head {
 /// server stops: an idle connection is then closed; a request in flight finishes first. It
 /// changes without turning true when the server reclaims connections at its cap: a connection
 /// waiting for a request is then closed too once it has been quiet for [`RECLAIM_AFTER`] (one
-/// just opened or just answered may have a request on its way), and so is one whose request
+/// just opened or just answered may have a request on its way: it is closed when it has been
+/// quiet that long, unless a request comes first), and so is one whose request
 /// head has been coming for that long ([`slow_head`]). After either signal, the next
 /// answer says `Connection: close` and is the connection's last.
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
@@ -105,15 +106,26 @@ where
     // One timer and one stop watch for the connection's life, re-armed per request rather than
     // made anew (each would be registered and removed again on every request).
     let stopping = async {
+        // An error: the worker is gone, which is a stop too.
+        if stop.changed().await.is_err() || *stop.borrow() {
+            return;
+        }
+        // A reclaim: a connection that has waited a second is not about to be used. One that
+        // has waited less is looked at again when it has, if it is still waiting then (a
+        // request in between gets the connection's last answer).
         loop {
-            // An error: the worker is gone, which is a stop too.
-            if stop.changed().await.is_err() || *stop.borrow() {
+            let since = Duration::from_micros(waiting_since.load(Ordering::Relaxed));
+            let waited = opened.elapsed().saturating_sub(since);
+            if waited >= RECLAIM_AFTER {
                 return;
             }
-            // A reclaim: a connection that has waited this long is not about to be used.
-            let since = Duration::from_micros(waiting_since.load(Ordering::Relaxed));
-            if opened.elapsed().saturating_sub(since) >= RECLAIM_AFTER {
-                return;
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(RECLAIM_AFTER - waited) => {}
             }
         }
     };

@@ -535,11 +535,12 @@ async fn connections_over_the_cap_are_closed_at_once_on_both_listeners() {
 /// Clients holding every place without using it do not keep a new client out for their idle
 /// time (30 s here): the refusal of one more closes those quiet for a second, HTTP/1.1 and
 /// HTTP/2 alike, and one that has sent nothing for a second as well; one just opened is spared
-/// (its first request may be on its way) and its first answer is its last.
+/// (its first request may be on its way) and its first answer is its last, or, if it sends
+/// none, it is closed once it has been quiet for a second.
 #[tokio::test]
 async fn idle_connections_are_closed_when_the_cap_is_reached() {
     let dir = tempfile::tempdir().unwrap();
-    let (running, _) = start_capped(dir.path(), 5, Duration::from_secs(30)).await;
+    let (running, _) = start_capped(dir.path(), 6, Duration::from_secs(30)).await;
     let addr = running.addr;
     let mut idle = vec![served_connection(addr).await];
     let silent = TcpStream::connect(addr).await.unwrap();
@@ -560,6 +561,7 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     // answer is its last.
     let mut recent = served_connection(addr).await;
     let fresh = TcpStream::connect(addr).await;
+    let spared = TcpStream::connect(addr).await;
     let fresh_at = Instant::now();
     // Long enough for the server to be waiting for its first request.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -576,6 +578,18 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
         assert!(answer.starts_with("http/1.1 200"), "{answer}");
         assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
         assert!(closed_within(&mut recent, Duration::from_secs(5)).await);
+        // One spared that sends nothing is closed once it has been quiet for a second,
+        // without waiting for another refusal (none has come since).
+        let mut spared = spared.unwrap();
+        assert!(
+            closed_within(&mut spared, Duration::from_secs(3)).await,
+            "a spared connection that stayed quiet is still open"
+        );
+        assert!(
+            fresh_at.elapsed() >= Duration::from_millis(900),
+            "the spared connection was closed after {:?}, before it had been quiet for a second",
+            fresh_at.elapsed()
+        );
     } else {
         eprintln!("the fresh connection's check skipped: the machine took over 0.7 s");
     }
