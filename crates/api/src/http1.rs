@@ -73,8 +73,8 @@ enum Head {
 /// changes without turning true when the server reclaims connections at its cap: a connection
 /// waiting for a request is then closed too once it has been quiet for [`RECLAIM_AFTER`] (one
 /// just opened or just answered may have a request on its way: it is closed when it has been
-/// quiet that long, unless a request comes first), and so is one whose request
-/// head has been coming for that long ([`slow_head`]). After either signal, the next
+/// quiet that long, unless a request comes first); from then on a request head still coming
+/// after that long is given up ([`slow_head`]). After either signal, the next
 /// answer says `Connection: close` and is the connection's last.
 /// The head of a request may be `max_head` bytes long and must come within `head_timeout`. An
 /// HTTP/2 preface is handed to hyper only where `h2_prior_knowledge` (plain TCP; over TLS,
@@ -98,8 +98,10 @@ where
     // The signals sent since the connection started, looked at without taking them from
     // `stopping` below.
     let signals = stop.clone();
-    // The reclaims that may give up a head slow to come (see [`slow_head`]).
+    // The reclaims that may give up a head slow to come (see [`slow_head`]), and whether one
+    // has come in the connection's life.
     let mut reclaims = stop.clone();
+    let mut reclaimed = false;
     // Since when the connection has waited for a request (microseconds from `opened`).
     let opened = tokio::time::Instant::now();
     let waiting_since = AtomicU64::new(0);
@@ -191,7 +193,9 @@ where
                 biased;
                 r = io.read_buf(&mut buf) => r,
                 _ = &mut stopping, if idle => return Ended::Closed,
-                () = slow_head(&mut reclaims, head_began), if !idle => return Ended::Closed,
+                () = slow_head(&mut reclaims, &mut reclaimed, head_began), if !idle => {
+                    return Ended::Closed;
+                }
                 () = &mut deadline => return Ended::Closed,
             };
             match read {
@@ -259,20 +263,30 @@ where
 /// so a connection quiet this long is holding a place for nothing.
 pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
-/// Resolves at a reclaim that finds the head under way since `began` for [`RECLAIM_AFTER`] or
-/// more: a client sends a head in one go (or a few packets, an RTT apart), so one still coming
-/// after a second is trickled, and the place it holds is given to a new client when the server
-/// is full. A stop does not end it: a request partway in is read and answered first (its head
-/// time bounds it).
-async fn slow_head(reclaims: &mut watch::Receiver<bool>, began: Option<tokio::time::Instant>) {
-    loop {
+/// Resolves once the head under way since `began` has been coming for [`RECLAIM_AFTER`], if a
+/// reclaim has come in the connection's life (`reclaimed` remembers one across reads): a client
+/// sends a head in one go (or a few packets, an RTT apart), so one still coming after a second
+/// is trickled, and the place it holds goes to a new client when the server is full. A stop
+/// does not end it: a request partway in is read and answered first (its head time bounds it).
+async fn slow_head(
+    reclaims: &mut watch::Receiver<bool>,
+    reclaimed: &mut bool,
+    began: Option<tokio::time::Instant>,
+) {
+    while !*reclaimed {
         if reclaims.changed().await.is_err() {
             // The worker is gone: the head time still ends the wait.
             return std::future::pending().await;
         }
-        if !*reclaims.borrow() && began.is_some_and(|b| b.elapsed() >= RECLAIM_AFTER) {
-            return;
-        }
+        *reclaimed = !*reclaims.borrow();
+    }
+    let Some(began) = began else {
+        return std::future::pending().await;
+    };
+    tokio::time::sleep_until(began + RECLAIM_AFTER).await;
+    if *reclaims.borrow() {
+        // Stopping: the head may finish.
+        std::future::pending().await
     }
 }
 

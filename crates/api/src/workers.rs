@@ -233,6 +233,11 @@ impl Workers {
     }
 }
 
+/// How long a TLS handshake may take once a reclaim has come (the idle time otherwise): a client
+/// finishes one in one or two round trips, and this leaves room for a slow link that loses a
+/// packet.
+const HANDSHAKE_RECLAIM_AFTER: Duration = Duration::from_secs(3);
+
 /// How often a reclaim that found a hyper connection just idle looks at it again (see
 /// [`drive`]).
 const RECLAIM_RECHECK: Duration = Duration::from_millis(50);
@@ -306,15 +311,30 @@ async fn run(
             };
             // A handshake gets the time a request head gets, and a stop ends it: no request
             // has been read on the connection yet, so nothing in flight is lost. So does a
-            // reclaim once it has taken a second: a client finishes a handshake in a few
-            // round trips, and one that does not holds a place a new client could use.
+            // reclaim once it has taken [`HANDSHAKE_RECLAIM_AFTER`]: a client finishes a
+            // handshake in one or two round trips, and one that does not holds a place a new
+            // client could use.
             let began = tokio::time::Instant::now();
             let handshake = tokio::time::timeout(limits.idle_timeout, acceptor.accept(tcp));
             let mut signals = stopped.clone();
             let given_up = async {
-                while signals.changed().await.is_ok() {
-                    if *signals.borrow() || began.elapsed() >= crate::http1::RECLAIM_AFTER {
-                        return;
+                let mut reclaim_at = None;
+                loop {
+                    let reclaim_due = async {
+                        match reclaim_at {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        changed = signals.changed() => {
+                            // A stop, or the worker gone.
+                            if changed.is_err() || *signals.borrow() {
+                                return;
+                            }
+                            reclaim_at = Some(began + HANDSHAKE_RECLAIM_AFTER);
+                        }
+                        () = reclaim_due => return,
                     }
                 }
             };

@@ -563,6 +563,12 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     let fresh = TcpStream::connect(addr).await;
     let spared = TcpStream::connect(addr).await;
     let fresh_at = Instant::now();
+    // When the spared one (which sends nothing) is closed, measured from its start.
+    let spared_closed = tokio::spawn(async move {
+        let mut spared = spared.unwrap();
+        let closed = closed_within(&mut spared, Duration::from_secs(4)).await;
+        closed.then(|| fresh_at.elapsed())
+    });
     // Long enough for the server to be waiting for its first request.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(what_a_new_connection_gets(addr, request).await, None);
@@ -580,15 +586,13 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
         assert!(closed_within(&mut recent, Duration::from_secs(5)).await);
         // One spared that sends nothing is closed once it has been quiet for a second,
         // without waiting for another refusal (none has come since).
-        let mut spared = spared.unwrap();
+        let closed_after = spared_closed
+            .await
+            .unwrap()
+            .expect("a spared connection that stayed quiet is still open");
         assert!(
-            closed_within(&mut spared, Duration::from_secs(3)).await,
-            "a spared connection that stayed quiet is still open"
-        );
-        assert!(
-            fresh_at.elapsed() >= Duration::from_millis(900),
-            "the spared connection was closed after {:?}, before it had been quiet for a second",
-            fresh_at.elapsed()
+            closed_after >= Duration::from_millis(900),
+            "the spared connection was closed after {closed_after:?}, before it had been quiet for a second"
         );
     } else {
         eprintln!("the fresh connection's check skipped: the machine took over 0.7 s");
@@ -610,12 +614,13 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
 }
 
 /// Clients that trickle a request head or a TLS handshake do not keep a new client out for
-/// their head time (30 s here) either: the refusal of one more closes a head that has been
-/// coming for a second or more and a handshake under way as long, on both listeners.
+/// their head time (30 s here) either: once a refusal has started a reclaim, a head that has
+/// been coming for a second is given up (one begun after the reclaim as well), and a handshake
+/// under way for three.
 #[tokio::test]
 async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
     let dir = tempfile::tempdir().unwrap();
-    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
+    let (running, _) = start_capped(dir.path(), 4, Duration::from_secs(30)).await;
     let (addr, tls_addr) = (running.addr, running.tls_addr.unwrap());
     let mut slow = vec![
         halfway_through_a_head(addr, "/auth/x").await,
@@ -627,21 +632,51 @@ async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
         .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
         .await
         .unwrap();
-    // More of each keeps coming, too slowly to make a head in time.
+    let handshake_began = Instant::now();
+    let handshake_closed = tokio::spawn(async move {
+        let closed = closed_within(&mut handshake, Duration::from_secs(10)).await;
+        closed.then(|| handshake_began.elapsed())
+    });
+    // More of each head keeps coming, too slowly to make a head in time.
     tokio::time::sleep(Duration::from_millis(600)).await;
     for tcp in &mut slow {
         tcp.write_all(b"X-Slow: 1\r\n").await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    // One more, opened just before the reclaim, begins its head after it.
+    let mut late = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
     assert_eq!(what_a_new_connection_gets(addr, request).await, None);
-    slow.push(handshake);
     for (n, tcp) in slow.iter_mut().enumerate() {
         assert!(
             closed_within(tcp, Duration::from_secs(3)).await,
-            "slow client {n} (heads on the plain listener, then a TLS handshake) is still open"
+            "slow head {n} is still open"
         );
     }
+    // A head begun after the reclaim gets its second too, and no more.
+    late.write_all(b"GET /auth/z HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let late_began = Instant::now();
+    assert!(
+        closed_within(&mut late, Duration::from_secs(3)).await,
+        "a head begun after the reclaim is still open"
+    );
+    assert!(
+        late_began.elapsed() >= Duration::from_millis(800),
+        "a head begun after the reclaim was given up after {:?}",
+        late_began.elapsed()
+    );
+    let closed_after = handshake_closed
+        .await
+        .unwrap()
+        .expect("the slow TLS handshake is still open");
+    // A handshake gets three seconds (a slow link may need more than one).
+    assert!(
+        closed_after >= Duration::from_millis(2500),
+        "the handshake was given up after {closed_after:?}"
+    );
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     running.shutdown().await;

@@ -5,7 +5,8 @@
 //! With the cap, a connection over it is closed at once and counted (as Envoy's
 //! `global_downstream_max_connections` does), and the server keeps what it needs for the
 //! connections it holds. A refusal also starts a reclaim of idle connections (see
-//! [`super::Workers::dispatch`]); slow heads and handshakes are left to the idle timeout.
+//! [`super::Workers::dispatch`]), which also gives up request heads still coming after a
+//! second (`http1::slow_head`) and TLS handshakes still under way after three (`run`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
