@@ -109,6 +109,15 @@ async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
 
 /// As [`setup`], with these gateway settings (their backends replaced by the echo backend).
 async fn setup_with(routes: &str, gateway: GatewaySettings) -> Setup {
+    setup_with_backend(routes, gateway, None).await
+}
+
+/// As [`setup_with`], the echo backend with a websocket idle time of its own.
+async fn setup_with_backend(
+    routes: &str,
+    gateway: GatewaySettings,
+    websocket_idle: Option<Duration>,
+) -> Setup {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
     let routes = yaml_serde::from_str(routes).unwrap();
@@ -120,11 +129,14 @@ async fn setup_with(routes: &str, gateway: GatewaySettings) -> Setup {
         activity_flush_interval: Duration::from_secs(1),
         tls: None,
         gateway: GatewaySettings {
-            backends: vec![portcullis_gateway::Backend::new(
-                "echo",
-                format!("http://{backend}").parse().unwrap(),
-                Duration::from_secs(5),
-            )],
+            backends: vec![portcullis_gateway::Backend {
+                websocket_idle,
+                ..portcullis_gateway::Backend::new(
+                    "echo",
+                    format!("http://{backend}").parse().unwrap(),
+                    Duration::from_secs(5),
+                )
+            }],
             ..gateway
         },
         auth: Default::default(),
@@ -490,6 +502,36 @@ async fn a_websocket_quiet_for_its_idle_time_is_closed_and_a_talking_one_is_not(
     eprintln!(
         "quiet websocket closed after {quiet_after:?}, the talking one {:?} after its last message",
         fell_quiet.elapsed()
+    );
+    running.shutdown().await;
+}
+
+/// A backend's own websocket idle time is the one its websockets get, in place of the
+/// gateway's (five minutes by default here).
+#[tokio::test]
+async fn a_backend_sets_its_own_websocket_idle_time() {
+    let Setup {
+        running, key, _dir, ..
+    } = setup_with_backend(
+        "[{path: /ws/*, backend: echo}]",
+        GatewaySettings::default(),
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    let secret = key["key"].as_str().unwrap();
+    let mut conn = TcpStream::connect(running.addr).await.unwrap();
+    conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(b"ping").await.unwrap();
+    let mut echo = [0u8; 4];
+    conn.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"ping");
+    assert!(
+        closed_within_5s(&mut conn).await,
+        "the backend's websocket idle time (1 s) was not applied"
     );
     running.shutdown().await;
 }

@@ -90,6 +90,7 @@ struct BackendConfig {
     server_name: Option<String>,
     pass_credentials: Option<bool>,
     audience: Option<String>,
+    websocket_idle_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -539,6 +540,14 @@ pub fn load(
                 "must not be empty (leave it out for the backend's name)",
             ));
         }
+        if let Some(seconds) = b.websocket_idle_timeout_seconds
+            && !(1..=86_400).contains(&seconds)
+        {
+            return Err(ConfigError::new(
+                format!("gateway.backends[{i}].websocket_idle_timeout_seconds"),
+                format!("{seconds} is out of range: 1 to 86400 seconds (a day)"),
+            ));
+        }
         backends.push(portcullis_gateway::Backend {
             name: b.name,
             url,
@@ -547,6 +556,7 @@ pub fn load(
             tls,
             pass_credentials: b.pass_credentials.unwrap_or(false),
             audience: b.audience,
+            websocket_idle: b.websocket_idle_timeout_seconds.map(Duration::from_secs),
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
@@ -836,7 +846,7 @@ mod tests {
     #[test]
     fn https_backends_take_trust_settings() {
         let f = file_with(
-            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n      pass_credentials: true\n      audience: https://jobs.example.com\n    - name: public\n      url: https://api.example.com\n",
+            "gateway:\n  backends:\n    - name: jobs\n      url: https://jobs.internal:8443/v1\n      ca_file: /etc/portcullis/internal-ca.pem\n      client_cert_file: /etc/portcullis/client.pem\n      client_key_file: /etc/portcullis/client.key\n      server_name: jobs.svc\n      pass_credentials: true\n      audience: https://jobs.example.com\n      websocket_idle_timeout_seconds: 3600\n    - name: public\n      url: https://api.example.com\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         let jobs = &c.server.gateway.backends[0];
@@ -854,6 +864,11 @@ mod tests {
         assert!(jobs.pass_credentials);
         assert_eq!(jobs.audience(), "https://jobs.example.com");
         assert_eq!(c.server.gateway.backends[1].audience(), "public");
+        assert_eq!(jobs.websocket_idle, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            c.server.gateway.backends[1].websocket_idle, None,
+            "the gateway's websocket idle time unless a backend sets its own"
+        );
         assert!(
             !c.server.gateway.backends[1].pass_credentials,
             "credentials stay with Portcullis unless a backend asks"
@@ -885,6 +900,10 @@ mod tests {
             (
                 "url: https://jobs\n      server_name: 'jobs svc'",
                 "gateway.backends[0].server_name",
+            ),
+            (
+                "url: http://jobs\n      websocket_idle_timeout_seconds: 0",
+                "gateway.backends[0].websocket_idle_timeout_seconds",
             ),
         ];
         for (lines, key) in table {

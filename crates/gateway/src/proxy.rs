@@ -53,6 +53,9 @@ pub struct Backend {
     /// The `aud` of the identity assertions this backend receives (its name when unset), so
     /// that an assertion one backend received is refused by another.
     pub audience: Option<String>,
+    /// How long a websocket to this backend may carry nothing either way before it is
+    /// closed; unset, the gateway's ([`Proxy::with_upgraded_idle`]).
+    pub websocket_idle: Option<Duration>,
 }
 
 impl Backend {
@@ -67,6 +70,7 @@ impl Backend {
             tls: BackendTls::default(),
             pass_credentials: false,
             audience: None,
+            websocket_idle: None,
         }
     }
 
@@ -518,7 +522,7 @@ impl Proxy {
             tokio::spawn(splice(
                 (client_upgrade, backend_upgrade),
                 still_valid,
-                self.upgraded_idle,
+                backend.websocket_idle.unwrap_or(self.upgraded_idle),
                 name,
                 held,
             ));
