@@ -107,10 +107,11 @@ where
     let waiting_since = AtomicU64::new(0);
     // One timer and one stop watch for the connection's life, re-armed per request rather than
     // made anew (each would be registered and removed again on every request).
+    // Resolves true when a reclaim closes the connection, false at a stop.
     let stopping = async {
         // An error: the worker is gone, which is a stop too.
         if stop.changed().await.is_err() || *stop.borrow() {
-            return;
+            return false;
         }
         // A reclaim: a connection that has waited a second is not about to be used. One that
         // has waited less is looked at again when it has, if it is still waiting then (a
@@ -119,12 +120,12 @@ where
             let since = Duration::from_micros(waiting_since.load(Ordering::Relaxed));
             let waited = opened.elapsed().saturating_sub(since);
             if waited >= RECLAIM_AFTER {
-                return;
+                return true;
             }
             tokio::select! {
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
-                        return;
+                        return false;
                     }
                 }
                 () = tokio::time::sleep(RECLAIM_AFTER - waited) => {}
@@ -192,8 +193,14 @@ where
             let read = tokio::select! {
                 biased;
                 r = io.read_buf(&mut buf) => r,
-                _ = &mut stopping, if idle => return Ended::Closed,
+                by_reclaim = &mut stopping, if idle => {
+                    if by_reclaim {
+                        crate::workers::count_reclaimed("idle");
+                    }
+                    return Ended::Closed;
+                }
                 () = slow_head(&mut reclaims, &mut reclaimed, head_began), if !idle => {
+                    crate::workers::count_reclaimed("slow_head");
                     return Ended::Closed;
                 }
                 () = &mut deadline => return Ended::Closed,

@@ -25,6 +25,7 @@ use crate::http1::{Ended, Prefixed};
 
 mod admission;
 
+pub(crate) use admission::count_reclaimed;
 use admission::{Admission, Slot};
 pub use admission::{derived_max_connections, raise_open_file_limit};
 
@@ -334,7 +335,10 @@ async fn run(
                             }
                             reclaim_at = Some(began + HANDSHAKE_RECLAIM_AFTER);
                         }
-                        () = reclaim_due => return,
+                        () = reclaim_due => {
+                            count_reclaimed("handshake");
+                            return;
+                        }
                     }
                 }
             };
@@ -518,6 +522,9 @@ async fn drive<C: std::future::Future>(
             closing = true;
             // A reclaimed idle connection's close gets the grace an idle one's gets.
             idled = activity.open.load(Ordering::Acquire) == 0;
+            if idled {
+                count_reclaimed("idle");
+            }
         }
     }
 }

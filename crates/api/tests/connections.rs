@@ -464,6 +464,22 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
+/// The value of the metric series `series` (name and labels, as the exposition writes them)
+/// at the server `addr`, or 0 where it has none yet. The metrics are the process's: other
+/// tests' servers may add to them, never take away.
+async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A connection to `addr` that has sent part of a request head for `path`: busy, not idle.
 async fn halfway_through_a_head(addr: SocketAddr, path: &str) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -610,6 +626,13 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     assert!(ended.is_ok(), "the idle h2c connection is still open");
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The HTTP/1.1 connection served through hyper, the silent one and the HTTP/2 one.
+    let idle = metric(
+        addr,
+        r#"portcullis_gateway_connections_reclaimed_total{reason="idle"}"#,
+    )
+    .await;
+    assert!(idle >= 3.0, "idle connections reclaimed: {idle}");
     running.shutdown().await;
 }
 
@@ -679,5 +702,18 @@ async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
     );
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Each is counted by why it was closed.
+    let slow_heads = metric(
+        addr,
+        r#"portcullis_gateway_connections_reclaimed_total{reason="slow_head"}"#,
+    )
+    .await;
+    assert!(slow_heads >= 3.0, "slow heads counted: {slow_heads}");
+    let handshakes = metric(
+        addr,
+        r#"portcullis_gateway_connections_reclaimed_total{reason="handshake"}"#,
+    )
+    .await;
+    assert!(handshakes >= 1.0, "handshakes counted: {handshakes}");
     running.shutdown().await;
 }

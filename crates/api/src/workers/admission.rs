@@ -12,6 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Counts a connection closed by a reclaim, by why (`idle`, `slow_head`, `handshake`): how
+/// much a full server has had to take back. Rare (only at the cap), so looked up by name.
+pub(crate) fn count_reclaimed(reason: &'static str) {
+    metrics::counter!("portcullis_gateway_connections_reclaimed_total", "reason" => reason)
+        .increment(1);
+}
+
 /// Descriptors kept back from the derived cap: the database pool, the listeners, the workers'
 /// event queues, log and policy files.
 const RESERVED_DESCRIPTORS: u64 = 256;
