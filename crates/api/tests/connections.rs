@@ -6,8 +6,9 @@
 //! that half-closes after its request still gets the answer. A control-plane body that stops
 //! coming is a 408 after the idle time. Over `max_connections`, a connection is closed as
 //! soon as it is accepted, on either listener, and counted; the connections held are then
-//! asked to close once idle, and heads or TLS handshakes still coming after a second are given
-//! up, so that idle or trickling clients do not keep new ones out.
+//! asked to close once idle, and heads still coming after a second (on either server) or TLS
+//! handshakes after three are given up, so that idle or trickling clients do not keep new
+//! ones out; each such close is counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -715,5 +716,44 @@ async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
     )
     .await;
     assert!(handshakes >= 1.0, "handshakes counted: {handshakes}");
+    running.shutdown().await;
+}
+
+/// A head trickled on a connection the general HTTP server already serves (after a
+/// control-plane request) is given up by a reclaim as well, once its last answer is a second
+/// old, however steadily its bytes come.
+#[tokio::test]
+async fn a_head_trickled_after_a_hand_off_is_given_up_when_the_cap_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_capped(dir.path(), 1, Duration::from_secs(30)).await;
+    let addr = running.addr;
+    // Served through hyper (/healthz is the control plane's).
+    let mut trickling = served_connection(addr).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    trickling
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trickling.write_all(b"X-Slow: 1\r\n").await.unwrap();
+    }
+    let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(what_a_new_connection_gets(addr, request).await, None);
+    let keep_trickling = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if trickling.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), keep_trickling).await;
+    assert!(
+        closed_within(&mut trickling, Duration::from_millis(500)).await,
+        "a head trickled on a connection hyper serves is still open"
+    );
+    let answer = answered_once_a_place_frees(addr, request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     running.shutdown().await;
 }
