@@ -187,6 +187,17 @@ fn handshake(path: &str, extra: &str) -> String {
     )
 }
 
+/// A websocket opened through the gateway at `addr` to the echo backend with the key `secret`.
+async fn open_websocket(addr: std::net::SocketAddr, secret: &str) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn
+}
+
 /// Waits up to 5 s for the server to close `conn`; whether it did.
 async fn closed_within_5s(conn: &mut TcpStream) -> bool {
     let mut buf = [0u8; 16];
@@ -223,12 +234,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
     let head = read_head(&mut anonymous).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
 
-    let mut conn = TcpStream::connect(running.addr).await.unwrap();
-    conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut conn).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut conn = open_websocket(running.addr, &secret).await;
     for message in ["hello", "through the gateway"] {
         conn.write_all(message.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; message.len()];
@@ -454,16 +460,7 @@ async fn a_websocket_quiet_for_its_idle_time_is_closed_and_a_talking_one_is_not(
     )
     .await;
     let secret = key["key"].as_str().unwrap().to_owned();
-    let open = || async {
-        let mut conn = TcpStream::connect(running.addr).await.unwrap();
-        conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
-            .await
-            .unwrap();
-        let head = read_head(&mut conn).await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        conn
-    };
-    let mut quiet = open().await;
+    let mut quiet = open_websocket(running.addr, &secret).await;
     let opened = Instant::now();
     let quiet_closed = tokio::spawn(async move {
         assert!(
@@ -472,7 +469,7 @@ async fn a_websocket_quiet_for_its_idle_time_is_closed_and_a_talking_one_is_not(
         );
         opened.elapsed()
     });
-    let mut talking = open().await;
+    let mut talking = open_websocket(running.addr, &secret).await;
     let talked_until = Instant::now() + IDLE * 2 + Duration::from_millis(500);
     while Instant::now() < talked_until {
         talking.write_all(b"tick").await.unwrap();
@@ -519,19 +516,20 @@ async fn a_backend_sets_its_own_websocket_idle_time() {
     )
     .await;
     let secret = key["key"].as_str().unwrap();
-    let mut conn = TcpStream::connect(running.addr).await.unwrap();
-    conn.write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut conn).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut conn = open_websocket(running.addr, secret).await;
     conn.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
     conn.read_exact(&mut echo).await.unwrap();
     assert_eq!(&echo, b"ping");
+    let quiet_since = Instant::now();
     assert!(
         closed_within_5s(&mut conn).await,
         "the backend's websocket idle time (1 s) was not applied"
+    );
+    assert!(
+        quiet_since.elapsed() >= Duration::from_millis(500),
+        "closed {:?} after its last message, before its idle time",
+        quiet_since.elapsed()
     );
     running.shutdown().await;
 }

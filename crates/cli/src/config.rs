@@ -905,6 +905,10 @@ mod tests {
                 "url: http://jobs\n      websocket_idle_timeout_seconds: 0",
                 "gateway.backends[0].websocket_idle_timeout_seconds",
             ),
+            (
+                "url: http://jobs\n      websocket_idle_timeout_seconds: 86401",
+                "gateway.backends[0].websocket_idle_timeout_seconds",
+            ),
         ];
         for (lines, key) in table {
             let f = file_with(&format!(

@@ -316,6 +316,9 @@ impl Proxy {
                 (Some("https"), Some(_)) => tls_upstream(&b, &tcp, write_timeout)?,
                 _ => return Err(refuse("the URL must be http(s)://host[:port][/prefix]")),
             };
+            if b.websocket_idle.is_some_and(|idle| idle < RECHECK) {
+                return Err(refuse("websocket_idle must be a second or more"));
+            }
             let raw = matches!(upstream, Upstream::Plain { h2c: None, .. })
                 .then(|| http1::Pool::new(&b.url));
             by_name.insert(
@@ -340,9 +343,10 @@ impl Proxy {
     /// Closes an upgraded (websocket) connection that carries nothing either way for `idle`
     /// (default [`DEFAULT_UPGRADED_IDLE`]), so that one whose client vanished without a word
     /// gives its place and its backend connection back.
+    /// Less than a second is taken as a second (idle times are looked at once a second).
     #[must_use]
     pub fn with_upgraded_idle(mut self, idle: Duration) -> Self {
-        self.upgraded_idle = idle;
+        self.upgraded_idle = idle.max(RECHECK);
         self
     }
 
@@ -759,4 +763,33 @@ pub fn cause<'e, T: std::error::Error + 'static>(
 /// ([`http_body_util::Limited`]).
 pub fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     cause::<http_body_util::LengthLimitError>(error).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend's websocket idle time under the once-a-second look would close its
+    /// websockets at their first quiet second: refused, naming the backend.
+    #[test]
+    fn a_websocket_idle_time_under_a_second_is_refused() {
+        let backend = |idle: Duration| Backend {
+            websocket_idle: Some(idle),
+            ..Backend::new(
+                "chat",
+                "http://chat.internal".parse().unwrap(),
+                Duration::from_secs(1),
+            )
+        };
+        let refused = Proxy::new(vec![backend(Duration::ZERO)], 1024, RECHECK);
+        match refused {
+            Err(e @ GatewayError::BadBackend { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("chat"), "{message}");
+                assert!(message.contains("websocket_idle"), "{message}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(Proxy::new(vec![backend(RECHECK)], 1024, RECHECK).is_ok());
+    }
 }
