@@ -144,6 +144,12 @@ impl Running {
         }
         self.store.close().await;
     }
+
+    /// The process's metrics in the Prometheus text format, as `/metrics` serves them (read
+    /// without a connection, which a server at its connection cap may refuse).
+    pub fn metrics(&self) -> String {
+        crate::observability::recorder().render()
+    }
 }
 
 /// How often a replica reloads every credential, in case it missed an announcement.

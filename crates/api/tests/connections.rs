@@ -466,16 +466,11 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
 }
 
 /// The value of the metric series `series` (name and labels, as the exposition writes them)
-/// at the server `addr`, or 0 where it has none yet. The metrics are the process's: other
+/// in `running`'s process, or 0 where it has none yet. The metrics are the process's: other
 /// tests' servers may add to them, never take away.
-async fn metric(addr: SocketAddr, series: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
+fn metric(running: &portcullis_api::Running, series: &str) -> f64 {
+    running
+        .metrics()
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
@@ -486,9 +481,9 @@ async fn metric(addr: SocketAddr, series: &str) -> f64 {
 static RECLAIM_COUNTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How many connections reclaims have closed for `reason`, process-wide (see [`metric`]).
-async fn reclaimed(addr: SocketAddr, reason: &str) -> f64 {
+fn reclaimed(running: &portcullis_api::Running, reason: &str) -> f64 {
     let series = format!("portcullis_gateway_connections_reclaimed_total{{reason=\"{reason}\"}}");
-    metric(addr, &series).await
+    metric(running, &series)
 }
 
 /// A connection to `addr` that has sent part of a request head for `path`: busy, not idle.
@@ -570,7 +565,7 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start_capped(dir.path(), 6, Duration::from_secs(30)).await;
     let addr = running.addr;
-    let idle_before = reclaimed(addr, "idle").await;
+    let idle_before = reclaimed(&running, "idle");
     let mut idle = vec![served_connection(addr).await];
     let silent = TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) = h2c(addr).await;
@@ -644,7 +639,7 @@ async fn idle_connections_are_closed_when_the_cap_is_reached() {
     // silent one, the HTTP/2 one and the spared one that stayed quiet. Those answered with
     // `Connection: close` are not. (Where the machine was too slow for the spared checks, the
     // fresh and recent ones may have been closed quiet as well.)
-    let idle = reclaimed(addr, "idle").await - idle_before;
+    let idle = reclaimed(&running, "idle") - idle_before;
     if in_time {
         assert_eq!(idle, 4.0, "idle connections reclaimed");
     } else {
@@ -663,8 +658,8 @@ async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start_capped(dir.path(), 4, Duration::from_secs(30)).await;
     let (addr, tls_addr) = (running.addr, running.tls_addr.unwrap());
-    let heads_before = reclaimed(addr, "slow_head").await;
-    let handshakes_before = reclaimed(addr, "handshake").await;
+    let heads_before = reclaimed(&running, "slow_head");
+    let handshakes_before = reclaimed(&running, "handshake");
     let mut slow = vec![
         halfway_through_a_head(addr, "/auth/x").await,
         halfway_through_a_head(addr, "/healthz").await,
@@ -723,9 +718,9 @@ async fn slow_heads_and_handshakes_are_given_up_when_the_cap_is_reached() {
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     // Each is counted by why it was closed.
-    let heads = reclaimed(addr, "slow_head").await - heads_before;
+    let heads = reclaimed(&running, "slow_head") - heads_before;
     assert_eq!(heads, 3.0, "slow heads counted");
-    let handshakes = reclaimed(addr, "handshake").await - handshakes_before;
+    let handshakes = reclaimed(&running, "handshake") - handshakes_before;
     assert_eq!(handshakes, 1.0, "slow handshakes counted");
     running.shutdown().await;
 }
@@ -740,7 +735,7 @@ async fn a_head_trickled_after_a_hand_off_is_given_up_when_the_cap_is_reached() 
     let dir = tempfile::tempdir().unwrap();
     let (running, _) = start_capped(dir.path(), 2, Duration::from_secs(30)).await;
     let addr = running.addr;
-    let idle_before = reclaimed(addr, "idle").await;
+    let idle_before = reclaimed(&running, "idle");
     // Served through hyper (/healthz is the control plane's), and one that sends nothing.
     let mut trickling = served_connection(addr).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
@@ -771,7 +766,7 @@ async fn a_head_trickled_after_a_hand_off_is_given_up_when_the_cap_is_reached() 
     assert!(closed_within(&mut silent, Duration::from_secs(3)).await);
     let answer = answered_once_a_place_frees(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let idle = reclaimed(addr, "idle").await - idle_before;
+    let idle = reclaimed(&running, "idle") - idle_before;
     assert_eq!(idle, 2.0, "the trickling and the silent connection counted");
     running.shutdown().await;
 }
