@@ -98,10 +98,6 @@ where
     // The signals sent since the connection started, looked at without taking them from
     // `stopping` below.
     let signals = stop.clone();
-    // The reclaims that may give up a head slow to come (see [`slow_head`]), and whether one
-    // has come in the connection's life.
-    let mut reclaims = stop.clone();
-    let mut reclaimed = false;
     // Since when the connection has waited for a request (microseconds from `opened`).
     let opened = tokio::time::Instant::now();
     let waiting_since = AtomicU64::new(0);
@@ -199,7 +195,7 @@ where
                     }
                     return Ended::Closed;
                 }
-                () = slow_head(&mut reclaims, &mut reclaimed, head_began), if !idle => {
+                () = slow_head(&signals, head_began), if !idle => {
                     crate::workers::count_reclaimed("slow_head");
                     return Ended::Closed;
                 }
@@ -271,27 +267,23 @@ where
 pub(crate) const RECLAIM_AFTER: Duration = Duration::from_secs(1);
 
 /// Resolves once the head under way since `began` has been coming for [`RECLAIM_AFTER`], if a
-/// reclaim has come in the connection's life (`reclaimed` remembers one across reads): a client
-/// sends a head in one go (or a few packets, an RTT apart), so one still coming after a second
-/// is trickled, and the place it holds goes to a new client when the server is full. A stop
-/// does not end it: a request partway in is read and answered first (its head time bounds it).
-async fn slow_head(
-    reclaims: &mut watch::Receiver<bool>,
-    reclaimed: &mut bool,
-    began: Option<tokio::time::Instant>,
-) {
-    while !*reclaimed {
-        if reclaims.changed().await.is_err() {
-            // The worker is gone: the head time still ends the wait.
-            return std::future::pending().await;
-        }
-        *reclaimed = !*reclaims.borrow();
-    }
+/// reclaim is among the `signals` sent since the connection started: a client sends a head in
+/// one go (or a few packets, an RTT apart), so one still coming after a second is trickled,
+/// and the place it holds goes to a new client when the server is full. A stop does not end
+/// it: a request partway in is read and answered first (its head time bounds it).
+async fn slow_head(signals: &watch::Receiver<bool>, began: Option<tokio::time::Instant>) {
+    // A copy that has seen only what the connection saw at its start (made when first polled,
+    // so never for a head that comes in one read): it answers at once for a signal since.
+    let mut signals = signals.clone();
     let Some(began) = began else {
         return std::future::pending().await;
     };
+    if signals.changed().await.is_err() || *signals.borrow() {
+        // The worker is gone, or the server stops: the head may finish.
+        return std::future::pending().await;
+    }
     tokio::time::sleep_until(began + RECLAIM_AFTER).await;
-    if *reclaims.borrow() {
+    if *signals.borrow() {
         // Stopping: the head may finish.
         std::future::pending().await
     }

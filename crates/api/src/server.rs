@@ -152,6 +152,19 @@ impl Running {
     }
 }
 
+/// The gateway's proxy as configured. Each worker builds its own, so that its pools' connections
+/// live on that worker's runtime.
+fn proxy_for(
+    gateway: &crate::gateway::GatewaySettings,
+) -> Result<portcullis_gateway::Proxy, portcullis_gateway::GatewayError> {
+    Ok(portcullis_gateway::Proxy::new(
+        gateway.backends.clone(),
+        gateway.max_body_bytes,
+        gateway.idle_timeout,
+    )?
+    .with_upgraded_idle(gateway.websocket_idle_timeout))
+}
+
 /// How often a replica reloads every credential, in case it missed an announcement.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -252,13 +265,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         None
     } else {
         Some(Arc::new(
-            portcullis_gateway::Proxy::new(
-                config.gateway.backends.clone(),
-                config.gateway.max_body_bytes,
-                config.gateway.idle_timeout,
-            )
-            .map_err(|e| ServerError::Routes(e.to_string()))?
-            .with_upgraded_idle(config.gateway.websocket_idle_timeout),
+            proxy_for(&config.gateway).map_err(|e| ServerError::Routes(e.to_string()))?,
         ))
     };
     if let Some(rules) = rbac.routes() {
@@ -303,19 +310,14 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
         .with_state(state.clone());
     let front = crate::front::FrontDoor::new(app, state);
     let proxies: crate::workers::ProxyFactory = {
-        let (backends, max_body, body_idle, upgraded_idle) = (
-            config.gateway.backends.clone(),
-            config.gateway.max_body_bytes,
-            config.gateway.idle_timeout,
-            config.gateway.websocket_idle_timeout,
-        );
+        let gateway = config.gateway.clone();
         // Checked above with the same settings: a failure here cannot be a new one.
         Arc::new(move || {
-            if backends.is_empty() {
+            if gateway.backends.is_empty() {
                 return None;
             }
-            match portcullis_gateway::Proxy::new(backends.clone(), max_body, body_idle) {
-                Ok(proxy) => Some(Arc::new(proxy.with_upgraded_idle(upgraded_idle))),
+            match proxy_for(&gateway) {
+                Ok(proxy) => Some(Arc::new(proxy)),
                 Err(e) => {
                     tracing::error!(error = %e, "a worker could not set up its backends");
                     None

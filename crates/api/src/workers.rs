@@ -319,27 +319,16 @@ async fn run(
             let handshake = tokio::time::timeout(limits.idle_timeout, acceptor.accept(tcp));
             let mut signals = stopped.clone();
             let given_up = async {
-                let mut reclaim_at = None;
-                loop {
-                    let reclaim_due = async {
-                        match reclaim_at {
-                            Some(at) => tokio::time::sleep_until(at).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        changed = signals.changed() => {
-                            // A stop, or the worker gone.
-                            if changed.is_err() || *signals.borrow() {
-                                return;
-                            }
-                            reclaim_at = Some(began + HANDSHAKE_RECLAIM_AFTER);
-                        }
-                        () = reclaim_due => {
-                            count_reclaimed("handshake");
-                            return;
-                        }
+                // A stop, or the worker gone: at once.
+                if signals.changed().await.is_err() || *signals.borrow() {
+                    return;
+                }
+                // A reclaim: the handshake has until then, unless a stop comes first.
+                tokio::select! {
+                    () = tokio::time::sleep_until(began + HANDSHAKE_RECLAIM_AFTER) => {
+                        count_reclaimed("handshake");
                     }
+                    _ = signals.wait_for(|&stop| stop) => {}
                 }
             };
             let tls = tokio::select! {
