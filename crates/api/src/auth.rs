@@ -232,7 +232,17 @@ pub(crate) async fn authenticate(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Authenticated, ApiError> {
-    let Some(credential) = presented(&parts.headers).filter(|c| match c {
+    authenticate_presented(parts, state, presented(&parts.headers)).await
+}
+
+/// [`authenticate`] with the credential already read from `parts` ([`presented`]), for a
+/// caller that looked for one first: the headers are searched once per request.
+pub(crate) async fn authenticate_presented(
+    parts: &Parts,
+    state: &AppState,
+    credential: Option<Presented<'_>>,
+) -> Result<Authenticated, ApiError> {
+    let Some(credential) = credential.filter(|c| match c {
         Presented::ApiKey(k) | Presented::Token(k) | Presented::Cookie(k) => !k.is_empty(),
         Presented::Repeated(_) => true,
     }) else {

@@ -380,10 +380,10 @@ async fn optional_auth(
     parts: &axum::http::request::Parts,
     state: &AppState,
 ) -> Result<Option<Authenticated>, ApiError> {
-    if crate::auth::presented(&parts.headers).is_none() {
+    let Some(credential) = crate::auth::presented(&parts.headers) else {
         return Ok(None);
-    }
-    let auth = crate::auth::authenticate(parts, state).await?;
+    };
+    let auth = crate::auth::authenticate_presented(parts, state, Some(credential)).await?;
     if let Some(session) = auth.principal.session()
         && session.stage != portcullis_store::SessionStage::Active
     {
@@ -1002,11 +1002,11 @@ impl Admitted {
         // The hop this request came from: appended to a trusted proxy's X-Forwarded-For, or
         // the whole of it otherwise.
         let peer_trusted = state.web.trusted_proxies.iter().any(|c| c.contains(hop.ip));
-        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
         Forward {
             backend: self.backend(state).unwrap_or_default(),
             path: self.verdict.path.as_deref().unwrap_or("/"),
-            query: path_and_query.split_once('?').map(|(_, q)| q),
+            // Where the query begins was found when the target was parsed.
+            query: uri.query(),
             client_ip: hop.ip,
             peer_trusted,
             // The client's scheme: its connection's, or the public URL's when Portcullis sits
