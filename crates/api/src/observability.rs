@@ -294,6 +294,30 @@ pub fn gateway_request(route: Option<&str>, backend: Option<&str>, status: u16, 
     }
 }
 
+/// Counts the gateway's websockets: `portcullis_gateway_websockets_open` by backend, and
+/// `portcullis_gateway_websockets_closed_total` by backend and how each ended (`reason`).
+/// Opened and closed far more rarely than requests are made: the handles are looked up each
+/// time.
+pub struct WebsocketMetrics;
+
+impl portcullis_gateway::UpgradeEvents for WebsocketMetrics {
+    fn opened(&self, backend: &str) {
+        metrics::gauge!("portcullis_gateway_websockets_open", "backend" => backend.to_owned())
+            .increment(1.0);
+    }
+
+    fn ended(&self, backend: &str, how: portcullis_gateway::UpgradedEnd) {
+        metrics::gauge!("portcullis_gateway_websockets_open", "backend" => backend.to_owned())
+            .decrement(1.0);
+        metrics::counter!(
+            "portcullis_gateway_websockets_closed_total",
+            "backend" => backend.to_owned(),
+            "reason" => how.as_str()
+        )
+        .increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,7 +162,8 @@ fn proxy_for(
         gateway.max_body_bytes,
         gateway.idle_timeout,
     )?
-    .with_upgraded_idle(gateway.websocket_idle_timeout))
+    .with_upgraded_idle(gateway.websocket_idle_timeout)
+    .with_upgrade_events(std::sync::Arc::new(crate::observability::WebsocketMetrics)))
 }
 
 /// How often a replica reloads every credential, in case it missed an announcement.

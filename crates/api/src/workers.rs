@@ -172,6 +172,9 @@ impl Workers {
                 .name(format!("portcullis-worker-{n}"))
                 .spawn(move || {
                     runtime.block_on(run(rx, door, proxies, limits, stop));
+                    // What the worker spawned and still holds (a websocket's splice) is closed
+                    // before the stop is reported done, not when this thread ends.
+                    runtime.shutdown_background();
                     let _ = done.send(());
                 })?;
             lanes.push(tx);

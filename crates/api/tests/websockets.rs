@@ -109,13 +109,15 @@ async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
 
 /// As [`setup`], with these gateway settings (their backends replaced by the echo backend).
 async fn setup_with(routes: &str, gateway: GatewaySettings) -> Setup {
-    setup_with_backend(routes, gateway, None).await
+    setup_with_backend(routes, gateway, "echo", None).await
 }
 
-/// As [`setup_with`], the echo backend with a websocket idle time of its own.
+/// As [`setup_with`], the echo backend named `name` (metrics are the process's: a test that
+/// counts names its own), with a websocket idle time of its own.
 async fn setup_with_backend(
     routes: &str,
     gateway: GatewaySettings,
+    name: &str,
     websocket_idle: Option<Duration>,
 ) -> Setup {
     let backend = echo_backend().await;
@@ -132,7 +134,7 @@ async fn setup_with_backend(
             backends: vec![portcullis_gateway::Backend {
                 websocket_idle,
                 ..portcullis_gateway::Backend::new(
-                    "echo",
+                    name,
                     format!("http://{backend}").parse().unwrap(),
                     Duration::from_secs(5),
                 )
@@ -512,6 +514,7 @@ async fn a_backend_sets_its_own_websocket_idle_time() {
     } = setup_with_backend(
         "[{path: /ws/*, backend: echo}]",
         GatewaySettings::default(),
+        "echo",
         Some(Duration::from_secs(1)),
     )
     .await;
@@ -532,4 +535,140 @@ async fn a_backend_sets_its_own_websocket_idle_time() {
         quiet_since.elapsed()
     );
     running.shutdown().await;
+}
+
+/// The value of the series `name` whose labels include `labels`, in the Prometheus text
+/// `metrics` (0 when absent).
+fn series(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits up to 5 s for `done` to hold of the process's metrics (`running` renders them);
+/// whether it did.
+async fn metrics_show(running: &portcullis_api::Running, done: impl Fn(&str) -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if done(&running.metrics()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Websockets are counted per backend while open (`portcullis_gateway_websockets_open`) and by
+/// how each ended (`portcullis_gateway_websockets_closed_total`): closed by a side, failed (a
+/// reset), idle, revoked (the key deleted) or stopped with the server.
+#[tokio::test]
+async fn websockets_are_counted_while_open_and_by_how_they_ended() {
+    const OPEN: &str = "portcullis_gateway_websockets_open";
+    const CLOSED: &str = "portcullis_gateway_websockets_closed_total";
+    const BACKEND: &str = r#"backend="counted-echo""#;
+    let Setup {
+        running,
+        base,
+        http,
+        id,
+        key,
+        _dir,
+    } = setup_with_backend(
+        "[{path: /ws/*, backend: counted-echo}]",
+        GatewaySettings {
+            websocket_idle_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        "counted-echo",
+        None,
+    )
+    .await;
+    let open = |m: &str| series(m, OPEN, &[BACKEND]);
+    let ended =
+        |m: &str, reason: &str| series(m, CLOSED, &[BACKEND, &format!(r#"reason="{reason}""#)]);
+    let secret = key["key"].as_str().unwrap().to_owned();
+
+    let mut quiet = open_websocket(running.addr, &secret).await;
+    let closing = open_websocket(running.addr, &secret).await;
+    let resetting = open_websocket(running.addr, &secret).await;
+    assert!(
+        metrics_show(&running, |m| open(m) == 3.0).await,
+        "three websockets open: {}",
+        running.metrics()
+    );
+    // The client closes one; another it resets (SO_LINGER 0 sends an RST).
+    drop(closing);
+    resetting.set_zero_linger().unwrap();
+    drop(resetting);
+    assert!(
+        metrics_show(&running, |m| ended(m, "closed") == 1.0
+            && ended(m, "failed") == 1.0
+            && open(m) == 1.0)
+        .await,
+        "one closed, one failed, one open: {}",
+        running.metrics()
+    );
+    // The third says nothing for the idle time.
+    assert!(
+        closed_within_5s(&mut quiet).await,
+        "a quiet websocket stayed open"
+    );
+    assert!(
+        metrics_show(&running, |m| ended(m, "idle") == 1.0 && open(m) == 0.0).await,
+        "one idle, none open: {}",
+        running.metrics()
+    );
+    // One whose key is deleted.
+    let mut revoked = open_websocket(running.addr, &secret).await;
+    let key_id = key["id"].as_str().unwrap();
+    let deleted = http
+        .delete(format!(
+            "{base}/api/v1/orgs/default/users/{id}/keys/{key_id}"
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(
+        closed_within_5s(&mut revoked).await,
+        "open after its key was deleted"
+    );
+    assert!(
+        metrics_show(&running, |m| ended(m, "revoked") == 1.0 && open(m) == 0.0).await,
+        "one revoked, none open: {}",
+        running.metrics()
+    );
+    // One still open when the server stops, with a new key. The metrics are the process's:
+    // a second server reads them once the first has stopped.
+    let fresh: Value = http
+        .post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"name": "ws-2"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _stopped = open_websocket(running.addr, fresh["key"].as_str().unwrap()).await;
+    assert!(metrics_show(&running, |m| open(m) == 1.0).await, "one open");
+    let reader = setup("[{path: /ws/*, backend: echo}]").await;
+    running.shutdown().await;
+    let metrics = reader.running.metrics();
+    assert_eq!(ended(&metrics, "stopped"), 1.0, "{metrics}");
+    assert_eq!(open(&metrics), 0.0, "{metrics}");
+    // Each way of ending counted once, no more.
+    for (reason, count) in [
+        ("closed", 1.0),
+        ("failed", 1.0),
+        ("idle", 1.0),
+        ("revoked", 1.0),
+    ] {
+        assert_eq!(ended(&metrics, reason), count, "{reason}: {metrics}");
+    }
+    reader.running.shutdown().await;
 }

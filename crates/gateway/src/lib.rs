@@ -16,6 +16,9 @@ pub mod task_watch;
 
 pub use identity::{CallerHeaders, Identity, IdentityFields, IdentityHeaders};
 pub use idle_body::{BodyStalled, IdleBody};
-pub use proxy::{Backend, DEFAULT_UPGRADED_IDLE, Forward, GatewayError, HeldWhileUpgraded, Proxy};
+pub use proxy::{
+    Backend, DEFAULT_UPGRADED_IDLE, Forward, GatewayError, HeldWhileUpgraded, Proxy, UpgradeEvents,
+    UpgradedEnd,
+};
 pub use send_timeout::{SendTimeout, WriteStalled};
 pub use task_watch::TaskWatch;

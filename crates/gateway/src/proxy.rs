@@ -142,6 +142,44 @@ pub enum GatewayError {
 /// Whether the credential behind an upgraded connection still holds (checked every second).
 pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// How an upgraded (websocket) connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradedEnd {
+    /// A side closed it (a websocket close, or the connection shut).
+    Closed,
+    /// A side's connection failed (reset, or a read or write error).
+    Failed,
+    /// Nothing passed either way for the idle time.
+    Idle,
+    /// The caller may no longer make the request: the key or session is gone, or the route
+    /// rules no longer let them.
+    Revoked,
+    /// The server stopped with it open.
+    Stopped,
+}
+
+impl UpgradedEnd {
+    /// The name metrics and logs give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Failed => "failed",
+            Self::Idle => "idle",
+            Self::Revoked => "revoked",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// What happens to upgraded connections, told to whoever keeps count (the gateway keeps no
+/// metrics itself): `opened(backend)` once spliced, then `ended(backend, how)` exactly once.
+pub trait UpgradeEvents: Send + Sync {
+    /// A connection to `backend` was upgraded and is now spliced.
+    fn opened(&self, backend: &str);
+    /// A spliced connection to `backend` ended.
+    fn ended(&self, backend: &str, how: UpgradedEnd);
+}
+
 /// How often a spliced (upgraded) connection re-checks its credential and its idle time.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -252,6 +290,8 @@ pub struct Proxy {
     body_idle: Duration,
     /// How long an upgraded (websocket) connection may carry nothing either way.
     upgraded_idle: Duration,
+    /// Told when upgraded connections open and end.
+    upgrade_events: Option<Arc<dyn UpgradeEvents>>,
     /// Seconds counted by the owning worker (idle times of raw connections).
     ticks: std::sync::atomic::AtomicU64,
 }
@@ -336,6 +376,7 @@ impl Proxy {
             max_body,
             body_idle: idle,
             upgraded_idle: DEFAULT_UPGRADED_IDLE,
+            upgrade_events: None,
             ticks: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -347,6 +388,13 @@ impl Proxy {
     #[must_use]
     pub fn with_upgraded_idle(mut self, idle: Duration) -> Self {
         self.upgraded_idle = idle.max(RECHECK);
+        self
+    }
+
+    /// Tells `events` when an upgraded connection is spliced and how it ends.
+    #[must_use]
+    pub fn with_upgrade_events(mut self, events: Arc<dyn UpgradeEvents>) -> Self {
+        self.upgrade_events = Some(events);
         self
     }
 
@@ -527,7 +575,7 @@ impl Proxy {
                 (client_upgrade, backend_upgrade),
                 still_valid,
                 backend.websocket_idle.unwrap_or(self.upgraded_idle),
-                name,
+                (name, self.upgrade_events.clone()),
                 held,
             ));
             let (mut parts, _) = response.into_parts();
@@ -651,12 +699,13 @@ impl std::fmt::Debug for HeldWhileUpgraded {
 
 /// Copies bytes both ways between the upgraded client and backend connections until either
 /// closes, nothing passes either way for `idle`, or the credential stops holding (a deleted
-/// key, a revoked session): then both are closed. `_held` lives as long.
+/// key, a revoked session): then both are closed, and `events` told how it ended. `_held`
+/// lives as long.
 async fn splice(
     (client, backend): (hyper::upgrade::OnUpgrade, hyper::upgrade::OnUpgrade),
     still_valid: Option<StillValid>,
     idle: Duration,
-    name: String,
+    (name, events): (String, Option<Arc<dyn UpgradeEvents>>),
     _held: Option<HeldWhileUpgraded>,
 ) {
     let (client, backend) = match tokio::try_join!(client, backend) {
@@ -666,6 +715,8 @@ async fn splice(
             return;
         }
     };
+    let mut open = OpenUpgrade::new(name, events);
+    let name = open.backend.as_str();
     // Every byte written was read from the other side first: watching reads sees both ways.
     let moved = AtomicBool::new(false);
     let mut client = ReadWatched::new(hyper_util::rt::TokioIo::new(client), &moved);
@@ -675,21 +726,54 @@ async fn splice(
     let mut ticker = tokio::time::interval(RECHECK);
     ticker.tick().await;
     let mut quiet_since = tokio::time::Instant::now();
-    loop {
+    open.end = loop {
         tokio::select! {
-            _ = &mut copy => return,
+            copied = &mut copy => break match copied {
+                Ok(_) => UpgradedEnd::Closed,
+                Err(_) => UpgradedEnd::Failed,
+            },
             now = ticker.tick() => {
                 if still_valid.as_ref().is_some_and(|ok| !ok()) {
                     tracing::info!(backend = %name, "credential no longer valid: upgraded connection closed");
-                    return;
+                    break UpgradedEnd::Revoked;
                 }
                 if moved.swap(false, Ordering::Relaxed) {
                     quiet_since = now;
                 } else if now.duration_since(quiet_since) >= idle {
                     tracing::debug!(backend = %name, idle_seconds = idle.as_secs(), "upgraded connection idle: closed");
-                    return;
+                    break UpgradedEnd::Idle;
                 }
             }
+        }
+    };
+}
+
+/// A spliced connection, for its [`UpgradeEvents`]: told `opened` when made and `ended` when
+/// dropped, so that a splice dropped with its runtime (the server stopping) is told too.
+struct OpenUpgrade {
+    backend: String,
+    events: Option<Arc<dyn UpgradeEvents>>,
+    /// How it ended, once it has.
+    end: UpgradedEnd,
+}
+
+impl OpenUpgrade {
+    fn new(backend: String, events: Option<Arc<dyn UpgradeEvents>>) -> Self {
+        if let Some(events) = &events {
+            events.opened(&backend);
+        }
+        Self {
+            backend,
+            events,
+            end: UpgradedEnd::Stopped,
+        }
+    }
+}
+
+impl Drop for OpenUpgrade {
+    fn drop(&mut self) {
+        if let Some(events) = &self.events {
+            events.ended(&self.backend, self.end);
         }
     }
 }
