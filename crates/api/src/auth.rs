@@ -236,7 +236,7 @@ pub(crate) async fn authenticate(
 }
 
 /// [`authenticate`] with the credential already read from `parts` ([`presented`]), for a
-/// caller that looked for one first: the headers are searched once per request.
+/// caller that looked for one first (the gateway): it is not searched for twice.
 pub(crate) async fn authenticate_presented(
     parts: &Parts,
     state: &AppState,

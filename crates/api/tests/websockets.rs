@@ -86,6 +86,8 @@ struct Setup {
     id: String,
     /// The key as created (`key`, `id`).
     key: Value,
+    /// The TLS listener's certificate (DER), where it has one.
+    cert: Option<Vec<u8>>,
     /// Holds the database for the server's life.
     _dir: tempfile::TempDir,
 }
@@ -109,19 +111,27 @@ async fn setup_capped(routes: &str, max_connections: usize) -> Setup {
 
 /// As [`setup`], with these gateway settings (their backends replaced by the echo backend).
 async fn setup_with(routes: &str, gateway: GatewaySettings) -> Setup {
-    setup_with_backend(routes, gateway, "echo", None).await
+    setup_with_backend(routes, gateway, "echo", None, false).await
 }
 
 /// As [`setup_with`], the echo backend named `name` (metrics are the process's: a test that
-/// counts names its own), with a websocket idle time of its own.
+/// counts names its own), with a websocket idle time of its own; with a TLS listener beside
+/// the plain one where `tls`.
 async fn setup_with_backend(
     routes: &str,
     gateway: GatewaySettings,
     name: &str,
     websocket_idle: Option<Duration>,
+    tls: bool,
 ) -> Setup {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
+    let cert = tls.then(|| {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), made.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+        made.cert.der().to_vec()
+    });
     let routes = yaml_serde::from_str(routes).unwrap();
     let running = portcullis_api::start(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -129,7 +139,12 @@ async fn setup_with_backend(
         admin_email: "admin@localhost".into(),
         admin_api_key: Some(ADMIN_KEY.into()),
         activity_flush_interval: Duration::from_secs(1),
-        tls: None,
+        tls: tls.then(|| portcullis_api::tls::TlsSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_file: dir.path().join("cert.pem"),
+            key_file: dir.path().join("key.pem"),
+            reload_interval: Duration::from_secs(60),
+        }),
         gateway: GatewaySettings {
             backends: vec![portcullis_gateway::Backend {
                 websocket_idle,
@@ -178,6 +193,7 @@ async fn setup_with_backend(
         http,
         id,
         key,
+        cert,
         _dir: dir,
     }
 }
@@ -224,6 +240,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
         id,
         key,
         _dir,
+        ..
     } = setup("[{path: /ws/*, backend: echo}]").await;
     let secret = key["key"].as_str().unwrap().to_owned();
 
@@ -317,6 +334,7 @@ async fn an_upgraded_connection_is_cut_off_when_its_caller_loses_the_route() {
         id,
         key,
         _dir,
+        ..
     } = setup("[{path: /team/*, groups: groups.team, backend: echo}]").await;
     let admin = |method: reqwest::Method, path: String, body: Option<Value>| {
         let mut req = http
@@ -516,6 +534,7 @@ async fn a_backend_sets_its_own_websocket_idle_time() {
         GatewaySettings::default(),
         "echo",
         Some(Duration::from_secs(1)),
+        false,
     )
     .await;
     let secret = key["key"].as_str().unwrap();
@@ -562,28 +581,42 @@ async fn metrics_show(running: &portcullis_api::Running, done: impl Fn(&str) -> 
 }
 
 /// Websockets are counted per backend while open (`portcullis_gateway_websockets_open`) and by
-/// how each ended (`portcullis_gateway_websockets_closed_total`): closed by a side, failed (a
-/// reset), idle, revoked (the key deleted) or stopped with the server.
+/// how each ended (`portcullis_gateway_websockets_closed_total`): closed by the client (over
+/// plain TCP, and over TLS without `close_notify`), failed (a reset), idle, revoked (the key
+/// deleted) or stopped with the server. Two servers share the backend's name (the metrics are
+/// the process's): one with the default idle time of five minutes, so that nothing there ends
+/// as idle however slow the machine, and one with an idle time of a second.
 #[tokio::test]
 async fn websockets_are_counted_while_open_and_by_how_they_ended() {
     const OPEN: &str = "portcullis_gateway_websockets_open";
     const CLOSED: &str = "portcullis_gateway_websockets_closed_total";
     const BACKEND: &str = r#"backend="counted-echo""#;
+    const ROUTES: &str = "[{path: /ws/*, backend: counted-echo}]";
     let Setup {
         running,
         base,
         http,
         id,
         key,
+        cert,
         _dir,
     } = setup_with_backend(
-        "[{path: /ws/*, backend: counted-echo}]",
+        ROUTES,
+        GatewaySettings::default(),
+        "counted-echo",
+        None,
+        true,
+    )
+    .await;
+    let quick = setup_with_backend(
+        ROUTES,
         GatewaySettings {
-            websocket_idle_timeout: Duration::from_secs(2),
+            websocket_idle_timeout: Duration::from_secs(1),
             ..Default::default()
         },
         "counted-echo",
         None,
+        false,
     )
     .await;
     let open = |m: &str| series(m, OPEN, &[BACKEND]);
@@ -591,27 +624,47 @@ async fn websockets_are_counted_while_open_and_by_how_they_ended() {
         |m: &str, reason: &str| series(m, CLOSED, &[BACKEND, &format!(r#"reason="{reason}""#)]);
     let secret = key["key"].as_str().unwrap().to_owned();
 
-    let mut quiet = open_websocket(running.addr, &secret).await;
+    // Closed by the client; reset by it (SO_LINGER 0 sends an RST); and over TLS, closed
+    // without `close_notify` (the TCP connection dropped under the TLS stream).
     let closing = open_websocket(running.addr, &secret).await;
     let resetting = open_websocket(running.addr, &secret).await;
+    let tls_addr = running.tls_addr.expect("a TLS listener");
+    let mut over_tls = tls_connect(tls_addr, cert.as_deref().unwrap()).await;
+    over_tls
+        .write_all(handshake("/ws/echo", &format!("X-API-KEY: {secret}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(over_tls.read(&mut byte).await.unwrap(), 1, "closed early");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     assert!(
         metrics_show(&running, |m| open(m) == 3.0).await,
         "three websockets open: {}",
         running.metrics()
     );
-    // The client closes one; another it resets (SO_LINGER 0 sends an RST).
     drop(closing);
     resetting.set_zero_linger().unwrap();
     drop(resetting);
+    let (tcp, _) = over_tls.into_inner();
+    drop(tcp);
     assert!(
-        metrics_show(&running, |m| ended(m, "closed") == 1.0
+        metrics_show(&running, |m| ended(m, "closed") == 2.0
             && ended(m, "failed") == 1.0
-            && open(m) == 1.0)
+            && open(m) == 0.0)
         .await,
-        "one closed, one failed, one open: {}",
+        "two closed, one failed, none open: {}",
         running.metrics()
     );
-    // The third says nothing for the idle time.
+    // One that says nothing for its idle time.
+    let mut quiet = open_websocket(quick.running.addr, quick.key["key"].as_str().unwrap()).await;
     assert!(
         closed_within_5s(&mut quiet).await,
         "a quiet websocket stayed open"
@@ -642,8 +695,8 @@ async fn websockets_are_counted_while_open_and_by_how_they_ended() {
         "one revoked, none open: {}",
         running.metrics()
     );
-    // One still open when the server stops, with a new key. The metrics are the process's:
-    // a second server reads them once the first has stopped.
+    // One still open when the server stops, with a new key: the other server reads the
+    // process's metrics once this one has stopped.
     let fresh: Value = http
         .post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
         .bearer_auth(ADMIN_KEY)
@@ -656,19 +709,44 @@ async fn websockets_are_counted_while_open_and_by_how_they_ended() {
         .unwrap();
     let _stopped = open_websocket(running.addr, fresh["key"].as_str().unwrap()).await;
     assert!(metrics_show(&running, |m| open(m) == 1.0).await, "one open");
-    let reader = setup("[{path: /ws/*, backend: echo}]").await;
     running.shutdown().await;
-    let metrics = reader.running.metrics();
-    assert_eq!(ended(&metrics, "stopped"), 1.0, "{metrics}");
-    assert_eq!(open(&metrics), 0.0, "{metrics}");
-    // Each way of ending counted once, no more.
+    let metrics = quick.running.metrics();
+    // Each way of ending counted as often as it happened, no more.
     for (reason, count) in [
-        ("closed", 1.0),
+        ("closed", 2.0),
         ("failed", 1.0),
         ("idle", 1.0),
         ("revoked", 1.0),
+        ("stopped", 1.0),
     ] {
         assert_eq!(ended(&metrics, reason), count, "{reason}: {metrics}");
     }
-    reader.running.shutdown().await;
+    assert_eq!(open(&metrics), 0.0, "{metrics}");
+    quick.running.shutdown().await;
+}
+
+/// A TLS connection to `addr` (as `localhost`) trusting only the certificate `trusted`.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    trusted: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(trusted.to_vec()))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
 }

@@ -145,16 +145,17 @@ pub type StillValid = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
 /// How an upgraded (websocket) connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpgradedEnd {
-    /// A side closed it (a websocket close, or the connection shut).
+    /// Both sides closed it cleanly (a TLS peer without `close_notify` included).
     Closed,
-    /// A side's connection failed (reset, or a read or write error).
+    /// A side's connection broke: a reset, or a read or write error (a write to a side
+    /// already gone among them).
     Failed,
     /// Nothing passed either way for the idle time.
     Idle,
     /// The caller may no longer make the request: the key or session is gone, or the route
     /// rules no longer let them.
     Revoked,
-    /// The server stopped with it open.
+    /// The worker serving it stopped with it open.
     Stopped,
 }
 
@@ -730,6 +731,9 @@ async fn splice(
         tokio::select! {
             copied = &mut copy => break match copied {
                 Ok(_) => UpgradedEnd::Closed,
+                // A TLS peer that closed its connection without `close_notify`: an ordinary
+                // way for a websocket to end (its own close frame said goodbye), not a failure.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => UpgradedEnd::Closed,
                 Err(_) => UpgradedEnd::Failed,
             },
             now = ticker.tick() => {
@@ -773,7 +777,13 @@ impl OpenUpgrade {
 impl Drop for OpenUpgrade {
     fn drop(&mut self) {
         if let Some(events) = &self.events {
-            events.ended(&self.backend, self.end);
+            // Unwinding from a panic in the splice: it broke, it was not stopped.
+            let end = if std::thread::panicking() {
+                UpgradedEnd::Failed
+            } else {
+                self.end
+            };
+            events.ended(&self.backend, end);
         }
     }
 }
