@@ -177,16 +177,7 @@ async fn setup_with_backend(
         .await
         .unwrap();
     let id = bot["id"].as_str().unwrap().to_owned();
-    let key: Value = http
-        .post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"name": "ws"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let key = create_key(&http, &base, &id, "ws").await;
     Setup {
         running,
         base,
@@ -196,6 +187,33 @@ async fn setup_with_backend(
         cert,
         _dir: dir,
     }
+}
+
+/// A new API key named `name` for the user `id`, as created (`key`, `id`).
+async fn create_key(http: &reqwest::Client, base: &str, id: &str, name: &str) -> Value {
+    http.post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Deletes the user `id`'s API `key` (as created).
+async fn delete_key(http: &reqwest::Client, base: &str, id: &str, key: &Value) {
+    let key_id = key["id"].as_str().unwrap();
+    let deleted = http
+        .delete(format!(
+            "{base}/api/v1/orgs/default/users/{id}/keys/{key_id}"
+        ))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
 }
 
 /// A websocket handshake for `path` with extra header lines.
@@ -262,16 +280,7 @@ async fn an_upgraded_connection_is_spliced_and_cut_off_when_its_key_is_deleted()
     }
 
     // Deleting the key cuts the connection off.
-    let key_id = key["id"].as_str().unwrap();
-    let deleted = http
-        .delete(format!(
-            "{base}/api/v1/orgs/default/users/{id}/keys/{key_id}"
-        ))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    delete_key(&http, &base, &id, &key).await;
     let started = Instant::now();
     assert!(
         closed_within_5s(&mut conn).await,
@@ -580,6 +589,15 @@ async fn metrics_show(running: &portcullis_api::Running, done: impl Fn(&str) -> 
     false
 }
 
+/// Asserts that the process's metrics come to show `what` (`done` holds) within 5 s.
+async fn shows(running: &portcullis_api::Running, what: &str, done: impl Fn(&str) -> bool) {
+    assert!(
+        metrics_show(running, done).await,
+        "{what}: {}",
+        running.metrics()
+    );
+}
+
 /// Websockets are counted per backend while open (`portcullis_gateway_websockets_open`) and by
 /// how each ended (`portcullis_gateway_websockets_closed_total`): closed by the client (over
 /// plain TCP, and over TLS without `close_notify`), failed (a reset), idle, revoked (the key
@@ -645,70 +663,42 @@ async fn websockets_are_counted_while_open_and_by_how_they_ended() {
         "{}",
         String::from_utf8_lossy(&head)
     );
-    assert!(
-        metrics_show(&running, |m| open(m) == 3.0).await,
-        "three websockets open: {}",
-        running.metrics()
-    );
+    shows(&running, "three websockets open", |m| open(m) == 3.0).await;
     drop(closing);
     resetting.set_zero_linger().unwrap();
     drop(resetting);
     let (tcp, _) = over_tls.into_inner();
     drop(tcp);
-    assert!(
-        metrics_show(&running, |m| ended(m, "closed") == 2.0
-            && ended(m, "failed") == 1.0
-            && open(m) == 0.0)
-        .await,
-        "two closed, one failed, none open: {}",
-        running.metrics()
-    );
+    shows(&running, "two closed, one failed, none open", |m| {
+        ended(m, "closed") == 2.0 && ended(m, "failed") == 1.0 && open(m) == 0.0
+    })
+    .await;
     // One that says nothing for its idle time.
     let mut quiet = open_websocket(quick.running.addr, quick.key["key"].as_str().unwrap()).await;
     assert!(
         closed_within_5s(&mut quiet).await,
         "a quiet websocket stayed open"
     );
-    assert!(
-        metrics_show(&running, |m| ended(m, "idle") == 1.0 && open(m) == 0.0).await,
-        "one idle, none open: {}",
-        running.metrics()
-    );
+    shows(&running, "one idle, none open", |m| {
+        ended(m, "idle") == 1.0 && open(m) == 0.0
+    })
+    .await;
     // One whose key is deleted.
     let mut revoked = open_websocket(running.addr, &secret).await;
-    let key_id = key["id"].as_str().unwrap();
-    let deleted = http
-        .delete(format!(
-            "{base}/api/v1/orgs/default/users/{id}/keys/{key_id}"
-        ))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    delete_key(&http, &base, &id, &key).await;
     assert!(
         closed_within_5s(&mut revoked).await,
         "open after its key was deleted"
     );
-    assert!(
-        metrics_show(&running, |m| ended(m, "revoked") == 1.0 && open(m) == 0.0).await,
-        "one revoked, none open: {}",
-        running.metrics()
-    );
+    shows(&running, "one revoked, none open", |m| {
+        ended(m, "revoked") == 1.0 && open(m) == 0.0
+    })
+    .await;
     // One still open when the server stops, with a new key: the other server reads the
     // process's metrics once this one has stopped.
-    let fresh: Value = http
-        .post(format!("{base}/api/v1/orgs/default/users/{id}/keys"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"name": "ws-2"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fresh = create_key(&http, &base, &id, "ws-2").await;
     let _stopped = open_websocket(running.addr, fresh["key"].as_str().unwrap()).await;
-    assert!(metrics_show(&running, |m| open(m) == 1.0).await, "one open");
+    shows(&running, "one open", |m| open(m) == 1.0).await;
     running.shutdown().await;
     let metrics = quick.running.metrics();
     // Each way of ending counted as often as it happened, no more.
