@@ -10,6 +10,9 @@
 //! last answer is a second old) and TLS handshakes after three are given up, so that idle or
 //! trickling clients do not keep new ones out; each such close is counted by its reason.
 
+#[path = "common/metrics.rs"]
+mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -465,25 +468,18 @@ async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
-/// The value of the metric series `series` (name and labels, as the exposition writes them)
-/// in `running`'s process, or 0 where it has none yet. The metrics are the process's: other
-/// tests' servers may add to them, never take away.
-fn metric(running: &portcullis_api::Running, series: &str) -> f64 {
-    running
-        .metrics()
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Serialises the tests that count what reclaims close: the counter is the process's, shared by
 /// every test server, so each reads it before and after with no other such test between.
 static RECLAIM_COUNTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How many connections reclaims have closed for `reason`, process-wide (see [`metric`]).
+/// How many connections reclaims have closed for `reason`, process-wide: other tests' servers
+/// may add to the count, never take away.
 fn reclaimed(running: &portcullis_api::Running, reason: &str) -> f64 {
-    let series = format!("portcullis_gateway_connections_reclaimed_total{{reason=\"{reason}\"}}");
-    metric(running, &series)
+    metrics::series(
+        &running.metrics(),
+        "portcullis_gateway_connections_reclaimed_total",
+        &[&format!(r#"reason="{reason}""#)],
+    )
 }
 
 /// A connection to `addr` that has sent part of a request head for `path`: busy, not idle.

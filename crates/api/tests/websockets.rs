@@ -4,6 +4,9 @@
 //! upgraded connection keeps its place under the server's connection cap until it closes, and
 //! is closed once nothing has passed either way for the websocket idle time.
 
+#[path = "common/metrics.rs"]
+mod metrics;
+
 use std::time::{Duration, Instant};
 
 use portcullis_api::gateway::GatewaySettings;
@@ -565,37 +568,14 @@ async fn a_backend_sets_its_own_websocket_idle_time() {
     running.shutdown().await;
 }
 
-/// The value of the series `name` whose labels include `labels`, in the Prometheus text
-/// `metrics` (0 when absent).
-fn series(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Waits up to 5 s for `done` to hold of the process's metrics (`running` renders them);
-/// whether it did.
-async fn metrics_show(running: &portcullis_api::Running, done: impl Fn(&str) -> bool) -> bool {
+/// Asserts that the process's metrics (`running` renders them) come to show `what`: `done`
+/// holds of them within 5 s.
+async fn shows(running: &portcullis_api::Running, what: &str, done: impl Fn(&str) -> bool) {
     let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if done(&running.metrics()) {
-            return true;
-        }
+    while !done(&running.metrics()) {
+        assert!(Instant::now() < until, "{what}: {}", running.metrics());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    false
-}
-
-/// Asserts that the process's metrics come to show `what` (`done` holds) within 5 s.
-async fn shows(running: &portcullis_api::Running, what: &str, done: impl Fn(&str) -> bool) {
-    assert!(
-        metrics_show(running, done).await,
-        "{what}: {}",
-        running.metrics()
-    );
 }
 
 /// Websockets are counted per backend while open (`portcullis_gateway_websockets_open`) and by
@@ -637,9 +617,10 @@ async fn websockets_are_counted_while_open_and_by_how_they_ended() {
         false,
     )
     .await;
-    let open = |m: &str| series(m, OPEN, &[BACKEND]);
-    let ended =
-        |m: &str, reason: &str| series(m, CLOSED, &[BACKEND, &format!(r#"reason="{reason}""#)]);
+    let open = |m: &str| metrics::series(m, OPEN, &[BACKEND]);
+    let ended = |m: &str, reason: &str| {
+        metrics::series(m, CLOSED, &[BACKEND, &format!(r#"reason="{reason}""#)])
+    };
     let secret = key["key"].as_str().unwrap().to_owned();
 
     // Closed by the client; reset by it (SO_LINGER 0 sends an RST); and over TLS, closed

@@ -27,6 +27,18 @@ impl ConfigError {
     }
 }
 
+/// A websocket idle time set at `key` (the gateway's, or a backend's): a second to a day.
+fn websocket_idle_time(key: impl Into<String>, seconds: u64) -> Result<Duration, ConfigError> {
+    if (1..=86_400).contains(&seconds) {
+        Ok(Duration::from_secs(seconds))
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{seconds} is out of range: 1 to 86400 seconds (a day)"),
+        ))
+    }
+}
+
 /// The YAML file. Every key is optional; unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -540,14 +552,15 @@ pub fn load(
                 "must not be empty (leave it out for the backend's name)",
             ));
         }
-        if let Some(seconds) = b.websocket_idle_timeout_seconds
-            && !(1..=86_400).contains(&seconds)
-        {
-            return Err(ConfigError::new(
-                format!("gateway.backends[{i}].websocket_idle_timeout_seconds"),
-                format!("{seconds} is out of range: 1 to 86400 seconds (a day)"),
-            ));
-        }
+        let websocket_idle = b
+            .websocket_idle_timeout_seconds
+            .map(|seconds| {
+                websocket_idle_time(
+                    format!("gateway.backends[{i}].websocket_idle_timeout_seconds"),
+                    seconds,
+                )
+            })
+            .transpose()?;
         backends.push(portcullis_gateway::Backend {
             name: b.name,
             url,
@@ -556,7 +569,7 @@ pub fn load(
             tls,
             pass_credentials: b.pass_credentials.unwrap_or(false),
             audience: b.audience,
-            websocket_idle: b.websocket_idle_timeout_seconds.map(Duration::from_secs),
+            websocket_idle,
         });
     }
     let aliases = gateway_file.identity_headers.unwrap_or_default();
@@ -581,15 +594,12 @@ pub fn load(
             format!("{idle_timeout} is out of range: 1 to 3600 seconds"),
         ));
     }
-    let websocket_idle = gateway_file
-        .websocket_idle_timeout_seconds
-        .unwrap_or(portcullis_gateway::DEFAULT_UPGRADED_IDLE.as_secs());
-    if !(1..=86_400).contains(&websocket_idle) {
-        return Err(ConfigError::new(
-            "gateway.websocket_idle_timeout_seconds",
-            format!("{websocket_idle} is out of range: 1 to 86400 seconds (a day)"),
-        ));
-    }
+    let websocket_idle = websocket_idle_time(
+        "gateway.websocket_idle_timeout_seconds",
+        gateway_file
+            .websocket_idle_timeout_seconds
+            .unwrap_or(portcullis_gateway::DEFAULT_UPGRADED_IDLE.as_secs()),
+    )?;
     if gateway_file.max_connections == Some(0) {
         return Err(ConfigError::new(
             "gateway.max_connections",
@@ -629,7 +639,7 @@ pub fn load(
         idle_timeout: Duration::from_secs(idle_timeout),
         assertion_seconds,
         max_connections: gateway_file.max_connections.unwrap_or(0),
-        websocket_idle_timeout: Duration::from_secs(websocket_idle),
+        websocket_idle_timeout: websocket_idle,
     };
     let tls = match file.tls {
         None => None,
