@@ -343,7 +343,9 @@ fn read_head(buf: &[u8]) -> Head {
     if !target.starts_with('/') {
         return Head::Other;
     }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    // The path as `Uri` reads it (and hyper's side routes on): up to a query or a fragment.
+    let end = target.bytes().position(|b| b == b'?' || b == b'#');
+    let path = end.map_or(target, |end| &target[..end]);
     let way = way_of(path);
     if way == Way::ControlPlane {
         return Head::Other;

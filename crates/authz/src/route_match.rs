@@ -2,9 +2,10 @@
 //! characters are percent-decoded (`%2e` becomes `.`), other escapes are kept in upper case, dot
 //! segments are resolved and repeated slashes collapse. An encoded slash or backslash (`%2F`,
 //! `%5C`) is refused: a backend that decodes it would see a different path than the one decided
-//! on; so are a raw backslash and a raw `;` (path parameters), which some backends read as a
-//! separator or cut off. Every rule then sees the same spelling, so no spelling of a path can reach a
-//! rule meant for another. Templates use `{param}` segments and a trailing `*`.
+//! on; so are a raw backslash, a raw `;` (path parameters) and a raw `#` (a fragment), which some
+//! backends read as a separator or cut off, and a raw space. Every rule then sees the same
+//! spelling, so no spelling of a path can reach a rule meant for another. Templates use
+//! `{param}` segments and a trailing `*`.
 
 use std::collections::HashMap;
 
@@ -30,6 +31,13 @@ pub enum PathError {
     /// so `/public/..;/admin` reaches `/admin` there and `/admin;x` is `/admin`.
     #[error("';' (path parameters) is not allowed in paths; encode it as %3B")]
     Semicolon,
+    /// A raw `#`: a request target has no fragment (RFC 9112 section 3.2), and nginx, hyper and
+    /// most frameworks end the path there, so `/admin#/../public` is `/admin` to them.
+    #[error("'#' is not allowed in paths (a request target has no fragment); encode it as %23")]
+    Fragment,
+    /// A raw space: no request line can carry one, so a path naming one was not a request's.
+    #[error("spaces are not allowed in paths; encode them as %20")]
+    Space,
 }
 
 fn unreserved(b: u8) -> bool {
@@ -59,6 +67,12 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
         }
         if b == b';' {
             return Err(PathError::Semicolon);
+        }
+        if b == b'#' {
+            return Err(PathError::Fragment);
+        }
+        if b == b' ' {
+            return Err(PathError::Space);
         }
         if b == b'%' {
             let (Some(h), Some(l)) = (
@@ -330,6 +344,10 @@ mod tests {
             ("/public/..\\admin", Err(PathError::Backslash)),
             ("/public/..;/admin", Err(PathError::Semicolon)),
             ("/admin;x=1", Err(PathError::Semicolon)),
+            ("/admin#/../public", Err(PathError::Fragment)),
+            ("/admin#x", Err(PathError::Fragment)),
+            ("/a%23b", Ok("/a%23b")),
+            ("/admin /../public", Err(PathError::Space)),
             ("/a%3Bb", Ok("/a%3Bb")),
             ("/a%3fb", Ok("/a%3Fb")),
             ("/%61dmin", Ok("/admin")),

@@ -426,6 +426,41 @@ async fn a_request_named_two_ways_or_half_named_is_refused() {
     assert_anonymous_ok(&reply);
 }
 
+/// A raw `#` or space in the URI a proxy names is refused, not read past: nginx ends the path
+/// at `#` (so does a backend that drops the fragment), and `/admin/panel#/../../public/x` must not
+/// be decided as `/public/x`, an open route, while nginx and the backend serve `/admin/panel`.
+#[tokio::test]
+async fn a_fragment_or_a_space_in_the_named_uri_is_refused_not_read_past() {
+    let env = Env::start(Options::default()).await;
+    let dev = &env.dev;
+    for (uri, words) in [
+        ("/admin/panel#/../../public/logo.png", "'#'"),
+        ("/admin/panel#x", "'#'"),
+        ("/admin/panel /../../public/logo.png", "spaces"),
+    ] {
+        for key in [None, Some(dev.key.as_str())] {
+            // nginx's auth_request makes a 500 of a 400: the refusal is a 403 there.
+            let reply = ask(&env, "", NGINX, "GET", uri, key, &[]).await;
+            let body = reply.json_with(403);
+            assert_eq!(body["message"], "The request path is not valid", "{uri}");
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains(words)),
+                "{uri}: {body}"
+            );
+            let reply = ask(&env, "", TRAEFIK, "GET", uri, key, &[]).await;
+            let body = reply.json_with(400);
+            assert!(
+                body["error"].as_str().is_some_and(|e| e.contains(words)),
+                "{uri}: {body}"
+            );
+        }
+    }
+    // Encoded, the same characters are a path like any other.
+    let reply = ask(&env, "", NGINX, "GET", "/public/a%23b%20c", None, &[]).await;
+    assert_anonymous_ok(&reply);
+    assert!(env.backend.seen().is_empty(), "forward-auth never forwards");
+}
+
 #[tokio::test]
 async fn a_cookie_borne_change_must_come_from_this_site_behind_a_proxy_too() {
     let env = Env::start(Options::default()).await;

@@ -109,6 +109,25 @@ async fn nginx_auth_request_with_the_example_configuration() {
         "{reply:?}\n{}",
         nginx.log()
     );
+    // nginx ends a path at `#` and serves `/admin/panel` here; its `$request_uri`, which it
+    // names the request by, still holds the rest. Read past the `#`, that would be the open
+    // `/public/logo.png`: it is refused instead, for a caller without a key and for one the
+    // admin route refuses.
+    for key in [None, Some(env.dev.key.as_str())] {
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        let reply = raw_request(
+            front.trim_start_matches("http://").parse().unwrap(),
+            "GET",
+            "/admin/panel#/../../public/logo.png",
+            &headers,
+        )
+        .await;
+        assert!(
+            reply.status == 401 || reply.status == 403,
+            "{reply:?}\n{}",
+            nginx.log()
+        );
+    }
     assert!(
         !env.backend.saw_path("/nowhere") && !env.backend.saw_path("/admin/panel"),
         "refused requests stay out: {:?}",

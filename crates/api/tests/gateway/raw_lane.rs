@@ -301,6 +301,8 @@ struct Client {
     io: TcpStream,
     buf: Vec<u8>,
     closed: bool,
+    /// The version answers must have (HTTP/1.0 only for a client speaking it).
+    version: &'static str,
 }
 
 impl Client {
@@ -309,6 +311,7 @@ impl Client {
             io: TcpStream::connect(addr).await.unwrap(),
             buf: Vec::new(),
             closed: false,
+            version: "HTTP/1.1 ",
         }
     }
 
@@ -395,7 +398,7 @@ impl Client {
     /// Reads an answer's status and headers only.
     async fn head(&mut self) -> Answer {
         let status_line = self.line().await;
-        assert!(status_line.starts_with("HTTP/1.1 "), "{status_line:?}");
+        assert!(status_line.starts_with(self.version), "{status_line:?}");
         let mut headers = Vec::new();
         loop {
             let line = self.line().await;
@@ -952,6 +955,45 @@ fn assert_refused(a: &Answer, status: u16, words: &str) {
     let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(words), "{words:?} in {body}");
+}
+
+/// A target with a fragment (which no request should carry) is read as `Uri` reads it, up to
+/// the `#`, whichever side serves it: the lane (HTTP/1.1) and hyper (HTTP/1.0) give the same
+/// answer, so `/auth#x` is forward-auth and `/healthz#x` Portcullis's own on both.
+#[tokio::test]
+async fn a_fragment_is_cut_off_alike_by_the_lane_and_by_hyper() {
+    let (env, backend) = setup().await;
+    for (target, status, body) in [
+        ("/healthz#x", 200, &br#"{"status":"ok"}"#[..]),
+        ("/raw/length#x", 200, b"hello"),
+        ("/auth#x", 404, b""),
+    ] {
+        let mut lane = Client::connect(env.addr).await;
+        lane.send(&get(target)).await;
+        let a = lane.answer(false).await;
+        let mut hyper = Client::connect(env.addr).await;
+        hyper.version = "HTTP/1.0 ";
+        hyper
+            .send(&format!(
+                "GET {target} HTTP/1.0\r\nHost: portal.example\r\n\r\n"
+            ))
+            .await;
+        let b = hyper.answer(false).await;
+        assert_eq!((a.status, &a.body), (b.status, &b.body), "{target}");
+        assert_eq!(a.status, status, "{target}");
+        if !body.is_empty() {
+            assert_eq!(a.body, body, "{target}");
+        }
+    }
+    // What the backend was asked: the path without its fragment, both times.
+    let targets: Vec<String> = backend
+        .heads
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| h.split_whitespace().nth(1).unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(targets, ["/raw/length", "/raw/length"]);
 }
 
 /// A head hyper's server would refuse with a bare status line and an empty body is refused by
