@@ -182,7 +182,47 @@ fn told_by(name: &str) -> Told {
         | "x-original-uri"
         | "x-original-method"
         | "x-original-host" => Told::ProxyReport,
+        _ if reported_by_a_proxy(name) => Told::ProxyReport,
         _ => Told::Nothing,
+    }
+}
+
+/// Names under which proxies and other authenticating fronts report a request's origin, its
+/// client certificate or its caller: every `X-Forwarded-*` but the three Portcullis sets,
+/// oauth2-proxy's `X-Auth-Request-*`, Authelia's `Remote-*`, the Kubernetes authenticating
+/// proxy's `X-Remote-*`, Grafana's `X-WEBAUTH-USER`, TLS terminators' client certificates,
+/// AWS ALB's `X-Amzn-OIDC-*`, Google IAP's, Cloudflare Access's and authentik's. A backend
+/// moved behind Portcullis from one of them may still believe its names.
+fn reported_by_a_proxy(name: &str) -> bool {
+    const X_PREFIXES: [&str; 7] = [
+        "x-forwarded-",
+        "x-auth-request-",
+        "x-remote-",
+        "x-ssl-client-",
+        "x-amzn-oidc-",
+        "x-goog-authenticated-user-",
+        "x-authentik-",
+    ];
+    // Dispatched on the first letter: most names a request carries are passed over at once.
+    match name.as_bytes().first() {
+        Some(b'x') => {
+            (X_PREFIXES.iter().any(|p| name.starts_with(p))
+                && !matches!(
+                    name,
+                    "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host"
+                ))
+                || matches!(
+                    name,
+                    "x-webauth-user" | "x-client-cert" | "x-goog-iap-jwt-assertion"
+                )
+        }
+        Some(b'r') => matches!(
+            name,
+            "remote-user" | "remote-groups" | "remote-email" | "remote-name"
+        ),
+        Some(b'c') => name.starts_with("cf-access-"),
+        Some(b's') => name == "ssl-client-cert",
+        _ => false,
     }
 }
 
@@ -342,7 +382,37 @@ mod tests {
             ("x-forwarded-port", false, true, false),
             ("x-forwarded-prefix", false, true, false),
             ("x-original-uri", false, true, false),
+            // Other fronts' reports of the caller and its certificate.
+            ("x-forwarded-user", false, true, false),
+            ("x-forwarded-email", false, true, false),
+            ("x-forwarded-groups", false, true, false),
+            ("x-forwarded-access-token", false, true, false),
+            ("x-forwarded-client-cert", false, true, false),
+            ("x-auth-request-user", false, true, false),
+            ("x-auth-request-email", false, true, false),
+            ("remote-user", false, true, false),
+            ("remote-groups", false, true, false),
+            ("x-remote-user", false, true, false),
+            ("x-remote-group", false, true, false),
+            ("x-remote-extra-scopes", false, true, false),
+            ("x-webauth-user", false, true, false),
+            ("x-ssl-client-verify", false, true, false),
+            ("x-ssl-client-s-dn", false, true, false),
+            ("ssl-client-cert", false, true, false),
+            ("x-client-cert", false, true, false),
+            ("x-amzn-oidc-identity", false, true, false),
+            ("x-goog-authenticated-user-email", false, true, false),
+            ("x-goog-iap-jwt-assertion", false, true, false),
+            ("cf-access-authenticated-user-email", false, true, false),
+            ("x-authentik-username", false, true, false),
+            // Names that only look alike pass.
+            ("x-forwardedfor", true, true, true),
+            ("remote-users", true, true, true),
+            ("x-remote", true, true, true),
+            ("cf-ray", true, true, true),
             // set_forwarded's business.
+            ("x-forwarded-proto", true, true, true),
+            ("x-forwarded-host", true, true, true),
             ("x-forwarded-for", true, true, true),
             // Underscores: gone by default; allowed, gone only where they read as ours.
             ("x_portcullis_user", false, false, false),

@@ -778,8 +778,11 @@ async fn cookies_an_http2_client_splits_reach_an_http1_backend_as_one_header() {
 /// Client headers a backend could be misled by, sent on the raw lane (a GET) and through
 /// hyper (a POST with a body); returns what the backend received of each.
 async fn misleading_headers_as_received(env: &Env) -> Vec<Echo> {
-    const SENT: [(&str, &str); 10] = [
+    const SENT: [(&str, &str); 13] = [
         ("x_portcullis_user", "mallory"),
+        ("x-forwarded-user", "mallory"),
+        ("remote-user", "mallory"),
+        ("x-forwarded-client-cert", "By=spiffe://x;URI=spiffe://admin"),
         ("cf-connecting-ip", "6.6.6.6"),
         ("X_Toolforge_User", "mallory"),
         ("x-http-method-override", "DELETE"),
@@ -819,6 +822,9 @@ async fn misleading_client_headers_never_reach_the_backend() {
             "x-real-ip",
             "cf-connecting-ip",
             "x-forwarded-prefix",
+            "x-forwarded-user",
+            "remote-user",
+            "x-forwarded-client-cert",
             "x_custom",
         ] {
             assert!(
@@ -840,6 +846,8 @@ async fn misleading_client_headers_never_reach_the_backend() {
         assert_eq!(echo.all("x-real-ip"), ["6.6.6.6"]);
         assert_eq!(echo.all("cf-connecting-ip"), ["6.6.6.6"]);
         assert_eq!(echo.all("x-forwarded-prefix"), ["/evil"]);
+        assert_eq!(echo.all("x-forwarded-user"), ["mallory"]);
+        assert_eq!(echo.all("remote-user"), ["mallory"]);
         for name in [
             "x_portcullis_user",
             "x-http-method-override",
