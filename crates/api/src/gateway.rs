@@ -92,7 +92,8 @@ impl Default for GatewaySettings {
     }
 }
 
-/// Marks a response the login redirect must leave alone (forward-auth answers).
+/// Marks a response the login redirect must leave alone (forward-auth answers, and a backend's
+/// 401 to a signed-in caller).
 #[derive(Debug, Clone, Copy)]
 pub struct KeepStatus;
 
@@ -686,6 +687,7 @@ pub async fn proxy_request(
         Err(e) => e.into_response(),
     };
     if response.status() == StatusCode::UNAUTHORIZED
+        && response.extensions().get::<KeepStatus>().is_none()
         && let Some(target) = wants_login
     {
         response = crate::routes::login::login_page_redirect(&target);
@@ -866,10 +868,24 @@ async fn proxy_inner(
     };
     // The URI is shared (reference counts), so the request can move on without a copy.
     let uri = parts.uri.clone();
+    let signed_in = admitted.auth.is_some();
     let mut forward = admitted.forward(state, &uri, hop, request_id);
     forward.still_valid = still_valid;
     let upstream = axum::http::Request::from_parts(parts, body);
-    Ok(proxy.forward(upstream, forward).await?)
+    Ok(backend_answer(
+        proxy.forward(upstream, forward).await?,
+        signed_in,
+    ))
+}
+
+/// A backend's answer to a caller. A signed-in caller's 401 is the backend's own refusal, not a
+/// missing sign-in: it reaches the browser as it is (with its `WWW-Authenticate`), rather than a
+/// login redirect that would end the caller's session and bring it back to the same 401.
+fn backend_answer(mut response: Response, signed_in: bool) -> Response {
+    if signed_in && response.status() == StatusCode::UNAUTHORIZED {
+        response.extensions_mut().insert(KeepStatus);
+    }
+    response
 }
 
 /// Whether a `Content-Type` names JSON: `application/json`, or a structured `+json` type
@@ -1140,6 +1156,7 @@ where
                 Ok(Outcome::Sent(_)) => StatusCode::UNAUTHORIZED.into_response(),
             };
             if response.status() == StatusCode::UNAUTHORIZED
+                && response.extensions().get::<KeepStatus>().is_none()
                 && let Some(target) = &wants_login
             {
                 response = crate::routes::login::login_page_redirect(target);
@@ -1192,17 +1209,20 @@ where
     let raw = admitted
         .backend(state)
         .is_some_and(|b| proxy.forwards_raw(b));
+    let signed_in = admitted.auth.is_some();
     let uri = parts.uri.clone();
     let forward = admitted.forward(state, &uri, hop, request_id);
     if !raw {
         let upstream = axum::http::Request::from_parts(parts, Body::empty());
-        return Ok(Outcome::Response(proxy.forward(upstream, forward).await?));
+        let answer = proxy.forward(upstream, forward).await?;
+        return Ok(Outcome::Response(backend_answer(answer, signed_in)));
     }
     let request = portcullis_gateway::proxy::BodilessRequest {
         parts,
         forward,
         client_close,
-        intercept_unauthorized,
+        // A signed-in caller gets the backend's 401 as it is (see `backend_answer`).
+        intercept_unauthorized: intercept_unauthorized && !signed_in,
     };
     Ok(Outcome::Sent(
         proxy.forward_bodiless(request, client, out).await?,

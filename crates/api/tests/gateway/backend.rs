@@ -1,6 +1,7 @@
 //! The backend behind the gateway: an axum server on `127.0.0.1:0` that answers every path with
 //! what it received (method, path, query, every header with all its values, the body length),
-//! (`?set-cookies` adds two `Set-Cookie` headers, one of them Portcullis's session cookie),
+//! (`?set-cookies` adds two `Set-Cookie` headers, one of them Portcullis's session cookie;
+//! `?unauthorized` makes it a 401 with a `Basic` challenge),
 //! plus `/slow` (answers after 3 s), `/big?mb=N` (streams N MiB), `/h2/ticks` (an event
 //! stream: one event, then another 20 s later) and `/upload` (counts a streamed request body
 //! without keeping it). It records the path of every request it serves, so a test
@@ -128,11 +129,20 @@ async fn echo(State(state): State<BackendState>, req: Request) -> Response {
     let mut answer = describe(&req);
     // `?set-cookies`: the answer also tries to set Portcullis's session cookie.
     let set_cookies = req.uri().query() == Some("set-cookies");
+    let req_unauthorized = req.uri().query() == Some("unauthorized");
     match count_body(req.into_body()).await {
         Ok(n) => answer["bodyBytes"] = json!(n),
         Err(e) => answer["bodyError"] = json!(e.to_string()),
     }
     let mut response = Json(answer).into_response();
+    // `?unauthorized`: the backend's own refusal, with its challenge.
+    if req_unauthorized {
+        *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+        response.headers_mut().insert(
+            "www-authenticate",
+            axum::http::HeaderValue::from_static("Basic realm=\"backend\""),
+        );
+    }
     if set_cookies {
         for cookie in ["sid=chosen-by-the-backend; Path=/", "theme=dark"] {
             response

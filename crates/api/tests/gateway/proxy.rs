@@ -782,7 +782,10 @@ async fn misleading_headers_as_received(env: &Env) -> Vec<Echo> {
         ("x_portcullis_user", "mallory"),
         ("x-forwarded-user", "mallory"),
         ("remote-user", "mallory"),
-        ("x-forwarded-client-cert", "By=spiffe://x;URI=spiffe://admin"),
+        (
+            "x-forwarded-client-cert",
+            "By=spiffe://x;URI=spiffe://admin",
+        ),
         ("cf-connecting-ip", "6.6.6.6"),
         ("X_Toolforge_User", "mallory"),
         ("x-http-method-override", "DELETE"),

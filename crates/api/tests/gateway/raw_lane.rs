@@ -653,6 +653,68 @@ async fn a_browser_meeting_a_backend_401_is_sent_to_the_login_page() {
     assert_eq!((a.status, a.text().as_str()), (401, "nope"));
 }
 
+/// A signed-in browser meeting a backend's own 401 sees that 401, challenge and all: sending
+/// it to the login page (and clearing its session cookie) would sign it out of every
+/// application for one backend's refusal, and bring it back to the same 401 after signing in.
+/// On the lane with the raw exchange, through hyper's server, and to an HTTP/2 backend.
+#[tokio::test]
+async fn a_signed_in_browser_meeting_a_backend_401_keeps_its_session_and_sees_the_401() {
+    let (env, _backend) = setup().await;
+    let sid = crate::support::session_cookie(&env).await;
+    let ask = |target: &str, version: &str, cookie: Option<&str>| {
+        let cookie = cookie.map_or_else(String::new, |sid| format!("Cookie: sid={sid}\r\n"));
+        format!(
+            "GET {target} {version}\r\nHost: portal.example\r\nAccept: text/html\r\n{cookie}\r\n"
+        )
+    };
+    for (target, version) in [
+        ("/raw/unauthorized", "HTTP/1.1"),
+        ("/raw/unauthorized", "HTTP/1.0"),
+        ("/h2/x?unauthorized", "HTTP/1.1"),
+        ("/h2/x?unauthorized", "HTTP/1.0"),
+    ] {
+        let mut c = Client::connect(env.addr).await;
+        if version == "HTTP/1.0" {
+            c.version = "HTTP/1.0 ";
+        }
+        c.send(&ask(target, version, Some(&sid))).await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, 401, "{target} {version}: {a:?}");
+        assert!(
+            a.header("set-cookie").is_none(),
+            "{target} {version}: {a:?}"
+        );
+        assert!(a.header("location").is_none(), "{target} {version}: {a:?}");
+        if target.starts_with("/h2") {
+            assert_eq!(
+                a.header("www-authenticate"),
+                Some("Basic realm=\"backend\"")
+            );
+        } else {
+            assert_eq!(a.text(), "nope");
+        }
+    }
+    // Without a session the backend's 401 still sends a browser to sign in (/h2/* needs a
+    // signed-in caller: there Portcullis refuses first).
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut c = Client::connect(env.addr).await;
+        if version == "HTTP/1.0" {
+            c.version = "HTTP/1.0 ";
+        }
+        c.send(&ask("/raw/unauthorized", version, None)).await;
+        let a = c.answer(false).await;
+        assert_eq!(a.status, 302, "{version}: {a:?}");
+        assert_eq!(
+            a.header("location"),
+            Some("/web-login?redirect=/raw/unauthorized")
+        );
+    }
+    // The session still opens what it opened.
+    let mut c = Client::connect(env.addr).await;
+    c.send(&ask("/h2/x", "HTTP/1.1", Some(&sid))).await;
+    assert_eq!(c.answer(false).await.status, 200);
+}
+
 #[tokio::test]
 async fn a_backend_cannot_set_portcullis_cookies() {
     let (env, _backend) = setup().await;
