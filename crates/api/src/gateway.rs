@@ -1355,11 +1355,28 @@ async fn forward_auth_inner(
     };
     // The call itself is a GET whatever the client did: the cross-site check a cookie-borne
     // request that changes something must pass is made on the original method, at the host
-    // the client asked for.
-    if auth.is_some()
-        && !original_method
-            .as_ref()
-            .is_some_and(axum::http::Method::is_safe)
+    // the client asked for; so is the one a cookie-borne websocket handshake (a GET) must
+    // pass, known by its `Sec-WebSocket-Key`, an end-to-end header the proxies pass on where
+    // they drop `Upgrade`.
+    let cookie_use = if !original_method
+        .as_ref()
+        .is_some_and(axum::http::Method::is_safe)
+    {
+        Some(crate::auth::CookieUse::Change)
+    } else if parts.headers.contains_key(header::SEC_WEBSOCKET_KEY)
+        || parts.headers.get_all(header::UPGRADE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+            })
+        })
+    {
+        Some(crate::auth::CookieUse::Websocket)
+    } else {
+        None
+    };
+    if let Some(cookie_use) = cookie_use
+        && auth.is_some()
         && matches!(
             crate::auth::presented(&parts.headers),
             Some(crate::auth::Presented::Cookie(_))
@@ -1369,7 +1386,7 @@ async fn forward_auth_inner(
             &parts.headers,
             original.host.as_deref(),
             &state.web.public_url,
-            crate::auth::CookieUse::Change,
+            cookie_use,
         )?;
     }
     let context = auth.as_ref().and_then(|a| caller_context(state, a));

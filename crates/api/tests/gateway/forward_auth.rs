@@ -538,6 +538,53 @@ async fn a_cookie_borne_change_must_come_from_this_site_behind_a_proxy_too() {
     )
     .await;
     assert_identity(&reply, &env.dev);
+    // A websocket handshake is a GET, and the cookie goes with it from a page of a sibling
+    // host (same site): it must come from this site too (cross-site websocket hijacking), told
+    // by its Sec-WebSocket-Key (nginx and Traefik drop Upgrade) or its Upgrade.
+    let websocket = |origin: String, mark: (&'static str, &'static str)| {
+        let cookie = cookie.clone();
+        let env = &env;
+        async move {
+            env.get(
+                "/auth",
+                None,
+                &[
+                    ("x-original-uri", "/draining/socket"),
+                    ("x-original-method", "GET"),
+                    ("cookie", &cookie),
+                    ("origin", &origin),
+                    mark,
+                ],
+            )
+            .await
+        }
+    };
+    for mark in [
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("upgrade", "websocket"),
+    ] {
+        let reply = websocket("https://evil.example".into(), mark).await;
+        assert_error_mentions(&reply, 403, &["cross-site websocket"]);
+        let reply = websocket(format!("http://{host}"), mark).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.header("x-portcullis-user"), Some("carol"));
+    }
+    // Behind Traefik, at the host the client asked for.
+    let reply = env
+        .get(
+            "/auth",
+            None,
+            &[
+                ("x-forwarded-uri", "/draining/socket"),
+                ("x-forwarded-method", "GET"),
+                ("x-forwarded-host", "portal.example"),
+                ("cookie", &cookie),
+                ("origin", "https://evil.example"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+        )
+        .await;
+    assert_error_mentions(&reply, 403, &["cross-site websocket"]);
 }
 
 #[tokio::test]

@@ -227,6 +227,16 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     let reply = send(Method::POST, "/upload", &own).await;
     assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
     assert_eq!(Echo(reply.json()).all("x-portcullis-user"), ["carol"]);
+    // So must a websocket handshake it carries (a GET the proxy names by its
+    // Sec-WebSocket-Key), or a page of a sibling host could act as the user over it.
+    let key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let reply = send(Method::GET, "/sites/socket", &[evil[0], evil[1], key]).await;
+    assert_eq!(reply.status, 403, "{reply:?}\n{}", log());
+    if !own_refusals {
+        assert_error_mentions(&reply, 403, &["cross-site websocket"]);
+    }
+    let reply = send(Method::GET, "/sites/socket", &[own[0], own[1], key]).await;
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
 
     // A path that climbs out of an open route is decided where it lands, however the proxy
     // passes it on (normalised, or as sent for Portcullis to normalise).
@@ -257,7 +267,8 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
             "GET /api/jobs",
             "GET /public/logo.png",
             "GET /sites/wiki",
-            "POST /upload"
+            "POST /upload",
+            "GET /sites/socket"
         ],
         "refused requests stay out"
     );
