@@ -1391,8 +1391,16 @@ async fn forward_auth_inner(
     }
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     if state.rbac.routes().is_some() {
-        let verdict = match axum::http::Method::from_bytes(original.method.as_bytes()) {
-            Ok(method) => decide_cached(
+        // The proxy forwards the target as the client sent it: one it could read otherwise
+        // than the decision would is refused, before the verdict cache (which the gateway's
+        // own, normalised, requests share) is asked.
+        let named = portcullis_authz::route_match::check_named_uri(&original.uri);
+        let verdict = match (
+            named,
+            axum::http::Method::from_bytes(original.method.as_bytes()),
+        ) {
+            (Err(e), _) => Arc::new(crate::rbac::routes::RouteVerdict::bad_path(&e)),
+            (Ok(()), Ok(method)) => decide_cached(
                 state,
                 context.as_ref(),
                 &method,
@@ -1401,7 +1409,7 @@ async fn forward_auth_inner(
                 None,
             )?,
             // Not a method token: decided as it is, without the cache.
-            Err(_) => Arc::new(
+            (Ok(()), Err(_)) => Arc::new(
                 decide(
                     state,
                     context.as_ref().map(|c| &c.caller),

@@ -38,6 +38,53 @@ pub enum PathError {
     /// A raw space: no request line can carry one, so a path naming one was not a request's.
     #[error("spaces are not allowed in paths; encode them as %20")]
     Space,
+    /// A `.` or `..` segment (in any spelling) in a path a proxy names ([`check_named_uri`]).
+    #[error(
+        "'.' and '..' segments are not allowed in a path a proxy names: the proxy passes it on \
+         as sent, and backends resolve them differently or not at all"
+    )]
+    DotSegment,
+}
+
+/// Checks a request target a front proxy names for forward-auth (nginx's `X-Original-URI`,
+/// Traefik's `X-Forwarded-Uri`, Envoy's path under the prefix) beyond what [`normalize_path`]
+/// refuses. The gateway forwards the path it normalised, but a proxy forwards the target as the
+/// client sent it, so the decision must not rest on a reading the backend may not share: a dot
+/// segment (`.`, `..`, `%2e%2e`) is refused, as Express-style routers keep them and others
+/// resolve them against empty segments differently; so is a raw `#` or space anywhere,
+/// the query included (a backend ends the query at `#`).
+pub fn check_named_uri(uri: &str) -> Result<(), PathError> {
+    if uri.contains('#') {
+        return Err(PathError::Fragment);
+    }
+    if uri.contains(' ') {
+        return Err(PathError::Space);
+    }
+    let path = uri.split_once('?').map_or(uri, |(p, _)| p);
+    if path.split('/').any(is_dot_segment) {
+        return Err(PathError::DotSegment);
+    }
+    Ok(())
+}
+
+/// Whether a segment is `.` or `..`, each dot raw or as `%2e` / `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    let (mut dots, mut i) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'.' {
+            i += 1;
+        } else if bytes[i] == b'%'
+            && bytes.get(i + 1) == Some(&b'2')
+            && matches!(bytes.get(i + 2), Some(b'e' | b'E'))
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 fn unreserved(b: u8) -> bool {
@@ -323,6 +370,31 @@ impl<T> RouteTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_uri_table() {
+        let table = [
+            ("/", Ok(())),
+            ("/a/b?x=1", Ok(())),
+            ("/a//b", Ok(())),
+            ("/a/.hidden/...", Ok(())),
+            ("/a/b?x=../y", Ok(())),
+            ("/a/%2e%2e%2e", Ok(())),
+            ("/admin/../public", Err(PathError::DotSegment)),
+            ("/admin/./x", Err(PathError::DotSegment)),
+            ("/admin/%2e%2e/public", Err(PathError::DotSegment)),
+            ("/admin/%2E./public", Err(PathError::DotSegment)),
+            ("/admin/.%2e", Err(PathError::DotSegment)),
+            ("/admin//../public", Err(PathError::DotSegment)),
+            ("/admin/..", Err(PathError::DotSegment)),
+            ("/x?force=true#", Err(PathError::Fragment)),
+            ("/x#y", Err(PathError::Fragment)),
+            ("/x?a=b c", Err(PathError::Space)),
+        ];
+        for (uri, want) in table {
+            assert_eq!(check_named_uri(uri), want, "{uri}");
+        }
+    }
 
     #[test]
     fn normalisation_table() {

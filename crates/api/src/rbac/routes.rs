@@ -128,6 +128,24 @@ pub struct RouteVerdict {
     pub params: std::collections::HashMap<String, String>,
 }
 
+impl RouteVerdict {
+    /// The refusal of a path that does not normalise (400, Rönd's shape).
+    pub fn bad_path(err: &portcullis_authz::route_match::PathError) -> Self {
+        Self {
+            status: 400,
+            result: "BAD_PATH",
+            route: None,
+            template: None,
+            backend: None,
+            path: None,
+            denied_by: None,
+            body: Some(route_rules::bad_path_body(err)),
+            explanation: Value::Null,
+            params: Default::default(),
+        }
+    }
+}
+
 struct Checks<'a> {
     rbac: &'a Rbac,
     caller: Option<&'a RouteCaller>,
@@ -195,9 +213,7 @@ impl Rbac {
                     Some(route_rules::not_found_body(&request.method, raw_path)),
                 );
             }
-            Err(RouteLookupError::BadPath(e)) => {
-                return verdict(400, "BAD_PATH", Some(route_rules::bad_path_body(&e)));
-            }
+            Err(RouteLookupError::BadPath(e)) => return RouteVerdict::bad_path(&e),
         };
         let rule = matched.rule;
         let org = caller

@@ -426,17 +426,29 @@ async fn a_request_named_two_ways_or_half_named_is_refused() {
     assert_anonymous_ok(&reply);
 }
 
-/// A raw `#` or space in the URI a proxy names is refused, not read past: nginx ends the path
-/// at `#` (so does a backend that drops the fragment), and `/admin/panel#/../../public/x` must not
-/// be decided as `/public/x`, an open route, while nginx and the backend serve `/admin/panel`.
+/// A URI a proxy names is refused where the proxy or the backend could read it otherwise than
+/// the decision would, since the proxy forwards it as the client sent it:
+/// - a raw `#`: nginx ends the path there (so does a backend that drops the fragment), and
+///   `/admin/panel#/../../public/x` must not be decided as `/public/x`, an open route, while
+///   nginx and the backend serve `/admin/panel`; in the query, `?force=true#` is `force=true`
+///   to the backend;
+/// - a raw space;
+/// - a dot segment in any spelling: a router that keeps them serves `/admin/panel/../../x`
+///   from its `/admin/*` handler, and `/admin//../x` is `/admin/x` to RFC 3986.
 #[tokio::test]
-async fn a_fragment_or_a_space_in_the_named_uri_is_refused_not_read_past() {
+async fn a_named_uri_other_servers_could_read_otherwise_is_refused() {
     let env = Env::start(Options::default()).await;
     let dev = &env.dev;
+    let dots = "segments are not allowed";
     for (uri, words) in [
         ("/admin/panel#/../../public/logo.png", "'#'"),
         ("/admin/panel#x", "'#'"),
+        ("/public/logo.png?force=true#", "'#'"),
         ("/admin/panel /../../public/logo.png", "spaces"),
+        ("/admin/panel/../../public/logo.png", dots),
+        ("/admin/panel/%2e%2e/%2E%2E/public/logo.png", dots),
+        ("/admin//../public/logo.png", dots),
+        ("/public/./logo.png", dots),
     ] {
         for key in [None, Some(dev.key.as_str())] {
             // nginx's auth_request makes a 500 of a 400: the refusal is a 403 there.
@@ -455,9 +467,24 @@ async fn a_fragment_or_a_space_in_the_named_uri_is_refused_not_read_past() {
             );
         }
     }
-    // Encoded, the same characters are a path like any other.
-    let reply = ask(&env, "", NGINX, "GET", "/public/a%23b%20c", None, &[]).await;
-    assert_anonymous_ok(&reply);
+    // Envoy names the request with the path under the prefix, as the client sent it.
+    for target in [
+        "/auth/admin/panel/../../public/logo.png",
+        "/auth/admin/panel/%2e%2e/%2e%2e/public/logo.png",
+    ] {
+        let reply = raw_request(env.addr, "GET", target, &[]).await;
+        assert_eq!(reply.status, 400, "{target}: {reply:?}");
+    }
+    // Encoded, the same characters are a path like any other; so are dots in a name, and a
+    // dot segment in the query.
+    for uri in [
+        "/public/a%23b%20c",
+        "/public/.well-known/...",
+        "/public/x?next=../y",
+    ] {
+        let reply = ask(&env, "", NGINX, "GET", uri, None, &[]).await;
+        assert_anonymous_ok(&reply);
+    }
     assert!(env.backend.seen().is_empty(), "forward-auth never forwards");
 }
 

@@ -111,22 +111,29 @@ async fn nginx_auth_request_with_the_example_configuration() {
     );
     // nginx ends a path at `#` and serves `/admin/panel` here; its `$request_uri`, which it
     // names the request by, still holds the rest. Read past the `#`, that would be the open
-    // `/public/logo.png`: it is refused instead, for a caller without a key and for one the
-    // admin route refuses.
-    for key in [None, Some(env.dev.key.as_str())] {
-        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
-        let reply = raw_request(
-            front.trim_start_matches("http://").parse().unwrap(),
-            "GET",
-            "/admin/panel#/../../public/logo.png",
-            &headers,
-        )
-        .await;
-        assert!(
-            reply.status == 401 || reply.status == 403,
-            "{reply:?}\n{}",
-            nginx.log()
-        );
+    // `/public/logo.png`: it is refused instead. So is a path with dot segments, which nginx
+    // passes to the backend as sent (a router that keeps them serves its `/admin/*` handler):
+    // for a caller without a key and for one the admin route refuses.
+    for target in [
+        "/admin/panel#/../../public/logo.png",
+        "/admin/panel/../../public/logo.png",
+        "/admin/panel/%2e%2e/%2e%2e/public/logo.png",
+    ] {
+        for key in [None, Some(env.dev.key.as_str())] {
+            let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+            let reply = raw_request(
+                front.trim_start_matches("http://").parse().unwrap(),
+                "GET",
+                target,
+                &headers,
+            )
+            .await;
+            assert!(
+                reply.status == 401 || reply.status == 403,
+                "{target}: {reply:?}\n{}",
+                nginx.log()
+            );
+        }
     }
     assert!(
         !env.backend.saw_path("/nowhere") && !env.backend.saw_path("/admin/panel"),
