@@ -54,6 +54,7 @@ async fn envoy_ext_authz_with_the_example_configuration() {
     behind_a_front_proxy(&env, port, &proxy, false).await;
     // The example uses no setting Envoy is about to remove.
     assert!(!proxy.log().contains("Deprecated field"), "{}", proxy.log());
+    logins_are_limited_by_the_clients_address(&env, port, &proxy).await;
     fails_closed(&mut env, port, &proxy).await;
 }
 
@@ -105,6 +106,7 @@ async fn traefik_forward_auth_with_the_example_configuration() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     behind_a_front_proxy(&env, port, &proxy, false).await;
+    logins_are_limited_by_the_clients_address(&env, port, &proxy).await;
     fails_closed(&mut env, port, &proxy).await;
 }
 
@@ -271,6 +273,57 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
             "GET /sites/socket"
         ],
         "refused requests stay out"
+    );
+}
+
+/// Sign-ins through the proxy are limited by the client's own address (30 a minute), which the
+/// proxy appends to `X-Forwarded-For`: one a client makes up, a new one on every attempt, does
+/// not open a new allowance.
+pub async fn logins_are_limited_by_the_clients_address(env: &Env, port: u16, proxy: &External) {
+    let front = format!("http://127.0.0.1:{port}");
+    let page = env.send(env.http.get(format!("{front}/web-login"))).await;
+    assert_eq!(page.status, 200, "{page:?}\n{}", proxy.log());
+    let cookie = page
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("pcl_csrf="))
+        .and_then(|v| v.split(';').next())
+        .expect("a pcl_csrf cookie")
+        .to_owned();
+    let field = page
+        .text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_owned();
+    let mut statuses = Vec::new();
+    for i in 0..31 {
+        let reply = env
+            .send(
+                env.http
+                    .post(format!("{front}/web-login"))
+                    .header("cookie", format!("pcl_csrf={cookie}"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("x-forwarded-for", format!("198.51.100.{i}"))
+                    .body(format!(
+                        "email=nobody%40example.com&password=wrong&redirect=%2F&csrf={field}"
+                    )),
+            )
+            .await;
+        statuses.push(reply.status);
+    }
+    // The suite's own sign-ins from this address count too: the limit comes at the 31st or
+    // before, and stays.
+    let first = statuses.iter().position(|s| *s == 429);
+    assert!(
+        first
+            .is_some_and(|i| statuses[..i].iter().all(|s| *s == 401)
+                && statuses[i..].iter().all(|s| *s == 429)),
+        "{statuses:?}\n{}",
+        proxy.log()
     );
 }
 

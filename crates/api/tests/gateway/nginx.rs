@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::external::{External, example, filled, program};
-use crate::front_proxies::{behind_a_front_proxy, fails_closed};
+use crate::front_proxies::{
+    behind_a_front_proxy, fails_closed, logins_are_limited_by_the_clients_address,
+};
 use crate::support::*;
 
 async fn start_nginx(binary: &Path, port: u16, portcullis: u16, backend: u16) -> External {
@@ -140,5 +142,6 @@ async fn nginx_auth_request_with_the_example_configuration() {
         "refused requests stay out: {:?}",
         env.backend.seen()
     );
+    logins_are_limited_by_the_clients_address(&env, port, &nginx).await;
     fails_closed(&mut env, port, &nginx).await;
 }
