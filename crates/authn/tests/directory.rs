@@ -130,3 +130,65 @@ async fn keys_expire_by_the_clock_they_are_checked_with() {
         );
     }
 }
+
+/// A connection that outlives its request (a websocket) is checked with
+/// `session_still_live`: it must end where a request with the session would be refused.
+#[tokio::test]
+async fn a_session_outliving_its_request_ends_where_a_request_would_be_refused() {
+    use portcullis_model::SessionId;
+    use portcullis_store::{SessionRecord, SessionStage};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
+        .await
+        .unwrap();
+    let boot = api_key::generate("bootstrap", None, None).unwrap();
+    let admin = BootstrapAdmin {
+        email: "admin@localhost".into(),
+        username: "admin".into(),
+        key: boot.record,
+    };
+    store.bootstrap(&admin).await.unwrap().unwrap();
+    let (directory, _feed) = Directory::load(&store).await.unwrap();
+    let user = directory
+        .authenticate_api_key(&boot.secret, now())
+        .expect("bootstrap key works")
+        .user
+        .id;
+    let t0 = now();
+    // (stage, idle limit, checked this long after the last request, still live)
+    let table = [
+        (SessionStage::Active, None, 0, true),
+        (SessionStage::Active, None, 3_600_000, true),
+        (SessionStage::Active, Some(60_000), 60_000, true),
+        (SessionStage::Active, Some(60_000), 60_001, false),
+        (SessionStage::Active, None, 86_400_000, false),
+        (SessionStage::PasswordChange, None, 0, false),
+        (SessionStage::MfaEnrollment, None, 0, false),
+    ];
+    for (stage, idle_ms, after, live) in table {
+        let record = SessionRecord {
+            id: SessionId::new(),
+            user_id: user,
+            org_id: None,
+            stage,
+            created_at: t0,
+            expires_at: t0 + 86_400_000,
+            idle_ms,
+            last_seen_at: t0,
+            revoked_at: None,
+            client: String::new(),
+        };
+        directory.session_opened(&record).await;
+        assert_eq!(
+            directory.session_still_live(record.id, t0 + after),
+            live,
+            "{stage:?}, idle {idle_ms:?}, {after} ms on"
+        );
+        assert_eq!(
+            directory
+                .session_principal(record.id, t0 + after)
+                .is_some(),
+            live
+        );
+    }
+}

@@ -210,14 +210,19 @@ impl Directory {
     }
 
     /// Whether session `id` is still good at `now` as this replica knows it right now: in
-    /// memory, not revoked, before its end, its user active somewhere. For connections that
-    /// outlive their request (websockets), checked periodically without the store.
+    /// memory, not revoked, before its end, not idle past its limit, past its forced steps
+    /// (a password change, MFA enrollment), its user active somewhere: what a request would
+    /// need. For connections that outlive their request (websockets), checked periodically
+    /// without the store. Traffic on such a connection is not a request: an org's idle logout
+    /// ends it as it ends the session (an open terminal left alone keeps pinging).
     pub fn session_still_live(&self, id: SessionId, now: i64) -> bool {
         let Some(entry) = self.sessions.get(&id) else {
             return false;
         };
         !entry.revoked.load(Ordering::Acquire)
             && now < entry.expires_at
+            && !entry.idle_at(now)
+            && entry.stage == SessionStage::Active
             && self.users.get(&entry.user_id).is_some_and(|u| {
                 u.memberships
                     .values()
