@@ -185,9 +185,7 @@ async fn a_session_outliving_its_request_ends_where_a_request_would_be_refused()
             "{stage:?}, idle {idle_ms:?}, {after} ms on"
         );
         assert_eq!(
-            directory
-                .session_principal(record.id, t0 + after)
-                .is_some(),
+            directory.session_principal(record.id, t0 + after).is_some(),
             live
         );
     }

@@ -1,5 +1,6 @@
 //! Request paths and route templates. A path is normalised once, before any matching: unreserved
-//! characters are percent-decoded (`%2e` becomes `.`), other escapes are kept in upper case, dot
+//! characters are percent-decoded (`%2e` becomes `.`), other escapes are kept in upper case and
+//! characters outside ASCII are written as the escapes of their UTF-8 bytes, dot
 //! segments are resolved and repeated slashes collapse. An encoded slash or backslash (`%2F`,
 //! `%5C`) is refused: a backend that decodes it would see a different path than the one decided
 //! on; so are a raw backslash, a raw `;` (path parameters) and a raw `#` (a fragment), which some
@@ -141,9 +142,16 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 decoded.push_str(&format!("%{v:02X}"));
             }
             i += 3;
+        } else if b.is_ascii() {
+            decoded.push(b as char);
+            i += 1;
         } else {
+            // Outside ASCII, as the escapes of its UTF-8 bytes: `/wiki/Ü` and `/wiki/%C3%9C`
+            // are one path to a backend, so they must be one to the rules.
             let ch_len = raw[i..].chars().next().map_or(1, char::len_utf8);
-            decoded.push_str(&raw[i..i + ch_len]);
+            for byte in &bytes[i..i + ch_len] {
+                decoded.push_str(&format!("%{byte:02X}"));
+            }
             i += ch_len;
         }
     }
@@ -425,7 +433,8 @@ mod tests {
             ("/%61dmin", Ok("/admin")),
             ("/Admin", Ok("/Admin")),
             ("/a%20b", Ok("/a%20b")),
-            ("/caf\u{e9}", Ok("/caf\u{e9}")),
+            ("/caf\u{e9}", Ok("/caf%C3%A9")),
+            ("/caf%c3%a9", Ok("/caf%C3%A9")),
             ("admin", Err(PathError::NotAbsolute)),
             ("/a%2", Err(PathError::BadEscape(2))),
             ("/a%zz", Err(PathError::BadEscape(2))),

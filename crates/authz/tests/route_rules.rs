@@ -413,6 +413,7 @@ fn hostile_table_rules() -> RouteRules {
         {"path": "/public/*", "auth": "none", "backend": "public"},
         {"path": "/api/{tenant}/items", "methods": ["GET"], "backend": "items"},
         {"path": "/api/acme/items", "methods": ["GET"], "backend": "acme-items"},
+        {"path": "/wiki/\u{dc}bersicht", "groups": "groups.admin", "backend": "wiki-index"},
         {"path": "/*", "auth": "none", "backend": "catch-all"}
     ]))
     .unwrap()
@@ -422,7 +423,7 @@ fn hostile_table_rules() -> RouteRules {
 fn no_spelling_reaches_a_rule_its_normalised_path_would_not() {
     let rules = hostile_table_rules();
     let bad = Err("400");
-    let table: [(&str, &str, Result<&str, &str>); 31] = [
+    let table: [(&str, &str, Result<&str, &str>); 35] = [
         ("GET", "/admin", Ok("admin")),
         ("GET", "/public/x", Ok("public")),
         ("GET", "/a/../admin", Ok("admin")),
@@ -455,6 +456,11 @@ fn no_spelling_reaches_a_rule_its_normalised_path_would_not() {
         ("GET", "/api/%61cme/items", Ok("acme-items")),
         ("GET", "/api/acme/items", Ok("acme-items")),
         ("POST", "/api/acme/items", Ok("catch-all")),
+        // Outside ASCII, raw or escaped (either case), a path is one path.
+        ("GET", "/wiki/\u{dc}bersicht", Ok("wiki-index")),
+        ("GET", "/wiki/%C3%9Cbersicht", Ok("wiki-index")),
+        ("GET", "/wiki/%c3%9cbersicht", Ok("wiki-index")),
+        ("GET", "/wiki/%C3%9Cbersicht2", Ok("catch-all")),
         // HEAD is GET without a body: it is decided by the GET rule, not the public catch-all.
         ("HEAD", "/api/acme/items", Ok("acme-items")),
     ];
