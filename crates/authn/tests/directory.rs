@@ -10,23 +10,49 @@ fn now() -> i64 {
     portcullis_store::now_millis()
 }
 
-#[tokio::test]
-async fn keys_and_memberships_follow_the_store() {
+/// A store in a directory of its own, bootstrapped with an admin and its key.
+struct Booted {
+    _dir: tempfile::TempDir,
+    store: Store,
+    org: portcullis_store::OrgRecord,
+    /// The admin key's secret.
+    secret: String,
+}
+
+/// A fresh store with its admin, whose key expires at `expiry` (ms) when given.
+async fn booted(expiry: Option<i64>) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
         .await
         .unwrap();
-    let boot = api_key::generate("bootstrap", None, None).unwrap();
+    let boot =
+        api_key::generate("bootstrap", None, expiry.map(portcullis_model::Timestamp)).unwrap();
     let admin = BootstrapAdmin {
         email: "admin@localhost".into(),
         username: "admin".into(),
         key: boot.record,
     };
     let (org, _) = store.bootstrap(&admin).await.unwrap().unwrap();
+    Booted {
+        _dir: dir,
+        store,
+        org,
+        secret: boot.secret,
+    }
+}
+
+#[tokio::test]
+async fn keys_and_memberships_follow_the_store() {
+    let Booted {
+        _dir,
+        store,
+        org,
+        secret,
+    } = booted(None).await;
     let (directory, feed) = Directory::load(&store).await.unwrap();
 
     let principal = directory
-        .authenticate_api_key(&boot.secret, now())
+        .authenticate_api_key(&secret, now())
         .expect("bootstrap key works");
     assert_eq!(principal.user.email, "admin@localhost");
     assert!(
@@ -102,20 +128,14 @@ async fn keys_and_memberships_follow_the_store() {
 
 #[tokio::test]
 async fn keys_expire_by_the_clock_they_are_checked_with() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
-        .await
-        .unwrap();
     // An hour from now, by the clock the server is given (not the machine's).
     let expiry = now() + 3_600_000;
-    let boot =
-        api_key::generate("bootstrap", None, Some(portcullis_model::Timestamp(expiry))).unwrap();
-    let admin = BootstrapAdmin {
-        email: "admin@localhost".into(),
-        username: "admin".into(),
-        key: boot.record,
-    };
-    store.bootstrap(&admin).await.unwrap().unwrap();
+    let Booted {
+        _dir,
+        store,
+        secret,
+        ..
+    } = booted(Some(expiry)).await;
     let (directory, _feed) = Directory::load(&store).await.unwrap();
     for (at, works) in [
         (now(), true),
@@ -124,7 +144,7 @@ async fn keys_expire_by_the_clock_they_are_checked_with() {
         (expiry + 86_400_000, false),
     ] {
         assert_eq!(
-            directory.authenticate_api_key(&boot.secret, at).is_some(),
+            directory.authenticate_api_key(&secret, at).is_some(),
             works,
             "at {at} (expiry {expiry})"
         );
@@ -137,20 +157,15 @@ async fn keys_expire_by_the_clock_they_are_checked_with() {
 async fn a_session_outliving_its_request_ends_where_a_request_would_be_refused() {
     use portcullis_model::SessionId;
     use portcullis_store::{SessionRecord, SessionStage};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/d.db", dir.path().display()))
-        .await
-        .unwrap();
-    let boot = api_key::generate("bootstrap", None, None).unwrap();
-    let admin = BootstrapAdmin {
-        email: "admin@localhost".into(),
-        username: "admin".into(),
-        key: boot.record,
-    };
-    store.bootstrap(&admin).await.unwrap().unwrap();
+    let Booted {
+        _dir,
+        store,
+        secret,
+        ..
+    } = booted(None).await;
     let (directory, _feed) = Directory::load(&store).await.unwrap();
     let user = directory
-        .authenticate_api_key(&boot.secret, now())
+        .authenticate_api_key(&secret, now())
         .expect("bootstrap key works")
         .user
         .id;
