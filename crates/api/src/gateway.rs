@@ -481,11 +481,42 @@ fn still_valid(
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let headers = parts.headers.clone();
+    // A session idle as this replica knows it is read from the store once before the
+    // connection is ended: another replica may have served its requests.
+    let reread = Arc::new(std::sync::atomic::AtomicU8::new(REREAD_NONE));
     std::sync::Arc::new(move || {
+        use std::sync::atomic::Ordering;
         let principal = match &held {
-            Held::Session(id) => state
-                .directory
-                .session_principal(*id, state.clock.now_millis()),
+            Held::Session(id) => {
+                match state.directory.session_watch(*id, state.clock.now_millis()) {
+                    portcullis_authn::SessionWatch::Live(principal) => {
+                        reread.store(REREAD_NONE, Ordering::Relaxed);
+                        Some(principal)
+                    }
+                    portcullis_authn::SessionWatch::Ended => None,
+                    portcullis_authn::SessionWatch::IdleHere => {
+                        match reread.compare_exchange(
+                            REREAD_NONE,
+                            REREAD_ASKED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            // Kept until the store has answered (the next checks).
+                            Ok(_) => {
+                                let (state, id, reread) = (state.clone(), *id, reread.clone());
+                                tokio::spawn(async move {
+                                    let _ = state.directory.load_session(&state.store, id).await;
+                                    reread.store(REREAD_DONE, Ordering::Release);
+                                });
+                                return true;
+                            }
+                            Err(REREAD_ASKED) => return true,
+                            // Read again and still idle: over.
+                            Err(_) => None,
+                        }
+                    }
+                }
+            }
             Held::Key(key) => state
                 .directory
                 .authenticate_api_key(key, state.clock.now_millis())
@@ -508,6 +539,11 @@ fn still_valid(
             .is_ok_and(|verdict| verdict.status == 200)
     })
 }
+
+/// Where a websocket's watcher is with reading its idle-looking session from the store.
+const REREAD_NONE: u8 = 0;
+const REREAD_ASKED: u8 = 1;
+const REREAD_DONE: u8 = 2;
 
 /// Decides one request against the route rules.
 fn decide(
@@ -1399,7 +1435,11 @@ async fn forward_auth_inner(
             named,
             axum::http::Method::from_bytes(original.method.as_bytes()),
         ) {
-            (Err(e), _) => Arc::new(crate::rbac::routes::RouteVerdict::bad_path(&e)),
+            (Err(e), _) => {
+                let verdict = crate::rbac::routes::RouteVerdict::bad_path(&e);
+                crate::observability::gateway_decision(verdict.result);
+                Arc::new(verdict)
+            }
             (Ok(()), Ok(method)) => decide_cached(
                 state,
                 context.as_ref(),

@@ -26,6 +26,21 @@ async fn fresh_database() -> Option<(String, String, String)> {
 }
 
 fn config(url: &str) -> ServerConfig {
+    config_with(
+        url,
+        portcullis_model::Clock::system(),
+        Default::default(),
+        "",
+    )
+}
+
+/// [`config`] with a clock, gateway settings and route rules (YAML) of the test's choosing.
+fn config_with(
+    url: &str,
+    clock: portcullis_model::Clock,
+    gateway: portcullis_api::gateway::GatewaySettings,
+    routes: &str,
+) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: url.to_owned(),
@@ -33,15 +48,23 @@ fn config(url: &str) -> ServerConfig {
         admin_api_key: Some("replica-test-admin-key-0123456789abcdef".into()),
         activity_flush_interval: Duration::from_secs(1),
         tls: None,
-        gateway: Default::default(),
+        gateway,
         // Replicas of one database share the secret key that seals the signing keys, and the
         // public URL that issues their tokens.
         auth: portcullis_api::AuthSettings {
             secret_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
             public_url: Some("http://portcullis.test".into()),
+            clock,
             ..Default::default()
         },
-        rbac: Default::default(),
+        rbac: portcullis_api::RbacSettings {
+            routes: if routes.is_empty() {
+                Default::default()
+            } else {
+                yaml_serde::from_str(routes).unwrap()
+            },
+            ..Default::default()
+        },
     }
 }
 
@@ -252,6 +275,193 @@ async fn revocations_reach_the_other_replica() {
         revoked < Duration::from_secs(2),
         "logout took {revoked:?} to reach replica B"
     );
+
+    a.shutdown().await;
+    b.shutdown().await;
+    let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin_conn)
+    .await
+    .ok();
+}
+
+/// Whether the websocket `ws` echoes a message within `wait` (false: it was closed).
+async fn echoes(ws: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 64];
+    if ws.write_all(b"ping").await.is_err() {
+        return false;
+    }
+    matches!(
+        tokio::time::timeout(wait, ws.read(&mut buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// A backend that switches any request to websocket and echoes what it then receives.
+async fn websocket_echo() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let switched = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+                if conn.write_all(switched).await.is_err() {
+                    return;
+                }
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 || conn.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A websocket held open on replica A by a session whose requests go to replica B stays open
+/// past the org's idle logout as A alone knows it (A reads the session from the store before it
+/// ends the connection), and is closed once the session is idle for both.
+#[tokio::test]
+async fn a_websocket_lives_while_its_session_is_used_on_the_other_replica() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((url, base, name)) = fresh_database().await else {
+        return;
+    };
+    let echo = websocket_echo().await;
+    let gateway = || portcullis_api::gateway::GatewaySettings {
+        backends: vec![portcullis_gateway::Backend::new(
+            "echo",
+            format!("http://{echo}").parse().unwrap(),
+            Duration::from_secs(5),
+        )],
+        ..Default::default()
+    };
+    let routes = "- path: /ws/*\n  groups: \"true\"\n  backend: echo\n";
+    let clock = portcullis_model::Clock::adjustable();
+    let a = portcullis_api::start(config_with(&url, clock.clone(), gateway(), routes))
+        .await
+        .unwrap();
+    let b = portcullis_api::start(config_with(&url, clock.clone(), gateway(), routes))
+        .await
+        .unwrap();
+    let admin = "replica-test-admin-key-0123456789abcdef";
+    let http = reqwest::Client::new();
+    let on_a = |path: &str| format!("http://{}{path}", a.addr);
+    let on_b = |path: &str| format!("http://{}{path}", b.addr);
+    // Idle logout after a minute, set before the session opens.
+    let set = http
+        .patch(on_a("/api/v1/orgs/default"))
+        .bearer_auth(admin)
+        .json(&json!({"settings": {"idleLogout": {"enabled": true, "minutes": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let bea: Value = http
+        .post(on_a("/api/v1/orgs/default/users"))
+        .bearer_auth(admin)
+        .json(&json!({"email": "bea@example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let temporary = bea["temporaryPassword"].as_str().unwrap().to_owned();
+    let login = |password: String| {
+        let (http, url) = (http.clone(), on_a("/oauth/token"));
+        async move {
+            let r = http
+                .post(url)
+                .json(&json!({"email": "bea@example.com", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["accessToken"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = login(temporary.clone()).await;
+    let changed = http
+        .post(on_a("/api/v1/me/password"))
+        .bearer_auth(&first)
+        .json(&json!({"currentPassword": temporary, "newPassword": "one session, two replicas"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let token = login("one session, two replicas".to_owned()).await;
+
+    let mut ws = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+    let handshake = format!(
+        "GET /ws/echo HTTP/1.1\r\nHost: portcullis.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    ws.write_all(handshake.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = ws.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the switch");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(echoes(&mut ws, Duration::from_secs(5)).await);
+
+    // 40 s on, a request on B (B writes the session's activity to the store within a second).
+    clock.advance(Duration::from_secs(40));
+    let me = http
+        .get(on_b("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // 70 s on: idle on A by what A saw, 30 s since the request on B. A asks the store.
+    clock.advance(Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        echoes(&mut ws, Duration::from_secs(2)).await,
+        "the websocket was closed while its session was in use on replica B"
+    );
+    // Over a minute since the last request anywhere: closed.
+    clock.advance(Duration::from_secs(40));
+    let mut closed = false;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !echoes(&mut ws, Duration::from_millis(500)).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the websocket outlived its idle session");
+    let refused = http
+        .get(on_a("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 
     a.shutdown().await;
     b.shutdown().await;

@@ -6,7 +6,7 @@
 mod sessions;
 mod sharded;
 
-pub use sessions::{SessionCheck, SessionEntry};
+pub use sessions::{SessionCheck, SessionEntry, SessionWatch};
 
 use std::collections::HashMap;
 use std::sync::Arc;

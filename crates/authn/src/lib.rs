@@ -17,7 +17,9 @@ pub mod totp;
 
 pub use activity::{ActivityFlusher, Touched};
 pub use api_key::{GeneratedKey, KeyDigest};
-pub use directory::{Credential, Directory, Principal, SessionCheck, SessionEntry, UserEntry};
+pub use directory::{
+    Credential, Directory, Principal, SessionCheck, SessionEntry, SessionWatch, UserEntry,
+};
 pub use error::AuthnError;
 pub use secret_box::SecretBox;
 pub use tokens::{KeyRing, SessionClaims, TokenError, TokenUser};

@@ -224,7 +224,8 @@ impl Template {
                 if name.is_empty() || name.contains(['{', '}']) {
                     return Err(fail("a parameter needs a name, like {id}"));
                 }
-                parts.push(Part::Param(name.to_owned()));
+                // The name as written: normalising escaped what is outside ASCII.
+                parts.push(Part::Param(percent_decode(name)));
             } else if seg.contains(['{', '}']) {
                 return Err(fail("a parameter must fill a whole segment, like /{id}/"));
             } else {
@@ -530,5 +531,16 @@ mod tests {
         assert!(Template::parse("/a/*/b").is_err());
         assert!(Template::parse("/a/{}").is_err());
         assert!(Template::parse("/a/x{id}").is_err());
+        // A name outside ASCII stays as written; the value is decoded.
+        let mut t = RouteTable::new(false);
+        t.add(
+            Template::parse("/w/{n\u{e4}me}").unwrap(),
+            Methods::All,
+            "w",
+        );
+        let m = t
+            .find("GET", &normalize_path("/w/\u{dc}x").unwrap())
+            .unwrap();
+        assert_eq!(m.params["n\u{e4}me"], "\u{dc}x");
     }
 }

@@ -191,10 +191,11 @@ fn told_by(name: &str) -> Told {
 /// client certificate or its caller: every `X-Forwarded-*` but the three Portcullis sets,
 /// oauth2-proxy's `X-Auth-Request-*`, Authelia's `Remote-*`, the Kubernetes authenticating
 /// proxy's `X-Remote-*`, Grafana's `X-WEBAUTH-USER`, TLS terminators' client certificates,
-/// AWS ALB's `X-Amzn-OIDC-*`, Google IAP's, Cloudflare Access's and authentik's. A backend
+/// AWS ALB's `X-Amzn-OIDC-*`, Google IAP's, Cloudflare Access's, authentik's, Pomerium's,
+/// Vouch's, Azure App Service's `X-MS-Client-Principal*` and Kong's consumer headers. A backend
 /// moved behind Portcullis from one of them may still believe its names.
 fn reported_by_a_proxy(name: &str) -> bool {
-    const X_PREFIXES: [&str; 7] = [
+    const X_PREFIXES: [&str; 11] = [
         "x-forwarded-",
         "x-auth-request-",
         "x-remote-",
@@ -202,6 +203,10 @@ fn reported_by_a_proxy(name: &str) -> bool {
         "x-amzn-oidc-",
         "x-goog-authenticated-user-",
         "x-authentik-",
+        "x-pomerium-",
+        "x-vouch-",
+        "x-ms-client-principal",
+        "x-consumer-",
     ];
     // Dispatched on the first letter: most names a request carries are passed over at once.
     match name.as_bytes().first() {
@@ -213,7 +218,11 @@ fn reported_by_a_proxy(name: &str) -> bool {
                 ))
                 || matches!(
                     name,
-                    "x-webauth-user" | "x-client-cert" | "x-goog-iap-jwt-assertion"
+                    "x-webauth-user"
+                        | "x-client-cert"
+                        | "x-goog-iap-jwt-assertion"
+                        | "x-userinfo"
+                        | "x-credential-identifier"
                 )
         }
         Some(b'r') => matches!(
@@ -405,6 +414,13 @@ mod tests {
             ("x-goog-iap-jwt-assertion", false, true, false),
             ("cf-access-authenticated-user-email", false, true, false),
             ("x-authentik-username", false, true, false),
+            ("x-pomerium-jwt-assertion", false, true, false),
+            ("x-vouch-user", false, true, false),
+            ("x-ms-client-principal-name", false, true, false),
+            ("x-consumer-username", false, true, false),
+            ("x-userinfo", false, true, false),
+            // A credential some APIs take from their clients is not a report.
+            ("x-auth-token", true, true, true),
             // Names that only look alike pass.
             ("x-forwardedfor", true, true, true),
             ("remote-users", true, true, true),

@@ -439,6 +439,24 @@ async fn a_request_named_two_ways_or_half_named_is_refused() {
 async fn a_named_uri_other_servers_could_read_otherwise_is_refused() {
     let env = Env::start(Options::default()).await;
     let dev = &env.dev;
+    // The refusals count as decisions (the metrics are the process's: at least these).
+    let bad_paths = || async {
+        let text = env
+            .http
+            .get(format!("{}/metrics", env.base))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("portcullis_gateway_decisions_total{result=\"BAD_PATH\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = bad_paths().await;
     let dots = "segments are not allowed";
     for (uri, words) in [
         ("/admin/panel#/../../public/logo.png", "'#'"),
@@ -485,6 +503,9 @@ async fn a_named_uri_other_servers_could_read_otherwise_is_refused() {
         let reply = ask(&env, "", NGINX, "GET", uri, None, &[]).await;
         assert_anonymous_ok(&reply);
     }
+    // Eight URIs, two callers, two proxies, and Envoy's two.
+    let counted = bad_paths().await - before;
+    assert!(counted >= 34.0, "{counted} refusals counted");
     assert!(env.backend.seen().is_empty(), "forward-auth never forwards");
 }
 

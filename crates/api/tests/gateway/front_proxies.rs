@@ -240,8 +240,9 @@ pub async fn behind_a_front_proxy(env: &Env, port: u16, proxy: &External, own_re
     let reply = send(Method::GET, "/sites/socket", &[own[0], own[1], key]).await;
     assert_eq!(reply.status, 200, "{reply:?}\n{}", log());
 
-    // A path that climbs out of an open route is decided where it lands, however the proxy
-    // passes it on (normalised, or as sent for Portcullis to normalise).
+    // A path that climbs out of an open route never reaches the backend, however the proxy
+    // passes it on: normalised, it is decided where it lands; as sent, its dot segments are
+    // refused.
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     for target in [
         "/public/../admin/panel",

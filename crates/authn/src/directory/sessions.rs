@@ -14,6 +14,16 @@ use super::{Credential, Directory, Principal};
 use crate::AuthnError;
 use crate::activity::Touched;
 
+/// What a connection that outlives its request learns of its session ([`Directory::session_watch`]).
+pub enum SessionWatch {
+    /// Good: the caller, for the route decision made again.
+    Live(Principal),
+    /// Idle past its limit as this replica knows it: the store may know of later requests.
+    IdleHere,
+    /// Over: revoked, expired, back to a forced step, unknown, or its user inactive.
+    Ended,
+}
+
 /// A session as the directory knows it.
 #[derive(Debug)]
 pub struct SessionEntry {
@@ -216,34 +226,49 @@ impl Directory {
     /// without the store. Traffic on such a connection is not a request: an org's idle logout
     /// ends it as it ends the session (an open terminal left alone keeps pinging).
     pub fn session_still_live(&self, id: SessionId, now: i64) -> bool {
+        matches!(self.session_watch(id, now), SessionWatch::Live(_))
+    }
+
+    /// [`Directory::session_still_live`], telling apart a session that only looks idle here:
+    /// another replica may have served its requests since (its activity reaches this one
+    /// through the store), so the watcher reads the store ([`Directory::load_session`]) before
+    /// it ends a connection for that.
+    pub fn session_watch(&self, id: SessionId, now: i64) -> SessionWatch {
         let Some(entry) = self.sessions.get(&id) else {
-            return false;
+            return SessionWatch::Ended;
         };
-        !entry.revoked.load(Ordering::Acquire)
-            && now < entry.expires_at
-            && !entry.idle_at(now)
-            && entry.stage == SessionStage::Active
-            && self.users.get(&entry.user_id).is_some_and(|u| {
-                u.memberships
-                    .values()
-                    .any(|m| m.status == portcullis_model::MembershipStatus::Active)
-            })
+        let Some(user) = self.users.get(&entry.user_id) else {
+            return SessionWatch::Ended;
+        };
+        let user_active = user
+            .memberships
+            .values()
+            .any(|m| m.status == portcullis_model::MembershipStatus::Active);
+        if entry.revoked.load(Ordering::Acquire)
+            || now >= entry.expires_at
+            || entry.stage != SessionStage::Active
+            || !user_active
+        {
+            return SessionWatch::Ended;
+        }
+        if entry.idle_at(now) {
+            return SessionWatch::IdleHere;
+        }
+        SessionWatch::Live(Principal {
+            user,
+            credential: Credential::Session(entry),
+            credential_org: None,
+        })
     }
 
     /// The caller behind session `id` as this replica knows them right now, when
     /// [`Directory::session_still_live`] holds: for connections that outlive their request,
     /// whose route decision is made again with the caller's current groups.
     pub fn session_principal(&self, id: SessionId, now: i64) -> Option<Principal> {
-        if !self.session_still_live(id, now) {
-            return None;
+        match self.session_watch(id, now) {
+            SessionWatch::Live(principal) => Some(principal),
+            SessionWatch::IdleHere | SessionWatch::Ended => None,
         }
-        let entry = self.sessions.get(&id)?;
-        let user = self.users.get(&entry.user_id)?;
-        Some(Principal {
-            user,
-            credential: Credential::Session(entry),
-            credential_org: None,
-        })
     }
 
     /// Sessions in memory.
