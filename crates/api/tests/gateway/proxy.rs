@@ -127,6 +127,22 @@ async fn no_spelling_of_a_path_reaches_the_rule_of_another() {
     assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
 }
 
+/// Outside ASCII, raw or escaped, a path is one path: the backend gets the escaped spelling
+/// the rules decided on, whichever the client sent.
+#[tokio::test]
+async fn a_path_outside_ascii_is_forwarded_as_it_was_decided() {
+    let env = Env::start(Options::default()).await;
+    for target in [
+        "/public/\u{dc}ber",
+        "/public/%c3%9cber",
+        "/public/%C3%9Cber",
+    ] {
+        let reply = raw_request(env.addr, "GET", target, &[]).await;
+        assert_eq!(reply.status, 200, "{target}: {reply:?}");
+        assert_eq!(Echo(reply.json()).path(), "/public/%C3%9Cber", "{target}");
+    }
+}
+
 #[tokio::test]
 async fn client_sent_identity_headers_never_reach_the_backend() {
     let env = Env::start(Options::default()).await;
