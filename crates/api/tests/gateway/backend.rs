@@ -93,15 +93,32 @@ fn record(state: &BackendState, req: &Request) {
     state.seen.lock().unwrap().push(line);
 }
 
-/// Reads a body to its end frame by frame, keeping only the count.
-async fn count_body(mut body: Body) -> Result<u64, axum::Error> {
-    let mut total = 0u64;
+/// Reads a body to its end frame by frame, keeping only the count and the names of any
+/// trailers.
+async fn count_body(mut body: Body) -> Result<(u64, Vec<String>), axum::Error> {
+    let (mut total, mut trailers) = (0u64, Vec::new());
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        if let Some(data) = frame?.data_ref() {
+        let frame = frame?;
+        if let Some(data) = frame.data_ref() {
             total += data.len() as u64;
+        } else if let Some(fields) = frame.trailers_ref() {
+            trailers.extend(fields.keys().map(|n| n.as_str().to_owned()));
         }
     }
-    Ok(total)
+    Ok((total, trailers))
+}
+
+/// Puts what [`count_body`] read into an echo answer (`trailers` only when some came).
+fn note_body(answer: &mut Value, read: Result<(u64, Vec<String>), axum::Error>) {
+    match read {
+        Ok((n, trailers)) => {
+            answer["bodyBytes"] = json!(n);
+            if !trailers.is_empty() {
+                answer["trailers"] = json!(trailers);
+            }
+        }
+        Err(e) => answer["bodyError"] = json!(e.to_string()),
+    }
 }
 
 fn describe(req: &Request) -> Value {
@@ -130,10 +147,7 @@ async fn echo(State(state): State<BackendState>, req: Request) -> Response {
     // `?set-cookies`: the answer also tries to set Portcullis's session cookie.
     let set_cookies = req.uri().query() == Some("set-cookies");
     let req_unauthorized = req.uri().query() == Some("unauthorized");
-    match count_body(req.into_body()).await {
-        Ok(n) => answer["bodyBytes"] = json!(n),
-        Err(e) => answer["bodyError"] = json!(e.to_string()),
-    }
+    note_body(&mut answer, count_body(req.into_body()).await);
     let mut response = Json(answer).into_response();
     // `?unauthorized`: the backend's own refusal, with its challenge.
     if req_unauthorized {
@@ -162,10 +176,7 @@ async fn slow(State(state): State<BackendState>, req: Request) -> Response {
 async fn upload(State(state): State<BackendState>, req: Request) -> Response {
     record(&state, &req);
     let mut answer = describe(&req);
-    match count_body(req.into_body()).await {
-        Ok(n) => answer["bodyBytes"] = json!(n),
-        Err(e) => answer["bodyError"] = json!(e.to_string()),
-    }
+    note_body(&mut answer, count_body(req.into_body()).await);
     Json(answer).into_response()
 }
 

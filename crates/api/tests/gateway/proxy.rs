@@ -143,6 +143,39 @@ async fn a_path_outside_ascii_is_forwarded_as_it_was_decided() {
     }
 }
 
+/// A chunked body's trailers end it and go no further: no rule saw them, and a name like
+/// `X-Portcullis-User` there would reach the backend unchecked. The backend's time starts
+/// when they come, as at any body's end.
+#[tokio::test]
+async fn request_trailers_are_not_forwarded_and_end_the_body() {
+    let env = Env::start(Options::default()).await;
+    let request = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\nConnection: close\r\n\
+             Transfer-Encoding: chunked\r\nTE: trailers\r\n\r\n\
+             4\r\nabcd\r\n0\r\nX-Portcullis-User: mallory\r\nX-Checksum: 1\r\n\r\n",
+            env.dev.key
+        )
+    };
+    // To an HTTP/2 backend, and to an HTTP/1.1 one through hyper's client.
+    for path in ["/h2/upload", "/upload"] {
+        let reply = raw_bytes(env.addr, request(path).as_bytes()).await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        let echo = reply.json();
+        assert_eq!(echo["bodyBytes"], 4, "{path}: {echo}");
+        assert!(echo.get("trailers").is_none(), "{path}: {echo}");
+    }
+    // The impatient backend (500 ms) answers /slow after 3 s: a 504 when the body has ended.
+    let started = std::time::Instant::now();
+    let reply = raw_bytes(env.addr, request("/slow").as_bytes()).await;
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn client_sent_identity_headers_never_reach_the_backend() {
     let env = Env::start(Options::default()).await;

@@ -132,6 +132,14 @@ impl HttpBody for ClientBody {
         this.upload
             .holding(!end && matches!(&polled, Poll::Ready(Some(Ok(frame))) if frame.is_data()));
         match polled {
+            // Trailers end the body and are not passed on (nor does nginx pass a client's):
+            // no rule has seen them, and names like `X-Portcullis-User` would reach the
+            // backend unchecked. hyper's client polls no further after them, so the body's
+            // end is marked here or the backend's time would never start.
+            Poll::Ready(Some(Ok(frame))) if !frame.is_data() => {
+                this.finished();
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 if end {
                     this.finished();
