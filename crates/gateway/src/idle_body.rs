@@ -19,24 +19,42 @@ use tokio::time::{Instant, Sleep};
 #[error("no part of the request body came for {} s", .0.as_secs_f32())]
 pub struct BodyStalled(pub Duration);
 
-/// A body that fails with [`BodyStalled`] once the client has sent nothing of it for `idle`.
+/// The backend sent nothing of its answer's body for its timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no part of the backend's answer came for {} s", .0.as_secs_f32())]
+pub struct AnswerStalled(pub Duration);
+
+/// A body that fails once its sender has sent nothing of it for `idle`: a client's request
+/// body ([`BodyStalled`]), or a backend's answer ([`AnswerStalled`], per read as nginx's
+/// `proxy_read_timeout`, the same limit the raw HTTP/1.1 exchange keeps).
 pub struct IdleBody {
     inner: Body,
     idle: Duration,
+    /// Whose body: a backend's answer or a client's request.
+    answer: bool,
     /// Made at the first wait, on the runtime that reads the body.
     timer: Option<Pin<Box<Sleep>>>,
-    /// Whether the last poll left it waiting for the client (the timer is running).
+    /// Whether the last poll left it waiting for the sender (the timer is running).
     waiting: bool,
 }
 
 impl IdleBody {
-    /// Watches `inner`.
+    /// Watches the client's request body `inner`.
     pub fn new(inner: Body, idle: Duration) -> Self {
         Self {
             inner,
             idle,
+            answer: false,
             timer: None,
             waiting: false,
+        }
+    }
+
+    /// Watches a backend's answer body `inner`.
+    pub fn answer(inner: Body, idle: Duration) -> Self {
+        Self {
+            answer: true,
+            ..Self::new(inner, idle)
         }
     }
 }
@@ -64,6 +82,9 @@ impl HttpBody for IdleBody {
             this.waiting = true;
         }
         match timer.as_mut().poll(cx) {
+            Poll::Ready(()) if this.answer => {
+                Poll::Ready(Some(Err(axum::Error::new(AnswerStalled(this.idle)))))
+            }
             Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyStalled(this.idle))))),
             Poll::Pending => Poll::Pending,
         }

@@ -596,6 +596,10 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         remove_hop_by_hop(&mut parts.headers);
         crate::credentials::drop_portcullis_set_cookies(&mut parts.headers);
+        // A backend that stops sending mid-answer is given up on after its timeout per read,
+        // as on the raw exchange: the client's connection (HTTP/1.1) or stream (HTTP/2) is
+        // cut, rather than held for as long as the backend likes.
+        let body = crate::idle_body::IdleBody::answer(Body::new(body), backend.timeout);
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 }

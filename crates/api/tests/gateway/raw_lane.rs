@@ -1266,9 +1266,21 @@ async fn a_body_that_looks_like_a_request_stays_a_body() {
 /// Asks for `path`, whose body stops coming after `before`: the client's connection must close
 /// after the scripted backend's timeout (2 s), not when the backend gives up.
 async fn cut_after_the_timeout(addr: SocketAddr, path: &str, before: &str) {
+    cut_after_the_timeout_in(addr, "HTTP/1.1", path, before).await;
+}
+
+/// As [`cut_after_the_timeout`], asked in `version` (HTTP/1.0: through hyper's server and
+/// client rather than the lane's raw exchange).
+async fn cut_after_the_timeout_in(addr: SocketAddr, version: &str, path: &str, before: &str) {
     let mut c = Client::connect(addr).await;
+    if version == "HTTP/1.0" {
+        c.version = "HTTP/1.0 ";
+    }
     let started = std::time::Instant::now();
-    c.send(&get(path)).await;
+    c.send(&format!(
+        "GET {path} {version}\r\nHost: portal.example\r\n\r\n"
+    ))
+    .await;
     let a = c.head().await;
     assert_eq!(a.status, 200, "{path}");
     let rest = c.rest().await;
@@ -1290,6 +1302,8 @@ async fn a_body_that_stops_coming_is_cut_after_the_backends_timeout() {
         cut_after_the_timeout(env.addr, "/raw/stall-length", "0123456789"),
         cut_after_the_timeout(env.addr, "/raw/stall-chunked", "5\r\nhello\r\n"),
         cut_after_the_timeout(env.addr, "/raw/stall-close", "4\r\nsome\r\n"),
+        cut_after_the_timeout_in(env.addr, "HTTP/1.0", "/raw/stall-length", "0123456789"),
+        cut_after_the_timeout_in(env.addr, "HTTP/1.0", "/raw/stall-chunked", "hello"),
     );
 }
 
