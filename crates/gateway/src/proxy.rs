@@ -486,9 +486,12 @@ impl Proxy {
         let upload = Arc::new(Upload::new());
         // A bodiless request has nothing for the backend to stop taking: no timer for it.
         let has_body = !axum::body::HttpBody::is_end_stream(&body);
-        let body = Body::new(Limited::new(
-            ClientBody::new(body, upload.clone(), self.body_idle),
-            self.max_body as usize,
+        // The limit inside, so that the body's failures, this one too, are known as the
+        // client's (`Upload::failure`) whatever the backend's client makes of them.
+        let body = Body::new(ClientBody::new(
+            Body::new(Limited::new(body, self.max_body as usize)),
+            upload.clone(),
+            self.body_idle,
         ));
         let upstream = Request::from_parts(parts, body);
         // The backend's time runs from when the whole request is out, as Envoy's route timeout
@@ -519,12 +522,13 @@ impl Proxy {
                 });
             }
             Ok(Err(e)) => {
-                if over_limit(&e) {
-                    return Err(GatewayError::TooLarge {
-                        limit: self.max_body,
-                    });
-                }
-                match cause::<ClientBodyError>(&e) {
+                // The client's body first: an HTTP/2 client turns its failure into a reset.
+                match upload.failure().or_else(|| cause::<ClientBodyError>(&e)) {
+                    Some(ClientBodyError::TooLarge) => {
+                        return Err(GatewayError::TooLarge {
+                            limit: self.max_body,
+                        });
+                    }
                     Some(ClientBodyError::Unreadable(why)) => {
                         return Err(GatewayError::BadRequestBody(why.clone()));
                     }
@@ -532,6 +536,11 @@ impl Proxy {
                         return Err(GatewayError::BodyStalled { after: *after });
                     }
                     None => {}
+                }
+                if over_limit(&e) {
+                    return Err(GatewayError::TooLarge {
+                        limit: self.max_body,
+                    });
                 }
                 if WriteStalled::is_cause_of(&e) {
                     return Err(GatewayError::NotTaking {

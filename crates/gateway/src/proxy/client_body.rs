@@ -22,7 +22,7 @@ use crate::{BodyStalled, IdleBody};
 
 /// Why the client's body could not be passed on: the client's doing, told apart from the
 /// backend's failures by its type (found again in the chain of the client's error).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(super) enum ClientBodyError {
     /// Not readable: bad chunked coding, a body cut short, a connection reset.
     #[error("{0}")]
@@ -30,6 +30,9 @@ pub(super) enum ClientBodyError {
     /// Nothing came for the idle time while the backend waited for more.
     #[error("no part of the request body came for {0:?}")]
     Stalled(Duration),
+    /// Longer than the gateway's limit.
+    #[error("the request body is over the limit")]
+    TooLarge,
 }
 
 /// What the forwarding side learns of a body's way to the backend.
@@ -41,6 +44,9 @@ pub(super) struct Upload {
     /// microseconds from `start` (0: it is not holding one).
     holding_since: AtomicU64,
     start: Instant,
+    /// Why the client's body failed, if it did: an HTTP/2 backend's client resets the stream
+    /// and answers a bare reset, whose chain no longer holds the cause.
+    failure: std::sync::OnceLock<ClientBodyError>,
 }
 
 impl Upload {
@@ -50,7 +56,13 @@ impl Upload {
             sent: Notify::new(),
             holding_since: AtomicU64::new(0),
             start: Instant::now(),
+            failure: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Why the client's body failed, if it did.
+    pub(super) fn failure(&self) -> Option<&ClientBodyError> {
+        self.failure.get()
     }
 
     /// Returns once the backend's connection has held a part of the body for `timeout`
@@ -146,10 +158,17 @@ impl HttpBody for ClientBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(match cause::<BodyStalled>(&e) {
-                Some(BodyStalled(after)) => ClientBodyError::Stalled(*after),
-                None => ClientBodyError::Unreadable(innermost(&e)),
-            }))),
+            Poll::Ready(Some(Err(e))) => {
+                let failure = if let Some(BodyStalled(after)) = cause::<BodyStalled>(&e) {
+                    ClientBodyError::Stalled(*after)
+                } else if super::over_limit(&e) {
+                    ClientBodyError::TooLarge
+                } else {
+                    ClientBodyError::Unreadable(innermost(&e))
+                };
+                let _ = this.upload.failure.set(failure.clone());
+                Poll::Ready(Some(Err(failure)))
+            }
             Poll::Ready(None) => {
                 this.finished();
                 Poll::Ready(None)
