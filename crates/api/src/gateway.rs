@@ -954,14 +954,8 @@ async fn policy_body(
     declared: Option<u64>,
 ) -> Result<(Body, Option<Value>), ApiError> {
     let method = parts.method.as_str();
-    let carries_json = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
-        && parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_media_type)
-        && declared != Some(0);
-    let policy_route = carries_json
+    let policy_route = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+        && declared != Some(0)
         && state.rbac.rego().is_some_and(|r| r.reads_request_body())
         && state.rbac.routes().is_some_and(|rules| {
             rules.any_policy()
@@ -972,6 +966,21 @@ async fn policy_body(
                 })
         });
     if !policy_route {
+        return Ok((body, None));
+    }
+    // Where a policy reads JSON bodies, the body's type must be one: with two (two fields, or
+    // a list in one), the policy could see no JSON while the backend reads the body as JSON.
+    let mut types = parts.headers.get_all(header::CONTENT_TYPE).iter();
+    let content_type = types.next().map(|v| v.to_str().unwrap_or_default());
+    if types.next().is_some()
+        || content_type.is_some_and(|t| t.split(';').next().unwrap_or("").contains(','))
+    {
+        discard_in_background(body);
+        return Err(ApiError::BadRequest(
+            "a request body has one Content-Type, and this request names several".into(),
+        ));
+    }
+    if !content_type.is_some_and(is_json_media_type) {
         return Ok((body, None));
     }
     let limit = state.gateway.policy_body_bytes;

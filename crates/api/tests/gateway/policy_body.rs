@@ -90,6 +90,51 @@ async fn the_policy_reads_the_body_however_it_is_framed_or_typed() {
     assert_eq!(env.backend.seen().len(), 3, "{:?}", env.backend.seen());
 }
 
+/// Two types for one body (two fields, or a list in one) on a route whose policy reads JSON:
+/// the policy would see `text/plain` and decide without the body while a backend reading the
+/// other type parses the order. Refused; elsewhere bodies pass as before.
+#[tokio::test]
+async fn a_body_of_two_types_is_refused_where_a_policy_reads_bodies() {
+    let env = Env::start(Options::default()).await;
+    let key = env.dev.key.clone();
+    let large = json!({"amount": 500}).to_string();
+    for types in [
+        &[
+            ("content-type", "text/plain"),
+            ("content-type", "application/json"),
+        ][..],
+        &[("content-type", "text/plain, application/json")][..],
+        &[("content-type", "application/json, text/plain")][..],
+    ] {
+        let mut headers = vec![("x-api-key", key.as_str())];
+        headers.extend_from_slice(types);
+        let reply =
+            raw_with_body(env.addr, "POST", "/orders/new", &headers, large.as_bytes()).await;
+        assert_eq!(reply.status, 400, "{types:?}: {reply:?}");
+        assert!(
+            reply.json()["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("one Content-Type")),
+            "{types:?}: {reply:?}"
+        );
+    }
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+    // A route without a policy is not concerned; one type with a quoted comma is one type.
+    let headers = [
+        ("x-api-key", key.as_str()),
+        ("content-type", "text/plain; charset=\"utf-8,x\""),
+    ];
+    let reply = raw_with_body(env.addr, "POST", "/orders/new", &headers, large.as_bytes()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let headers = [
+        ("x-api-key", key.as_str()),
+        ("content-type", "text/plain"),
+        ("content-type", "application/json"),
+    ];
+    let reply = raw_with_body(env.addr, "POST", "/upload", &headers, large.as_bytes()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 #[tokio::test]
 async fn a_body_that_says_json_but_is_not_is_a_400() {
     let env = Env::start(Options::default()).await;
