@@ -5,6 +5,8 @@
 
 #[path = "gateway/backend.rs"]
 mod backend;
+#[path = "common/metrics.rs"]
+mod metrics;
 #[path = "common/python.rs"]
 mod python;
 #[path = "common/reply.rs"]

@@ -224,42 +224,7 @@ async fn revocations_reach_the_other_replica() {
 
     // Sessions: a local user signs in through A; the token works on B at once (B reads the
     // session it has not seen), and a logout through A is refused by B.
-    let ana: Value = http
-        .post(on_a("/api/v1/orgs/default/users"))
-        .bearer_auth(admin)
-        .json(&json!({"email": "ana@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let temporary = ana["temporaryPassword"].as_str().unwrap();
-    let login = |password: String| {
-        let http = http.clone();
-        let url = on_a("/oauth/token");
-        async move {
-            let r = http
-                .post(url)
-                .json(&json!({"email": "ana@example.com", "password": password}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
-        }
-    };
-    let first = login(temporary.to_owned()).await;
-    let changed = http
-        .post(on_a("/api/v1/me/password"))
-        .bearer_auth(first["accessToken"].as_str().unwrap())
-        .json(&json!({"currentPassword": temporary, "newPassword": "replicas share sessions"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(changed.status(), 204);
-    let tokens = login("replicas share sessions".to_owned()).await;
-    let token = tokens["accessToken"].as_str().unwrap().to_owned();
+    let token = signed_in(&http, &on_a(""), admin, "ana@example.com").await;
     let me_on_b = on_b("/api/v1/me");
     let seen = until_status(&http, &me_on_b, &token, 200).await;
     let out = http
@@ -285,6 +250,45 @@ async fn revocations_reach_the_other_replica() {
     .execute(&mut admin_conn)
     .await
     .ok();
+}
+
+/// A new local user `email` of the default org, made through the server at `base` by the
+/// admin, signed in past its first password change: an access token of an active session.
+async fn signed_in(http: &reqwest::Client, base: &str, admin: &str, email: &str) -> String {
+    let created: Value = http
+        .post(format!("{base}/api/v1/orgs/default/users"))
+        .bearer_auth(admin)
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let temporary = created["temporaryPassword"].as_str().unwrap().to_owned();
+    let login = |password: &str| {
+        let request = http
+            .post(format!("{base}/oauth/token"))
+            .json(&json!({ "email": email, "password": password }));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["accessToken"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = login(&temporary).await;
+    let changed = http
+        .post(format!("{base}/api/v1/me/password"))
+        .bearer_auth(&first)
+        .json(&json!({"currentPassword": temporary, "newPassword": "replicas share sessions"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    login("replicas share sessions").await
 }
 
 /// Whether the websocket `ws` echoes a message within `wait` (false: it was closed).
@@ -370,43 +374,7 @@ async fn a_websocket_lives_while_its_session_is_used_on_the_other_replica() {
         .await
         .unwrap();
     assert_eq!(set.status(), 200);
-    let bea: Value = http
-        .post(on_a("/api/v1/orgs/default/users"))
-        .bearer_auth(admin)
-        .json(&json!({"email": "bea@example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let temporary = bea["temporaryPassword"].as_str().unwrap().to_owned();
-    let login = |password: String| {
-        let (http, url) = (http.clone(), on_a("/oauth/token"));
-        async move {
-            let r = http
-                .post(url)
-                .json(&json!({"email": "bea@example.com", "password": password}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()["accessToken"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        }
-    };
-    let first = login(temporary.clone()).await;
-    let changed = http
-        .post(on_a("/api/v1/me/password"))
-        .bearer_auth(&first)
-        .json(&json!({"currentPassword": temporary, "newPassword": "one session, two replicas"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(changed.status(), 204);
-    let token = login("one session, two replicas".to_owned()).await;
+    let token = signed_in(&http, &on_a(""), admin, "bea@example.com").await;
 
     let mut ws = tokio::net::TcpStream::connect(a.addr).await.unwrap();
     let handshake = format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use crate::support::{ADMIN_KEY, Env, Options};
+use crate::support::{Env, Options};
 
 /// Sends `count` refused requests (no credential, a route that needs one) over `connections`
 /// kept-alive connections, each answered 401 without waiting on the database.
@@ -114,16 +114,7 @@ async fn refusals_beyond_the_queue_are_counted_in_the_trail() {
     let (_, notes) = env.trail("audit.unrecorded").await;
     assert_eq!(notes[0]["actor"], "system");
     assert_eq!(notes[0]["outcome"], "failure");
-    let metrics = env
-        .http
-        .get(format!("{}/metrics", env.base))
-        .header("x-api-key", ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("portcullis_audit_unrecorded_total"))

@@ -441,20 +441,12 @@ async fn a_named_uri_other_servers_could_read_otherwise_is_refused() {
     let dev = &env.dev;
     // The refusals count as decisions (the metrics are the process's: at least these).
     let bad_paths = || async {
-        let text = env
-            .http
-            .get(format!("{}/metrics", env.base))
-            .header("x-api-key", ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("portcullis_gateway_decisions_total{result=\"BAD_PATH\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        let text = env.metrics().await;
+        crate::metrics::series(
+            &text,
+            "portcullis_gateway_decisions_total",
+            &["\"BAD_PATH\""],
+        )
     };
     let before = bad_paths().await;
     let dots = "segments are not allowed";

@@ -367,6 +367,19 @@ impl Env {
     pub async fn echo(&self, path: &str, key: Option<&str>, headers: &[(&str, &str)]) -> Echo {
         Echo(self.get(path, key, headers).await.json_with(200))
     }
+
+    /// The process's metrics in Prometheus text, as the admin reads them.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 struct Admin<'a> {
