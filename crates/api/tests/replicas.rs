@@ -25,6 +25,17 @@ async fn fresh_database() -> Option<(String, String, String)> {
     Some((format!("{prefix}/{name}"), base, name))
 }
 
+/// Drops the test's database `name` (made by [`fresh_database`]) through `base`.
+async fn drop_database(base: &str, name: &str) {
+    let mut admin_conn = sqlx::PgConnection::connect(base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin_conn)
+    .await
+    .ok();
+}
+
 fn config(url: &str) -> ServerConfig {
     config_with(
         url,
@@ -243,13 +254,7 @@ async fn revocations_reach_the_other_replica() {
 
     a.shutdown().await;
     b.shutdown().await;
-    let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin_conn)
-    .await
-    .ok();
+    drop_database(&base, &name).await;
 }
 
 /// A new local user `email` of the default org, made through the server at `base` by the
@@ -433,11 +438,5 @@ async fn a_websocket_lives_while_its_session_is_used_on_the_other_replica() {
 
     a.shutdown().await;
     b.shutdown().await;
-    let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin_conn)
-    .await
-    .ok();
+    drop_database(&base, &name).await;
 }
