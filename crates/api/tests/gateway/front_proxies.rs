@@ -307,6 +307,8 @@ pub async fn logins_are_limited_by_the_clients_address(env: &Env, port: u16, pro
                 env.http
                     .post(format!("{front}/web-login"))
                     .header("cookie", format!("pcl_csrf={cookie}"))
+                    // As a browser posts the form: from the page's origin, the proxy's.
+                    .header("origin", &front)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("x-forwarded-for", format!("198.51.100.{i}"))
                     .body(format!(
