@@ -1409,12 +1409,7 @@ async fn forward_auth_inner(
     {
         Some(crate::auth::CookieUse::Change)
     } else if parts.headers.contains_key(header::SEC_WEBSOCKET_KEY)
-        || parts.headers.get_all(header::UPGRADE).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-            })
-        })
+        || portcullis_gateway::proxy::names_websocket(&parts.headers)
     {
         Some(crate::auth::CookieUse::Websocket)
     } else {

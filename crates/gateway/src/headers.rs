@@ -172,16 +172,10 @@ fn told_by(name: &str) -> Told {
         | "fastly-client-ip"
         | "x-original-forwarded-for"
         | "x-proxyuser-ip"
-        | "x-forwarded-port"
-        | "x-forwarded-prefix"
-        | "x-forwarded-server"
-        | "x-forwarded-ssl"
-        | "x-forwarded-scheme"
-        | "x-forwarded-uri"
-        | "x-forwarded-method"
         | "x-original-uri"
         | "x-original-method"
         | "x-original-host" => Told::ProxyReport,
+        // Every other `X-Forwarded-*` among them.
         _ if reported_by_a_proxy(name) => Told::ProxyReport,
         _ => Told::Nothing,
     }

@@ -223,18 +223,25 @@ pub struct Forward<'a> {
 /// tunnel to the backend whose requests no route rule sees; such a request is forwarded as a
 /// plain one, its `Upgrade` dropped with the other hop-by-hop headers, as nginx does.
 pub fn is_upgrade(version: http::Version, headers: &http::HeaderMap) -> bool {
-    if version != http::Version::HTTP_11 {
-        return false;
-    }
-    let tokens = |name: header::HeaderName, token: &'static str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(move |t| t.trim().eq_ignore_ascii_case(token))
-    };
-    tokens(header::UPGRADE, "websocket") && tokens(header::CONNECTION, "upgrade")
+    version == http::Version::HTTP_11
+        && names_websocket(headers)
+        && has_token(headers, header::CONNECTION, "upgrade")
+}
+
+/// Whether `Upgrade` names `websocket` (what a proxy asking forward-auth may still pass on of
+/// a handshake, having dropped `Connection`).
+pub fn names_websocket(headers: &http::HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
+}
+
+/// Whether the comma-separated values of the header `name` hold `token`, in any case.
+fn has_token(headers: &http::HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// How one backend is spoken to: its pooled client(s).
@@ -522,8 +529,9 @@ impl Proxy {
                 });
             }
             Ok(Err(e)) => {
-                // The client's body first: an HTTP/2 client turns its failure into a reset.
-                match upload.failure().or_else(|| cause::<ClientBodyError>(&e)) {
+                // The client's body first (kept beside the upload: an HTTP/2 client turns
+                // its failure into a bare reset).
+                match upload.failure() {
                     Some(ClientBodyError::TooLarge) => {
                         return Err(GatewayError::TooLarge {
                             limit: self.max_body,
@@ -536,11 +544,6 @@ impl Proxy {
                         return Err(GatewayError::BodyStalled { after: *after });
                     }
                     None => {}
-                }
-                if over_limit(&e) {
-                    return Err(GatewayError::TooLarge {
-                        limit: self.max_body,
-                    });
                 }
                 if WriteStalled::is_cause_of(&e) {
                     return Err(GatewayError::NotTaking {
