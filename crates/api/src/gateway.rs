@@ -65,6 +65,10 @@ pub struct GatewaySettings {
     /// Most client connections held at once, over every listener (0: derived from the
     /// process's open-file limit, see [`crate::workers::derived_max_connections`]).
     pub max_connections: usize,
+    /// Most streams an HTTP/2 client may have open at once on one connection (nginx's
+    /// `http2_max_concurrent_streams`). Each stream opened beside others also takes a place
+    /// under `max_connections`, as it may hold a backend connection of its own.
+    pub http2_max_streams: u32,
     /// How long an upgraded (websocket) connection may carry nothing either way before it
     /// is closed.
     pub websocket_idle_timeout: std::time::Duration,
@@ -87,6 +91,7 @@ impl Default for GatewaySettings {
             underscores_in_headers: false,
             idle_timeout: std::time::Duration::from_secs(30),
             max_connections: 0,
+            http2_max_streams: 128,
             websocket_idle_timeout: portcullis_gateway::DEFAULT_UPGRADED_IDLE,
         }
     }
@@ -889,7 +894,7 @@ async fn proxy_inner(
             crate::auth::CookieUse::Websocket,
         )?;
     }
-    let (body, json_body) = policy_body(state, &parts, body, declared).await?;
+    let (body, json_body) = policy_body(state, &parts, body, declared, auth.as_ref()).await?;
     let admitted = match admit(state, &parts, auth, request_id, json_body, seen)? {
         Ok(a) => a,
         Err(refusal) => return Ok(refusal),
@@ -946,26 +951,30 @@ fn is_json_media_type(content_type: &str) -> bool {
 /// forwarded unseen: one that is larger than `policy_body_bytes` (declared, or met while
 /// reading a chunked one) is a 413, and one that does not parse is a 400. When no loaded policy
 /// reads `input.request.body` at all, or the route's OpenAPI operation sets Rönd's
-/// `requestFlow.preventBodyLoad`, bodies stream to the backend unread, of any size.
+/// `requestFlow.preventBodyLoad`, bodies stream to the backend unread, of any size. Nor is a
+/// body read for a request the checks before the policy refuse (a caller not signed in, a
+/// `groups` expression, a permission): the decision then refuses it whatever the body says, so
+/// a caller who may not reach the policy cannot make the gateway wait for and hold a body.
 async fn policy_body(
     state: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
     declared: Option<u64>,
+    auth: Option<&Authenticated>,
 ) -> Result<(Body, Option<Value>), ApiError> {
     let method = parts.method.as_str();
+    let Some(rules) = state.rbac.routes() else {
+        return Ok((body, None));
+    };
     let policy_route = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
         && declared != Some(0)
         && state.rbac.rego().is_some_and(|r| r.reads_request_body())
-        && state.rbac.routes().is_some_and(|rules| {
-            rules.any_policy()
-                && rules.find(method, parts.uri.path()).is_ok_and(|m| {
-                    // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
-                    m.rule.policy().is_some()
-                        && !m.rule.rond().is_some_and(|flow| flow.prevent_body_load)
-                })
+        && rules.any_policy()
+        && rules.find(method, parts.uri.path()).is_ok_and(|m| {
+            // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
+            m.rule.policy().is_some() && !m.rule.rond().is_some_and(|flow| flow.prevent_body_load)
         });
-    if !policy_route {
+    if !policy_route || refused_before_policy(state, rules, parts, auth) {
         return Ok((body, None));
     }
     // Where a policy reads JSON bodies, the body's type must be one: with two (two fields, or
@@ -994,22 +1003,19 @@ async fn policy_body(
         discard_in_background(body);
         return Err(too_large());
     }
-    // A policy's body is small (`policy_body_kb`): the client has the idle time for all of it.
     let idle = state.gateway.idle_timeout;
-    let read = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    let Ok(read) = tokio::time::timeout(idle, read).await else {
-        return Err(ApiError::RequestTimeout(format!(
-            "the request body did not come within {idle:?}"
-        )));
-    };
-    let bytes = match read {
+    let bytes = match read_body(body, limit, declared, idle).await {
         Ok(bytes) => bytes,
-        Err(e) => {
-            return Err(if portcullis_gateway::proxy::over_limit(&e) {
-                too_large()
-            } else {
-                ApiError::BadRequest("the request body could not be read to its end".into())
-            });
+        Err(BodyRead::TooLarge) => return Err(too_large()),
+        Err(BodyRead::Stalled) => {
+            return Err(ApiError::RequestTimeout(format!(
+                "the request body stopped coming: nothing arrived for {idle:?}"
+            )));
+        }
+        Err(BodyRead::Broken) => {
+            return Err(ApiError::BadRequest(
+                "the request body could not be read to its end".into(),
+            ));
         }
     };
     // A chunked request that sent no data has no body, as one saying `Content-Length: 0`.
@@ -1022,6 +1028,79 @@ async fn policy_body(
         ))
     })?;
     Ok((Body::from(bytes), Some(parsed)))
+}
+
+/// Why a body a policy reads could not be read.
+enum BodyRead {
+    /// Larger than the policy reads.
+    TooLarge,
+    /// Nothing came for the idle time.
+    Stalled,
+    /// Garbled framing, or the client went away.
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes. Each read has the idle time (nginx's
+/// `client_body_timeout`), not the whole body: a client on a slow link sending a large order
+/// steadily is not cut off, one that stops is.
+async fn read_body(
+    mut body: Body,
+    limit: u64,
+    declared: Option<u64>,
+    idle: std::time::Duration,
+) -> Result<bytes::Bytes, BodyRead> {
+    use http_body_util::BodyExt;
+    let mut read = bytes::BytesMut::with_capacity(
+        usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0),
+    );
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(BodyRead::Stalled),
+            Ok(None) => return Ok(read.freeze()),
+            Ok(Some(Err(e))) if portcullis_gateway::proxy::over_limit(&e) => {
+                return Err(BodyRead::TooLarge);
+            }
+            Ok(Some(Err(_))) => return Err(BodyRead::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers are not data (and are not forwarded).
+        if let Ok(data) = frame.into_data() {
+            if (read.len() + data.len()) as u64 > limit {
+                return Err(BodyRead::TooLarge);
+            }
+            read.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Whether the checks of the request's route that come before its policy refuse it (see
+/// [`crate::rbac::Rbac::refuses_before_policy`]).
+fn refused_before_policy(
+    state: &AppState,
+    rules: &route_rules::RouteRules,
+    parts: &axum::http::request::Parts,
+    auth: Option<&Authenticated>,
+) -> bool {
+    let context = auth.and_then(|a| caller_context(state, a));
+    let method = parts.method.as_str();
+    let path = parts.uri.path();
+    // A `groups` expression may compare the client type, which a header carries.
+    let reads_client_type = rules
+        .find(method, path)
+        .is_ok_and(|m| m.rule.reads_client_type());
+    let spec = RequestSpec {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers: if reads_client_type {
+            header_map(&parts.headers)
+        } else {
+            Map::new()
+        },
+        ..RequestSpec::default()
+    };
+    state
+        .rbac
+        .refuses_before_policy(rules, context.as_ref().map(|c| &c.caller), &spec)
 }
 
 /// The hop a request came over: the peer's address and whether the connection was TLS.

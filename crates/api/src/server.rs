@@ -355,6 +355,7 @@ pub async fn start(config: ServerConfig) -> Result<Running, ServerError> {
                 max_header_bytes: config.gateway.max_header_bytes,
                 idle_timeout: config.gateway.idle_timeout,
                 max_connections,
+                http2_max_streams: config.gateway.http2_max_streams,
             },
         )
         .map_err(|e| ServerError::Bind(config.listen, e))?,

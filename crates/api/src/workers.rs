@@ -87,6 +87,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Most client connections held at once, over every listener; one more is closed at once.
     pub max_connections: usize,
+    /// Most streams an HTTP/2 client may have open at once on one connection.
+    pub http2_max_streams: u32,
 }
 
 /// The connection builder every worker uses: HTTP/1.1 or HTTP/2 (h2c by prior knowledge),
@@ -107,6 +109,7 @@ fn connection_builder(limits: ConnectionLimits) -> Builder<TaskWatch> {
     builder
         .http2()
         .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_streams)
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
         .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
@@ -546,8 +549,12 @@ impl Activity {
 
     /// Counts a request open until the returned guard is dropped.
     fn open(self: &Arc<Self>) -> Open {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Open(self.clone())
+        let beside = self.open.fetch_add(1, Ordering::AcqRel);
+        Open {
+            activity: self.clone(),
+            beside,
+            place: None,
+        }
     }
 
     /// Whether no request is open, and one was open (or the connection came to hyper) less
@@ -584,11 +591,17 @@ impl Activity {
 
 /// One open request of an [`Activity`].
 #[derive(Debug)]
-struct Open(Arc<Activity>);
+struct Open {
+    activity: Arc<Activity>,
+    /// Requests open on the connection when this one opened.
+    beside: usize,
+    /// An HTTP/2 stream's own place under the connection cap (see [`Slot::another`]).
+    place: Option<Slot>,
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let a = &self.0;
+        let a = &self.activity;
         let now = u64::try_from(a.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         a.ended.fetch_max(now, Ordering::Relaxed);
         a.open.fetch_sub(1, Ordering::Release);
@@ -683,7 +696,7 @@ fn hyper_service(
 > {
     TowerToHyperService::new(tower::service_fn(
         move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            let open = activity.open();
+            let mut open = activity.open();
             // An upgraded connection outlives hyper's: the splice keeps its place under the cap.
             if req.headers().contains_key(axum::http::header::UPGRADE) {
                 let held: Arc<dyn std::any::Any + Send + Sync> = slot.clone();
@@ -691,13 +704,21 @@ fn hyper_service(
                     .insert(portcullis_gateway::HeldWhileUpgraded(held));
             }
             let in_parts = req.version() == axum::http::Version::HTTP_2;
-            let answer = front.clone().oneshot(req.map(axum::body::Body::new));
+            // An HTTP/2 stream opened beside others takes a place of its own, or is refused.
+            if in_parts && open.beside > 0 {
+                open.place = slot.another();
+            }
+            let refused = in_parts && open.beside > 0 && open.place.is_none();
+            let answer = (!refused).then(|| front.clone().oneshot(req.map(axum::body::Body::new)));
             async move {
-                let mut response = answer.await?;
+                let mut response = match answer {
+                    Some(answer) => answer.await?,
+                    None => streams_over_the_cap(),
+                };
                 // After a reclaim spared the connection, an HTTP/1.1 answer is its last and
                 // says so (hyper then closes the connection after it).
                 if !in_parts
-                    && open.0.last.load(Ordering::Relaxed)
+                    && open.activity.last.load(Ordering::Relaxed)
                     && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS
                 {
                     response.headers_mut().insert(
@@ -714,6 +735,22 @@ fn hyper_service(
             }
         },
     ))
+}
+
+/// The answer to an HTTP/2 stream that would take the server past `gateway.max_connections`.
+fn streams_over_the_cap() -> axum::http::Response<axum::body::Body> {
+    use axum::response::IntoResponse;
+    let mut response = crate::ApiError::Unavailable(
+        "the server holds as many connections and streams as gateway.max_connections allows; \
+         try again shortly"
+            .into(),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 #[cfg(test)]

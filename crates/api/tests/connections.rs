@@ -44,6 +44,22 @@ async fn start_capped(
     max_connections: usize,
     idle: Duration,
 ) -> (portcullis_api::Running, Vec<u8>) {
+    start_with(
+        dir,
+        portcullis_api::gateway::GatewaySettings {
+            idle_timeout: idle,
+            max_connections,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// As [`start`], with these gateway settings.
+async fn start_with(
+    dir: &std::path::Path,
+    gateway: portcullis_api::gateway::GatewaySettings,
+) -> (portcullis_api::Running, Vec<u8>) {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
     std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
@@ -60,11 +76,7 @@ async fn start_capped(
             key_file: dir.join("key.pem"),
             reload_interval: Duration::from_secs(60),
         }),
-        gateway: portcullis_api::gateway::GatewaySettings {
-            idle_timeout: idle,
-            max_connections,
-            ..Default::default()
-        },
+        gateway,
         auth: Default::default(),
         rbac: Default::default(),
     })
@@ -764,5 +776,159 @@ async fn a_head_trickled_after_a_hand_off_is_given_up_when_the_cap_is_reached() 
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let idle = reclaimed(&running, "idle") - idle_before;
     assert_eq!(idle, 2.0, "the trickling and the silent connection counted");
+    running.shutdown().await;
+}
+
+/// An HTTP/2 connection (h2c) whose request bodies the test writes as it likes.
+async fn h2c_streaming(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<bytes::Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("an h2c handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// A stream the client holds open: a request whose body has not ended, and its answer to come.
+struct HeldStream {
+    body: http_body_util::channel::Sender<bytes::Bytes>,
+    answer: tokio::task::JoinHandle<hyper::Response<hyper::body::Incoming>>,
+}
+
+/// Sends `method path` on `sender`; its body (none for GET) ends when the returned stream's
+/// `body` is dropped.
+async fn open_stream(
+    sender: &mut hyper::client::conn::http2::SendRequest<
+        http_body_util::channel::Channel<bytes::Bytes>,
+    >,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> HeldStream {
+    let (body, channel) = http_body_util::channel::Channel::new(1);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "connections-test-admin-key-0123456789abcdef")
+        .body(channel)
+        .unwrap();
+    sender.ready().await.expect("the connection takes requests");
+    let answer = sender.send_request(request);
+    let answer = tokio::spawn(async move { answer.await.expect("an answer") });
+    HeldStream { body, answer }
+}
+
+/// Each HTTP/2 stream opened while others are open on its connection may hold a backend
+/// connection of its own, so it takes a place under `max_connections` as a connection does:
+/// over the cap it is answered 503 at once (with `Retry-After`), and a place a stream gave back
+/// is taken again.
+#[tokio::test]
+async fn http2_streams_beside_others_take_places_under_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
+    let addr = running.addr;
+    let mut sender = h2c_streaming(addr).await;
+    // Three requests whose bodies have not ended: the connection's place covers the first,
+    // the other two take the two places left.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(open_stream(&mut sender, addr, "POST", "/api/v1/orgs").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let over = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(over.body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), over.answer)
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_connections")),
+        "{body}"
+    );
+    // The second stream ends (its empty body is refused by the endpoint) and gives its place
+    // back: the next stream is served.
+    let second = held.remove(1);
+    drop(second.body);
+    let ended = tokio::time::timeout(Duration::from_secs(5), second.answer)
+        .await
+        .expect("the second stream's answer")
+        .unwrap();
+    assert!(ended.status().is_client_error(), "{}", ended.status());
+    drop(ended);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let next = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(next.body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), next.answer)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_gateway_streams_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no stream refusal counter in {metrics}"));
+    assert!(refused >= 1.0, "refused: {refused}");
+    drop(held);
+    running.shutdown().await;
+}
+
+/// `gateway.http2_max_streams` is what the server tells HTTP/2 clients they may open at once
+/// (its SETTINGS): with 2, a client holding two streams open waits with its third until one
+/// ends.
+#[tokio::test]
+async fn an_http2_client_opens_at_most_http2_max_streams_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, _) = start_with(
+        dir.path(),
+        portcullis_api::gateway::GatewaySettings {
+            http2_max_streams: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    let addr = running.addr;
+    let mut sender = h2c_streaming(addr).await;
+    // The server's SETTINGS come with its first answer.
+    let first = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(first.body);
+    assert_eq!(first.answer.await.unwrap().status(), 200);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(open_stream(&mut sender, addr, "POST", "/api/v1/orgs").await);
+    }
+    let third = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(third.body);
+    let mut third_answer = third.answer;
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut third_answer)
+            .await
+            .is_err(),
+        "a third stream was opened beside two"
+    );
+    drop(held.remove(0).body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), third_answer)
+        .await
+        .expect("the third is sent once a stream ends")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    drop(held);
     running.shutdown().await;
 }

@@ -86,6 +86,7 @@ struct GatewayConfig {
     idle_timeout_seconds: Option<u64>,
     assertion_seconds: Option<u64>,
     max_connections: Option<usize>,
+    http2_max_streams: Option<u32>,
     websocket_idle_timeout_seconds: Option<u64>,
 }
 
@@ -606,6 +607,13 @@ pub fn load(
             "must be at least 1 (leave it out to derive it from the open-file limit)",
         ));
     }
+    let http2_max_streams = gateway_file.http2_max_streams.unwrap_or(128);
+    if !(1..=1000).contains(&http2_max_streams) {
+        return Err(ConfigError::new(
+            "gateway.http2_max_streams",
+            format!("{http2_max_streams} is out of range: 1 to 1000 streams"),
+        ));
+    }
     let max_body_bytes = gateway_file.max_body_mb.unwrap_or(64).max(1) * 1024 * 1024;
     let policy_body_bytes = gateway_file
         .policy_body_kb
@@ -639,6 +647,7 @@ pub fn load(
         idle_timeout: Duration::from_secs(idle_timeout),
         assertion_seconds,
         max_connections: gateway_file.max_connections.unwrap_or(0),
+        http2_max_streams,
         websocket_idle_timeout: websocket_idle,
     };
     let tls = match file.tls {
@@ -723,16 +732,18 @@ mod tests {
         assert!(!c.server.gateway.underscores_in_headers);
         // 0: derived from the open-file limit when the server starts.
         assert_eq!(c.server.gateway.max_connections, 0);
+        assert_eq!(c.server.gateway.http2_max_streams, 128);
         assert_eq!(
             c.server.gateway.websocket_idle_timeout,
             Duration::from_secs(300)
         );
         let f = file_with(
-            "gateway:\n  max_connections: 5000\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n  websocket_idle_timeout_seconds: 3600\n",
+            "gateway:\n  max_connections: 5000\n  http2_max_streams: 32\n  audit_queue: 100\n  idle_timeout_seconds: 5\n  underscores_in_headers: true\n  policy_body_kb: 64\n  assertion_seconds: 300\n  websocket_idle_timeout_seconds: 3600\n",
         );
         let c = load(Some(f.path()), &env_of(&[])).unwrap();
         assert_eq!(c.server.gateway.audit_queue, 100);
         assert_eq!(c.server.gateway.max_connections, 5000);
+        assert_eq!(c.server.gateway.http2_max_streams, 32);
         assert_eq!(c.server.gateway.idle_timeout, Duration::from_secs(5));
         assert!(c.server.gateway.underscores_in_headers);
         assert_eq!(c.server.gateway.policy_body_bytes, 64 * 1024);
@@ -793,6 +804,16 @@ mod tests {
                 "gateway:\n  max_connections: 0\n",
                 &[],
                 "gateway.max_connections",
+            ),
+            (
+                "gateway:\n  http2_max_streams: 0\n",
+                &[],
+                "gateway.http2_max_streams",
+            ),
+            (
+                "gateway:\n  http2_max_streams: 1001\n",
+                &[],
+                "gateway.http2_max_streams",
             ),
             (
                 "gateway:\n  websocket_idle_timeout_seconds: 0\n",

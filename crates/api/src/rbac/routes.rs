@@ -149,14 +149,19 @@ impl RouteVerdict {
 struct Checks<'a> {
     rbac: &'a Rbac,
     caller: Option<&'a RouteCaller>,
-    input: &'a RegoValue,
+    /// The Rego input; `None` when the policy is taken as passed (see
+    /// [`Rbac::refuses_before_policy`]).
+    input: Option<&'a RegoValue>,
 }
 
 impl RuleChecks for Checks<'_> {
     fn policy(&self, rule_name: &str) -> bool {
+        let Some(input) = self.input else {
+            return true;
+        };
         self.rbac
             .rego()
-            .is_some_and(|rego| rego.allows_value(rule_name, self.input))
+            .is_some_and(|rego| rego.allows_value(rule_name, input))
     }
 
     fn permission(&self, permission: &str, action: Option<Action>) -> bool {
@@ -182,6 +187,15 @@ fn denied_by(by: &DeniedBy) -> String {
     }
 }
 
+/// Whether a route decision runs the rule's Rego policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyCheck {
+    /// Every check, the policy last.
+    Run,
+    /// The checks before the policy only; the policy is taken as passed.
+    Assume,
+}
+
 impl Rbac {
     /// Decides `request` for `caller` (none: anonymous) against the route rules.
     pub fn evaluate_route(
@@ -190,6 +204,31 @@ impl Rbac {
         caller: Option<&RouteCaller>,
         request: &RequestSpec,
         explain: bool,
+    ) -> RouteVerdict {
+        self.route_verdict(rules, caller, request, explain, PolicyCheck::Run)
+    }
+
+    /// Whether `request` is refused by a check that runs before its rule's policy (a caller
+    /// that is not signed in, a `groups` expression, a permission): then the full decision
+    /// refuses it the same way whatever its body says, and the body need not be read.
+    pub fn refuses_before_policy(
+        &self,
+        rules: &RouteRules,
+        caller: Option<&RouteCaller>,
+        request: &RequestSpec,
+    ) -> bool {
+        self.route_verdict(rules, caller, request, false, PolicyCheck::Assume)
+            .status
+            != 200
+    }
+
+    fn route_verdict(
+        &self,
+        rules: &RouteRules,
+        caller: Option<&RouteCaller>,
+        request: &RequestSpec,
+        explain: bool,
+        policy_check: PolicyCheck,
     ) -> RouteVerdict {
         let verdict = |status, result, body| RouteVerdict {
             status,
@@ -239,7 +278,8 @@ impl Rbac {
         };
         let rond = self.rond();
         // Bindings and roles are looked up only for the checks that read them.
-        let needs_user = rule.groups().is_some() || rule.policy().is_some() || explain;
+        let runs_policy = rule.policy().is_some() && policy_check == PolicyCheck::Run;
+        let needs_user = rule.groups().is_some() || runs_policy || explain;
         let user = match caller {
             Some(c) if needs_user => {
                 rond.user(org, &[c.user_id.as_str(), c.username.as_str()], &groups)
@@ -269,7 +309,7 @@ impl Rbac {
         } else {
             Value::Null
         };
-        let input = if rule.policy().is_some() {
+        let input = if runs_policy {
             let mut request = request.clone();
             request.path = matched.path.clone();
             for (k, v) in &matched.params {
@@ -298,7 +338,7 @@ impl Rbac {
         let checks = Checks {
             rbac: self,
             caller,
-            input: &input,
+            input: runs_policy.then_some(&input),
         };
         let outcome = if rule.auth() == Auth::None {
             RuleOutcome::Allow

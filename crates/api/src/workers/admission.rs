@@ -132,16 +132,21 @@ impl Admission {
     /// A place for one more connection, or `None` (counted and logged) when the server holds
     /// as many as it may.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Slot> {
+        let slot = self.take();
+        if slot.is_none() {
+            self.refused();
+        }
+        slot
+    }
+
+    /// A place under the cap, if one is free.
+    fn take(self: &Arc<Self>) -> Option<Slot> {
         // Never above the cap, even for a moment: the descriptors it guards are real.
-        let taken = self
-            .open
+        self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < self.max).then_some(open + 1)
-            });
-        if taken.is_err() {
-            self.refused();
-            return None;
-        }
+            })
+            .ok()?;
         self.open_gauge.increment(1.0);
         Some(Slot(self.clone()))
     }
@@ -172,6 +177,20 @@ impl Admission {
     }
 }
 
+impl Slot {
+    /// Another place under the same cap, for an HTTP/2 stream opened while others are open on
+    /// its connection: each may hold a backend connection of its own, a descriptor the
+    /// connection's one place does not cover. `None` (counted in
+    /// `portcullis_gateway_streams_refused_total`) when the server holds as many as it may.
+    pub(crate) fn another(&self) -> Option<Slot> {
+        let slot = self.0.take();
+        if slot.is_none() {
+            metrics::counter!("portcullis_gateway_streams_refused_total").increment(1);
+        }
+        slot
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
@@ -196,6 +215,17 @@ mod tests {
         assert!(admission.admit().is_none());
         drop((second, third));
         assert_eq!(admission.open(), 0);
+    }
+
+    #[test]
+    fn a_stream_beside_others_takes_a_place_of_its_own() {
+        let admission = Admission::new(2);
+        let connection = admission.admit().expect("the connection");
+        let stream = connection.another().expect("one place left");
+        assert!(connection.another().is_none(), "the cap is reached");
+        assert!(admission.admit().is_none(), "nor is a connection let in");
+        drop(stream);
+        assert!(admission.admit().is_some(), "the stream's place came back");
     }
 
     #[test]

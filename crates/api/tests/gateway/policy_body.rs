@@ -250,3 +250,147 @@ async fn a_policy_body_that_stops_coming_is_a_408() {
     assert_stalled_body_is_a_408(env.addr, &request, Duration::from_secs(2)).await;
     assert!(!env.backend.saw_path("/orders/1"));
 }
+
+/// The idle time is for each read of a policy's body, not for all of it (nginx's
+/// `client_body_timeout`): a body that comes steadily but takes longer than the idle time in
+/// all is read and decided on.
+#[tokio::test]
+async fn a_policy_body_that_comes_slowly_but_steadily_is_decided_on() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start(Options {
+        idle_timeout: Duration::from_secs(2),
+        ..Options::default()
+    })
+    .await;
+    for (amount, expected) in [(50, "200"), (500, "403")] {
+        let body = format!(r#"{{"amount": {amount}, "note": "sent in five pieces"}}"#);
+        let head = format!(
+            "POST /orders/1 HTTP/1.1\r\nHost: x\r\nx-api-key: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            env.dev.key,
+            body.len()
+        );
+        let started = Instant::now();
+        let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        for piece in body.as_bytes().chunks(body.len().div_ceil(5)) {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            conn.write_all(piece).await.unwrap();
+        }
+        let mut answer = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut conn, &mut answer)
+            .await
+            .unwrap();
+        assert!(started.elapsed() > Duration::from_secs(3));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{amount}: {answer}"
+        );
+    }
+    assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
+}
+
+/// A caller who may not reach the policy (not signed in where the route needs it, or refused by
+/// the route's `groups` before its policy) is refused at once: the gateway neither waits for
+/// nor reads its body, so a body too large, not JSON, or never sent gets the same 401 or 403.
+/// A caller the checks before the policy let through still has the body read and decided on.
+#[tokio::test]
+async fn a_caller_refused_before_the_policy_is_refused_without_reading_the_body() {
+    use std::time::{Duration, Instant};
+    let env = Env::start(Options {
+        idle_timeout: Duration::from_secs(4),
+        ..Options::default()
+    })
+    .await;
+    let big = format!(r#"{{"amount": 5, "pad": "{}"}}"#, "x".repeat(1536 * 1024));
+    // Caller (none: anonymous), route, body -> expected status.
+    let table: &[(Option<&str>, &str, &str, u16)] = &[
+        (None, "/orders/1", &big, 401),
+        (None, "/orders/1", "{not json", 401),
+        (None, "/ops-orders/1", r#"{"amount": 5}"#, 401),
+        (Some(&env.outsider.key), "/ops-orders/1", &big, 403),
+        (Some(&env.outsider.key), "/ops-orders/1", "{not json", 403),
+        (
+            Some(&env.outsider.key),
+            "/ops-orders/1",
+            r#"{"amount": 5}"#,
+            403,
+        ),
+        // Past the checks before the policy, the body is read: too large, not JSON, decided.
+        (Some(&env.dev.key), "/ops-orders/1", &big, 413),
+        (Some(&env.dev.key), "/ops-orders/1", "{not json", 400),
+        (
+            Some(&env.dev.key),
+            "/ops-orders/1",
+            r#"{"amount": 500}"#,
+            403,
+        ),
+        (Some(&env.dev.key), "/ops-orders/1", r#"{"amount": 5}"#, 200),
+    ];
+    for &(key, path, body, expected) in table {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(key.map(|k| ("x-api-key", k)));
+        let reply = raw_with_body(env.addr, "POST", path, &headers, body.as_bytes()).await;
+        assert_eq!(
+            reply.status,
+            expected,
+            "{key:?} {path} {}: {}",
+            &body[..body.len().min(20)],
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
+    // A body that never comes: the refusal does not wait for it (the idle time is 4 s).
+    for (key, expected) in [(None, "401"), (Some(&env.outsider.key), "403")] {
+        let credential = key.map_or(String::new(), |k| format!("x-api-key: {k}\r\n"));
+        let request = format!(
+            "POST /ops-orders/1 HTTP/1.1\r\nHost: x\r\n{credential}Content-Type: application/json\r\n\
+             Content-Length: 40\r\nConnection: close\r\n\r\n{{\"amount\": "
+        );
+        let started = Instant::now();
+        let mut conn = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut conn, request.as_bytes())
+            .await
+            .unwrap();
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read(&mut conn, &mut answer),
+        )
+        .await
+        .expect("the refusal came before the idle time")
+        .unwrap();
+        let head = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {expected}")),
+            "{key:?}: {head}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{key:?}");
+    }
+    assert_eq!(env.backend.seen().len(), 1, "{:?}", env.backend.seen());
+}
+
+/// A refused request's body is not read for the backend, but the connection takes (and throws
+/// away) what the client still sends: a client that writes all of a large body before it
+/// reads gets its 401 or 403, not a connection reset or a wait for ever.
+#[tokio::test]
+async fn a_client_writing_a_large_body_reads_its_refusal() {
+    let env = Env::start(Options::default()).await;
+    let body = vec![b'x'; 32 << 20];
+    for (key, path, expected) in [
+        (None, "/upload", 401),
+        (Some(env.outsider.key.as_str()), "/admin/upload", 403),
+    ] {
+        let mut headers = vec![("content-type", "application/octet-stream")];
+        headers.extend(key.map(|k| ("x-api-key", k)));
+        let reply = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            raw_with_body(env.addr, "POST", path, &headers, &body),
+        )
+        .await
+        .expect("an answer");
+        assert_eq!(reply.status, expected, "{path}: {reply:?}");
+    }
+    assert!(env.backend.seen().is_empty(), "{:?}", env.backend.seen());
+}

@@ -75,6 +75,11 @@ const ROUTES: &str = r#"
   methods: [POST, PUT, PATCH, DELETE]
   policy: orders_within_limit
   backend: echo
+- path: /ops-orders/*
+  methods: [POST]
+  groups: groups.ops
+  policy: orders_within_limit
+  backend: echo
 "#;
 
 /// The echo backend's OpenAPI document: `POST /streamed-orders/{id}` is decided by
