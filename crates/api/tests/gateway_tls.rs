@@ -647,3 +647,52 @@ async fn an_unreadable_ca_file_stops_the_start_naming_backend_and_file() {
         "{message}"
     );
 }
+
+/// A backend that accepts the TCP connection and never answers the TLS handshake: a request
+/// with a body (whose backend timeout starts only once the body is being sent) gets a 502
+/// once the handshake's time is over, rather than waiting as long as the client does.
+#[tokio::test]
+async fn a_backend_that_never_finishes_its_tls_handshake_is_a_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, ca_file) = internal_ca(dir.path());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    // Holds every connection open, reading and writing nothing.
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let running = portcullis(
+        dir.path(),
+        vec![backend(
+            "silent",
+            &format!("https://{silent}"),
+            trusting(&ca_file),
+        )],
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        reqwest::Client::new()
+            .post(format!("http://{}/silent/upload", running.addr))
+            .body(vec![7u8; 1024])
+            .send(),
+    )
+    .await
+    .expect("an answer before the client gives up")
+    .unwrap();
+    let waited = started.elapsed();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_bad_gateway(&(status, text), "silent");
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(12),
+        "{waited:?}"
+    );
+    held.abort();
+    running.shutdown().await;
+}

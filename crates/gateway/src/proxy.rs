@@ -22,7 +22,7 @@ use crate::headers::{remove_hop_by_hop, remove_misleading, rewrite_cookies, set_
 use crate::identity::{self, Identity, IdentityHeaders};
 use crate::send_timeout::WriteStalled;
 use client_body::{ClientBody, ClientBodyError, Upload};
-use connector::Connector;
+use connector::{Connector, HandshakeDeadline};
 pub use tls::BackendTls;
 
 mod client_body;
@@ -184,6 +184,9 @@ pub trait UpgradeEvents: Send + Sync {
 /// How often a spliced (upgraded) connection re-checks its credential and its idle time.
 const RECHECK: Duration = Duration::from_secs(1);
 
+/// How long a backend has to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long an upgraded connection may carry nothing before it is closed, unless configured:
 /// five minutes, Envoy's `stream_idle_timeout` (nginx's `proxy_read_timeout` is a minute, and
 /// deployments behind it raise it for websockets).
@@ -256,8 +259,8 @@ enum Upstream {
     /// `https://`: the backend's own trust. `auto` offers ALPN `h2` and `http/1.1` and lets the
     /// backend choose; `http1` offers only `http/1.1`, for upgrades, which HTTP/2 cannot carry.
     Tls {
-        auto: Client<HttpsConnector<Connector>, Body>,
-        http1: Client<HttpsConnector<Connector>, Body>,
+        auto: Client<TlsConnector, Body>,
+        http1: Client<TlsConnector, Body>,
     },
 }
 
@@ -325,7 +328,7 @@ impl Proxy {
     ) -> Result<Self, GatewayError> {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(Duration::from_secs(5)));
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
         // Plain backends whose connections have the same write timeout share their clients,
         // and so their pools (keyed by host).
         let mut plain: HashMap<Duration, PlainClients> = HashMap::new();
@@ -366,6 +369,10 @@ impl Proxy {
             };
             if b.websocket_idle.is_some_and(|idle| idle < RECHECK) {
                 return Err(refuse("websocket_idle must be a second or more"));
+            }
+            // Routes name backends: with two of one name, one would get the other's traffic.
+            if by_name.contains_key(&b.name) {
+                return Err(refuse("another backend has this name"));
             }
             let raw = matches!(upstream, Upstream::Plain { h2c: None, .. })
                 .then(|| http1::Pool::new(&b.url));
@@ -678,6 +685,15 @@ fn pooled() -> hyper_util::client::legacy::Builder {
     builder
 }
 
+/// How an `https://` backend is connected to: TCP, then a TLS handshake in bounded time.
+type TlsConnector = HandshakeDeadline<HttpsConnector<Connector>>;
+
+/// How long an `https://` backend has to accept a connection and finish its TLS handshake
+/// (nginx's `proxy_connect_timeout` covers both too). A request with a body starts the
+/// backend's timeout only once the body is being sent, so without it a backend that accepted
+/// the connection and never answered the handshake would hold the client as long as it likes.
+const TLS_HANDSHAKE_TIMEOUT: Duration = CONNECT_TIMEOUT;
+
 /// The two clients of an `https://` backend, sharing its trust settings and differing only in
 /// the protocols ALPN offers.
 fn tls_upstream(
@@ -694,7 +710,10 @@ fn tls_upstream(
     let with_alpn = |protocols: &[&[u8]]| {
         let mut config = settings.config.clone();
         config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
-        HttpsConnector::new(connector.clone(), config, true, resolver.clone())
+        HandshakeDeadline::new(
+            HttpsConnector::new(connector.clone(), config, true, resolver.clone()),
+            TLS_HANDSHAKE_TIMEOUT,
+        )
     };
     let auto = pooled().build(with_alpn(&[b"h2", b"http/1.1"]));
     let http1 = pooled().build(with_alpn(&[b"http/1.1"]));
@@ -901,5 +920,28 @@ mod tests {
             other => panic!("not refused: {other:?}"),
         }
         assert!(Proxy::new(vec![backend(RECHECK)], 1024, RECHECK).is_ok());
+    }
+
+    /// Two backends of one name: routes could not tell them apart (one would get the other's
+    /// traffic, with the other's audience). Refused, naming the backend.
+    #[test]
+    fn two_backends_of_one_name_are_refused() {
+        let backend = |url: &str| Backend::new("jobs", url.parse().unwrap(), RECHECK);
+        let refused = Proxy::new(
+            vec![
+                backend("http://jobs-a.internal"),
+                backend("http://jobs-b.internal"),
+            ],
+            1024,
+            RECHECK,
+        );
+        match refused {
+            Err(e @ GatewayError::BadBackend { .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("jobs"), "{message}");
+                assert!(message.contains("another backend"), "{message}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
     }
 }

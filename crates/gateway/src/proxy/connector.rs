@@ -54,3 +54,52 @@ impl Service<Uri> for Connector {
         })
     }
 }
+
+/// Bounds the time a connector may take (the TLS handshake of an `https://` backend, with the
+/// TCP connection before it): a backend that never finishes it is a connection error, which
+/// the client gets as a 502 like a backend that cannot be reached.
+#[derive(Clone, Debug)]
+pub(super) struct HandshakeDeadline<C> {
+    inner: C,
+    limit: Duration,
+}
+
+impl<C> HandshakeDeadline<C> {
+    /// `inner`, given up on after `limit`.
+    pub(super) fn new(inner: C, limit: Duration) -> Self {
+        Self { inner, limit }
+    }
+}
+
+/// The error of a connector whose errors are boxed.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> Service<Uri> for HandshakeDeadline<C>
+where
+    C: Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the backend did not finish its TLS handshake within {limit:?}"),
+                )
+                .into()),
+            }
+        })
+    }
+}
