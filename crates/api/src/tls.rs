@@ -114,6 +114,10 @@ struct Files {
     key: PathBuf,
     /// The files as they were when the pair in use was loaded.
     loaded: (Stamp, Stamp),
+    /// The files as the last check saw them: a change is loaded once the files stay as they
+    /// are for a check (a certificate file written in place could otherwise be read between
+    /// its leaf and its chain, and served with the chain cut short until the next check).
+    seen: (Stamp, Stamp),
     /// The files and the reason of the last failed load, so that a failure is reported once.
     reported: Option<((Stamp, Stamp), String)>,
 }
@@ -138,16 +142,20 @@ impl Files {
             cert: cert.to_owned(),
             key: key.to_owned(),
             loaded,
+            seen: loaded,
             reported: None,
         };
         Ok((files, pair))
     }
 
-    /// Loads the pair again if a file changed. A pair that fails keeps being tried at each
-    /// check (a half-written file may be complete by the next one, with the same stamp).
+    /// Loads the pair again if a file changed and has stayed as it is since the last check. A
+    /// pair that fails keeps being tried at each check (a half-written file may be complete by
+    /// the next one, with the same stamp).
     fn check(&mut self) -> Checked {
         let now = (stamp(&self.cert), stamp(&self.key));
-        if now == self.loaded {
+        let settled = now == self.seen;
+        self.seen = now;
+        if now == self.loaded || !settled {
             return Checked::Unchanged;
         }
         match load(&self.cert, &self.key) {
@@ -192,21 +200,43 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let task = tokio::spawn(async move {
-        let mut stop = stop;
+    // The files are looked at in a task of their own, on a blocking thread: a file system
+    // that hangs (a network mount) holds up reloads, never the accepting of connections.
+    let mut reload_stop = stop.clone();
+    tokio::spawn(async move {
         let mut ticker = tokio::time::interval(settings.reload_interval);
         loop {
             tokio::select! {
+                _ = reload_stop.changed() => return,
+                _ = ticker.tick() => {}
+            }
+            let checked = tokio::task::spawn_blocking(move || {
+                let checked = files.check();
+                (files, checked)
+            })
+            .await;
+            let Ok((checked_files, checked)) = checked else {
+                return;
+            };
+            files = checked_files;
+            match checked {
+                Checked::Unchanged => {}
+                Checked::Reloaded(pair) => {
+                    resolver.current.store(Arc::new(pair));
+                    tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded");
+                }
+                Checked::Failed { error, first: true } => {
+                    tracing::warn!(%error, "TLS certificate or key changed but cannot be used; the previous pair stays in use")
+                }
+                Checked::Failed { first: false, .. } => {}
+            }
+        }
+    });
+    let task = tokio::spawn(async move {
+        let mut stop = stop;
+        loop {
+            tokio::select! {
                 _ = stop.changed() => return,
-                _ = ticker.tick() => match files.check() {
-                    Checked::Unchanged => {}
-                    Checked::Reloaded(pair) => {
-                        resolver.current.store(Arc::new(pair));
-                        tracing::info!(cert = %files.cert.display(), key = %files.key.display(), "TLS certificate reloaded");
-                    }
-                    Checked::Failed { error, first: true } => tracing::warn!(%error, "TLS certificate or key changed but cannot be used; the previous pair stays in use"),
-                    Checked::Failed { first: false, .. } => {}
-                },
                 (tcp, peer) = crate::workers::accept(&listener) => {
                     workers.dispatch(tcp, peer, Some(acceptor.clone()));
                 }
@@ -252,6 +282,10 @@ mod tests {
         // A certificate whose key is not written yet: reported once, not at every check.
         let (new_cert, new_key) = pair();
         std::fs::write(&cert, &new_cert).unwrap();
+        assert!(
+            matches!(files.check(), Checked::Unchanged),
+            "not settled yet"
+        );
         let Checked::Failed { error, first } = files.check() else {
             panic!("a certificate without its key was loaded");
         };
@@ -264,6 +298,10 @@ mod tests {
 
         // A key half written: a new failure (reported, in words, not byte arrays).
         std::fs::write(&key, &new_key[..new_key.len() / 2]).unwrap();
+        assert!(
+            matches!(files.check(), Checked::Unchanged),
+            "not settled yet"
+        );
         let Checked::Failed { error, first } = files.check() else {
             panic!("a half-written key was loaded");
         };
@@ -273,7 +311,35 @@ mod tests {
 
         // The key complete: the new pair is loaded, then nothing changes.
         std::fs::write(&key, &new_key).unwrap();
+        assert!(
+            matches!(files.check(), Checked::Unchanged),
+            "not settled yet"
+        );
         assert!(matches!(files.check(), Checked::Reloaded(_)));
         assert!(matches!(files.check(), Checked::Unchanged));
+    }
+
+    /// A certificate file is loaded once it stays as it is for a check: one read between its
+    /// leaf and the rest of its chain (written in place) is not served with the chain cut short.
+    #[test]
+    fn a_changed_file_is_loaded_once_it_has_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (first_cert, first_key) = pair();
+        std::fs::write(&cert, &first_cert).unwrap();
+        std::fs::write(&key, &first_key).unwrap();
+        let (mut files, _) = Files::open(&cert, &key).unwrap();
+        // A new pair, its certificate file first holding the leaf alone (a loadable pair)...
+        let (leaf, new_key) = pair();
+        std::fs::write(&key, &new_key).unwrap();
+        std::fs::write(&cert, &leaf).unwrap();
+        assert!(matches!(files.check(), Checked::Unchanged));
+        // ... then the chain after it, before the next check.
+        std::fs::write(&cert, format!("{leaf}{}", pair().0)).unwrap();
+        assert!(matches!(files.check(), Checked::Unchanged));
+        let Checked::Reloaded(loaded) = files.check() else {
+            panic!("the settled pair was not loaded");
+        };
+        assert_eq!(loaded.cert.len(), 2, "the whole chain");
     }
 }
