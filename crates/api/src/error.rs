@@ -91,6 +91,9 @@ pub enum ApiError {
     /// A dependency (the database) is not available.
     #[error("{0}")]
     Unavailable(String),
+    /// The server holds as much as its limits allow; the client may try again in a second.
+    #[error("{0}")]
+    Overloaded(String),
     /// A bug or an unexpected failure; details go to the log, not to the client.
     #[error("internal error")]
     Internal(String),
@@ -123,6 +126,7 @@ impl ApiError {
             Self::ExpectationFailed(_) => (StatusCode::EXPECTATION_FAILED, "expectation_failed"),
             Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             Self::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -200,6 +204,11 @@ impl IntoResponse for ApiError {
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from(*retry_after),
             );
+        }
+        if let Self::Overloaded(_) = &self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
         }
         response
     }

@@ -69,6 +69,10 @@ struct Shared {
     state: AppState,
 }
 
+/// Whether a request came over this server's own TLS listener (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverTls(pub(crate) bool);
+
 /// The service of one connection.
 #[derive(Clone)]
 pub struct Front {
@@ -164,6 +168,8 @@ impl Service<Request<Body>> for Front {
             }),
             Way::ControlPlane => {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                // A path the router does not serve goes to the gateway, which must know.
+                req.extensions_mut().insert(OverTls(secure));
                 let req = if axum::body::HttpBody::is_end_stream(req.body()) {
                     req
                 } else {

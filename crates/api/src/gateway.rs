@@ -702,9 +702,11 @@ pub async fn proxy(State(state): State<AppState>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    // Through the control plane's router the connection's scheme is not known here:
-    // `public_url` says it.
-    proxy_request(&state, state.proxy.as_deref(), req, peer, false).await
+    let secure = req
+        .extensions()
+        .get::<crate::front::OverTls>()
+        .is_some_and(|tls| tls.0);
+    proxy_request(&state, state.proxy.as_deref(), req, peer, secure).await
 }
 
 /// The gateway: every request no control-plane route serves, straight from the listener.
@@ -894,10 +896,21 @@ async fn proxy_inner(
             crate::auth::CookieUse::Websocket,
         )?;
     }
-    let (body, json_body) = policy_body(state, &parts, body, declared, auth.as_ref()).await?;
-    let admitted = match admit(state, &parts, auth, request_id, json_body, seen)? {
+    let PolicyBody {
+        body,
+        json,
+        refused,
+    } = policy_body(state, &parts, body, declared, auth.as_ref()).await?;
+    let admitted = match admit(state, &parts, auth, request_id, (json, refused), seen)? {
         Ok(a) => a,
-        Err(refusal) => return Ok(refusal),
+        Err(refusal) => {
+            // A client still sending a body reads its refusal: the body is taken and thrown
+            // away (as the 413's), where hyper would read one buffer of it and close.
+            if !axum::body::HttpBody::is_end_stream(&body) {
+                discard_in_background(body);
+            }
+            return Ok(refusal);
+        }
     };
     let still_valid = if portcullis_gateway::proxy::is_upgrade(parts.version, &parts.headers) {
         admitted
@@ -912,6 +925,16 @@ async fn proxy_inner(
     let signed_in = admitted.auth.is_some();
     let mut forward = admitted.forward(state, &uri, hop, request_id);
     forward.still_valid = still_valid;
+    // An HTTP/2 stream holds a place under the connection cap while it forwards.
+    if let Some(place) = parts.extensions.get::<Arc<crate::workers::StreamPlace>>()
+        && !place.take()
+    {
+        return Err(ApiError::Overloaded(
+            "the server holds as many connections and streams as gateway.max_connections \
+             allows; try again shortly"
+                .into(),
+        ));
+    }
     let upstream = axum::http::Request::from_parts(parts, body);
     Ok(backend_answer(
         proxy.forward(upstream, forward).await?,
@@ -961,10 +984,15 @@ async fn policy_body(
     body: Body,
     declared: Option<u64>,
     auth: Option<&Authenticated>,
-) -> Result<(Body, Option<Value>), ApiError> {
+) -> Result<PolicyBody, ApiError> {
+    let unread = |body, refused| PolicyBody {
+        body,
+        json: None,
+        refused,
+    };
     let method = parts.method.as_str();
     let Some(rules) = state.rbac.routes() else {
-        return Ok((body, None));
+        return Ok(unread(body, None));
     };
     let policy_route = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
         && declared != Some(0)
@@ -974,8 +1002,11 @@ async fn policy_body(
             // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
             m.rule.policy().is_some() && !m.rule.rond().is_some_and(|flow| flow.prevent_body_load)
         });
-    if !policy_route || refused_before_policy(state, rules, parts, auth) {
-        return Ok((body, None));
+    if !policy_route {
+        return Ok(unread(body, None));
+    }
+    if let Some(refusal) = refusal_before_policy(state, rules, parts, auth) {
+        return Ok(unread(body, Some(refusal)));
     }
     // Where a policy reads JSON bodies, the body's type must be one: with two (two fields, or
     // a list in one), the policy could see no JSON while the backend reads the body as JSON.
@@ -990,7 +1021,7 @@ async fn policy_body(
         ));
     }
     if !content_type.is_some_and(is_json_media_type) {
-        return Ok((body, None));
+        return Ok(unread(body, None));
     }
     let limit = state.gateway.policy_body_bytes;
     let too_large = || {
@@ -1020,14 +1051,28 @@ async fn policy_body(
     };
     // A chunked request that sent no data has no body, as one saying `Content-Length: 0`.
     if bytes.is_empty() {
-        return Ok((Body::from(bytes), None));
+        return Ok(unread(Body::from(bytes), None));
     }
     let parsed = serde_json::from_slice::<Value>(&bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body says it is JSON but is not ({e}): a route with a policy decides on it"
         ))
     })?;
-    Ok((Body::from(bytes), Some(parsed)))
+    Ok(PolicyBody {
+        body: Body::from(bytes),
+        json: Some(parsed),
+        refused: None,
+    })
+}
+
+/// A request's body as the gateway goes on with it.
+struct PolicyBody {
+    /// The body to forward (read whole if a policy reads it).
+    body: Body,
+    /// The JSON a policy decides on.
+    json: Option<Value>,
+    /// The refusal of a check before the route's policy, which decided without the body.
+    refused: Option<RouteVerdict>,
 }
 
 /// Why a body a policy reads could not be read.
@@ -1073,14 +1118,14 @@ async fn read_body(
     }
 }
 
-/// Whether the checks of the request's route that come before its policy refuse it (see
-/// [`crate::rbac::Rbac::refuses_before_policy`]).
-fn refused_before_policy(
+/// The refusal of the checks of the request's route that come before its policy, if they
+/// refuse it (see [`crate::rbac::Rbac::refusal_before_policy`]).
+fn refusal_before_policy(
     state: &AppState,
     rules: &route_rules::RouteRules,
     parts: &axum::http::request::Parts,
     auth: Option<&Authenticated>,
-) -> bool {
+) -> Option<RouteVerdict> {
     let context = auth.and_then(|a| caller_context(state, a));
     let method = parts.method.as_str();
     let path = parts.uri.path();
@@ -1100,7 +1145,7 @@ fn refused_before_policy(
     };
     state
         .rbac
-        .refuses_before_policy(rules, context.as_ref().map(|c| &c.caller), &spec)
+        .refusal_before_policy(rules, context.as_ref().map(|c| &c.caller), &spec)
 }
 
 /// The hop a request came over: the peer's address and whether the connection was TLS.
@@ -1172,21 +1217,29 @@ fn admit(
     parts: &axum::http::request::Parts,
     auth: Option<Authenticated>,
     request_id: &HeaderValue,
-    json_body: Option<Value>,
+    (json_body, decided): (Option<Value>, Option<RouteVerdict>),
     seen: &mut Seen,
 ) -> Result<Result<Admitted, Response>, ApiError> {
     let method = parts.method.as_str();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let context = auth.as_ref().and_then(|a| caller_context(state, a));
     let caller = context.as_ref().map(|c| &c.caller);
-    let verdict = decide_cached(
-        state,
-        context.as_ref(),
-        &parts.method,
-        path_and_query,
-        &parts.headers,
-        json_body,
-    )?;
+    // A refusal already decided (before the policy, without the body) is the decision: made
+    // again, a grant landing in between could let through a body no policy read.
+    let verdict = match decided {
+        Some(verdict) => {
+            crate::observability::gateway_decision(verdict.result);
+            Arc::new(verdict)
+        }
+        None => decide_cached(
+            state,
+            context.as_ref(),
+            &parts.method,
+            path_and_query,
+            &parts.headers,
+            json_body,
+        )?,
+    };
     audit_decision(
         state,
         auth.as_ref(),
@@ -1326,7 +1379,7 @@ where
         return Err(ApiError::NotFound("no such endpoint".into()));
     };
     let auth = optional_auth(&parts, state).await?;
-    let admitted = match admit(state, &parts, auth, request_id, None, seen)? {
+    let admitted = match admit(state, &parts, auth, request_id, (None, None), seen)? {
         Ok(a) => a,
         Err(refusal) => return Ok(Outcome::Response(refusal)),
     };

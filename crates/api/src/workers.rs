@@ -25,8 +25,9 @@ use crate::http1::{Ended, Prefixed};
 
 mod admission;
 
+pub use admission::StreamPlace;
 pub(crate) use admission::count_reclaimed;
-use admission::{Admission, Slot};
+use admission::{Admission, Slot, StreamPlaces};
 pub use admission::{derived_max_connections, raise_open_file_limit};
 
 /// How long a listener waits after an accept fails before trying again.
@@ -136,9 +137,6 @@ pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
 /// The worker threads.
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Lane>>,
-    /// Each worker's signal to its connections: `true` when the server stops; a change that
-    /// leaves it false is a reclaim (see [`Workers::dispatch`]).
-    signals: Vec<Arc<watch::Sender<bool>>>,
     next: AtomicUsize,
     admission: Arc<Admission>,
     finished: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
@@ -184,11 +182,14 @@ impl Workers {
             signals.push(signal);
             finished.push(finished_rx);
         }
+        let admission = Admission::new(limits.max_connections);
+        // Each worker's signal to its connections: `true` when the server stops; a change that
+        // leaves it false is a reclaim, which the admission sends after a refusal.
+        admission.reclaim_through(signals);
         Ok(Self {
             lanes,
-            signals,
             next: AtomicUsize::new(0),
-            admission: Admission::new(limits.max_connections),
+            admission,
             finished: std::sync::Mutex::new(finished),
         })
     }
@@ -206,12 +207,7 @@ impl Workers {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) {
         let Some(slot) = self.admission.admit() else {
-            if self.admission.reclaim_due() {
-                for signal in &self.signals {
-                    // A new version with the same value: a reclaim, not a stop.
-                    signal.send_modify(|_| {});
-                }
-            }
+            self.admission.reclaim();
             return;
         };
         // A socket moves to another runtime in its std form (deregistered here).
@@ -253,7 +249,7 @@ const RECLAIM_RECHECK: Duration = Duration::from_millis(50);
 const TICK: Duration = Duration::from_secs(1);
 
 /// One worker: serves the connections it is handed until told to stop, then drains. `stop`
-/// signals its connections (see [`Workers`]' `signals`).
+/// signals its connections (see [`Workers::start`]).
 async fn run(
     mut lane: mpsc::UnboundedReceiver<Lane>,
     door: FrontDoor,
@@ -549,12 +545,8 @@ impl Activity {
 
     /// Counts a request open until the returned guard is dropped.
     fn open(self: &Arc<Self>) -> Open {
-        let beside = self.open.fetch_add(1, Ordering::AcqRel);
-        Open {
-            activity: self.clone(),
-            beside,
-            place: None,
-        }
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Open(self.clone())
     }
 
     /// Whether no request is open, and one was open (or the connection came to hyper) less
@@ -591,17 +583,11 @@ impl Activity {
 
 /// One open request of an [`Activity`].
 #[derive(Debug)]
-struct Open {
-    activity: Arc<Activity>,
-    /// Requests open on the connection when this one opened.
-    beside: usize,
-    /// An HTTP/2 stream's own place under the connection cap (see [`Slot::another`]).
-    place: Option<Slot>,
-}
+struct Open(Arc<Activity>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let a = &self.activity;
+        let a = &self.0;
         let now = u64::try_from(a.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         a.ended.fetch_max(now, Ordering::Relaxed);
         a.open.fetch_sub(1, Ordering::Release);
@@ -620,6 +606,8 @@ struct Tracked {
     /// Whether data is given in parts (HTTP/2).
     in_parts: bool,
     _open: Open,
+    /// An HTTP/2 stream's place under the connection cap, if it took one.
+    _place: Option<Arc<StreamPlace>>,
 }
 
 /// The largest part of an answer given to an HTTP/2 stream at a time: HTTP/2's default frame
@@ -694,9 +682,10 @@ fn hyper_service(
         Future = impl Send,
     > + Clone,
 > {
+    let stream_places = StreamPlaces::new(slot.clone());
     TowerToHyperService::new(tower::service_fn(
         move |mut req: axum::http::Request<hyper::body::Incoming>| {
-            let mut open = activity.open();
+            let open = activity.open();
             // An upgraded connection outlives hyper's: the splice keeps its place under the cap.
             if req.headers().contains_key(axum::http::header::UPGRADE) {
                 let held: Arc<dyn std::any::Any + Send + Sync> = slot.clone();
@@ -704,21 +693,20 @@ fn hyper_service(
                     .insert(portcullis_gateway::HeldWhileUpgraded(held));
             }
             let in_parts = req.version() == axum::http::Version::HTTP_2;
-            // An HTTP/2 stream opened beside others takes a place of its own, or is refused.
-            if in_parts && open.beside > 0 {
-                open.place = slot.another();
-            }
-            let refused = in_parts && open.beside > 0 && open.place.is_none();
-            let answer = (!refused).then(|| front.clone().oneshot(req.map(axum::body::Body::new)));
+            // An HTTP/2 stream takes a place under the cap if it forwards (the gateway takes
+            // it), held until its answer is sent.
+            let place = in_parts.then(|| {
+                let place = StreamPlace::new(stream_places.clone());
+                req.extensions_mut().insert(place.clone());
+                place
+            });
+            let answer = front.clone().oneshot(req.map(axum::body::Body::new));
             async move {
-                let mut response = match answer {
-                    Some(answer) => answer.await?,
-                    None => streams_over_the_cap(),
-                };
+                let mut response = answer.await?;
                 // After a reclaim spared the connection, an HTTP/1.1 answer is its last and
                 // says so (hyper then closes the connection after it).
                 if !in_parts
-                    && open.activity.last.load(Ordering::Relaxed)
+                    && open.0.last.load(Ordering::Relaxed)
                     && response.status() != axum::http::StatusCode::SWITCHING_PROTOCOLS
                 {
                     response.headers_mut().insert(
@@ -731,26 +719,11 @@ fn hyper_service(
                     rest: bytes::Bytes::new(),
                     in_parts,
                     _open: open,
+                    _place: place,
                 }))
             }
         },
     ))
-}
-
-/// The answer to an HTTP/2 stream that would take the server past `gateway.max_connections`.
-fn streams_over_the_cap() -> axum::http::Response<axum::body::Body> {
-    use axum::response::IntoResponse;
-    let mut response = crate::ApiError::Unavailable(
-        "the server holds as many connections and streams as gateway.max_connections allows; \
-         try again shortly"
-            .into(),
-    )
-    .into_response();
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("1"),
-    );
-    response
 }
 
 #[cfg(test)]
@@ -893,6 +866,7 @@ mod tests {
             rest: bytes::Bytes::new(),
             in_parts,
             _open: activity.open(),
+            _place: None,
         };
         let whole = tracked(true);
         assert_eq!(

@@ -51,14 +51,16 @@ async fn start_capped(
             max_connections,
             ..Default::default()
         },
+        Default::default(),
     )
     .await
 }
 
-/// As [`start`], with these gateway settings.
+/// As [`start`], with these gateway settings and route rules.
 async fn start_with(
     dir: &std::path::Path,
     gateway: portcullis_api::gateway::GatewaySettings,
+    rbac: portcullis_api::RbacSettings,
 ) -> (portcullis_api::Running, Vec<u8>) {
     let generated =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
@@ -78,7 +80,7 @@ async fn start_with(
         }),
         gateway,
         auth: Default::default(),
-        rbac: Default::default(),
+        rbac,
     })
     .await
     .map_err(|e| e.to_string())
@@ -822,24 +824,96 @@ async fn open_stream(
     HeldStream { body, answer }
 }
 
-/// Each HTTP/2 stream opened while others are open on its connection may hold a backend
+/// A backend that answers each request, once its body has ended, with the body's length.
+async fn counting_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async {
+                        let read = req.into_body().collect().await;
+                        let length = read.map_or(0, |b| b.to_bytes().len());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(length.to_string())),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A connection to `addr` whose first request is answered, trying again for a few seconds
+/// while the server holds as many as it may (one over the cap is closed at once).
+async fn h2c_once_a_place_frees(
+    addr: SocketAddr,
+    path: &str,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::channel::Channel<bytes::Bytes>> {
+    for _ in 0..20 {
+        let mut sender = h2c_streaming(addr).await;
+        let stream = open_stream(&mut sender, addr, "GET", path).await;
+        drop(stream.body);
+        if let Ok(answer) = stream.answer.await
+            && answer.status() == 200
+        {
+            return sender;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no connection was let in");
+}
+
+/// Each HTTP/2 stream forwarding beside another on its connection may hold a backend
 /// connection of its own, so it takes a place under `max_connections` as a connection does:
-/// over the cap it is answered 503 at once (with `Retry-After`), and a place a stream gave back
-/// is taken again.
+/// over the cap it is answered 503 at once (with `Retry-After`), a stream that forwards nothing
+/// (the control plane) is served, and a place a stream gave back is taken again.
 #[tokio::test]
-async fn http2_streams_beside_others_take_places_under_the_cap() {
+async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let (running, _) = start_capped(dir.path(), 3, Duration::from_secs(30)).await;
+    let backend = counting_backend().await;
+    let (running, _) = start_with(
+        dir.path(),
+        portcullis_api::gateway::GatewaySettings {
+            max_connections: 3,
+            idle_timeout: Duration::from_secs(30),
+            backends: vec![portcullis_gateway::Backend::new(
+                "up",
+                format!("http://{backend}").parse().unwrap(),
+                Duration::from_secs(30),
+            )],
+            ..Default::default()
+        },
+        portcullis_api::RbacSettings {
+            routes: yaml_serde::from_str("- { path: /up/*, auth: none, backend: up }").unwrap(),
+            ..Default::default()
+        },
+    )
+    .await;
     let addr = running.addr;
     let mut sender = h2c_streaming(addr).await;
-    // Three requests whose bodies have not ended: the connection's place covers the first,
-    // the other two take the two places left.
+    // Three uploads whose bodies have not ended, each with a backend connection: the first
+    // holds the connection's own place, the other two the two places left.
     let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(open_stream(&mut sender, addr, "POST", "/api/v1/orgs").await);
+    for n in 0..3 {
+        held.push(open_stream(&mut sender, addr, "POST", &format!("/up/{n}")).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let over = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    // The control plane holds no backend connection: served at the cap.
+    let health = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(health.body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), health.answer)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // One more forwarding stream is over the cap.
+    let over = open_stream(&mut sender, addr, "GET", "/up/over").await;
     drop(over.body);
     let answer = tokio::time::timeout(Duration::from_secs(5), over.answer)
         .await
@@ -849,44 +923,43 @@ async fn http2_streams_beside_others_take_places_under_the_cap() {
     assert_eq!(answer.headers()["retry-after"], "1");
     let body = answer.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("max_connections")),
         "{body}"
     );
-    // The second stream ends (its empty body is refused by the endpoint) and gives its place
-    // back: the next stream is served.
-    let second = held.remove(1);
-    drop(second.body);
-    let ended = tokio::time::timeout(Duration::from_secs(5), second.answer)
+    // The second upload ends: its answer comes and its place is given back, which a new
+    // connection then takes (it is closed at once while the server holds three).
+    let mut second = held.remove(1);
+    second
+        .body
+        .send_data(bytes::Bytes::from_static(b"12345"))
         .await
-        .expect("the second stream's answer")
         .unwrap();
-    assert!(ended.status().is_client_error(), "{}", ended.status());
-    drop(ended);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let next = open_stream(&mut sender, addr, "GET", "/healthz").await;
-    drop(next.body);
-    let answer = tokio::time::timeout(Duration::from_secs(5), next.answer)
+    drop(second.body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), second.answer)
         .await
-        .expect("answered")
+        .expect("the second upload's answer")
         .unwrap();
     assert_eq!(answer.status(), 200);
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"5");
+    let mut next = h2c_once_a_place_frees(addr, "/up/next").await;
+    // The metrics over that connection (a new one would find the server full).
+    let asked = open_stream(&mut next, addr, "GET", "/metrics").await;
+    drop(asked.body);
+    let answer = asked.answer.await.unwrap();
+    let metrics = answer.into_body().collect().await.unwrap().to_bytes();
+    let metrics = String::from_utf8_lossy(&metrics);
+    drop(held);
     let refused: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("portcullis_gateway_streams_refused_total "))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no stream refusal counter in {metrics}"));
     assert!(refused >= 1.0, "refused: {refused}");
-    drop(held);
     running.shutdown().await;
 }
 
@@ -902,6 +975,7 @@ async fn an_http2_client_opens_at_most_http2_max_streams_at_once() {
             http2_max_streams: 2,
             ..Default::default()
         },
+        Default::default(),
     )
     .await;
     let addr = running.addr;

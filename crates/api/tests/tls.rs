@@ -326,7 +326,10 @@ async fn start_with_open_backend(
         },
         auth: Default::default(),
         rbac: portcullis_api::RbacSettings {
-            routes: yaml_serde::from_str("[{path: /open/*, auth: none, backend: echo}]").unwrap(),
+            routes: yaml_serde::from_str(
+                "[{path: /open/*, auth: none, backend: echo}, {path: /api/plugin/*, auth: none, backend: echo}]",
+            )
+            .unwrap(),
             ..Default::default()
         },
     })
@@ -394,10 +397,12 @@ async fn backends_learn_the_scheme_of_the_clients_connection() {
             .find_map(|l| l.strip_prefix("x-forwarded-proto: "))
             .map(str::to_owned)
     };
-    // Over TLS: the raw lane (no body) and hyper (a body) alike.
+    // Over TLS: the raw lane (no body) and hyper (a body) alike, and a path under a
+    // control-plane prefix that the control plane does not serve (its router hands it over).
     for request in [
         "GET /open/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         "POST /open/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+        "GET /api/plugin/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     ] {
         let answer = tls_exchange(tls_addr, &cert, request).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

@@ -150,7 +150,7 @@ struct Checks<'a> {
     rbac: &'a Rbac,
     caller: Option<&'a RouteCaller>,
     /// The Rego input; `None` when the policy is taken as passed (see
-    /// [`Rbac::refuses_before_policy`]).
+    /// [`Rbac::refusal_before_policy`]).
     input: Option<&'a RegoValue>,
 }
 
@@ -208,18 +208,18 @@ impl Rbac {
         self.route_verdict(rules, caller, request, explain, PolicyCheck::Run)
     }
 
-    /// Whether `request` is refused by a check that runs before its rule's policy (a caller
-    /// that is not signed in, a `groups` expression, a permission): then the full decision
-    /// refuses it the same way whatever its body says, and the body need not be read.
-    pub fn refuses_before_policy(
+    /// The refusal of `request` by a check that runs before its rule's policy (a caller that
+    /// is not signed in, a `groups` expression, a permission), if one refuses it: the full
+    /// decision would refuse it the same way whatever its body says, so the body need not be
+    /// read.
+    pub fn refusal_before_policy(
         &self,
         rules: &RouteRules,
         caller: Option<&RouteCaller>,
         request: &RequestSpec,
-    ) -> bool {
-        self.route_verdict(rules, caller, request, false, PolicyCheck::Assume)
-            .status
-            != 200
+    ) -> Option<RouteVerdict> {
+        let verdict = self.route_verdict(rules, caller, request, false, PolicyCheck::Assume);
+        (verdict.status != 200).then_some(verdict)
     }
 
     fn route_verdict(

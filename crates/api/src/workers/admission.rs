@@ -93,6 +93,8 @@ pub(crate) struct Admission {
     open_gauge: metrics::Gauge,
     /// `portcullis_gateway_connections_refused_total`.
     refused_counter: metrics::Counter,
+    /// Each worker's signal to its connections (see [`Admission::reclaim`]).
+    signals: std::sync::OnceLock<Vec<Arc<tokio::sync::watch::Sender<bool>>>>,
 }
 
 /// A held connection's place under the cap, given back when dropped.
@@ -111,12 +113,31 @@ impl Admission {
             // Looked up once: the recorder is installed before the server starts its workers.
             open_gauge: metrics::gauge!("portcullis_gateway_connections_open"),
             refused_counter: metrics::counter!("portcullis_gateway_connections_refused_total"),
+            signals: std::sync::OnceLock::new(),
         })
     }
 
-    /// Whether a refusal should reclaim connections (see [`super::Workers::dispatch`]): at most
-    /// once per [`RECLAIM_EVERY`], as waking every connection of a full server is not free.
-    pub(crate) fn reclaim_due(&self) -> bool {
+    /// The workers' signals, which a reclaim sends (set once, when the workers start).
+    pub(crate) fn reclaim_through(&self, signals: Vec<Arc<tokio::sync::watch::Sender<bool>>>) {
+        let _ = self.signals.set(signals);
+    }
+
+    /// After a refusal: asks the connections held to close once idle (at most once per
+    /// [`RECLAIM_EVERY`]; see [`super::Workers::dispatch`]), so that connections held without
+    /// use do not keep new ones, or new streams, out for their whole idle time.
+    pub(crate) fn reclaim(&self) {
+        if !self.reclaim_due() {
+            return;
+        }
+        for signal in self.signals.get().into_iter().flatten() {
+            // A new version with the same value: a reclaim, not a stop.
+            signal.send_modify(|_| {});
+        }
+    }
+
+    /// Whether a refusal should reclaim connections: at most once per [`RECLAIM_EVERY`], as
+    /// waking every connection of a full server is not free.
+    fn reclaim_due(&self) -> bool {
         let now = u64::try_from(self.start.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
@@ -178,16 +199,97 @@ impl Admission {
 }
 
 impl Slot {
-    /// Another place under the same cap, for an HTTP/2 stream opened while others are open on
-    /// its connection: each may hold a backend connection of its own, a descriptor the
-    /// connection's one place does not cover. `None` (counted in
-    /// `portcullis_gateway_streams_refused_total`) when the server holds as many as it may.
-    pub(crate) fn another(&self) -> Option<Slot> {
+    /// Another place under the same cap, for an HTTP/2 stream (see [`StreamPlace`]). `None`
+    /// (counted in `portcullis_gateway_streams_refused_total`, and starting a reclaim) when the
+    /// server holds as many as it may.
+    fn another(&self) -> Option<Slot> {
         let slot = self.0.take();
         if slot.is_none() {
             metrics::counter!("portcullis_gateway_streams_refused_total").increment(1);
+            self.0.reclaim();
         }
         slot
+    }
+}
+
+/// The places an HTTP/2 connection's streams hold while they forward. A place stands for a
+/// client connection and the one backend connection it may hold; a multiplexed connection's
+/// streams may hold a backend connection each, so every stream forwarding beside another takes
+/// a place of its own. The connection's own place covers one forwarding stream, whichever.
+#[derive(Debug)]
+pub(crate) struct StreamPlaces {
+    slot: Arc<Slot>,
+    /// Whether a stream holds the connection's own place.
+    own_taken: std::sync::atomic::AtomicBool,
+}
+
+impl StreamPlaces {
+    /// The places of the connection holding `slot`.
+    pub(crate) fn new(slot: Arc<Slot>) -> Arc<Self> {
+        Arc::new(Self {
+            slot,
+            own_taken: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+/// One HTTP/2 stream's place under the cap, taken before it forwards to a backend and given
+/// back when the last of its holders (the request, the answer's body) is dropped. Streams that
+/// forward nothing (the control plane, forward-auth) take none.
+#[derive(Debug)]
+pub struct StreamPlace {
+    places: Arc<StreamPlaces>,
+    held: std::sync::OnceLock<Held>,
+}
+
+#[derive(Debug)]
+enum Held {
+    /// The connection's own place.
+    Own,
+    /// A place of its own, given back when dropped.
+    Extra { _place: Slot },
+}
+
+impl StreamPlace {
+    /// A stream of the connection whose places these are, holding none yet.
+    pub(crate) fn new(places: Arc<StreamPlaces>) -> Arc<Self> {
+        Arc::new(Self {
+            places,
+            held: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Takes the stream's place (the connection's own if no other stream holds it); false when
+    /// the server holds as many as it may.
+    pub fn take(&self) -> bool {
+        if self.held.get().is_some() {
+            return true;
+        }
+        let own = &self.places.own_taken;
+        let held = if own
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            Held::Own
+        } else {
+            match self.places.slot.another() {
+                Some(place) => Held::Extra { _place: place },
+                None => return false,
+            }
+        };
+        // Only one caller takes a stream's place; were there two, the second's is given back.
+        if let Err(Held::Own) = self.held.set(held) {
+            own.store(false, Ordering::Release);
+        }
+        true
+    }
+}
+
+impl Drop for StreamPlace {
+    fn drop(&mut self) {
+        if let Some(Held::Own) = self.held.get() {
+            self.places.own_taken.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -218,14 +320,29 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_beside_others_takes_a_place_of_its_own() {
+    fn streams_forwarding_beside_another_take_places_of_their_own() {
         let admission = Admission::new(2);
-        let connection = admission.admit().expect("the connection");
-        let stream = connection.another().expect("one place left");
-        assert!(connection.another().is_none(), "the cap is reached");
+        let places = StreamPlaces::new(Arc::new(admission.admit().expect("the connection")));
+        let first = StreamPlace::new(places.clone());
+        assert!(first.take(), "the connection's own place");
+        assert_eq!(admission.open(), 1);
+        let second = StreamPlace::new(places.clone());
+        assert!(second.take(), "the one place left");
+        assert_eq!(admission.open(), 2);
+        let third = StreamPlace::new(places.clone());
+        assert!(!third.take(), "the cap is reached");
         assert!(admission.admit().is_none(), "nor is a connection let in");
-        drop(stream);
-        assert!(admission.admit().is_some(), "the stream's place came back");
+        // The first ends: the connection's own place is free again, and the next stream takes
+        // it rather than a place the server does not have.
+        drop(first);
+        assert!(third.take());
+        assert_eq!(admission.open(), 2);
+        drop(second);
+        assert_eq!(admission.open(), 1, "the second's own place came back");
+        drop(third);
+        let fourth = StreamPlace::new(places);
+        assert!(fourth.take());
+        assert_eq!(admission.open(), 1, "the connection's own place again");
     }
 
     #[test]
