@@ -66,8 +66,8 @@ pub struct GatewaySettings {
     /// process's open-file limit, see [`crate::workers::derived_max_connections`]).
     pub max_connections: usize,
     /// Most streams an HTTP/2 client may have open at once on one connection (nginx's
-    /// `http2_max_concurrent_streams`). Each stream opened beside others also takes a place
-    /// under `max_connections`, as it may hold a backend connection of its own.
+    /// `http2_max_concurrent_streams`). A stream forwarding beside another of its connection's
+    /// also takes a place under `max_connections`, as it holds a backend connection of its own.
     pub http2_max_streams: u32,
     /// How long an upgraded (websocket) connection may carry nothing either way before it
     /// is closed.
@@ -904,9 +904,12 @@ async fn proxy_inner(
     let admitted = match admit(state, &parts, auth, request_id, (json, refused), seen)? {
         Ok(a) => a,
         Err(refusal) => {
-            // A client still sending a body reads its refusal: the body is taken and thrown
-            // away (as the 413's), where hyper would read one buffer of it and close.
-            if !axum::body::HttpBody::is_end_stream(&body) {
+            // An HTTP/1 client still sending a body reads its refusal: the body is taken and
+            // thrown away (as the 413's), where hyper would read one buffer of it and close.
+            // (HTTP/2 ends the stream alone: nothing is taken in for it.)
+            if parts.version < axum::http::Version::HTTP_2
+                && !axum::body::HttpBody::is_end_stream(&body)
+            {
                 discard_in_background(body);
             }
             return Ok(refusal);
@@ -929,6 +932,8 @@ async fn proxy_inner(
     if let Some(place) = parts.extensions.get::<Arc<crate::workers::StreamPlace>>()
         && !place.take()
     {
+        // Not forwarded: no backend is to blame in the metrics and the access log.
+        seen.forwarded = false;
         return Err(ApiError::Overloaded(
             "the server holds as many connections and streams as gateway.max_connections \
              allows; try again shortly"

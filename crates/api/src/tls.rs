@@ -29,17 +29,31 @@ pub struct TlsSettings {
     pub reload_interval: Duration,
 }
 
+/// The bytes of the certificate and key files.
+type Contents = (Vec<u8>, Vec<u8>);
+
+/// Reads both files.
+fn read(cert: &Path, key: &Path) -> Result<Contents, String> {
+    let one = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    Ok((one(cert)?, one(key)?))
+}
+
 /// Reads a certificate chain and key into what rustls serves, refusing a key that is not the
 /// certificate's (every handshake would then fail with a bad signature).
+#[cfg(test)]
 fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {}", cert.display(), pem_error(&e)))?
+    parse(cert, key, &read(cert, key)?)
+}
+
+/// [`load`] from the files' bytes (`cert` and `key` name them in errors).
+fn parse(cert: &Path, key: &Path, (cert_pem, key_pem): &Contents) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {}", cert.display(), pem_error(&e)))?;
     if chain.is_empty() {
         return Err(format!("{}: no certificate in the file", cert.display()));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+    let der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         pem::Error::NoItemsFound => format!("{}: no private key in the file", key.display()),
         e => format!("{}: {}", key.display(), pem_error(&e)),
     })?;
@@ -112,14 +126,18 @@ fn stamp(path: &Path) -> Stamp {
 struct Files {
     cert: PathBuf,
     key: PathBuf,
-    /// The files as they were when the pair in use was loaded.
+    /// The files' stamps when their contents last matched the pair in use.
     loaded: (Stamp, Stamp),
-    /// The files as the last check saw them: a change is loaded once the files stay as they
-    /// are for a check (a certificate file written in place could otherwise be read between
-    /// its leaf and its chain, and served with the chain cut short until the next check).
-    seen: (Stamp, Stamp),
+    /// What the files held when the pair in use was loaded.
+    in_use: Contents,
+    /// What the files held at the last check that found them changed: a change is loaded once
+    /// two checks in a row read the same (a certificate file written in place could otherwise
+    /// be read between its leaf and its chain, and served with the chain cut short). By
+    /// contents, not stamps: a file whose time moves at every look (a copy made by a timer, a
+    /// mount reporting the current time) still settles.
+    pending: Option<Contents>,
     /// The files and the reason of the last failed load, so that a failure is reported once.
-    reported: Option<((Stamp, Stamp), String)>,
+    reported: Option<(Contents, String)>,
 }
 
 /// What a check of the files found.
@@ -137,48 +155,69 @@ impl Files {
     fn open(cert: &Path, key: &Path) -> Result<(Self, CertifiedKey), String> {
         // Read before the files, so that a change during the load is seen by the next check.
         let loaded = (stamp(cert), stamp(key));
-        let pair = load(cert, key)?;
+        let in_use = read(cert, key)?;
+        let pair = parse(cert, key, &in_use)?;
         let files = Self {
             cert: cert.to_owned(),
             key: key.to_owned(),
             loaded,
-            seen: loaded,
+            in_use,
+            pending: None,
             reported: None,
         };
         Ok((files, pair))
     }
 
-    /// Loads the pair again if a file changed and has stayed as it is since the last check. A
-    /// pair that fails keeps being tried at each check (a half-written file may be complete by
-    /// the next one, with the same stamp).
+    /// Loads the pair again if the files changed and read the same at two checks in a row
+    /// (the files are read only when their stamps moved). A pair that fails keeps being tried
+    /// at each check while the files stay as they are, and is reported once.
     fn check(&mut self) -> Checked {
         let now = (stamp(&self.cert), stamp(&self.key));
-        let settled = now == self.seen;
-        self.seen = now;
-        if now == self.loaded || !settled {
+        if now == self.loaded {
+            self.pending = None;
             return Checked::Unchanged;
         }
-        match load(&self.cert, &self.key) {
+        let contents = match read(&self.cert, &self.key) {
+            Ok(contents) => contents,
+            Err(error) => return self.failed((Vec::new(), Vec::new()), error),
+        };
+        if contents == self.in_use {
+            // Touched, or rewritten with what it held.
+            self.loaded = now;
+            self.pending = None;
+            return Checked::Unchanged;
+        }
+        if self.pending.as_ref() != Some(&contents) {
+            self.pending = Some(contents);
+            return Checked::Unchanged;
+        }
+        match parse(&self.cert, &self.key, &contents) {
             Ok(pair) => {
                 self.loaded = now;
+                self.in_use = contents;
+                self.pending = None;
                 self.reported = None;
                 Checked::Reloaded(pair)
             }
-            Err(error) => {
-                let failure = (now, error);
-                let first = self.reported.as_ref() != Some(&failure);
-                let error = failure.1.clone();
-                self.reported = Some(failure);
-                Checked::Failed { error, first }
-            }
+            Err(error) => self.failed(contents, error),
         }
+    }
+
+    /// A failed load of `contents`, reported once per contents and reason.
+    fn failed(&mut self, contents: Contents, error: String) -> Checked {
+        let failure = (contents, error);
+        let first = self.reported.as_ref() != Some(&failure);
+        let error = failure.1.clone();
+        self.reported = Some(failure);
+        Checked::Failed { error, first }
     }
 }
 
-/// Binds the TLS listener and serves `app` on it until `stop`; the files are re-read when their
-/// modification time or length changes. A pair that cannot be loaded (a file half written, a
-/// certificate whose key is not written yet) keeps the pair in use; it is tried again at every
-/// check, and logged once per change of the files and the reason.
+/// Binds the TLS listener and serves `app` on it until `stop`; the files are read again when
+/// their modification time or length changes, and loaded once two checks in a row read the
+/// same. A pair that cannot be loaded (a file half written, a certificate whose key is not
+/// written yet) keeps the pair in use; it is tried again at every check, and logged once per
+/// change of the files and the reason.
 pub async fn serve(
     settings: TlsSettings,
     workers: Arc<crate::workers::Workers>,
@@ -205,6 +244,9 @@ pub async fn serve(
     let mut reload_stop = stop.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(settings.reload_interval);
+        // Two checks are always an interval apart, however long one took (the settle rule
+        // compares consecutive checks).
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = reload_stop.changed() => return,
@@ -215,8 +257,12 @@ pub async fn serve(
                 (files, checked)
             })
             .await;
-            let Ok((checked_files, checked)) = checked else {
-                return;
+            let (checked_files, checked) = match checked {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "the TLS certificate check failed; the certificate in use is no longer reloaded");
+                    return;
+                }
             };
             files = checked_files;
             match checked {
@@ -269,6 +315,21 @@ mod tests {
         assert!(error.contains(&*key.to_string_lossy()), "{error}");
     }
 
+    /// Writes `contents` to `path` with a modification time later than any written before by
+    /// this helper, so that a check sees the change whatever the file system's time granularity.
+    fn rewrite(path: &Path, contents: impl AsRef<[u8]>) {
+        static LATER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        std::fs::write(path, contents).unwrap();
+        let n = LATER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let time = SystemTime::now() + Duration::from_secs(3600 + n);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
     #[test]
     fn a_failed_reload_is_reported_once_per_change_and_retried() {
         let dir = tempfile::tempdir().unwrap();
@@ -281,7 +342,7 @@ mod tests {
 
         // A certificate whose key is not written yet: reported once, not at every check.
         let (new_cert, new_key) = pair();
-        std::fs::write(&cert, &new_cert).unwrap();
+        rewrite(&cert, &new_cert);
         assert!(
             matches!(files.check(), Checked::Unchanged),
             "not settled yet"
@@ -297,7 +358,7 @@ mod tests {
         ));
 
         // A key half written: a new failure (reported, in words, not byte arrays).
-        std::fs::write(&key, &new_key[..new_key.len() / 2]).unwrap();
+        rewrite(&key, &new_key[..new_key.len() / 2]);
         assert!(
             matches!(files.check(), Checked::Unchanged),
             "not settled yet"
@@ -310,7 +371,7 @@ mod tests {
         assert!(!error.contains('['), "{error}");
 
         // The key complete: the new pair is loaded, then nothing changes.
-        std::fs::write(&key, &new_key).unwrap();
+        rewrite(&key, &new_key);
         assert!(
             matches!(files.check(), Checked::Unchanged),
             "not settled yet"
@@ -319,8 +380,9 @@ mod tests {
         assert!(matches!(files.check(), Checked::Unchanged));
     }
 
-    /// A certificate file is loaded once it stays as it is for a check: one read between its
-    /// leaf and the rest of its chain (written in place) is not served with the chain cut short.
+    /// A certificate file is loaded once two checks read the same: one read between its leaf
+    /// and the rest of its chain (written in place) is not served with the chain cut short.
+    /// Files whose time moves at every look still settle, and are loaded once.
     #[test]
     fn a_changed_file_is_loaded_once_it_has_settled() {
         let dir = tempfile::tempdir().unwrap();
@@ -329,17 +391,26 @@ mod tests {
         std::fs::write(&cert, &first_cert).unwrap();
         std::fs::write(&key, &first_key).unwrap();
         let (mut files, _) = Files::open(&cert, &key).unwrap();
+        // Touched without a change: nothing to load.
+        rewrite(&cert, &first_cert);
+        assert!(matches!(files.check(), Checked::Unchanged));
+        assert!(matches!(files.check(), Checked::Unchanged));
         // A new pair, its certificate file first holding the leaf alone (a loadable pair)...
         let (leaf, new_key) = pair();
-        std::fs::write(&key, &new_key).unwrap();
-        std::fs::write(&cert, &leaf).unwrap();
+        rewrite(&key, &new_key);
+        rewrite(&cert, &leaf);
         assert!(matches!(files.check(), Checked::Unchanged));
         // ... then the chain after it, before the next check.
-        std::fs::write(&cert, format!("{leaf}{}", pair().0)).unwrap();
+        let chain = format!("{leaf}{}", pair().0);
+        rewrite(&cert, &chain);
         assert!(matches!(files.check(), Checked::Unchanged));
+        // Its time moves again (a copy made at every look), its contents do not: loaded.
+        rewrite(&cert, &chain);
         let Checked::Reloaded(loaded) = files.check() else {
             panic!("the settled pair was not loaded");
         };
         assert_eq!(loaded.cert.len(), 2, "the whole chain");
+        rewrite(&cert, &chain);
+        assert!(matches!(files.check(), Checked::Unchanged), "loaded once");
     }
 }

@@ -824,20 +824,27 @@ async fn open_stream(
     HeldStream { body, answer }
 }
 
-/// A backend that answers each request, once its body has ended, with the body's length.
-async fn counting_backend() -> SocketAddr {
+/// A backend that answers each request, once its body has ended, with the body's length; and
+/// the count of requests it has begun to receive.
+async fn counting_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let begun = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = begun.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async {
-                        let read = req.into_body().collect().await;
-                        let length = read.map_or(0, |b| b.to_bytes().len());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(length.to_string())),
-                        ))
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        async {
+                            let read = req.into_body().collect().await;
+                            let length = read.map_or(0, |b| b.to_bytes().len());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(length.to_string())),
+                            ))
+                        }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -846,7 +853,7 @@ async fn counting_backend() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, begun)
 }
 
 /// A connection to `addr` whose first request is answered, trying again for a few seconds
@@ -876,7 +883,7 @@ async fn h2c_once_a_place_frees(
 #[tokio::test]
 async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = counting_backend().await;
+    let (backend, begun) = counting_backend().await;
     let (running, _) = start_with(
         dir.path(),
         portcullis_api::gateway::GatewaySettings {
@@ -903,7 +910,15 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
     for n in 0..3 {
         held.push(open_stream(&mut sender, addr, "POST", &format!("/up/{n}")).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each reaches the backend (its place taken before it is forwarded), none is refused.
+    for _ in 0..100 {
+        if begun.load(std::sync::atomic::Ordering::SeqCst) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(begun.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(held.iter().all(|stream| !stream.answer.is_finished()));
     // The control plane holds no backend connection: served at the cap.
     let health = open_stream(&mut sender, addr, "GET", "/healthz").await;
     drop(health.body);
@@ -930,6 +945,15 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
             .is_some_and(|m| m.contains("max_connections")),
         "{body}"
     );
+    // The refusal closes nothing: the same connection goes on being served.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = open_stream(&mut sender, addr, "GET", "/healthz").await;
+    drop(again.body);
+    let answer = tokio::time::timeout(Duration::from_secs(5), again.answer)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     // The second upload ends: its answer comes and its place is given back, which a new
     // connection then takes (it is closed at once while the server holds three).
     let mut second = held.remove(1);
@@ -960,6 +984,19 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no stream refusal counter in {metrics}"));
     assert!(refused >= 1.0, "refused: {refused}");
+    // The refused stream is counted under its route, with no backend to blame.
+    let series =
+        |labels: &[&str]| metrics::series(&metrics, "portcullis_gateway_requests_total", labels);
+    assert_eq!(
+        series(&["route=\"/up/*\"", "backend=\"(none)\"", "status=\"503\""]),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&["backend=\"up\"", "status=\"503\""]),
+        0.0,
+        "{metrics}"
+    );
     running.shutdown().await;
 }
 

@@ -122,9 +122,9 @@ impl Admission {
         let _ = self.signals.set(signals);
     }
 
-    /// After a refusal: asks the connections held to close once idle (at most once per
-    /// [`RECLAIM_EVERY`]; see [`super::Workers::dispatch`]), so that connections held without
-    /// use do not keep new ones, or new streams, out for their whole idle time.
+    /// After a refused connection: asks the connections held to close once idle (at most once
+    /// per [`RECLAIM_EVERY`]; see [`super::Workers::dispatch`]), so that connections held
+    /// without use do not keep new ones out for their whole idle time.
     pub(crate) fn reclaim(&self) {
         if !self.reclaim_due() {
             return;
@@ -200,13 +200,13 @@ impl Admission {
 
 impl Slot {
     /// Another place under the same cap, for an HTTP/2 stream (see [`StreamPlace`]). `None`
-    /// (counted in `portcullis_gateway_streams_refused_total`, and starting a reclaim) when the
-    /// server holds as many as it may.
+    /// (counted in `portcullis_gateway_streams_refused_total`) when the server holds as many as
+    /// it may. No reclaim follows: it would close busy connections (the refused stream's own
+    /// among them) without freeing the places their streams hold.
     fn another(&self) -> Option<Slot> {
         let slot = self.0.take();
         if slot.is_none() {
             metrics::counter!("portcullis_gateway_streams_refused_total").increment(1);
-            self.0.reclaim();
         }
         slot
     }

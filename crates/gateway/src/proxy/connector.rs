@@ -96,7 +96,7 @@ where
                 Ok(connected) => connected.map_err(Into::into),
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("the backend did not finish its TLS handshake within {limit:?}"),
+                    format!("no connection with a finished TLS handshake within {limit:?}"),
                 )
                 .into()),
             }
