@@ -330,14 +330,20 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn a_failed_reload_is_reported_once_per_change_and_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    /// A pair written to `dir` and opened: the files, their paths, and the certificate's PEM.
+    fn opened(dir: &Path) -> (Files, PathBuf, PathBuf, String) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let (first_cert, first_key) = pair();
         std::fs::write(&cert, &first_cert).unwrap();
         std::fs::write(&key, &first_key).unwrap();
-        let (mut files, _) = Files::open(&cert, &key).unwrap();
+        let (files, _) = Files::open(&cert, &key).unwrap();
+        (files, cert, key, first_cert)
+    }
+
+    #[test]
+    fn a_failed_reload_is_reported_once_per_change_and_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut files, cert, key, _) = opened(dir.path());
         assert!(matches!(files.check(), Checked::Unchanged));
 
         // A certificate whose key is not written yet: reported once, not at every check.
@@ -386,11 +392,7 @@ mod tests {
     #[test]
     fn a_changed_file_is_loaded_once_it_has_settled() {
         let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        let (first_cert, first_key) = pair();
-        std::fs::write(&cert, &first_cert).unwrap();
-        std::fs::write(&key, &first_key).unwrap();
-        let (mut files, _) = Files::open(&cert, &key).unwrap();
+        let (mut files, cert, key, first_cert) = opened(dir.path());
         // Touched without a change: nothing to load.
         rewrite(&cert, &first_cert);
         assert!(matches!(files.check(), Checked::Unchanged));

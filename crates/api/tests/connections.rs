@@ -824,6 +824,15 @@ async fn open_stream(
     HeldStream { body, answer }
 }
 
+/// The answer to `stream` once its request body is ended, within 5 s.
+async fn answer_to_stream(stream: HeldStream) -> hyper::Response<hyper::body::Incoming> {
+    drop(stream.body);
+    tokio::time::timeout(Duration::from_secs(5), stream.answer)
+        .await
+        .expect("answered within 5 s")
+        .unwrap()
+}
+
 /// A backend that answers each request, once its body has ended, with the body's length; and
 /// the count of requests it has begun to receive.
 async fn counting_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
@@ -921,19 +930,10 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
     assert!(held.iter().all(|stream| !stream.answer.is_finished()));
     // The control plane holds no backend connection: served at the cap.
     let health = open_stream(&mut sender, addr, "GET", "/healthz").await;
-    drop(health.body);
-    let answer = tokio::time::timeout(Duration::from_secs(5), health.answer)
-        .await
-        .expect("answered")
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    assert_eq!(answer_to_stream(health).await.status(), 200);
     // One more forwarding stream is over the cap.
     let over = open_stream(&mut sender, addr, "GET", "/up/over").await;
-    drop(over.body);
-    let answer = tokio::time::timeout(Duration::from_secs(5), over.answer)
-        .await
-        .expect("answered at once")
-        .unwrap();
+    let answer = answer_to_stream(over).await;
     assert_eq!(answer.status(), 503);
     assert_eq!(answer.headers()["retry-after"], "1");
     let body = answer.into_body().collect().await.unwrap().to_bytes();
@@ -948,12 +948,7 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
     // The refusal closes nothing: the same connection goes on being served.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let again = open_stream(&mut sender, addr, "GET", "/healthz").await;
-    drop(again.body);
-    let answer = tokio::time::timeout(Duration::from_secs(5), again.answer)
-        .await
-        .expect("answered")
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    assert_eq!(answer_to_stream(again).await.status(), 200);
     // The second upload ends: its answer comes and its place is given back, which a new
     // connection then takes (it is closed at once while the server holds three).
     let mut second = held.remove(1);
@@ -962,11 +957,7 @@ async fn http2_streams_forwarding_beside_others_take_places_under_the_cap() {
         .send_data(bytes::Bytes::from_static(b"12345"))
         .await
         .unwrap();
-    drop(second.body);
-    let answer = tokio::time::timeout(Duration::from_secs(5), second.answer)
-        .await
-        .expect("the second upload's answer")
-        .unwrap();
+    let answer = answer_to_stream(second).await;
     assert_eq!(answer.status(), 200);
     let body = answer.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"5");
