@@ -1280,12 +1280,17 @@ fn admit(
     }))
 }
 
-/// Toolforge's tool: the project the matched route's path names (`{tool}` or `{project}`).
+/// Toolforge's tool: the project the matched route's path names (`{tool}` or `{project}`),
+/// when it is spelled as a project name is (a slug). Another segment names no project, and a
+/// backend could read it as one: `admin%20` arrives as `admin ` and header parsers trim the
+/// space, `ADMIN` meets a case-blind comparison, `a%2Cb` reads as a list; yet none of them
+/// matched a route written for `/tools/admin/*`.
 fn tool_of(verdict: &RouteVerdict) -> Option<String> {
     verdict
         .params
         .get("tool")
         .or_else(|| verdict.params.get("project"))
+        .filter(|name| portcullis_model::names::validate_slug("tool", name).is_ok())
         .cloned()
 }
 

@@ -288,6 +288,25 @@ async fn the_answer_names_the_tool_and_blanks_what_the_caller_lacks() {
     assert_eq!(reply.header("x-toolforge-tool"), Some("builder"));
     let echo = env.echo("/tools/builder/run", Some(&dev.key), &[]).await;
     assert_eq!(echo.one("x-toolforge-tool").as_deref(), Some("builder"));
+    // A segment that is not spelled as a project name names no tool: trailing space (which a
+    // backend's header parser would trim to `builder`), capitals, a comma.
+    for path in [
+        "builder%20",
+        "%20builder",
+        "Builder",
+        "build%2Cer",
+        "b%C3%BCilder",
+    ] {
+        let reply = env
+            .get(&format!("/auth/tools/{path}/run"), Some(&dev.key), &[])
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert_eq!(reply.header("x-toolforge-tool"), Some(""), "{path}");
+        let echo = env
+            .echo(&format!("/tools/{path}/run"), Some(&dev.key), &[])
+            .await;
+        assert_eq!(echo.one("x-toolforge-tool"), None, "{path}");
+    }
     // A path that names none: the header is there, empty, so that a proxy copying the
     // answer's headers (Envoy) replaces a client's `X-Toolforge-Tool` instead of passing it.
     let reply = env.get("/auth/api/jobs", Some(&dev.key), &[]).await;
