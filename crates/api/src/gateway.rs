@@ -999,18 +999,24 @@ async fn policy_body(
     let Some(rules) = state.rbac.routes() else {
         return Ok(unread(body, None));
     };
-    let policy_route = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+    let may_read = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
         && declared != Some(0)
         && state.rbac.rego().is_some_and(|r| r.reads_request_body())
-        && rules.any_policy()
-        && rules.find(method, parts.uri.path()).is_ok_and(|m| {
-            // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
-            m.rule.policy().is_some() && !m.rule.rond().is_some_and(|flow| flow.prevent_body_load)
-        });
-    if !policy_route {
+        && rules.any_policy();
+    let matched = if may_read {
+        rules.find(method, parts.uri.path()).ok()
+    } else {
+        None
+    };
+    // Rönd's `requestFlow.preventBodyLoad`: the policy decides without it.
+    let Some(rule) = matched.map(|m| m.rule).filter(|rule| {
+        rule.policy().is_some() && !rule.rond().is_some_and(|flow| flow.prevent_body_load)
+    }) else {
         return Ok(unread(body, None));
-    }
-    if let Some(refusal) = refusal_before_policy(state, rules, parts, auth) {
+    };
+    if let Some(refusal) =
+        refusal_before_policy(state, rules, parts, auth, rule.reads_client_type())
+    {
         return Ok(unread(body, Some(refusal)));
     }
     // Where a policy reads JSON bodies, the body's type must be one: with two (two fields, or
@@ -1107,9 +1113,6 @@ async fn read_body(
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyRead::Stalled),
             Ok(None) => return Ok(read.freeze()),
-            Ok(Some(Err(e))) if portcullis_gateway::proxy::over_limit(&e) => {
-                return Err(BodyRead::TooLarge);
-            }
             Ok(Some(Err(_))) => return Err(BodyRead::Broken),
             Ok(Some(Ok(frame))) => frame,
         };
@@ -1125,22 +1128,19 @@ async fn read_body(
 
 /// The refusal of the checks of the request's route that come before its policy, if they
 /// refuse it (see [`crate::rbac::Rbac::refusal_before_policy`]).
+/// `reads_client_type`: the rule's `groups` expression compares the client type, which a
+/// header carries.
 fn refusal_before_policy(
     state: &AppState,
     rules: &route_rules::RouteRules,
     parts: &axum::http::request::Parts,
     auth: Option<&Authenticated>,
+    reads_client_type: bool,
 ) -> Option<RouteVerdict> {
     let context = auth.and_then(|a| caller_context(state, a));
-    let method = parts.method.as_str();
-    let path = parts.uri.path();
-    // A `groups` expression may compare the client type, which a header carries.
-    let reads_client_type = rules
-        .find(method, path)
-        .is_ok_and(|m| m.rule.reads_client_type());
     let spec = RequestSpec {
-        method: method.to_owned(),
-        path: path.to_owned(),
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
         headers: if reads_client_type {
             header_map(&parts.headers)
         } else {

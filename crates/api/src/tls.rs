@@ -38,14 +38,9 @@ fn read(cert: &Path, key: &Path) -> Result<Contents, String> {
     Ok((one(cert)?, one(key)?))
 }
 
-/// Reads a certificate chain and key into what rustls serves, refusing a key that is not the
-/// certificate's (every handshake would then fail with a bad signature).
-#[cfg(test)]
-fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
-    parse(cert, key, &read(cert, key)?)
-}
-
-/// [`load`] from the files' bytes (`cert` and `key` name them in errors).
+/// Reads a certificate chain and key (the files' bytes; `cert` and `key` name them in errors)
+/// into what rustls serves, refusing a key that is not the certificate's (every handshake
+/// would then fail with a bad signature).
 fn parse(cert: &Path, key: &Path, (cert_pem, key_pem): &Contents) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
@@ -309,7 +304,8 @@ mod tests {
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert, pair().0).unwrap();
         std::fs::write(&key, pair().1).unwrap();
-        let error = load(&cert, &key).expect_err("a mismatched pair is refused");
+        let contents = read(&cert, &key).unwrap();
+        let error = parse(&cert, &key, &contents).expect_err("a mismatched pair is refused");
         assert!(error.contains("is not for the private key"), "{error}");
         assert!(error.contains(&*cert.to_string_lossy()), "{error}");
         assert!(error.contains(&*key.to_string_lossy()), "{error}");

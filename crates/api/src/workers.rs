@@ -137,6 +137,9 @@ pub type ProxyFactory = Arc<dyn Fn() -> Option<Arc<Proxy>> + Send + Sync>;
 /// The worker threads.
 pub struct Workers {
     lanes: Vec<mpsc::UnboundedSender<Lane>>,
+    /// Each worker's signal to its connections: `true` when the server stops; a change that
+    /// leaves it false is a reclaim (see [`Workers::dispatch`]).
+    signals: Vec<Arc<watch::Sender<bool>>>,
     next: AtomicUsize,
     admission: Arc<Admission>,
     finished: std::sync::Mutex<Vec<oneshot::Receiver<()>>>,
@@ -182,14 +185,11 @@ impl Workers {
             signals.push(signal);
             finished.push(finished_rx);
         }
-        let admission = Admission::new(limits.max_connections);
-        // Each worker's signal to its connections: `true` when the server stops; a change that
-        // leaves it false is a reclaim, which the admission sends after a refusal.
-        admission.reclaim_through(signals);
         Ok(Self {
             lanes,
+            signals,
             next: AtomicUsize::new(0),
-            admission,
+            admission: Admission::new(limits.max_connections),
             finished: std::sync::Mutex::new(finished),
         })
     }
@@ -207,7 +207,12 @@ impl Workers {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) {
         let Some(slot) = self.admission.admit() else {
-            self.admission.reclaim();
+            if self.admission.reclaim_due() {
+                for signal in &self.signals {
+                    // A new version with the same value: a reclaim, not a stop.
+                    signal.send_modify(|_| {});
+                }
+            }
             return;
         };
         // A socket moves to another runtime in its std form (deregistered here).
@@ -249,7 +254,7 @@ const RECLAIM_RECHECK: Duration = Duration::from_millis(50);
 const TICK: Duration = Duration::from_secs(1);
 
 /// One worker: serves the connections it is handed until told to stop, then drains. `stop`
-/// signals its connections (see [`Workers::start`]).
+/// signals its connections (see [`Workers`]' `signals`).
 async fn run(
     mut lane: mpsc::UnboundedReceiver<Lane>,
     door: FrontDoor,

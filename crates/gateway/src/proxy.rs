@@ -890,7 +890,7 @@ pub fn cause<'e, T: std::error::Error + 'static>(
 
 /// Whether an error (or one of its sources) is a body going over a size cap
 /// ([`http_body_util::Limited`]).
-pub fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
     cause::<http_body_util::LengthLimitError>(error).is_some()
 }
 

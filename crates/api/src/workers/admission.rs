@@ -93,8 +93,6 @@ pub(crate) struct Admission {
     open_gauge: metrics::Gauge,
     /// `portcullis_gateway_connections_refused_total`.
     refused_counter: metrics::Counter,
-    /// Each worker's signal to its connections (see [`Admission::reclaim`]).
-    signals: std::sync::OnceLock<Vec<Arc<tokio::sync::watch::Sender<bool>>>>,
 }
 
 /// A held connection's place under the cap, given back when dropped.
@@ -113,31 +111,12 @@ impl Admission {
             // Looked up once: the recorder is installed before the server starts its workers.
             open_gauge: metrics::gauge!("portcullis_gateway_connections_open"),
             refused_counter: metrics::counter!("portcullis_gateway_connections_refused_total"),
-            signals: std::sync::OnceLock::new(),
         })
     }
 
-    /// The workers' signals, which a reclaim sends (set once, when the workers start).
-    pub(crate) fn reclaim_through(&self, signals: Vec<Arc<tokio::sync::watch::Sender<bool>>>) {
-        let _ = self.signals.set(signals);
-    }
-
-    /// After a refused connection: asks the connections held to close once idle (at most once
-    /// per [`RECLAIM_EVERY`]; see [`super::Workers::dispatch`]), so that connections held
-    /// without use do not keep new ones out for their whole idle time.
-    pub(crate) fn reclaim(&self) {
-        if !self.reclaim_due() {
-            return;
-        }
-        for signal in self.signals.get().into_iter().flatten() {
-            // A new version with the same value: a reclaim, not a stop.
-            signal.send_modify(|_| {});
-        }
-    }
-
-    /// Whether a refusal should reclaim connections: at most once per [`RECLAIM_EVERY`], as
-    /// waking every connection of a full server is not free.
-    fn reclaim_due(&self) -> bool {
+    /// Whether a refusal should reclaim connections (see [`super::Workers::dispatch`]): at most
+    /// once per [`RECLAIM_EVERY`], as waking every connection of a full server is not free.
+    pub(crate) fn reclaim_due(&self) -> bool {
         let now = u64::try_from(self.start.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1);
